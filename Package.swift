@@ -1,0 +1,58 @@
+// swift-tools-version:6.1
+// Stacks: one binary per node; see docs/ARCHITECTURE.md for the module map.
+import PackageDescription
+
+let strict: [SwiftSetting] = [.swiftLanguageMode(.v6)]
+
+func system(_ name: String, _ pkg: String, _ apt: String) -> Target {
+    .systemLibrary(name: name, pkgConfig: pkg, providers: [.apt([apt])])
+}
+
+let package = Package(
+    name: "stacks",
+    platforms: [.macOS(.v14)],
+    products: [.executable(name: "stacks", targets: ["stacks"])],
+    dependencies: [
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+    ],
+    targets: [
+        // C libraries from Debian, each wrapped by exactly one Swift file.
+        system("CSodium", "libsodium", "libsodium-dev"),
+        system("CLZ4", "liblz4", "liblz4-dev"),
+        system("CISAL", "libisal", "libisal-dev"),
+        system("CLibvirt", "libvirt", "libvirt-dev"),
+        system("COpenSSL", "libcrypto", "libssl-dev"),
+
+        // Domain modules. Dependencies point one way: Node → (S3, Objects, Compute) → (ChunkStore, Erasure, Security) → C.
+        .target(name: "Security", dependencies: ["CSodium", "COpenSSL"], swiftSettings: strict),
+        .target(name: "Erasure", dependencies: ["CISAL"], swiftSettings: strict),
+        .target(name: "ChunkStore", dependencies: ["Erasure", "CLZ4"], swiftSettings: strict),
+        .target(name: "Objects", dependencies: ["ChunkStore", "Security"], swiftSettings: strict),
+        .target(name: "S3", dependencies: [
+            "Objects", "Security",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: strict),
+        .target(name: "Compute", dependencies: ["CLibvirt"], swiftSettings: strict),
+        .target(name: "Node", dependencies: [
+            "S3", "Objects", "Compute", "Security",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: strict),
+        .executableTarget(name: "stacks", dependencies: [
+            "Node",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], swiftSettings: strict),
+
+        .testTarget(name: "SecurityTests", dependencies: ["Security"], swiftSettings: strict),
+        .testTarget(name: "ErasureTests", dependencies: ["Erasure"], swiftSettings: strict),
+        .testTarget(name: "ChunkStoreTests", dependencies: ["ChunkStore"], swiftSettings: strict),
+        .testTarget(name: "ObjectsTests", dependencies: ["Objects"], swiftSettings: strict),
+        .testTarget(name: "S3Tests", dependencies: ["S3"], swiftSettings: strict),
+        .testTarget(name: "ComputeTests", dependencies: ["Compute"], swiftSettings: strict),
+        .testTarget(name: "NodeTests", dependencies: ["Node"], swiftSettings: strict),
+    ]
+)

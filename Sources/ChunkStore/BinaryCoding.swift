@@ -1,0 +1,49 @@
+/// Little-endian, length-prefixed binary encoding for on-disk records and wire frames.
+/// Decoders reject anything short, long or unknown.
+public struct BinaryWriter {
+    public private(set) var bytes: [UInt8] = []
+    public init() {}
+
+    public mutating func u8(_ v: UInt8) { bytes.append(v) }
+    public mutating func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }
+    public mutating func u64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }
+    public mutating func i64(_ v: Int64) { u64(UInt64(bitPattern: v)) }
+    public mutating func blob(_ v: [UInt8]) { u32(UInt32(v.count)); bytes.append(contentsOf: v) }
+    public mutating func string(_ v: String) { blob(Array(v.utf8)) }
+}
+
+public struct BinaryReader {
+    private let bytes: [UInt8]
+    private var at = 0
+    public init(_ bytes: [UInt8]) { self.bytes = bytes }
+
+    public var isAtEnd: Bool { at == bytes.count }
+
+    private mutating func take(_ n: Int) throws(ChunkStoreError) -> ArraySlice<UInt8> {
+        guard n >= 0, bytes.count - at >= n else { throw .corrupt("record truncated at byte \(at)") }
+        defer { at += n }
+        return bytes[at..<(at + n)]
+    }
+
+    public mutating func u8() throws(ChunkStoreError) -> UInt8 { try take(1).first! }
+    public mutating func u32() throws(ChunkStoreError) -> UInt32 {
+        try take(4).reversed().reduce(0) { $0 << 8 | UInt32($1) }
+    }
+    public mutating func u64() throws(ChunkStoreError) -> UInt64 {
+        try take(8).reversed().reduce(0) { $0 << 8 | UInt64($1) }
+    }
+    public mutating func i64() throws(ChunkStoreError) -> Int64 { Int64(bitPattern: try u64()) }
+    public mutating func blob(max: Int = 1 << 24) throws(ChunkStoreError) -> [UInt8] {
+        let n = Int(try u32())
+        guard n <= max else { throw .corrupt("field of \(n) bytes exceeds \(max)") }
+        return Array(try take(n))
+    }
+    public mutating func string(max: Int = 1 << 20) throws(ChunkStoreError) -> String {
+        let b = try blob(max: max)
+        guard let s = String(validating: b, as: UTF8.self) else { throw .corrupt("invalid UTF-8 string") }
+        return s
+    }
+    public func expectEnd() throws(ChunkStoreError) {
+        guard isAtEnd else { throw .corrupt("\(bytes.count - at) trailing bytes") }
+    }
+}

@@ -1,0 +1,20 @@
+/// Failures of local shard storage, each naming the file or the damage.
+public enum ChunkStoreError: Error, CustomStringConvertible, Equatable {
+    case io(operation: String, path: String, errno: Int32)
+    case corrupt(String)
+    case notFound(String)
+
+    public var description: String {
+        switch self {
+        case .io(let op, let path, let e): "\(op) \(path): \(String(cString: strerror(e)))"
+        case .corrupt(let what): "corrupt data: \(what)"
+        case .notFound(let path): "not found: \(path)"
+        }
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif

@@ -1,0 +1,108 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Thin, throwing POSIX file operations. Blocking: call them off the event loop.
+public enum Files {
+    static func fail(_ op: String, _ path: String) -> ChunkStoreError { .io(operation: op, path: path, errno: errno) }
+
+    /// Creates a directory and its parents (mode 0700).
+    public static func makeDirectory(_ path: String) throws(ChunkStoreError) {
+        var built = path.hasPrefix("/") ? "" : "."
+        for part in path.split(separator: "/") {
+            built += "/" + part
+            if mkdir(built, 0o700) != 0 && errno != EEXIST { throw fail("mkdir", built) }
+        }
+    }
+
+    public static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
+
+    /// Writes `bytes` to `path` so that a crash leaves either the old file or the new one:
+    /// temp file in the same directory, fsync, rename, fsync the directory.
+    public static func writeAtomically(_ bytes: [UInt8], to path: String, mode: mode_t = 0o600) throws(ChunkStoreError) {
+        let temp = path + ".tmp"
+        let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
+        guard fd >= 0 else { throw fail("open", temp) }
+        do throws(ChunkStoreError) {
+            try writeAll(fd: fd, bytes[...], path: temp)
+            guard fsync(fd) == 0 else { throw fail("fsync", temp) }
+        } catch {
+            close(fd); unlink(temp); throw error
+        }
+        close(fd)
+        guard rename(temp, path) == 0 else { let e = fail("rename", path); unlink(temp); throw e }
+        try syncDirectory(of: path)
+    }
+
+    public static func read(_ path: String, limit: Int = 64 << 20) throws(ChunkStoreError) -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw errno == ENOENT ? .notFound(path) : fail("open", path) }
+        defer { close(fd) }
+        var out = [UInt8]()
+        var chunk = [UInt8](repeating: 0, count: 64 << 10)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n < 0 { if errno == EINTR { continue }; throw fail("read", path) }
+            if n == 0 { return out }
+            out.append(contentsOf: chunk[0..<n])
+            guard out.count <= limit else { throw .corrupt("\(path) is larger than \(limit) bytes") }
+        }
+    }
+
+    public static func remove(_ path: String) throws(ChunkStoreError) {
+        if unlink(path) != 0 && errno != ENOENT { throw fail("unlink", path) }
+    }
+
+    public static func removeDirectory(_ path: String) throws(ChunkStoreError) {
+        if rmdir(path) != 0 && errno != ENOENT { throw fail("rmdir", path) }
+    }
+
+    /// Names in a directory, without "." and ".."; empty when it does not exist.
+    public static func list(_ path: String) throws(ChunkStoreError) -> [String] {
+        guard let dir = opendir(path) else {
+            if errno == ENOENT { return [] }
+            throw fail("opendir", path)
+        }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafePointer(to: entry.pointee.d_name) {
+                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
+    /// Makes a rename or create in the directory holding `path` durable.
+    public static func syncDirectory(of path: String) throws(ChunkStoreError) {
+        let dirPath = path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
+        let fd = open(dirPath.isEmpty ? "." : dirPath, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw fail("open", dirPath) }
+        defer { close(fd) }
+        guard fsync(fd) == 0 else { throw fail("fsync", dirPath) }
+    }
+
+    static func writeAll(fd: Int32, _ bytes: ArraySlice<UInt8>, path: String) throws(ChunkStoreError) {
+        var done = 0
+        while done < bytes.count {
+            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + done, $0.count - done) }
+            if n < 0 { if errno == EINTR { continue }; throw fail("write", path) }
+            done += n
+        }
+    }
+
+    static func readExactly(fd: Int32, count: Int, at offset: Int, path: String) throws(ChunkStoreError) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: count)
+        var done = 0
+        while done < count {
+            let n = out.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + done, count - done, off_t(offset + done)) }
+            if n < 0 { if errno == EINTR { continue }; throw fail("pread", path) }
+            if n == 0 { throw .corrupt("\(path): unexpected end of file at \(offset + done)") }
+            done += n
+        }
+        return out
+    }
+}

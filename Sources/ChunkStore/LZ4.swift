@@ -1,0 +1,42 @@
+import CLZ4
+
+/// The one door to liblz4 (block format). The block format does not store the raw size: callers
+/// keep it beside each block.
+public enum LZ4 {
+    /// Compresses `input` if that saves at least 1/16 of it; nil means "store raw".
+    /// Capping the output at 15/16 of the input lets LZ4 give up early on incompressible data.
+    public static func compressIfSmaller(_ input: [UInt8]) -> [UInt8]? {
+        guard input.count >= 64 else { return nil }
+        let capacity = input.count - input.count / 16
+        var out = [UInt8](repeating: 0, count: capacity)
+        let written = input.withUnsafeBufferPointer { src in
+            out.withUnsafeMutableBufferPointer { dst in
+                src.withMemoryRebound(to: CChar.self) { s in
+                    dst.withMemoryRebound(to: CChar.self) { d in
+                        LZ4_compress_default(s.baseAddress, d.baseAddress, Int32(src.count), Int32(capacity))
+                    }
+                }
+            }
+        }
+        guard written > 0 else { return nil }
+        out.removeLast(capacity - Int(written))
+        return out
+    }
+
+    /// Decompresses a block whose raw size is known; throws on any mismatch or malformed input.
+    public static func decompress(_ input: [UInt8], rawSize: Int) throws(ChunkStoreError) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: max(rawSize, 1))
+        let n = input.withUnsafeBufferPointer { src in
+            out.withUnsafeMutableBufferPointer { dst in
+                src.withMemoryRebound(to: CChar.self) { s in
+                    dst.withMemoryRebound(to: CChar.self) { d in
+                        LZ4_decompress_safe(s.baseAddress, d.baseAddress, Int32(src.count), Int32(rawSize))
+                    }
+                }
+            }
+        }
+        guard n == rawSize else { throw .corrupt("LZ4 block decoded to \(n) bytes, expected \(rawSize)") }
+        out.removeLast(out.count - rawSize)
+        return out
+    }
+}

@@ -1,0 +1,219 @@
+"""Start, stop, kill -9 and restart a real `stacks agent` process for tests.
+
+A StacksNode owns one data directory and one pair of loopback ports for its
+whole life, so a restart comes back on the same endpoint with the same
+credentials (the server keeps its key in the data dir).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import boto3
+import requests
+from botocore.config import Config
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_BIN = REPO_ROOT / ".build" / "debug" / "stacks"
+READY_TIMEOUT = float(os.environ.get("STACKS_READY_TIMEOUT", "60"))
+STOP_TIMEOUT = 10.0
+
+
+def stacks_binary() -> Path:
+    return Path(os.environ.get("STACKS_BIN") or DEFAULT_BIN)
+
+
+def free_port() -> int:
+    """A currently free TCP port on 127.0.0.1 (bind port 0, read it, release it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def parse_env_file(path: Path) -> dict[str, str]:
+    """Parse a shell-style KEY=value file (optional `export`, optional quotes)."""
+    env: dict[str, str] = {}
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        if line.startswith("export "):
+            line = line[len("export "):].strip()
+        key, _, value = line.partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        env[key.strip()] = value
+    return env
+
+
+def _die_with_parent() -> None:
+    # Linux: SIGKILL the node if the pytest process dies (even by SIGKILL), so a
+    # crashed test run never leaves a server behind. Note PDEATHSIG fires when
+    # the *thread* that forked exits, so always start nodes from the main thread.
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
+def s3_config(**overrides) -> Config:
+    kw = dict(
+        s3={"addressing_style": "path"},
+        signature_version="s3v4",
+        retries={"max_attempts": 1},
+        connect_timeout=10,
+        read_timeout=180,
+    )
+    kw.update(overrides)
+    return Config(**kw)
+
+
+class StacksNode:
+    def __init__(self, root: Path, name: str = "node1", data_dir: Path | None = None):
+        self.root = Path(root)
+        self.name = name
+        self.data_dir = Path(data_dir) if data_dir else self.root / name
+        self.config_path = self.root / f"{name}.toml"
+        self.s3_port = free_port()
+        self.admin_port = free_port()
+        while self.admin_port == self.s3_port:
+            self.admin_port = free_port()
+        self.log_path = self.data_dir / "stacks-test.log"
+        self.proc: subprocess.Popen | None = None
+        self.env: dict[str, str] = {}
+        self.starts = 0
+        self._write_config()
+
+    # ----------------------------------------------------------------- config
+    def _write_config(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(
+            "[node]\n"
+            f'name = "{self.name}"\n'
+            f'data_dir = "{self.data_dir}"\n'
+            "\n[s3]\n"
+            f'listen = "127.0.0.1:{self.s3_port}"\n'
+            'region = "us-east-1"\n'
+            "\n[admin]\n"
+            f'listen = "127.0.0.1:{self.admin_port}"\n'
+        )
+
+    @property
+    def env_path(self) -> Path:
+        return self.data_dir / "env"
+
+    @property
+    def endpoint(self) -> str:
+        return self.env["STACKS_S3_ENDPOINT"].rstrip("/")
+
+    @property
+    def access_key(self) -> str:
+        return self.env["AWS_ACCESS_KEY_ID"]
+
+    @property
+    def secret_key(self) -> str:
+        return self.env["AWS_SECRET_ACCESS_KEY"]
+
+    @property
+    def region(self) -> str:
+        return self.env.get("AWS_DEFAULT_REGION", "us-east-1")
+
+    # -------------------------------------------------------------- lifecycle
+    def start(self, timeout: float = READY_TIMEOUT) -> None:
+        binary = stacks_binary()
+        if not binary.exists():
+            raise RuntimeError(
+                f"stacks binary not found at {binary}; build it (swift build) or set STACKS_BIN"
+            )
+        assert self.proc is None or self.proc.poll() is not None, "node already running"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.starts += 1
+        with open(self.log_path, "ab") as log:
+            log.write(f"\n===== test harness: start #{self.starts} at {time.ctime()} =====\n".encode())
+            log.flush()
+            self.proc = subprocess.Popen(
+                [str(binary), "agent", "--config", str(self.config_path)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=str(self.root),
+                preexec_fn=_die_with_parent,
+            )
+        self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
+        """Ready = env file exists and the S3 endpoint answers HTTP (any status)."""
+        deadline = time.monotonic() + timeout
+        last_err: object = "env file never appeared"
+        while time.monotonic() < deadline:
+            rc = self.proc.poll() if self.proc else None
+            if rc is not None:
+                raise RuntimeError(
+                    f"stacks exited with code {rc} before becoming ready\n{self.log_tail()}"
+                )
+            if self.env_path.exists():
+                try:
+                    env = parse_env_file(self.env_path)
+                    endpoint = env["STACKS_S3_ENDPOINT"]
+                    requests.get(endpoint, timeout=2)
+                    self.env = env
+                    return
+                except (KeyError, OSError, requests.RequestException) as e:
+                    last_err = e
+            time.sleep(0.1)
+        self.kill()
+        raise RuntimeError(
+            f"stacks not ready after {timeout:.0f}s (last error: {last_err!r})\n{self.log_tail()}"
+        )
+
+    def is_running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """kill -9 and reap."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=STOP_TIMEOUT)
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it does not exit within STOP_TIMEOUT."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def restart(self, timeout: float = READY_TIMEOUT) -> None:
+        """kill -9 the node and start it again on the same data dir and ports."""
+        self.kill()
+        self.start(timeout)
+
+    # ---------------------------------------------------------------- helpers
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            text = self.log_path.read_bytes().decode(errors="replace")
+        except OSError:
+            return f"(no log at {self.log_path})"
+        tail = "\n".join(text.splitlines()[-lines:])
+        return f"--- last {lines} lines of {self.log_path} ---\n{tail}\n--- end of log ---"
+
+    def client(self, access_key: str | None = None, secret_key: str | None = None, **config):
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=access_key or self.access_key,
+            aws_secret_access_key=secret_key or self.secret_key,
+            region_name=self.region,
+            config=s3_config(**config),
+        )

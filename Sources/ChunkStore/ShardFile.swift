@@ -110,7 +110,7 @@ public final class ShardWriter: @unchecked Sendable {
 public final class ShardReader: Sendable {
     public let path: String
     public let rawSize: Int
-    let blockSize: Int
+    public let blockSize: Int
     let offsets: [UInt64]
     private let fd: Int32
 

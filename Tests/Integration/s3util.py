@@ -265,18 +265,40 @@ def send_raw_bytes(node, request_bytes: bytes, shutdown_write: bool = True, time
     split = urlsplit(node.endpoint)
     received = b""
     with socket.create_connection((split.hostname, split.port), timeout=timeout) as sock:
-        sock.sendall(request_bytes)
-        if shutdown_write:
-            sock.shutdown(socket.SHUT_WR)
+        try:
+            sock.sendall(request_bytes)
+            if shutdown_write:
+                sock.shutdown(socket.SHUT_WR)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server may legitimately hang up on garbage early
         sock.settimeout(timeout)
         try:
-            while True:
+            while not _complete_response(received):
                 piece = sock.recv(65536)
                 if not piece:
                     break
                 received += piece
                 if len(received) > 10 * MiB:
                     break
-        except (socket.timeout, ConnectionResetError):
+        except (socket.timeout, ConnectionResetError, BrokenPipeError):
             pass
     return received
+
+
+def _complete_response(data: bytes) -> bool:
+    """True once `data` holds a whole HTTP response with a Content-Length body
+    (or no body), so we need not wait for the server to close the connection."""
+    head, sep, body = data.partition(b"\r\n\r\n")
+    if not sep:
+        return False
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            try:
+                length = int(value.strip())
+            except ValueError:
+                return False
+        elif name.strip().lower() == b"transfer-encoding":
+            return body.endswith(b"0\r\n\r\n")
+    return len(body) >= length

@@ -1,0 +1,84 @@
+import ChunkStore
+import Hummingbird
+import Objects
+
+extension S3Responder {
+    func createUpload(_ bucket: String, _ key: String, request: Request) async throws -> Response {
+        var h: [String: String] = [:]
+        for f in request.headers { h[f.name.canonicalName] = f.value }
+        let meta = try userMetadata(h)
+        let contentType = h["content-type"] ?? "binary/octet-stream"
+        let u = try await blocking { try store.createUpload(bucket: bucket, key: key, contentType: contentType, userMetadata: meta) }
+        return xmlResponse(XML.document("InitiateMultipartUploadResult") { x in
+            x.element("Bucket", bucket); x.element("Key", key); x.element("UploadId", u.uploadID)
+        })
+    }
+
+    func uploadPart(_ bucket: String, _ key: String, uploadID: String, call: S3Call, request: Request, principal: Principal) async throws -> Response {
+        guard let n = call.query("partNumber").flatMap(Int.init), (1...10_000).contains(n) else {
+            throw S3Error.invalidArgument("Part number must be an integer between 1 and 10000, inclusive")
+        }
+        _ = try await blocking { try store.upload(uploadID, bucket: bucket, key: key) }
+        let data = try await ingest(request, call: call, principal: principal)
+        do {
+            try await blocking { try store.putPart(uploadID: uploadID, bucket: bucket, key: key, number: n, part: data.part) }
+        } catch {
+            try? Files.remove(store.shardPath(data.part.shardID))
+            throw error
+        }
+        var headers = HTTPFields()
+        headers[.eTag] = "\"\(data.part.etag)\""
+        for c in data.checksums { headers[.init("x-amz-checksum-\(c.name)")!] = c.value }
+        return Response(status: .ok, headers: headers)
+    }
+
+    func completeUpload(_ bucket: String, _ key: String, uploadID: String, request: Request, principal: Principal, call: S3Call) async throws -> Response {
+        _ = try await blocking { try store.upload(uploadID, bucket: bucket, key: key) }
+        let body = try await smallBody(request, call: call)
+        guard let root = XMLNode.parse(body), root.name == "CompleteMultipartUpload" else { throw S3Error.malformedXML }
+        var parts: [(number: Int, etag: String)] = []
+        for p in root.all("Part") {
+            guard let n = p.child("PartNumber").flatMap({ Int($0.text.trimmingSpaces) }), let etag = p.child("ETag")?.text.trimmingSpaces else {
+                throw S3Error.malformedXML
+            }
+            parts.append((n, etag))
+        }
+        guard !parts.isEmpty else { throw S3Error.malformedXML }
+        let chosen = parts
+        let info = try await blocking { try store.completeUpload(uploadID: uploadID, bucket: bucket, key: key, parts: chosen) }
+        return xmlResponse(XML.document("CompleteMultipartUploadResult") { x in
+            x.element("Location", "/\(bucket)/\(key)"); x.element("Bucket", bucket); x.element("Key", key)
+            x.element("ETag", "\"\(info.etag)\"")
+        })
+    }
+
+    func listParts(_ bucket: String, _ key: String, uploadID: String) async throws -> Response {
+        let parts = try await blocking { try store.listParts(uploadID: uploadID, bucket: bucket, key: key) }
+        return xmlResponse(XML.document("ListPartsResult") { x in
+            x.element("Bucket", bucket); x.element("Key", key); x.element("UploadId", uploadID)
+            x.element("StorageClass", "STANDARD"); x.element("MaxParts", "1000"); x.element("IsTruncated", "false")
+            for p in parts {
+                x.element("Part") { x in
+                    x.element("PartNumber", "\(p.number)")
+                    x.element("LastModified", HTTPDate.iso8601(epochMs: p.lastModifiedMs))
+                    x.element("ETag", "\"\(p.part.etag)\"")
+                    x.element("Size", "\(p.part.size)")
+                }
+            }
+        })
+    }
+
+    func listUploads(_ bucket: String, _ c: S3Call) async throws -> Response {
+        let prefix = c.query("prefix") ?? ""
+        let uploads = try await blocking { try store.listUploads(bucket: bucket) }.filter { $0.key.hasPrefix(prefix) }
+        return xmlResponse(XML.document("ListMultipartUploadsResult") { x in
+            x.element("Bucket", bucket); x.element("Prefix", prefix); x.element("MaxUploads", "1000"); x.element("IsTruncated", "false")
+            for u in uploads {
+                x.element("Upload") { x in
+                    x.element("Key", u.key); x.element("UploadId", u.uploadID)
+                    x.element("Initiated", HTTPDate.iso8601(epochMs: u.initiatedMs)); x.element("StorageClass", "STANDARD")
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,182 @@
+import Hummingbird
+import Logging
+import NIOCore
+import NIOPosix
+import Objects
+import Security
+
+/// Settings of the S3 endpoint.
+public struct S3Settings: Sendable {
+    public var region: String
+    /// When set, `bucket.<baseDomain>` hosts address buckets virtual-host style.
+    public var baseDomain: String?
+    /// Bytes handed to the disk per thread-pool hop while streaming a body in.
+    public var ingestBatchBytes = 1 << 20
+    public init(region: String, baseDomain: String? = nil) { self.region = region; self.baseDomain = baseDomain }
+}
+
+/// The S3 API over one node's object store: routing, SigV4, and the operations.
+public struct S3Responder: HTTPResponder {
+    public typealias Context = BasicRequestContext
+    let store: ObjectStore
+    let credentials: any CredentialStore
+    let settings: S3Settings
+    let pool: NIOThreadPool
+    let clock: @Sendable () -> Int64
+    let logger: Logger
+
+    public init(store: ObjectStore, credentials: any CredentialStore, settings: S3Settings,
+                pool: NIOThreadPool = .singleton, clock: @escaping @Sendable () -> Int64, logger: Logger) {
+        self.store = store; self.credentials = credentials; self.settings = settings
+        self.pool = pool; self.clock = clock; self.logger = logger
+    }
+
+    public func respond(to request: Request, context: Context) async throws -> Response {
+        let requestID = Sodium.randomBytes(8).hex.uppercased()
+        var response: Response
+        do {
+            let call = try S3Call(request: request, settings: settings)
+            let principal = try SigV4(credentials: credentials, region: settings.region, nowMs: clock()).verify(call.signed)
+            guard let principal else { throw S3Error.accessDenied("Anonymous access is not allowed; sign the request with SigV4.") }
+            response = try await route(call, request: request, principal: principal)
+        } catch let e as S3Error {
+            response = errorResponse(e, request: request)
+        } catch let e as ObjectError {
+            if case .storage = e { logger.error("storage failure", metadata: ["error": "\(e)", "path": "\(request.uri.path)"]) }
+            response = errorResponse(S3Error(e), request: request)
+        } catch {
+            logger.error("request failed", metadata: ["error": "\(error)", "path": "\(request.uri.path)"])
+            response = errorResponse(S3Error(500, "InternalError", "We encountered an internal error. Please try again."), request: request)
+        }
+        response.headers[.init("x-amz-request-id")!] = requestID
+        response.headers[.server] = "Stacks"
+        return response
+    }
+
+    func errorResponse(_ e: S3Error, request: Request) -> Response {
+        var e = e
+        e.resource = request.uri.path
+        var headers = HTTPFields()
+        headers[.contentType] = "application/xml"
+        let body = request.method == .head ? ByteBuffer() : ByteBuffer(string: e.xml)
+        headers[.contentLength] = "\(body.readableBytes)"
+        return Response(status: .init(code: e.status), headers: headers, body: .init(byteBuffer: body))
+    }
+
+    func route(_ c: S3Call, request: Request, principal: Principal) async throws -> Response {
+        let m = request.method
+        guard let bucket = c.bucket else {
+            guard m == .get else { throw S3Error.methodNotAllowed }
+            return try await listBuckets()
+        }
+        guard let key = c.key else {
+            switch m {
+            case .put: return try await createBucket(bucket, request: request)
+            case .head: _ = try await blocking { try store.bucket(bucket) }; return .init(status: .ok)
+            case .delete: try await blocking { try store.deleteBucket(bucket) }; return .init(status: .noContent)
+            case .get:
+                if c.has("location") { return try await location(bucket) }
+                if c.has("uploads") { return try await listUploads(bucket, c) }
+                for unsupported in ["versioning", "acl", "policy", "lifecycle", "cors", "tagging", "website", "versions", "encryption", "object-lock"] where c.has(unsupported) {
+                    throw S3Error.notImplemented
+                }
+                return try await listObjects(bucket, c)
+            case .post:
+                if c.has("delete") { return try await deleteObjects(bucket, request: request, principal: principal, call: c) }
+                throw S3Error.notImplemented
+            default: throw S3Error.methodNotAllowed
+            }
+        }
+        switch m {
+        case .put:
+            if let uploadID = c.query("uploadId") {
+                if request.headers[.init("x-amz-copy-source")!] != nil { throw S3Error.notImplemented }
+                return try await uploadPart(bucket, key, uploadID: uploadID, call: c, request: request, principal: principal)
+            }
+            if let source = request.headers[.init("x-amz-copy-source")!] {
+                return try await copyObject(bucket, key, source: source, request: request)
+            }
+            return try await putObject(bucket, key, call: c, request: request, principal: principal)
+        case .get, .head:
+            if let uploadID = c.query("uploadId"), m == .get { return try await listParts(bucket, key, uploadID: uploadID) }
+            return try await getObject(bucket, key, call: c, request: request)
+        case .delete:
+            if let uploadID = c.query("uploadId") {
+                try await blocking { try store.abortUpload(uploadID: uploadID, bucket: bucket, key: key) }
+                return .init(status: .noContent)
+            }
+            _ = try await blocking { try store.bucket(bucket) }
+            try await blocking { try store.deleteObject(bucket: bucket, key: key) }
+            return .init(status: .noContent)
+        case .post:
+            if c.has("uploads") { return try await createUpload(bucket, key, request: request) }
+            if let uploadID = c.query("uploadId") { return try await completeUpload(bucket, key, uploadID: uploadID, request: request, principal: principal, call: c) }
+            throw S3Error.notImplemented
+        default:
+            throw S3Error.methodNotAllowed
+        }
+    }
+
+    /// Runs blocking disk work on the thread pool, never on an event loop.
+    func blocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await pool.runIfActive(body)
+    }
+
+    func xmlResponse(_ xml: String, status: HTTPResponse.Status = .ok) -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = "application/xml"
+        let body = ByteBuffer(string: xml)
+        headers[.contentLength] = "\(body.readableBytes)"
+        return Response(status: status, headers: headers, body: .init(byteBuffer: body))
+    }
+}
+
+/// A request's S3 addressing: bucket, key and query, decoded once.
+struct S3Call {
+    var bucket: String?
+    var key: String?
+    var queryItems: [(String, String)]
+    var signed: SignedRequest
+
+    init(request: Request, settings: S3Settings) throws(S3Error) {
+        let rawPath = request.uri.path
+        var items: [(String, String)] = []
+        for pair in (request.uri.query ?? "").split(separator: "&") {
+            let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            guard let k = SigV4.percentDecode(kv[0]), let v = SigV4.percentDecode(kv.count > 1 ? kv[1] : "") else {
+                throw S3Error.invalidArgument("malformed query string")
+            }
+            items.append((k, v))
+        }
+        queryItems = items
+        var headers: [String: String] = [:]
+        for f in request.headers {
+            let n = f.name.canonicalName
+            headers[n] = headers[n].map { $0 + "," + f.value } ?? f.value
+        }
+        if headers["host"] == nil, let a = request.head.authority { headers["host"] = a }
+        signed = SignedRequest(method: request.method.rawValue, rawPath: rawPath, query: items, headers: headers)
+
+        guard let path = SigV4.percentDecode(rawPath) else { throw S3Error.invalidArgument("malformed percent-encoding in path") }
+        var rest = Substring(path)
+        if let domain = settings.baseDomain, let host = headers["host"]?.split(separator: ":").first,
+           host.hasSuffix("." + domain) {
+            bucket = String(host.dropLast(domain.count + 1))
+            rest = rest.dropFirst()
+        } else {
+            rest = rest.dropFirst()
+            if !rest.isEmpty {
+                let b = rest.prefix { $0 != "/" }
+                bucket = String(b)
+                rest = rest.dropFirst(b.count + 1)
+            }
+        }
+        if !rest.isEmpty {
+            guard !rest.utf8.contains(0) else { throw S3Error.invalidArgument("Object key must not contain a NUL character") }
+            key = String(rest)
+        }
+    }
+
+    func query(_ name: String) -> String? { queryItems.first { $0.0 == name }?.1 }
+    func has(_ name: String) -> Bool { queryItems.contains { $0.0 == name } }
+}

@@ -1,0 +1,64 @@
+import ArgumentParser
+import Foundation
+import Node
+
+@main
+struct Stacks: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "stacks",
+        abstract: "A peer-to-peer, storage-first cluster: S3 object storage and VM scheduling in one binary.",
+        subcommands: [AgentCommand.self])
+}
+
+struct AgentCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "agent", abstract: "Run a node.",
+        discussion: "Use --config FILE for a node described by a TOML file, or --dev for the embedded single-node default.")
+
+    @Option(name: .long, help: "TOML config file of this node.")
+    var config: String?
+
+    @Flag(name: .long, help: "Run the embedded development default: one node, data under ./.stacks/, S3 on 127.0.0.1:9000.")
+    var dev = false
+
+    @Option(name: .long, help: "With --dev: the data directory.")
+    var dataDir: String?
+
+    @Option(name: .long, help: "With --dev: the S3 listen address host:port.")
+    var s3Listen: String?
+
+    func validate() throws {
+        guard (config == nil) != !dev else { throw ValidationError("give exactly one of --config FILE or --dev") }
+        if config != nil && (dataDir != nil || s3Listen != nil) {
+            throw ValidationError("--data-dir and --s3-listen go with --dev; with --config put them in the file")
+        }
+    }
+
+    func run() async throws {
+        let nodeConfig: NodeConfig
+        if let path = config {
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw ValidationError("cannot read config file \(path)")
+            }
+            do { nodeConfig = try NodeConfig(toml: String(decoding: data, as: UTF8.self), file: path) } catch {
+                FileHandle.standardError.write(Data("stacks: \(error)\n".utf8))
+                throw ExitCode(2)
+            }
+        } else {
+            guard let c = NodeConfig.development(dataDir: dataDir ?? ".stacks", s3Listen: s3Listen ?? "127.0.0.1:9000") else {
+                throw ValidationError("--s3-listen must be host:port")
+            }
+            nodeConfig = c
+        }
+        let agent = Agent(config: nodeConfig)
+        try await agent.run { endpoint, newKey in
+            var lines = ["stacks: node \(nodeConfig.name) serving S3 at \(endpoint) (region \(nodeConfig.region)), data in \(nodeConfig.dataDir)"]
+            if let newKey {
+                lines.append("stacks: created access key (shown once; also in \(nodeConfig.dataDir)/credentials):")
+                lines.append("  AWS_ACCESS_KEY_ID=\(newKey.id)")
+                lines.append("  AWS_SECRET_ACCESS_KEY=\(newKey.secret)")
+            }
+            FileHandle.standardOutput.write(Data((lines.joined(separator: "\n") + "\n").utf8))
+        }
+    }
+}

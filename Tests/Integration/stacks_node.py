@@ -23,6 +23,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_BIN = REPO_ROOT / ".build" / "debug" / "stacks"
 READY_TIMEOUT = float(os.environ.get("STACKS_READY_TIMEOUT", "60"))
 STOP_TIMEOUT = 10.0
+# The contract's config has an [admin] section; STACKS_TEST_NO_ADMIN=1 leaves it
+# out (escape hatch for server builds that do not accept it yet).
+WRITE_ADMIN_SECTION = os.environ.get("STACKS_TEST_NO_ADMIN", "") not in ("1", "true", "yes")
 
 
 def stacks_binary() -> Path:
@@ -102,8 +105,11 @@ class StacksNode:
             "\n[s3]\n"
             f'listen = "127.0.0.1:{self.s3_port}"\n'
             'region = "us-east-1"\n'
-            "\n[admin]\n"
-            f'listen = "127.0.0.1:{self.admin_port}"\n'
+            + (
+                "\n[admin]\n" f'listen = "127.0.0.1:{self.admin_port}"\n'
+                if WRITE_ADMIN_SECTION
+                else ""
+            )
         )
 
     @property

@@ -14,7 +14,7 @@ public struct S3Error: Error, CustomStringConvertible, Equatable {
     public var description: String { "\(status) \(code): \(message)" }
 
     var xml: String {
-        XML.document("Error") { x in
+        XML.document("Error", namespaced: false) { x in
             x.element("Code", code); x.element("Message", message)
             if !resource.isEmpty { x.element("Resource", resource) }
         }
@@ -61,9 +61,11 @@ enum XML {
         }
     }
 
-    static func document(_ root: String, _ body: (inout Writer) -> Void) -> String {
+    /// S3 puts its namespace on result documents but not on `<Error>`; botocore relies on that.
+    static func document(_ root: String, namespaced: Bool = true, _ body: (inout Writer) -> Void) -> String {
         var w = Writer()
-        w.out = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<\(root) xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+        let ns = namespaced ? " xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"" : ""
+        w.out = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<\(root)\(ns)>"
         body(&w)
         w.out += "</\(root)>"
         return w.out

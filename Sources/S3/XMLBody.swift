@@ -15,7 +15,7 @@ final class XMLNode {
         let delegate = TreeBuilder()
         let parser = XMLParser(data: Data(bytes))
         parser.delegate = delegate
-        guard parser.parse(), let root = delegate.root else { return nil }
+        guard parser.parse(), delegate.closed, let root = delegate.root else { return nil }  // an unclosed root is not a document
         return root
     }
 }
@@ -23,6 +23,7 @@ final class XMLNode {
 private final class TreeBuilder: NSObject, XMLParserDelegate {
     var root: XMLNode?
     var stack: [XMLNode] = []
+    var closed = false
 
     func parser(_ parser: XMLParser, didStartElement name: String, namespaceURI: String?, qualifiedName: String?, attributes: [String: String] = [:]) {
         let node = XMLNode(name: name)
@@ -32,6 +33,7 @@ private final class TreeBuilder: NSObject, XMLParserDelegate {
 
     func parser(_ parser: XMLParser, didEndElement name: String, namespaceURI: String?, qualifiedName: String?) {
         _ = stack.popLast()
+        if stack.isEmpty { closed = true }
     }
 
     func parser(_ parser: XMLParser, foundCharacters string: String) {

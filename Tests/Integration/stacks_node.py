@@ -71,7 +71,7 @@ def s3_config(**overrides) -> Config:
     kw = dict(
         s3={"addressing_style": "path"},
         signature_version="s3v4",
-        retries={"max_attempts": 1},
+        retries={"total_max_attempts": 1},  # no retries at all (max_attempts counts retries)
         connect_timeout=10,
         read_timeout=180,
     )

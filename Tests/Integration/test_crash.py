@@ -134,7 +134,7 @@ class Workload:
                 if not any(t.is_alive() for t in threads):
                     break
                 time.sleep(0.05)
-            time.sleep(self.rng.uniform(0.0, 2.0))
+            time.sleep(self.rng.uniform(0.0, 4.0))
             self.node.kill()
         finally:
             stop.set()
@@ -161,7 +161,7 @@ def verify(s3, workload: Workload) -> dict[str, int]:
             resp = s3.get_object(Bucket=bucket, Key=key)
             data = resp["Body"].read()
         except ClientError as e:
-            if e.response["Error"]["Code"] != "NoSuchKey":
+            if e.response["ResponseMetadata"]["HTTPStatusCode"] != 404:
                 raise
             assert not must_exist, f"acknowledged object {key} lost after crash"
             assert key not in listed, f"{key} is listed but GET says NoSuchKey"

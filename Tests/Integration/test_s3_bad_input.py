@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import importlib
 import os
 import time
 import uuid
@@ -180,12 +181,23 @@ def test_tampered_requests_are_rejected(node, seeded):
     seeded.assert_unchanged("body changed after signing")
 
 
+def shift_signing_clock(monkeypatch, delta: datetime.timedelta) -> None:
+    """Make botocore sign as if the clock were off by `delta` (pure-Python and,
+    when awscrt is installed, CRT signers)."""
+    modules = [botocore.auth]
+    try:
+        modules.append(importlib.import_module("botocore.crt.auth"))
+    except ImportError:
+        pass
+    for mod in modules:
+        real_now = mod.get_current_datetime
+        monkeypatch.setattr(
+            mod, "get_current_datetime", lambda *a, _real=real_now, **k: _real(*a, **k) + delta
+        )
+
+
 def test_request_time_too_skewed(node, seeded, monkeypatch):
-    real_now = botocore.auth.get_current_datetime
-    monkeypatch.setattr(
-        botocore.auth, "get_current_datetime",
-        lambda *a, **k: real_now(*a, **k) - datetime.timedelta(hours=1),
-    )
+    shift_signing_clock(monkeypatch, -datetime.timedelta(hours=1))
     resp = raw_request(node, "PUT", f"/{seeded.bucket}/victim", body=b"replayed")
     assert resp.status == 403, (resp.status, resp.body[:300])
     assert resp.code == "RequestTimeTooSkewed", resp.body[:300]
@@ -222,14 +234,13 @@ def _assert_expired(resp):
 
 def test_presigned_url_signed_in_the_past_is_expired(s3, seeded, monkeypatch):
     b = seeded.bucket
-    real_now = botocore.auth.get_current_datetime
-    monkeypatch.setattr(
-        botocore.auth, "get_current_datetime",
-        lambda *a, **k: real_now(*a, **k) - datetime.timedelta(hours=2),
-    )
+    shift_signing_clock(monkeypatch, -datetime.timedelta(hours=2))
     get_url = s3.generate_presigned_url("get_object", Params={"Bucket": b, "Key": "victim"}, ExpiresIn=60)
     put_url = s3.generate_presigned_url("put_object", Params={"Bucket": b, "Key": "victim"}, ExpiresIn=60)
     monkeypatch.undo()
+    assert "X-Amz-Date=" in get_url
+    signed_at = parse_qs(urlsplit(get_url).query)["X-Amz-Date"][0]
+    assert signed_at < (datetime.datetime.utcnow() - datetime.timedelta(hours=1)).strftime("%Y%m%dT%H%M%SZ")
     _assert_expired(requests.get(get_url, timeout=30))
     _assert_expired(requests.put(put_url, data=b"too late", timeout=30))
     seeded.assert_unchanged("expired presigned PUT")

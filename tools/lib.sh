@@ -4,7 +4,6 @@ export PATH=/opt/swift/usr/bin:$PATH
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 APT_PACKAGES="pkg-config libsodium-dev liblz4-dev libvirt-dev libisal-dev libssl-dev libxml2 s3cmd curl"
-PIP_PACKAGES="boto3 awscli pytest requests"
 
 install_missing() {
     local missing=""
@@ -21,6 +20,7 @@ install_missing() {
     python3 -c 'import boto3' 2>/dev/null || pymissing="$pymissing boto3"
     python3 -c 'import pytest' 2>/dev/null || pymissing="$pymissing pytest"
     python3 -c 'import requests' 2>/dev/null || pymissing="$pymissing requests"
+    python3 -c 'import awscrt' 2>/dev/null || pymissing="$pymissing awscrt"  # boto3's CRC32C
     command -v aws >/dev/null 2>&1 || pymissing="$pymissing awscli"
     if [ -n "$pymissing" ]; then
         echo "tools: installing Python packages:$pymissing" >&2

@@ -41,8 +41,26 @@ extension S3Responder {
         return Response(status: .ok, headers: headers)
     }
 
+    /// The current version with every part's shard already open: an open file outlives the
+    /// unlink a concurrent overwrite does, so the body streams whole. Retries when an overwrite
+    /// lands between reading the record and opening its shards.
+    func openCurrent(_ bucket: String, _ key: String) async throws -> (ObjectInfo, [ShardReader]) {
+        let store = self.store
+        return try await blocking {
+            var attempt = 0
+            while true {
+                let info = try store.head(bucket: bucket, key: key)
+                do {
+                    return (info, try info.parts.map { try store.openShard($0) })
+                } catch ObjectError.storage(.notFound) where attempt < 8 {
+                    attempt += 1  // replaced under us: read the new record
+                }
+            }
+        }
+    }
+
     func getObject(_ bucket: String, _ key: String, call: S3Call, request: Request) async throws -> Response {
-        let info = try await blocking { try store.head(bucket: bucket, key: key) }
+        let (info, readers) = try await openCurrent(bucket, key)
         let h = call.signed.headers
         if let status = Conditions.evaluate(h, etag: info.etag, lastModifiedMs: info.lastModifiedMs, isRead: true) {
             var headers = HTTPFields()
@@ -89,15 +107,14 @@ extension S3Responder {
         let status: HTTPResponse.Status = partial ? .partialContent : .ok
         if request.method == .head { return Response(status: status, headers: headers) }
 
-        let pool = self.pool, wanted = range, objects = self.store
+        let pool = self.pool, wanted = range
         let body = ResponseBody(contentLength: wanted.count) { writer in
             var offset = 0
-            for part in info.parts {
+            for (part, reader) in zip(info.parts, readers) {
                 let partRange = offset..<(offset + part.size)
                 offset += part.size
                 let lo = max(wanted.lowerBound, partRange.lowerBound), hi = min(wanted.upperBound, partRange.upperBound)
                 guard lo < hi else { continue }
-                let reader = try await pool.runIfActive { try objects.openShard(part) }
                 var at = lo - partRange.lowerBound
                 let end = hi - partRange.lowerBound
                 while at < end {

@@ -302,3 +302,52 @@ def _complete_response(data: bytes) -> bool:
         elif name.strip().lower() == b"transfer-encoding":
             return body.endswith(b"0\r\n\r\n")
     return len(body) >= length
+
+
+# ------------------------------------------------- signed aws-chunked bodies
+def signing_key(secret_key: str, date: str, region: str, service: str = "s3") -> bytes:
+    import hmac
+
+    k = hmac.new(f"AWS4{secret_key}".encode(), date.encode(), hashlib.sha256).digest()
+    for part in (region, service, "aws4_request"):
+        k = hmac.new(k, part.encode(), hashlib.sha256).digest()
+    return k
+
+
+def signed_aws_chunked(node, path: str, data: bytes, chunk: int = 64 * 1024, tamper_chunk: int | None = None):
+    """Headers and body of a PUT using STREAMING-AWS4-HMAC-SHA256-PAYLOAD (every
+    chunk signed, chained from the seed signature). If `tamper_chunk` is given,
+    that chunk's data is altered after it was signed."""
+    import hmac
+
+    pieces = [data[i : i + chunk] for i in range(0, len(data), chunk)] + [b""]
+    encoded_len = sum(
+        len(b"%x;chunk-signature=%s\r\n" % (len(p), b"0" * 64)) + len(p) + 2 for p in pieces
+    )
+    hdrs = sign(
+        node, "PUT", path,
+        headers={
+            "Content-Encoding": "aws-chunked",
+            "X-Amz-Decoded-Content-Length": str(len(data)),
+            "Content-Length": str(encoded_len),
+        },
+        payload_hash="STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+    )
+    amz_date = next(v for k, v in hdrs.items() if k.lower() == "x-amz-date")
+    scope = f"{amz_date[:8]}/{node.region}/s3/aws4_request"
+    key = signing_key(node.secret_key, amz_date[:8], node.region)
+    prev = hdrs["Authorization"].rsplit("Signature=", 1)[1]
+    empty_hash = hashlib.sha256(b"").hexdigest()
+    body = []
+    for i, p in enumerate(pieces):
+        sts = "\n".join(
+            ["AWS4-HMAC-SHA256-PAYLOAD", amz_date, scope, prev, empty_hash, hashlib.sha256(p).hexdigest()]
+        )
+        prev = hmac.new(key, sts.encode(), hashlib.sha256).hexdigest()
+        sent = p
+        if tamper_chunk == i and p:
+            sent = bytes([p[0] ^ 0xFF]) + p[1:]
+        body.append(b"%x;chunk-signature=%s\r\n%s\r\n" % (len(sent), prev.encode(), sent))
+    out = b"".join(body)
+    assert len(out) == encoded_len
+    return hdrs, out

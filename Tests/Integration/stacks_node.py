@@ -23,9 +23,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_BIN = REPO_ROOT / ".build" / "debug" / "stacks"
 READY_TIMEOUT = float(os.environ.get("STACKS_READY_TIMEOUT", "60"))
 STOP_TIMEOUT = 10.0
-# The contract's config has an [admin] section; STACKS_TEST_NO_ADMIN=1 leaves it
-# out (escape hatch for server builds that do not accept it yet).
-WRITE_ADMIN_SECTION = os.environ.get("STACKS_TEST_NO_ADMIN", "") not in ("1", "true", "yes")
+# The node has no admin API yet (it arrives with the membership layer); STACKS_TEST_ADMIN=1
+# writes an [admin] section for builds that have one.
+WRITE_ADMIN_SECTION = os.environ.get("STACKS_TEST_ADMIN", "") in ("1", "true", "yes")
 
 
 def stacks_binary() -> Path:

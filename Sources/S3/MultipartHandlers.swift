@@ -20,16 +20,8 @@ extension S3Responder {
         }
         _ = try await blocking { try store.upload(uploadID, bucket: bucket, key: key) }
         let data = try await ingest(request, call: call, principal: principal)
-        do {
-            try await blocking { try store.putPart(uploadID: uploadID, bucket: bucket, key: key, number: n, part: data.part) }
-        } catch {
-            try? Files.remove(store.shardPath(data.part.shardID))
-            throw error
-        }
-        var headers = HTTPFields()
-        headers[.eTag] = "\"\(data.part.etag)\""
-        for c in data.checksums { headers[.init("x-amz-checksum-\(c.name)")!] = c.value }
-        return Response(status: .ok, headers: headers)
+        try await commit(data) { try store.putPart(uploadID: uploadID, bucket: bucket, key: key, number: n, part: data.part) }
+        return stored(data)
     }
 
     func completeUpload(_ bucket: String, _ key: String, uploadID: String, request: Request, principal: Principal, call: S3Call) async throws -> Response {

@@ -25,19 +25,26 @@ extension S3Responder {
         let meta = try userMetadata(h)
         let contentType = h["content-type"] ?? "binary/octet-stream"
         let data = try await ingest(request, call: call, principal: principal)
-        let info: ObjectInfo
-        do {
-            info = try await blocking {
-                try store.putObject(bucket: bucket, key: key, parts: [data.part], etag: data.part.etag,
-                                    contentType: contentType, userMetadata: meta, checksums: data.checksums)
-            }
-        } catch {
+        try await commit(data) {
+            try store.putObject(bucket: bucket, key: key, parts: [data.part], etag: data.part.etag,
+                                contentType: contentType, userMetadata: meta, checksums: data.checksums)
+        }
+        return stored(data)
+    }
+
+    /// Runs the commit of an ingested body; if it fails, the new shard goes too, so nothing half-made stays.
+    func commit<T: Sendable>(_ data: Ingested, _ body: @escaping @Sendable () throws -> T) async throws {
+        do { _ = try await blocking(body) } catch {
             try? Files.remove(store.shardPath(data.part.shardID))
             throw error
         }
+    }
+
+    /// The answer to a stored PUT or UploadPart: its ETag and the checksums it was verified against.
+    func stored(_ data: Ingested) -> Response {
         var headers = HTTPFields()
-        headers[.eTag] = "\"\(info.etag)\""
-        for c in info.checksums { headers[.init("x-amz-checksum-\(c.name)")!] = c.value }
+        headers[.eTag] = "\"\(data.part.etag)\""
+        for c in data.checksums { headers[.init("x-amz-checksum-\(c.name)")!] = c.value }
         return Response(status: .ok, headers: headers)
     }
 

@@ -31,7 +31,7 @@ public struct Agent: Sendable {
         let responder = S3Responder(store: store, credentials: keys,
                                     settings: S3Settings(region: config.region, baseDomain: config.baseDomain),
                                     clock: Self.nowMs, logger: logger)
-        let config = self.config
+        let config = self.config, logger = self.logger
         let envPath = "\(config.dataDir)/env"
         try? Files.remove(envPath)  // the env file appears only once this run's endpoint answers
         let app = Application(
@@ -50,7 +50,7 @@ public struct Agent: Sendable {
 
                     """
                 do { try Files.writeAtomically(Array(env.utf8), to: envPath) } catch {
-                    Logger(label: "stacks").error("cannot write \(envPath): \(error)")
+                    logger.error("cannot write \(envPath): \(error)")
                 }
                 announce(endpoint, newKey)
             },

@@ -32,7 +32,12 @@ public final class ObjectStore: Sendable {
         self.clock = clock
         stripes = (0..<64).map { _ in Stripe() }
         do throws(ChunkStoreError) {
-            for d in ["buckets", "objects", "shards", "uploads"] { try Files.makeDirectory("\(root)/\(d)") }
+            for d in ["buckets", "uploads"] { try Files.makeDirectory("\(root)/\(d)") }
+            // objects/ and shards/ fan out by the first two hex digits of a hash or random id.
+            let hex = Array("0123456789abcdef")
+            for d in ["objects", "shards"] {
+                for a in hex { for b in hex { try Files.makeDirectory("\(root)/\(d)/\(a)\(b)") } }
+            }
             state = Mutex(try Recovery.load(root: root))
         } catch { throw .storage(error) }
     }
@@ -102,7 +107,6 @@ public final class ObjectStore: Sendable {
         let id = Self.randomID()
         let path = shardPath(id)
         do throws(ChunkStoreError) {
-            try Files.makeDirectory(String(path.dropLast(id.count + 1)))
             return (id, try ShardWriter(path: path, compress: compress))
         } catch { throw .storage(error) }
     }
@@ -138,10 +142,7 @@ public final class ObjectStore: Sendable {
         let path = objectPath(info.bucket, info.key)
         try stripe(info.bucket, info.key).lock.withLock { (_: inout Void) throws(ObjectError) in
             _ = try bucket(info.bucket)
-            do throws(ChunkStoreError) {
-                try Files.makeDirectory(String(path.dropLast(path.split(separator: "/").last!.count + 1)))
-                try Files.writeAtomically(info.encoded(), to: path)
-            } catch { throw .storage(error) }
+            do throws(ChunkStoreError) { try Files.writeAtomically(info.encoded(), to: path) } catch { throw .storage(error) }
             let old = try state.withLock { (s: inout Index) throws(ObjectError) -> ObjectInfo? in
                 guard s.buckets[info.bucket] != nil else { throw .noSuchBucket(info.bucket) }
                 return s.buckets[info.bucket]!.insert(info)

@@ -61,10 +61,9 @@ struct AWSChunkedDecoder {
         case .header:
             let parts = text.split(separator: ";", maxSplits: 1)
             guard let first = parts.first, let size = Int(first, radix: 16), size >= 0, size <= 1 << 30 else { throw malformed("bad chunk size") }
-            if let signer {
+            if signer != nil {
                 guard parts.count == 2, parts[1].hasPrefix("chunk-signature=") else { throw malformed("chunk signature missing") }
                 chunkSignature = String(parts[1].dropFirst("chunk-signature=".count))
-                _ = signer
             }
             if size == 0 {
                 try verifyChunk()

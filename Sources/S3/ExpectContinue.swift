@@ -14,8 +14,7 @@ public final class ExpectContinueHandler: ChannelInboundHandler, RemovableChanne
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         if case .head(var head) = unwrapInboundIn(data), let expect = head.headerFields[.expect] {
             guard expect.lowercased() == "100-continue" else {
-                // RFC 7231 §5.1.1: an unknown expectation gets 417; let the application answer plainly.
-                context.fireChannelRead(data)
+                context.fireChannelRead(data)  // not ours to answer: the request goes on unchanged
                 return
             }
             head.headerFields[.expect] = nil

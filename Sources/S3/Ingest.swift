@@ -83,8 +83,6 @@ extension S3Responder {
                 throw S3Error.incompleteBody  // the client went away mid-body
             }
             guard received == expected, decoder?.isDone ?? true else { throw S3Error.incompleteBody }
-            let batch = pending
-            try await blocking { try writer.append(batch); try writer.finish() }
             let md5Bytes = md5.finish()
             if let contentMD5, contentMD5 != md5Bytes {
                 throw S3Error.badDigest("The Content-MD5 you specified did not match what we received.")
@@ -93,6 +91,8 @@ extension S3Responder {
                 throw S3Error(400, "XAmzContentSHA256Mismatch", "The provided 'x-amz-content-sha256' header does not match what was computed.")
             }
             let checksums = try wanted.verify(trailers: decoder?.trailers ?? [:])
+            let batch = pending
+            try await blocking { try writer.append(batch); try writer.finish() }
             return Ingested(part: PartRef(shardID: shardID, size: received, etag: md5Bytes.hex), checksums: checksums)
         } catch {
             writer.abort()

@@ -1,11 +1,9 @@
-import ChunkStore
 import Hummingbird
 import Objects
 
 extension S3Responder {
-    func createUpload(_ bucket: String, _ key: String, request: Request) async throws -> Response {
-        var h: [String: String] = [:]
-        for f in request.headers { h[f.name.canonicalName] = f.value }
+    func createUpload(_ bucket: String, _ key: String, call: S3Call) async throws -> Response {
+        let h = call.signed.headers
         let meta = try userMetadata(h)
         let contentType = h["content-type"] ?? "binary/octet-stream"
         let u = try await blocking { try store.createUpload(bucket: bucket, key: key, contentType: contentType, userMetadata: meta) }

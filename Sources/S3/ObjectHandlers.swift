@@ -67,7 +67,12 @@ extension S3Responder {
     }
 
     func getObject(_ bucket: String, _ key: String, call: S3Call, request: Request) async throws -> Response {
-        let (info, readers) = try await openCurrent(bucket, key)
+        let (info, readers): (ObjectInfo, [ShardReader])
+        if request.method == .head {
+            (info, readers) = (try await blocking { try store.head(bucket: bucket, key: key) }, [])
+        } else {
+            (info, readers) = try await openCurrent(bucket, key)
+        }
         let h = call.signed.headers
         if let status = Conditions.evaluate(h, etag: info.etag, lastModifiedMs: info.lastModifiedMs, isRead: true) {
             var headers = HTTPFields()
@@ -138,7 +143,7 @@ extension S3Responder {
         return Response(status: status, headers: headers, body: body)
     }
 
-    func copyObject(_ bucket: String, _ key: String, source: String, request: Request) async throws -> Response {
+    func copyObject(_ bucket: String, _ key: String, source: String, call: S3Call) async throws -> Response {
         var src = SigV4.percentDecode(source.split(separator: "?").first ?? "") ?? ""
         if src.hasPrefix("/") { src.removeFirst() }
         guard let slash = src.firstIndex(of: "/"), slash != src.startIndex, src.index(after: slash) != src.endIndex else {
@@ -147,8 +152,7 @@ extension S3Responder {
         let srcBucket = String(src[..<slash]), srcKey = String(src[src.index(after: slash)...])
         _ = try await blocking { try store.bucket(bucket) }
         let info = try await blocking { try store.head(bucket: srcBucket, key: srcKey) }
-        var h: [String: String] = [:]
-        for f in request.headers { h[f.name.canonicalName] = f.value }
+        let h = call.signed.headers
         var conditional: [String: String] = [:]
         for n in ["if-match", "if-none-match", "if-modified-since", "if-unmodified-since"] {
             if let v = h["x-amz-copy-source-\(n)"] { conditional[n] = v }

@@ -94,7 +94,7 @@ public struct S3Responder: HTTPResponder {
                 return try await uploadPart(bucket, key, uploadID: uploadID, call: c, request: request, principal: principal)
             }
             if let source = request.headers[.init("x-amz-copy-source")!] {
-                return try await copyObject(bucket, key, source: source, request: request)
+                return try await copyObject(bucket, key, source: source, call: c)
             }
             return try await putObject(bucket, key, call: c, request: request, principal: principal)
         case .get, .head:
@@ -109,7 +109,7 @@ public struct S3Responder: HTTPResponder {
             try await blocking { try store.deleteObject(bucket: bucket, key: key) }
             return .init(status: .noContent)
         case .post:
-            if c.has("uploads") { return try await createUpload(bucket, key, request: request) }
+            if c.has("uploads") { return try await createUpload(bucket, key, call: c) }
             if let uploadID = c.query("uploadId") { return try await completeUpload(bucket, key, uploadID: uploadID, request: request, principal: principal, call: c) }
             throw S3Error.notImplemented
         default:

@@ -155,17 +155,16 @@ public final class ObjectStore: Sendable {
 
     public func deleteObject(bucket: String, key: String) throws(ObjectError) {
         try stripe(bucket, key).lock.withLock { (_: inout Void) throws(ObjectError) in
-            let old = try state.withLock { (s: inout Index) throws(ObjectError) -> ObjectInfo? in
-                guard s.buckets[bucket] != nil else { throw .noSuchBucket(bucket) }
-                return s.buckets[bucket]!.remove(key)
-            }
-            guard let old else { return } // S3 deletes of missing keys succeed.
+            let current: ObjectInfo
+            do throws(ObjectError) { current = try head(bucket: bucket, key: key) } catch .noSuchKey { return } // S3 deletes of missing keys succeed.
+            // Disk first: if the unlink fails, the index still shows what a restart would find.
             let path = objectPath(bucket, key)
             do throws(ChunkStoreError) {
                 try Files.remove(path)
                 try Files.syncDirectory(of: path)
             } catch { throw .storage(error) }
-            for p in old.parts { try? Files.remove(shardPath(p.shardID)) }
+            _ = state.withLock { $0.buckets[bucket]?.remove(key) }
+            for p in current.parts { try? Files.remove(shardPath(p.shardID)) }
         }
     }
 

@@ -42,6 +42,7 @@ let package = Package(
             .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
+        .target(name: "Gossip", swiftSettings: strict),
         .target(name: "Compute", dependencies: ["CLibvirt"], swiftSettings: strict),
         .target(name: "Node", dependencies: [
             "S3", "Objects", "Compute", "Security",
@@ -58,6 +59,7 @@ let package = Package(
         .testTarget(name: "ChunkStoreTests", dependencies: ["ChunkStore"], swiftSettings: strict),
         .testTarget(name: "ObjectsTests", dependencies: ["Objects"], swiftSettings: strict),
         .testTarget(name: "S3Tests", dependencies: ["S3"], swiftSettings: strict),
+        .testTarget(name: "GossipTests", dependencies: ["Gossip"], swiftSettings: strict),
         .testTarget(name: "ComputeTests", dependencies: ["Compute"], swiftSettings: strict),
         .testTarget(name: "NodeTests", dependencies: ["Node"], swiftSettings: strict),
     ]

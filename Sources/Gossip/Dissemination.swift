@@ -1,0 +1,184 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Rumor handling (SWIM §4.2 with incarnations) and infection-style dissemination (§4.1).
+extension SWIM {
+    /// Queues a rumor; a newer rumor about the same member replaces the older one.
+    mutating func enqueue(_ r: Rumor) {
+        if rumors[r.subject] == nil { rumorOrder.append(r.subject) }
+        rumors[r.subject] = QueuedRumor(rumor: r, transmits: 0)
+    }
+
+    var retransmitLimit: Int {
+        var digits = 0, n = liveCount + 1
+        var p = 1
+        while p < n { p *= 10; digits += 1 }  // ⌈log10(N+1)⌉
+        return settings.retransmitMultiplier * max(1, digits)
+    }
+
+    /// Takes the least-sent rumors for one packet and counts the transmission.
+    mutating func piggyback() -> [Rumor] {
+        guard !rumorOrder.isEmpty else { return [] }
+        let limit = retransmitLimit
+        let chosen = rumorOrder.enumerated().sorted { (rumors[$0.element]!.transmits, $0.offset) < (rumors[$1.element]!.transmits, $1.offset) }
+            .prefix(settings.maxRumorsPerPacket).map(\.element)
+        var out: [Rumor] = []
+        for subject in chosen {
+            out.append(rumors[subject]!.rumor)
+            rumors[subject]!.transmits += 1
+            if rumors[subject]!.transmits >= limit { rumors[subject] = nil }
+        }
+        rumorOrder.removeAll { rumors[$0] == nil }
+        return out
+    }
+
+    mutating func packet(_ m: Message) -> Packet {
+        Packet(from: name, fromAddress: address, message: m, rumors: piggyback())
+    }
+
+    mutating func gossip(_ out: inout [Effect]) {
+        guard !rumorOrder.isEmpty else { return }
+        for n in pick(settings.gossipFanout, from: liveNames()) {
+            let p = packet(.gossip)
+            guard !p.rumors.isEmpty else { break }
+            out.append(.send(p, to: entries[n]!.member.address))
+        }
+    }
+
+    mutating func pushPull(now: Instant, _ out: inout [Effect]) {
+        if joinSyncStep < settings.joinSyncSchedule.count - 1 {
+            joinSyncStep += 1
+            nextPushPullAt = now + settings.joinSyncSchedule[joinSyncStep]
+        } else {
+            // memberlist scales the interval with cluster size so total sync traffic stays flat.
+            let n = liveCount
+            let scale = n <= 32 ? 1.0 : 1.0 + (log(Double(n)) - log(32)) / log(2)
+            nextPushPullAt = now + settings.pushPullInterval * scale
+        }
+        var targets: [String]
+        if !joined {
+            targets = seeds
+        } else {
+            targets = pick(1, from: liveNames()).map { entries[$0]!.member.address }
+            // Also one member we think dead: after a partition, this is how the halves find each
+            // other again (Serf's reconnect does the same job outside memberlist).
+            let dead = order.filter { entries[$0]!.member.status == .dead }
+            targets += pick(1, from: dead).map { entries[$0]!.member.address }
+            if targets.isEmpty { targets = seeds }
+        }
+        for t in targets {
+            out.append(.send(packet(.pushPull(states: states(), isReply: false, isJoin: !joined)), to: t))
+        }
+    }
+
+    /// Push-pull state becomes rumors; a remote "dead" only raises suspicion here, as in
+    /// memberlist, so one node's stale view cannot kill a healthy member.
+    mutating func merge(_ s: MemberState, from: String, now: Instant, _ out: inout [Effect]) {
+        switch s.status {
+        case .alive: apply(.alive(name: s.name, address: s.address, incarnation: s.incarnation, tags: s.tags), now: now, &out)
+        case .suspect, .dead:
+            if s.name != name && entries[s.name] == nil {
+                // Learn the member first, so the suspicion has something to attach to.
+                apply(.alive(name: s.name, address: s.address, incarnation: s.incarnation, tags: s.tags), now: now, &out)
+            }
+            apply(.suspect(name: s.name, incarnation: s.incarnation, from: from), now: now, &out)
+        case .left:
+            if s.name != name && entries[s.name] == nil { return }
+            apply(.left(name: s.name, incarnation: s.incarnation), now: now, &out)
+        }
+    }
+
+    mutating func refute(_ heard: Incarnation, _ out: inout [Effect]) {
+        incarnation = Incarnation(max(heard.value, incarnation.value) + 1)
+        if settings.lifeguard { awareness = min(settings.awarenessMax, awareness + 1) }
+        enqueue(.alive(name: name, address: address, incarnation: incarnation, tags: tags))
+    }
+
+    /// Someone still believes this node suspect or dead. A current accusation is refuted with a
+    /// higher incarnation; a stale one (our refutation has not reached them) re-queues our current
+    /// alive rumor. Either way the accuser also hears it directly: its suspicion timer is the one
+    /// running, and epidemic spread alone can miss a single member.
+    mutating func answerAccusation(_ heard: Incarnation, accuser: String, _ out: inout [Effect]) {
+        if heard >= incarnation {
+            refute(heard, &out)
+        } else if rumors[name] == nil {
+            enqueue(.alive(name: name, address: address, incarnation: incarnation, tags: tags))
+        }
+        if let a = entries[accuser]?.member, a.status == .alive || a.status == .suspect {
+            let alive = Rumor.alive(name: name, address: address, incarnation: incarnation, tags: tags)
+            out.append(.send(Packet(from: name, fromAddress: address, message: .gossip, rumors: [alive]), to: a.address))
+        }
+    }
+
+    mutating func apply(_ r: Rumor, now: Instant, _ out: inout [Effect]) {
+        switch r {
+        case .alive(let n, let addr, let inc, let t):
+            if n == name {
+                // A memory of an earlier life of this node: outbid it.
+                if inc > incarnation && !isLeaving { refute(inc, &out) }
+                return
+            }
+            guard var e = entries[n] else {
+                let m = Member(name: n, address: addr, status: .alive, incarnation: inc, tags: t, since: now)
+                entries[n] = Entry(member: m, suspicion: nil)
+                order.append(n)
+                live.append(n)
+                // A new member goes to a random place in the probe round (memberlist does the same).
+                probeList.insert(n, at: Int.random(in: probeIndex...probeList.count, using: &rng))
+                enqueue(r)
+                out.append(.event(.joined(m)))
+                return
+            }
+            guard inc > e.member.incarnation else { return }
+            let was = e.member.status
+            setStatus(&e, .alive, now: now)
+            e.member.incarnation = inc; e.member.address = addr; e.member.tags = t
+            e.suspicion = nil
+            entries[n] = e
+            enqueue(r)
+            out.append(.event(was == .dead || was == .left ? .joined(e.member) : .updated(e.member)))
+        case .suspect(let n, let inc, let from):
+            if n == name {
+                if !isLeaving { answerAccusation(inc, accuser: from, &out) }
+                return
+            }
+            guard var e = entries[n], inc >= e.member.incarnation else { return }
+            switch e.member.status {
+            case .dead, .left:
+                return
+            case .suspect where inc == e.member.incarnation:
+                guard from != name, e.suspicion?.confirmations.insert(from).inserted == true else { return }
+                entries[n] = e
+                enqueue(r)  // confirmations travel too: others' timers shrink with them
+            case .alive, .suspect:
+                setStatus(&e, .suspect, now: now)
+                e.member.incarnation = inc
+                e.suspicion = Suspicion(start: now, confirmations: from == name ? [] : [from])
+                entries[n] = e
+                enqueue(r)
+                out.append(.event(.suspected(e.member)))
+            }
+        case .dead(let n, let inc, let from):
+            if n == name {
+                if !isLeaving { answerAccusation(inc, accuser: from, &out) }
+                return
+            }
+            guard var e = entries[n], inc >= e.member.incarnation, e.member.status != .dead, e.member.status != .left else { return }
+            setStatus(&e, .dead, now: now)
+            e.member.incarnation = inc; e.suspicion = nil
+            entries[n] = e
+            enqueue(r)
+            out.append(.event(.failed(e.member)))
+        case .left(let n, let inc):
+            guard n != name, var e = entries[n], inc >= e.member.incarnation, e.member.status != .left else { return }
+            setStatus(&e, .left, now: now)
+            e.member.incarnation = inc; e.suspicion = nil
+            entries[n] = e
+            enqueue(r)
+            out.append(.event(.left(e.member)))
+        }
+    }
+}

@@ -1,0 +1,320 @@
+#if canImport(Glibc)
+import Glibc  // log and log10 only: the core reads no clock and draws no randomness of its own
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// What the shell must do after feeding the core an event.
+public enum Effect: Equatable, Sendable {
+    case send(Packet, to: String)
+    case event(MembershipEvent)
+}
+
+/// SWIM membership (Das, Gupta, Motivala 2002) with Lifeguard (Dadgar et al. 2018), as a sans-IO
+/// state machine: `tick`, `receive`, `join`, `leave` and `updateTags` take the time and return
+/// effects; randomness comes from the seeded generator given at start. Deviations from the papers,
+/// shared with memberlist: rumors also travel in dedicated gossip packets, and periodic push-pull
+/// of full state heals partitions. A joining node additionally exchanges state on
+/// `joinSyncSchedule`, so bursts of joins converge even when rumors overflow packets.
+public struct SWIM: Sendable {
+    public let settings: SWIMSettings
+    public let name: String
+    public let address: String
+    public internal(set) var incarnation = Incarnation(0)
+    public private(set) var tags: [String: String]
+    /// Lifeguard local health: 0 is healthy; probes stretch by (awareness + 1).
+    public internal(set) var awareness = 0
+    public private(set) var isLeaving = false
+
+    var rng: SeededRandom
+    var entries: [String: Entry] = [:]
+    /// Member names in a fixed order: iteration over a Dictionary would not replay from a seed.
+    var order: [String] = []
+    /// Alive and suspect members, kept in step with every status change (hot: probes, gossip).
+    var live: [String] = []
+    /// Suspect members, for the suspicion timers.
+    var suspects: [String] = []
+    var probeList: [String] = []
+    var probeIndex = 0
+    var probe: Probe?
+    var nextProbeAt: Instant
+    var relays: [UInt32: Relay] = [:]
+    var rumors: [String: QueuedRumor] = [:]
+    var rumorOrder: [String] = []
+    var nextGossipAt: Instant
+    var nextPushPullAt: Instant
+    var joinSyncStep = 0
+    var seeds: [String] = []
+    var joined = false
+    var seq: UInt32 = 0
+
+    struct Entry: Sendable {
+        var member: Member
+        var suspicion: Suspicion?
+    }
+
+    struct Suspicion: Sendable {
+        var start: Instant
+        var confirmations: Set<String>
+    }
+
+    struct Probe: Sendable {
+        var seq: UInt32
+        var target: String
+        var timeoutAt: Instant
+        var endAt: Instant
+        var indirectSent = false
+        var nacksExpected = 0
+        var nacks = 0
+    }
+
+    struct Relay: Sendable {
+        var origin: String
+        var originSeq: UInt32
+        var deadline: Instant
+    }
+
+    struct QueuedRumor: Sendable {
+        var rumor: Rumor
+        var transmits: Int
+    }
+
+    public init(name: String, address: String, tags: [String: String] = [:], settings: SWIMSettings = SWIMSettings(),
+                seed: UInt64, now: Instant) {
+        self.name = name
+        self.address = address
+        self.tags = tags
+        self.settings = settings
+        rng = SeededRandom(seed: seed)
+        nextProbeAt = now + settings.probeInterval
+        nextGossipAt = now + settings.gossipInterval
+        nextPushPullAt = now + settings.pushPullInterval
+    }
+
+    // MARK: Queries
+
+    /// Every member including this node, in a stable order.
+    public var members: [Member] {
+        [selfMember] + order.compactMap { entries[$0]?.member }
+    }
+
+    public var selfMember: Member {
+        Member(name: name, address: address, status: isLeaving ? .left : .alive, incarnation: incarnation, tags: tags,
+               since: Instant(nanoseconds: 0))
+    }
+
+    public func member(_ name: String) -> Member? { entries[name]?.member }
+
+    /// Members counted for timeouts and retransmit limits: alive or suspect, plus this node.
+    var liveCount: Int { live.count + 1 }
+
+    var probeScale: Int { settings.lifeguard ? awareness + 1 : 1 }
+
+    // MARK: Inputs
+
+    /// Contacts seeds (gossip addresses) with a full-state exchange, retried on the join schedule
+    /// until one answers.
+    public mutating func join(seeds: [String], now: Instant) -> [Effect] {
+        self.seeds = seeds.filter { $0 != address }
+        joined = self.seeds.isEmpty
+        joinSyncStep = 0
+        nextPushPullAt = now + (settings.joinSyncSchedule.first ?? settings.pushPullInterval)
+        return self.seeds.map { .send(packet(.pushPull(states: states(), isReply: false, isJoin: true)), to: $0) }
+    }
+
+    /// Graceful leave: tells every live member directly, then keeps gossiping until the shell stops.
+    public mutating func leave(now: Instant) -> [Effect] {
+        isLeaving = true
+        let rumor = Rumor.left(name: name, incarnation: incarnation)
+        enqueue(rumor)
+        return liveNames().map { .send(Packet(from: name, fromAddress: address, message: .gossip, rumors: [rumor]), to: entries[$0]!.member.address) }
+    }
+
+    /// Changes this node's tags; others learn them through a fresh alive rumor.
+    public mutating func updateTags(_ newTags: [String: String], now: Instant) -> [Effect] {
+        tags = newTags
+        incarnation = incarnation.next
+        enqueue(.alive(name: name, address: address, incarnation: incarnation, tags: tags))
+        return []
+    }
+
+    /// Drives every timer: probes, indirect probes, suspicion expiry, gossip and push-pull.
+    public mutating func tick(now: Instant) -> [Effect] {
+        var out: [Effect] = []
+        probeTimers(now: now, &out)
+        expireSuspicions(now: now, &out)
+        expireRelays(now: now, &out)
+        if now >= nextGossipAt {
+            nextGossipAt = now + settings.gossipInterval
+            gossip(&out)
+        }
+        if now >= nextPushPullAt { pushPull(now: now, &out) }
+        reclaim(now: now)
+        return out
+    }
+
+    /// Handles one packet from the network.
+    public mutating func receive(_ p: Packet, now: Instant) -> [Effect] {
+        guard p.from != name else { return [] }
+        var out: [Effect] = []
+        for r in p.rumors { apply(r, now: now, &out) }
+        switch p.message {
+        case .ping(let s, let target):
+            if target == name { out.append(.send(packet(.ack(seq: s)), to: p.fromAddress)) }
+        case .pingRequest(let s, let target, let targetAddress):
+            let mine = nextSeq()
+            relays[mine] = Relay(origin: p.fromAddress, originSeq: s, deadline: now + settings.probeTimeout)
+            out.append(.send(packet(.ping(seq: mine, target: target)), to: targetAddress))
+        case .ack(let s):
+            if let relay = relays.removeValue(forKey: s) {
+                out.append(.send(packet(.ack(seq: relay.originSeq)), to: relay.origin))
+            } else if probe?.seq == s {
+                probe = nil
+                if settings.lifeguard { awareness = max(0, awareness - 1) }
+            }
+        case .nack(let s):
+            if probe?.seq == s { probe!.nacks += 1 }
+        case .pushPull(let states, let isReply, _):
+            for s in states { merge(s, from: p.from, now: now, &out) }
+            if isReply {
+                joined = true
+            } else {
+                out.append(.send(packet(.pushPull(states: self.states(), isReply: true, isJoin: false)), to: p.fromAddress))
+            }
+        case .gossip:
+            break
+        }
+        return out
+    }
+
+    // MARK: Probing (SWIM §3, Lifeguard §4.1)
+
+    mutating func probeTimers(now: Instant, _ out: inout [Effect]) {
+        if var p = probe {
+            if !p.indirectSent && now >= p.timeoutAt {
+                p.indirectSent = true
+                let helpers = pick(settings.indirectChecks, from: liveNames().filter { $0 != p.target && entries[$0]!.member.status == .alive })
+                if let target = entries[p.target]?.member {
+                    for h in helpers {
+                        out.append(.send(packet(.pingRequest(seq: p.seq, target: target.name, targetAddress: target.address)),
+                                         to: entries[h]!.member.address))
+                    }
+                }
+                p.nacksExpected = settings.lifeguard ? helpers.count : 0
+                probe = p
+            }
+            if now >= p.endAt {
+                probe = nil
+                if settings.lifeguard && p.nacksExpected > p.nacks {
+                    // Missing nacks mean our own messages are not getting through: we may be the slow one.
+                    awareness = min(settings.awarenessMax, awareness + (p.nacksExpected - p.nacks))
+                }
+                if let e = entries[p.target], e.member.status == .alive {
+                    apply(.suspect(name: e.member.name, incarnation: e.member.incarnation, from: name), now: now, &out)
+                }
+            }
+        }
+        guard probe == nil, now >= nextProbeAt, let target = nextProbeTarget() else {
+            if probe == nil && now >= nextProbeAt { nextProbeAt = now + settings.probeInterval * probeScale }
+            return
+        }
+        let s = nextSeq()
+        let scale = probeScale
+        probe = Probe(seq: s, target: target.name, timeoutAt: now + settings.probeTimeout * scale, endAt: now + settings.probeInterval * scale)
+        nextProbeAt = now + settings.probeInterval * scale
+        var pkt = packet(.ping(seq: s, target: target.name))
+        if settings.lifeguard && target.status == .suspect {
+            // Buddy system (Lifeguard §4.3): tell a suspect it is suspected, so it can refute at once.
+            pkt.rumors.insert(.suspect(name: target.name, incarnation: target.incarnation, from: name), at: 0)
+        }
+        out.append(.send(pkt, to: target.address))
+    }
+
+    mutating func nextProbeTarget() -> Member? {
+        for _ in 0..<(probeList.count + 1) {
+            if probeIndex >= probeList.count {
+                probeList = live
+                probeList.shuffle(using: &rng)
+                probeIndex = 0
+                if probeList.isEmpty { return nil }
+            }
+            let n = probeList[probeIndex]
+            probeIndex += 1
+            if let m = entries[n]?.member, m.status == .alive || m.status == .suspect { return m }
+        }
+        return nil
+    }
+
+    mutating func expireRelays(now: Instant, _ out: inout [Effect]) {
+        for s in relays.keys.sorted() where relays[s]!.deadline <= now {
+            let r = relays.removeValue(forKey: s)!
+            if settings.lifeguard { out.append(.send(packet(.nack(seq: r.originSeq)), to: r.origin)) }
+        }
+    }
+
+    // MARK: Suspicion (Lifeguard §4.2)
+
+    func suspicionTimeout(confirmations c: Int) -> Span {
+        let n = Double(liveCount)
+        let minimum = settings.probeInterval * (Double(settings.suspicionMultiplier) * max(1, log10(n)))
+        guard settings.lifeguard else { return minimum }
+        let maximum = minimum * Double(settings.suspicionMaxMultiplier)
+        let k = max(0, min(settings.suspicionMultiplier - 2, liveCount - 2))
+        guard k > 0 else { return minimum }
+        let fraction = log(Double(c) + 1) / log(Double(k) + 1)
+        let t = Double(maximum.nanoseconds) - Double(maximum.nanoseconds - minimum.nanoseconds) * fraction
+        return Span(nanoseconds: max(minimum.nanoseconds, Int64(t)))
+    }
+
+    mutating func expireSuspicions(now: Instant, _ out: inout [Effect]) {
+        for n in suspects {
+            guard let e = entries[n], e.member.status == .suspect, let s = e.suspicion,
+                  now >= s.start + suspicionTimeout(confirmations: s.confirmations.count) else { continue }
+            apply(.dead(name: n, incarnation: e.member.incarnation, from: name), now: now, &out)
+        }
+    }
+
+    mutating func reclaim(now: Instant) {
+        let gone = order.filter { n in
+            let m = entries[n]!.member
+            return (m.status == .dead || m.status == .left) && now - m.since > settings.deadRetention
+        }
+        guard !gone.isEmpty else { return }
+        for n in gone { entries[n] = nil }
+        order.removeAll { entries[$0] == nil }
+    }
+
+    // MARK: Helpers
+
+    mutating func nextSeq() -> UInt32 { seq &+= 1; return seq }
+
+    func liveNames() -> [String] { live }
+
+    /// Moves a member to `status`, keeping `live` and `suspects` in step.
+    mutating func setStatus(_ e: inout Entry, _ status: MemberStatus, now: Instant) {
+        let was = e.member.status
+        guard was != status else { return }
+        let n = e.member.name
+        let wasLive = was == .alive || was == .suspect, isLive = status == .alive || status == .suspect
+        if wasLive && !isLive { live.removeAll { $0 == n } }
+        if !wasLive && isLive { live.append(n) }
+        if was == .suspect { suspects.removeAll { $0 == n } }
+        if status == .suspect { suspects.append(n) }
+        e.member.status = status
+        e.member.since = now
+    }
+
+    mutating func pick(_ k: Int, from names: [String]) -> [String] {
+        var pool = names
+        var chosen: [String] = []
+        while chosen.count < k && !pool.isEmpty {
+            chosen.append(pool.remove(at: Int.random(in: 0..<pool.count, using: &rng)))
+        }
+        return chosen
+    }
+
+    func states() -> [MemberState] {
+        members.map { MemberState(name: $0.name, address: $0.address, status: $0.status, incarnation: $0.incarnation, tags: $0.tags) }
+    }
+}
+

@@ -1,0 +1,78 @@
+/// A point in time in nanoseconds, from whatever clock the shell or simulator drives the core with.
+public struct Instant: Comparable, Hashable, Sendable, CustomStringConvertible {
+    public var nanoseconds: Int64
+    public init(nanoseconds: Int64) { self.nanoseconds = nanoseconds }
+    public static func < (a: Instant, b: Instant) -> Bool { a.nanoseconds < b.nanoseconds }
+    public static func + (a: Instant, d: Span) -> Instant { Instant(nanoseconds: a.nanoseconds + d.nanoseconds) }
+    public static func - (a: Instant, b: Instant) -> Span { Span(nanoseconds: a.nanoseconds - b.nanoseconds) }
+    public var description: String { "\(Double(nanoseconds) / 1e9)s" }
+}
+
+/// A length of time in nanoseconds.
+public struct Span: Comparable, Hashable, Sendable, CustomStringConvertible {
+    public var nanoseconds: Int64
+    public init(nanoseconds: Int64) { self.nanoseconds = nanoseconds }
+    public static func milliseconds(_ ms: Int64) -> Span { Span(nanoseconds: ms * 1_000_000) }
+    public static func seconds(_ s: Double) -> Span { Span(nanoseconds: Int64(s * 1e9)) }
+    public static func < (a: Span, b: Span) -> Bool { a.nanoseconds < b.nanoseconds }
+    public static func * (a: Span, k: Int) -> Span { Span(nanoseconds: a.nanoseconds * Int64(k)) }
+    public static func * (a: Span, k: Double) -> Span { Span(nanoseconds: Int64(Double(a.nanoseconds) * k)) }
+    public static func + (a: Span, b: Span) -> Span { Span(nanoseconds: a.nanoseconds + b.nanoseconds) }
+    public var seconds: Double { Double(nanoseconds) / 1e9 }
+    public var description: String { "\(seconds)s" }
+}
+
+/// SWIM incarnation number: only the member itself raises it (to refute suspicion or change tags).
+public struct Incarnation: Comparable, Hashable, Sendable, CustomStringConvertible {
+    public var value: UInt64
+    public init(_ value: UInt64) { self.value = value }
+    public static func < (a: Incarnation, b: Incarnation) -> Bool { a.value < b.value }
+    public var next: Incarnation { Incarnation(value &+ 1) }
+    public var description: String { "\(value)" }
+}
+
+/// A member's state as the local node believes it.
+public enum MemberStatus: UInt8, Sendable, CustomStringConvertible, CaseIterable {
+    case alive = 0, suspect = 1, dead = 2, left = 3
+    public var description: String {
+        switch self {
+        case .alive: "alive"
+        case .suspect: "suspect"
+        case .dead: "dead"
+        case .left: "left"
+        }
+    }
+}
+
+/// One member of the cluster. `address` is "host:port" of its gossip socket.
+public struct Member: Equatable, Sendable {
+    public var name: String
+    public var address: String
+    public var status: MemberStatus
+    public var incarnation: Incarnation
+    public var tags: [String: String]
+    /// When the status last changed, on the local clock.
+    public var since: Instant
+}
+
+/// What the rest of the node hears from membership.
+public enum MembershipEvent: Equatable, Sendable {
+    case joined(Member)
+    case updated(Member)
+    case suspected(Member)
+    case failed(Member)
+    case left(Member)
+}
+
+/// Seeded random source for cores (SplitMix64): the same seed replays the same choices.
+public struct SeededRandom: RandomNumberGenerator, Sendable {
+    private var state: UInt64
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}

@@ -19,6 +19,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     ],
     targets: [
         // C libraries from Debian, each wrapped by exactly one Swift file.
@@ -28,7 +29,7 @@ let package = Package(
         system("CLibvirt", "libvirt", "libvirt-dev"),
         system("COpenSSL", "libcrypto", "libssl-dev"),
 
-        // Domain modules. Dependencies point one way: Node → (S3, Objects, Compute) → (ChunkStore, Erasure, Security) → C.
+        // Domain modules. Dependencies point one way: Node → (S3, Objects, Compute, Gossip) → (ChunkStore, Erasure, Security) → C.
         .target(name: "Security", dependencies: ["CSodium", "COpenSSL"], swiftSettings: strict),
         .target(name: "Erasure", dependencies: ["CISAL"], swiftSettings: strict),
         .target(name: "ChunkStore", dependencies: ["Erasure", "CLZ4"], swiftSettings: strict),
@@ -45,8 +46,11 @@ let package = Package(
         .target(name: "Gossip", swiftSettings: strict),
         .target(name: "Compute", dependencies: ["CLibvirt"], swiftSettings: strict),
         .target(name: "Node", dependencies: [
-            "S3", "Objects", "Compute", "Security",
+            "S3", "Objects", "Compute", "Security", "Gossip", "ChunkStore",
             .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
         .executableTarget(name: "stacks", dependencies: [

@@ -5,6 +5,7 @@ import Logging
 import NIOCore
 import Objects
 import S3
+import Security
 
 /// One running node: the object store and the S3 endpoint, composed from the config.
 public struct Agent: Sendable {
@@ -22,7 +23,9 @@ public struct Agent: Sendable {
     static func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
     /// Runs until SIGINT or SIGTERM. `announce` is called once the S3 endpoint accepts connections.
-    public func run(announce: @escaping @Sendable (_ endpoint: String, _ newKey: (id: String, secret: String)?) -> Void) async throws {
+    /// `join` adds gossip seeds to the config's.
+    public func run(join: [String] = [], generateGossipKey: Bool = false,
+                    announce: @escaping @Sendable (_ endpoint: String, _ newKey: (id: String, secret: String)?) -> Void) async throws {
         try Files.makeDirectory(config.dataDir)
         try Files.writeAtomically(Array("\(getpid())\n".utf8), to: "\(config.dataDir)/pid")
         let store = try ObjectStore(root: "\(config.dataDir)/store", clock: Self.nowMs)
@@ -32,12 +35,44 @@ public struct Agent: Sendable {
                                     settings: S3Settings(region: config.region, baseDomain: config.baseDomain),
                                     clock: Self.nowMs, logger: logger)
         let config = self.config, logger = self.logger
-        let envPath = "\(config.dataDir)/env"
+        let envPath = "\(config.dataDir)/env", adminPath = "\(config.dataDir)/admin"
         try? Files.remove(envPath)  // the env file appears only once this run's endpoint answers
+
+        let keyringPath = "\(config.dataDir)/keyring"
+        let keyring: Keyring
+        if let k = try Keyring.load(path: keyringPath) {
+            keyring = k
+        } else {
+            guard let initial = config.gossipKey ?? (generateGossipKey ? Keyring.generateKey() : nil) else {
+                throw ConfigError(file: "config", key: "gossip.key", line: nil,
+                                  problem: "is required on a node's first start (make one with `stacks keygen`; the same key on every node)")
+            }
+            keyring = try Keyring(primary: Keyring.parse(base64: initial))
+            try keyring.save(path: keyringPath)
+        }
+        let gossip = GossipService(name: config.name, listen: config.gossipListen, tags: config.tags,
+                                   seeds: config.seeds + join, keyring: keyring, keyringPath: keyringPath,
+                                   seed: UInt64.random(in: .min ... .max), logger: logger)
+
+        // The admin token survives restarts, so scripts holding it keep working.
+        let token = (try? AdminFile.load(path: adminPath).token) ?? Sodium.randomBytes(24).hex
+        try? Files.remove(adminPath)
+        let admin = Application(
+            router: AdminAPI.router(gossip: gossip, token: token),
+            configuration: .init(address: .hostname(config.adminListen.host, port: config.adminListen.port), serverName: "stacks-admin"),
+            onServerRunning: { channel in
+                let port = channel.localAddress?.port ?? config.adminListen.port
+                do { try AdminFile(url: "http://\(config.adminListen.host):\(port)", token: token).save(path: adminPath) } catch {
+                    logger.error("cannot write \(adminPath): \(error)")
+                }
+            },
+            logger: logger
+        )
         let app = Application(
             responder: responder,
             server: .http1(configuration: .init(additionalChannelHandlers: [ExpectContinueHandler()])),
             configuration: .init(address: .hostname(config.s3Listen.host, port: config.s3Listen.port), serverName: "Stacks"),
+            services: [gossip, admin],
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? config.s3Listen.port
                 let endpoint = "http://\(config.s3Listen.host):\(port)"
@@ -57,5 +92,25 @@ public struct Agent: Sendable {
             logger: logger
         )
         try await app.runService()
+    }
+}
+
+/// `DATA_DIR/admin`: where the admin API listens and the token it wants (mode 0600).
+public struct AdminFile: Sendable, Equatable {
+    public var url: String
+    public var token: String
+
+    public static func load(path: String) throws -> AdminFile {
+        var url: String?, token: String?
+        for line in String(decoding: try Files.read(path), as: UTF8.self).split(separator: "\n") {
+            if line.hasPrefix("url=") { url = String(line.dropFirst(4)) }
+            if line.hasPrefix("token=") { token = String(line.dropFirst(6)) }
+        }
+        guard let url, let token else { throw ConfigError(file: path, key: nil, line: nil, problem: "lacks url= or token=") }
+        return AdminFile(url: url, token: token)
+    }
+
+    public func save(path: String) throws {
+        try Files.writeAtomically(Array("url=\(url)\ntoken=\(token)\n".utf8), to: path)
     }
 }

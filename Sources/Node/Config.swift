@@ -1,3 +1,5 @@
+import Security
+
 /// A configuration problem, naming the file, the key and (when known) the line.
 public struct ConfigError: Error, CustomStringConvertible, Equatable {
     public var file: String
@@ -35,11 +37,22 @@ public struct NodeConfig: Sendable, Equatable {
     public var s3Listen: ListenAddress
     public var region: String
     public var baseDomain: String?
+    public var gossipListen: ListenAddress
+    /// Gossip addresses of members to join through.
+    public var seeds: [String]
+    /// Initial gossip key (base64); the keyring file in the data dir wins once it exists.
+    public var gossipKey: String?
+    public var adminListen: ListenAddress
+    /// Node metadata gossiped to every member (zone, roles, capacity, hypervisor…).
+    public var tags: [String: String]
 
     /// The embedded default: one node, data under `./.stacks/`, S3 on loopback.
     /// nil when `s3Listen` is not host:port.
-    public static func development(dataDir: String = ".stacks", s3Listen: String = "127.0.0.1:9000") -> NodeConfig? {
-        ListenAddress(s3Listen).map { NodeConfig(name: "dev", dataDir: dataDir, s3Listen: $0, region: "us-east-1", baseDomain: nil) }
+    public static func development(dataDir: String = ".stacks", s3Listen: String = "127.0.0.1:9000",
+                                   gossipListen: String = "127.0.0.1:7946", adminListen: String = "127.0.0.1:9001") -> NodeConfig? {
+        guard let s3 = ListenAddress(s3Listen), let g = ListenAddress(gossipListen), let a = ListenAddress(adminListen) else { return nil }
+        return NodeConfig(name: "dev", dataDir: dataDir, s3Listen: s3, region: "us-east-1", baseDomain: nil,
+                          gossipListen: g, seeds: [], gossipKey: nil, adminListen: a, tags: [:])
     }
 
     /// Every key the config may hold, with its meaning (shown in errors for unknown keys).
@@ -49,12 +62,17 @@ public struct NodeConfig: Sendable, Equatable {
         "s3.listen": "S3 endpoint address host:port (string)",
         "s3.region": "region clients sign for (string)",
         "s3.base_domain": "domain for virtual-host style bucket addressing (string)",
+        "gossip.listen": "gossip UDP address host:port (string)",
+        "gossip.seeds": "gossip addresses of members to join through (array of strings)",
+        "gossip.key": "initial gossip encryption key, base64 of 32 bytes (string; `stacks keygen` makes one)",
+        "admin.listen": "loopback admin API address host:port (string)",
+        "tags.*": "node metadata gossiped to all members, e.g. tags.zone = \"a\" (strings)",
     ]
 
     /// Parses and validates a TOML config; every error names the key and the file.
     public init(toml text: String, file: String) throws(ConfigError) {
         let doc = try TOMLDocument(parsing: text, file: file)
-        for (key, entry) in doc.values where Self.keys[key] == nil {
+        for (key, entry) in doc.values where Self.keys[key] == nil && !key.hasPrefix("tags.") {
             throw ConfigError(file: file, key: key, line: entry.line,
                               problem: "is not a known setting (known: \(Self.keys.keys.sorted().joined(separator: ", ")))")
         }
@@ -84,13 +102,44 @@ public struct NodeConfig: Sendable, Equatable {
         guard !region.isEmpty, region.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" }) else {
             throw ConfigError(file: file, key: "s3.region", line: line("s3.region"), problem: "must be letters, digits and '-'")
         }
+        func address(_ key: String, _ fallback: String) throws(ConfigError) -> ListenAddress {
+            let v = try string(key) ?? fallback
+            guard let a = ListenAddress(v) else { throw ConfigError(file: file, key: key, line: line(key), problem: "must be host:port, got \(v.debugDescription)") }
+            return a
+        }
+        gossipListen = try address("gossip.listen", "127.0.0.1:7946")
+        adminListen = try address("admin.listen", "127.0.0.1:9001")
+        seeds = []
+        if let e = doc.values["gossip.seeds"] {
+            guard case .array(let items) = e.value else { throw ConfigError(file: file, key: "gossip.seeds", line: e.line, problem: "must be an array of \"host:port\" strings") }
+            for item in items {
+                guard case .string(let s) = item, ListenAddress(s) != nil else {
+                    throw ConfigError(file: file, key: "gossip.seeds", line: e.line, problem: "must be an array of \"host:port\" strings, got \(item)")
+                }
+                seeds.append(s)
+            }
+        }
+        gossipKey = try string("gossip.key")
+        if let k = gossipKey, (Base64.decode(k)?.count ?? 0) != 32 {
+            throw ConfigError(file: file, key: "gossip.key", line: line("gossip.key"), problem: "must be base64 of 32 bytes (`stacks keygen` makes one)")
+        }
+        tags = [:]
+        for (key, _) in doc.values where key.hasPrefix("tags.") {
+            let name = String(key.dropFirst(5))
+            guard let v = try string(key), !name.contains("."), name.utf8.count <= 255, v.utf8.count <= 255 else {
+                throw ConfigError(file: file, key: key, line: line(key), problem: "must be a string of at most 255 bytes")
+            }
+            tags[name] = v
+        }
         baseDomain = try string("s3.base_domain")
         if let d = baseDomain, d.isEmpty || d.hasPrefix(".") {
             throw ConfigError(file: file, key: "s3.base_domain", line: line("s3.base_domain"), problem: "must be a domain like s3.example.com")
         }
     }
 
-    init(name: String, dataDir: String, s3Listen: ListenAddress, region: String, baseDomain: String?) {
+    init(name: String, dataDir: String, s3Listen: ListenAddress, region: String, baseDomain: String?,
+         gossipListen: ListenAddress, seeds: [String], gossipKey: String?, adminListen: ListenAddress, tags: [String: String]) {
         self.name = name; self.dataDir = dataDir; self.s3Listen = s3Listen; self.region = region; self.baseDomain = baseDomain
+        self.gossipListen = gossipListen; self.seeds = seeds; self.gossipKey = gossipKey; self.adminListen = adminListen; self.tags = tags
     }
 }

@@ -7,7 +7,7 @@ struct Stacks: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "stacks",
         abstract: "A peer-to-peer, storage-first cluster: S3 object storage and VM scheduling in one binary.",
-        subcommands: [AgentCommand.self])
+        subcommands: [AgentCommand.self, MembersCommand.self, KeyringCommand.self, KeygenCommand.self])
 }
 
 struct AgentCommand: AsyncParsableCommand {
@@ -27,10 +27,19 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(name: .long, help: "With --dev: the S3 listen address host:port.")
     var s3Listen: String?
 
+    @Option(name: .long, help: "With --dev: the gossip UDP address host:port.")
+    var gossipListen: String?
+
+    @Option(name: .long, help: "With --dev: the admin API address host:port.")
+    var adminListen: String?
+
+    @Option(name: .long, help: "Gossip address of a member to join through (repeatable; adds to the config's seeds).")
+    var join: [String] = []
+
     func validate() throws {
         guard (config == nil) != !dev else { throw ValidationError("give exactly one of --config FILE or --dev") }
-        if config != nil && (dataDir != nil || s3Listen != nil) {
-            throw ValidationError("--data-dir and --s3-listen go with --dev; with --config put them in the file")
+        if config != nil && (dataDir != nil || s3Listen != nil || gossipListen != nil || adminListen != nil) {
+            throw ValidationError("--data-dir and the --*-listen options go with --dev; with --config put them in the file")
         }
     }
 
@@ -45,13 +54,14 @@ struct AgentCommand: AsyncParsableCommand {
                 throw ExitCode(2)
             }
         } else {
-            guard let c = NodeConfig.development(dataDir: dataDir ?? ".stacks", s3Listen: s3Listen ?? "127.0.0.1:9000") else {
-                throw ValidationError("--s3-listen must be host:port")
+            guard let c = NodeConfig.development(dataDir: dataDir ?? ".stacks", s3Listen: s3Listen ?? "127.0.0.1:9000",
+                                                 gossipListen: gossipListen ?? "127.0.0.1:7946", adminListen: adminListen ?? "127.0.0.1:9001") else {
+                throw ValidationError("--s3-listen, --gossip-listen and --admin-listen must be host:port")
             }
             nodeConfig = c
         }
         let agent = Agent(config: nodeConfig)
-        try await agent.run { endpoint, newKey in
+        try await agent.run(join: join, generateGossipKey: dev) { endpoint, newKey in
             var lines = ["stacks: node \(nodeConfig.name) serving S3 at \(endpoint) (region \(nodeConfig.region)), data in \(nodeConfig.dataDir)"]
             if let newKey {
                 lines.append("stacks: created access key (shown once; also in \(nodeConfig.dataDir)/credentials):")

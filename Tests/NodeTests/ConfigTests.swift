@@ -13,8 +13,24 @@ import Testing
             listen = "127.0.0.1:9000"
             region = "eu-west-1"
             base_domain = "s3.local"
+
+            [gossip]
+            listen = "127.0.0.2:7946"
+            seeds = ["127.0.0.1:7946", "127.0.0.3:7946"]
+            key = "\(String(repeating: "A", count: 43))="
+
+            [admin]
+            listen = "127.0.0.1:9101"
+
+            [tags]
+            zone = "a"
+            hypervisor = "kvm"
             """, file: "n.toml")
-        #expect(c == NodeConfig(name: "node-1", dataDir: "/var/lib/stacks", s3Listen: ListenAddress("127.0.0.1:9000")!, region: "eu-west-1", baseDomain: "s3.local"))
+        #expect(c.name == "node-1" && c.dataDir == "/var/lib/stacks" && c.region == "eu-west-1" && c.baseDomain == "s3.local")
+        #expect(c.s3Listen == ListenAddress("127.0.0.1:9000") && c.gossipListen == ListenAddress("127.0.0.2:7946"))
+        #expect(c.seeds == ["127.0.0.1:7946", "127.0.0.3:7946"] && c.adminListen == ListenAddress("127.0.0.1:9101"))
+        #expect(c.tags == ["zone": "a", "hypervisor": "kvm"])
+        #expect(c.gossipKey != nil)
     }
 
     @Test(arguments: [
@@ -25,6 +41,9 @@ import Testing
         ("[node\ndata_dir = \"/d\"", "n.toml:1: expected ']'"),
         ("[node]\ndata_dir = \"/d\"\ndata_dir = \"/e\"", "n.toml:3: node.data_dir is defined twice"),
         ("[node]\ndata_dir = \"/d", "n.toml:2: unterminated string"),
+        ("[node]\ndata_dir = \"/d\"\n[gossip]\nseeds = [\"nohost\"]", "n.toml:4: gossip.seeds must be an array"),
+        ("[node]\ndata_dir = \"/d\"\n[gossip]\nkey = \"short\"", "n.toml:4: gossip.key must be base64 of 32 bytes"),
+        ("[node]\ndata_dir = \"/d\"\n[tags]\nzone = 3", "n.toml:4: tags.zone must be a string"),
     ])
     func errorsNameKeyFileAndLine(text: String, expected: String) {
         do {

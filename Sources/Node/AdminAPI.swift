@@ -1,0 +1,87 @@
+import Foundation
+import Gossip
+import Hummingbird
+import Security
+
+/// One member as the admin API and `stacks members` show it (JSON field names are the contract).
+public struct MemberView: Codable, Sendable, Equatable {
+    public var name: String
+    public var address: String
+    public var status: String
+    public var incarnation: UInt64
+    public var tags: [String: String]
+
+    init(_ m: Member) {
+        name = m.name; address = m.address; status = m.status.description; incarnation = m.incarnation.value; tags = m.tags
+    }
+}
+
+public struct KeyringView: Codable, Sendable, Equatable {
+    public var primary: String
+    public var keys: [String]
+    init(_ k: Keyring) { primary = Base64.encode(k.primary); keys = k.keys.map { Base64.encode($0) } }
+}
+
+struct KeyRequest: Codable { var key: String }
+
+/// The node's loopback admin API: HTTP + JSON, every request carrying `Authorization: Bearer
+/// TOKEN` where TOKEN is in `DATA_DIR/admin` (mode 0600) together with the API's URL.
+enum AdminAPI {
+    static func router(gossip: GossipService, token: String) -> Router<BasicRequestContext> {
+        let router = Router(context: BasicRequestContext.self)
+        router.add(middleware: BearerToken(token: token))
+        router.get("/v1/members") { _, _ in
+            try json(try await gossip.members().map(MemberView.init))
+        }
+        router.get("/v1/gossip/stats") { _, _ in try json(try await gossip.statistics()) }
+        router.get("/v1/keyring") { _, _ in try json(KeyringView(try await gossip.keys())) }
+        let operations: [(String, @Sendable (inout Keyring, [UInt8]) throws -> Void)] = [
+            ("install", { @Sendable k, key in k.install(key) }),
+            ("use", { @Sendable k, key in try k.use(key) }),
+            ("remove", { @Sendable k, key in try k.remove(key) }),
+        ]
+        for (op, apply) in operations {
+            router.post("/v1/keyring/\(op)") { request, context in
+                let body = try await request.body.collect(upTo: 4096)
+                guard let req = try? JSONDecoder().decode(KeyRequest.self, from: Data(buffer: body)) else {
+                    return problem(.badRequest, "body must be {\"key\": \"BASE64\"}")
+                }
+                do {
+                    let key = try Keyring.parse(base64: req.key)
+                    return try json(KeyringView(try await gossip.changeKeyring { try apply(&$0, key) }))
+                } catch let e as Keyring.KeyringError {
+                    return problem(.badRequest, e.description)
+                }
+            }
+        }
+        return router
+    }
+
+    static func json(_ value: some Encodable) throws -> Response {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]
+        let data = try enc.encode(value)
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json"
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    static func problem(_ status: HTTPResponse.Status, _ message: String) -> Response {
+        let body = (try? JSONEncoder().encode(["error": message])) ?? Data()
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json"
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body)))
+    }
+
+    struct BearerToken: RouterMiddleware {
+        typealias Context = BasicRequestContext
+        let token: String
+        func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+            let given = request.headers[.authorization] ?? ""
+            guard Sodium.constantTimeEqual(Array(given.utf8), Array("Bearer \(token)".utf8)) else {
+                return problem(.unauthorized, "missing or wrong admin token (see DATA_DIR/admin)")
+            }
+            return try await next(request, context)
+        }
+    }
+}

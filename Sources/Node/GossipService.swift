@@ -1,0 +1,151 @@
+import Gossip
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+import Synchronization
+
+/// Counters of the gossip socket, for `stacks` admin and benchmarks.
+public struct GossipStats: Sendable, Codable, Equatable {
+    public var packetsSent = 0
+    public var bytesSent = 0
+    public var packetsReceived = 0
+    public var bytesReceived = 0
+    /// Packets that failed to authenticate or decode: dropped and counted, never acted on.
+    public var packetsDropped = 0
+}
+
+/// The UDP shell around the SWIM core: one event loop owns the core, the keyring and the socket,
+/// feeds datagrams and 50 ms ticks in, and carries the effects out (encrypted sends, events).
+public final class GossipService: Service, @unchecked Sendable {
+    // @unchecked: every mutable field below is touched only on `loop`.
+    let loop: any EventLoop
+    let listen: ListenAddress
+    let keyringPath: String
+    let seeds: [String]
+    let logger: Logger
+    var core: SWIM
+    var keyring: Keyring
+    var channel: (any Channel)?
+    var resolved: [String: SocketAddress] = [:]
+    var stats = GossipStats()
+    static let tickEvery = TimeAmount.milliseconds(50)
+    /// After a graceful leave, keep answering and gossiping this long so the news spreads.
+    static let leaveLinger = TimeAmount.milliseconds(800)
+
+    private let eventStream: AsyncStream<MembershipEvent>
+    private let eventSink: AsyncStream<MembershipEvent>.Continuation
+    /// Membership changes for the rest of the node (bounded: the newest 4096 are kept).
+    public var events: AsyncStream<MembershipEvent> { eventStream }
+
+    public init(name: String, listen: ListenAddress, tags: [String: String], seeds: [String], keyring: Keyring,
+                keyringPath: String, settings: SWIMSettings = SWIMSettings(), seed: UInt64, logger: Logger) {
+        loop = MultiThreadedEventLoopGroup.singleton.next()
+        self.listen = listen
+        self.keyring = keyring
+        self.keyringPath = keyringPath
+        self.seeds = seeds
+        self.logger = logger
+        core = SWIM(name: name, address: listen.description, tags: tags, settings: settings, seed: seed, now: Self.now())
+        (eventStream, eventSink) = AsyncStream.makeStream(of: MembershipEvent.self, bufferingPolicy: .bufferingNewest(4096))
+    }
+
+    static func now() -> Instant { Instant(nanoseconds: Int64(NIODeadline.now().uptimeNanoseconds)) }
+
+    public func run() async throws {
+        let channel = try await DatagramBootstrap(group: loop)
+            .channelOption(.socketOption(.so_reuseaddr), value: 1)
+            .channelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(Inbound(service: self)) } }
+            .bind(host: listen.host, port: listen.port).get()
+        let ticker = try await loop.submit {
+            self.channel = channel
+            self.execute(self.core.join(seeds: self.seeds, now: Self.now()))
+            return self.loop.scheduleRepeatedTask(initialDelay: Self.tickEvery, delay: Self.tickEvery) { _ in
+                self.execute(self.core.tick(now: Self.now()))
+            }
+        }.get()
+        logger.info("gossip listening", metadata: ["address": "\(listen)", "seeds": "\(seeds)"])
+        try? await gracefulShutdown()
+        try await loop.submit { self.execute(self.core.leave(now: Self.now())) }.get()
+        try? await Task.sleep(for: .milliseconds(Self.leaveLinger.nanoseconds / 1_000_000))
+        ticker.cancel()
+        try? await channel.close()
+        eventSink.finish()
+    }
+
+    // MARK: On the loop
+
+    func execute(_ effects: [Effect]) {
+        loop.preconditionInEventLoop()
+        for e in effects {
+            switch e {
+            case .send(let packet, let to):
+                send(WireFormat.encode(packet), to: to)
+            case .event(let ev):
+                eventSink.yield(ev)
+                switch ev {
+                case .failed(let m), .suspected(let m), .left(let m), .joined(let m):
+                    logger.info("member \(m.status)", metadata: ["member": "\(m.name)", "incarnation": "\(m.incarnation)"])
+                case .updated:
+                    break
+                }
+            }
+        }
+    }
+
+    func send(_ plaintext: [UInt8], to address: String) {
+        guard let channel, let target = resolve(address) else { return }
+        let sealed = keyring.seal(plaintext)
+        stats.packetsSent += 1
+        stats.bytesSent += sealed.count
+        channel.writeAndFlush(AddressedEnvelope(remoteAddress: target, data: ByteBuffer(bytes: sealed)), promise: nil)
+    }
+
+    func resolve(_ address: String) -> SocketAddress? {
+        if let a = resolved[address] { return a }
+        guard let l = ListenAddress(address), let a = try? SocketAddress(ipAddress: l.host, port: l.port) else {
+            logger.warning("cannot send to gossip address \(address): not ip:port")
+            return nil
+        }
+        if resolved.count > 100_000 { resolved.removeAll() }
+        resolved[address] = a
+        return a
+    }
+
+    func receive(_ datagram: [UInt8]) {
+        stats.packetsReceived += 1
+        stats.bytesReceived += datagram.count
+        guard let plain = keyring.open(datagram), let packet = try? WireFormat.decode(plain) else {
+            stats.packetsDropped += 1
+            return
+        }
+        execute(core.receive(packet, now: Self.now()))
+    }
+
+    final class Inbound: ChannelInboundHandler {
+        typealias InboundIn = AddressedEnvelope<ByteBuffer>
+        let service: GossipService
+        init(service: GossipService) { self.service = service }
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            let envelope = unwrapInboundIn(data)
+            service.receive(Array(envelope.data.readableBytesView))
+        }
+    }
+
+    // MARK: Queries and commands from other tasks
+
+    public func members() async throws -> [Member] { try await loop.submit { self.core.members }.get() }
+    public func statistics() async throws -> GossipStats { try await loop.submit { self.stats }.get() }
+    public func keys() async throws -> Keyring { try await loop.submit { self.keyring }.get() }
+
+    /// Applies a keyring change and persists it before returning.
+    public func changeKeyring(_ change: @escaping @Sendable (inout Keyring) throws -> Void) async throws -> Keyring {
+        try await loop.submit {
+            var k = self.keyring
+            try change(&k)
+            try k.save(path: self.keyringPath)
+            self.keyring = k
+            return k
+        }.get()
+    }
+}

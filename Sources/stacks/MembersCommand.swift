@@ -1,0 +1,121 @@
+import ArgumentParser
+import Foundation
+import Node
+
+struct MembersCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "members", abstract: "List the cluster's members as this node sees them through gossip.")
+
+    @Option(name: .long, help: "Data directory of the local node (holds its admin address and token).")
+    var dataDir = ".stacks"
+
+    @Option(name: .long, help: "Only members with this status: alive, suspect, dead or left.")
+    var status: String?
+
+    @Option(name: .long, help: "Only members with this tag (key=value); repeatable.")
+    var tag: [String] = []
+
+    @Option(name: .long, help: "table or json.")
+    var format = "table"
+
+    @Flag(name: .long, help: "Redraw whenever the membership changes (Ctrl-C stops).")
+    var watch = false
+
+    func validate() throws {
+        guard ["table", "json"].contains(format) else { throw ValidationError("--format must be table or json") }
+        if let status, !["alive", "suspect", "dead", "left"].contains(status) {
+            throw ValidationError("--status must be alive, suspect, dead or left")
+        }
+        for t in tag where !t.contains("=") { throw ValidationError("--tag wants key=value, got \(t)") }
+    }
+
+    func run() throws {
+        let client = try AdminClient(dataDir: dataDir)
+        var last = ""
+        repeat {
+            let text = try render(try client.get("/v1/members", as: [MemberView].self))
+            if text != last {
+                if watch { FileHandle.standardOutput.write(Data("\u{1B}[H\u{1B}[2J".utf8)) }
+                FileHandle.standardOutput.write(Data(text.utf8))
+                last = text
+            }
+            if watch { Thread.sleep(forTimeInterval: 0.5) }
+        } while watch
+    }
+
+    func render(_ all: [MemberView]) throws -> String {
+        let wanted = tag.map { t -> (String, String) in let kv = t.split(separator: "=", maxSplits: 1); return (String(kv[0]), kv.count > 1 ? String(kv[1]) : "") }
+        let members = all.filter { m in
+            (status == nil || m.status == status) && wanted.allSatisfy { m.tags[$0.0] == $0.1 }
+        }.sorted { $0.name < $1.name }
+        if format == "json" {
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+            return String(decoding: try enc.encode(members), as: UTF8.self) + "\n"
+        }
+        let rows = [["NAME", "ADDRESS", "STATUS", "INCARNATION", "TAGS"]] + members.map { m in
+            [m.name, m.address, m.status, "\(m.incarnation)", m.tags.keys.sorted().map { "\($0)=\(m.tags[$0]!)" }.joined(separator: ",")]
+        }
+        return Table.render(rows)
+    }
+}
+
+enum Table {
+    static func render(_ rows: [[String]]) -> String {
+        let widths = (0..<(rows.first?.count ?? 0)).map { c in rows.map { $0[c].count }.max() ?? 0 }
+        return rows.map { r in
+            r.enumerated().map { i, cell in i == r.count - 1 ? cell : cell.padding(toLength: widths[i] + 2, withPad: " ", startingAt: 0) }.joined()
+        }.joined(separator: "\n") + "\n"
+    }
+}
+
+struct KeyringCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "keyring", abstract: "Manage this node's gossip encryption keys.",
+        discussion: """
+            Rotate a cluster's key without downtime: `install` the new key on every node, then `use` it on every \
+            node, then `remove` the old one everywhere.
+            """,
+        subcommands: [List.self, Install.self, Use.self, Remove.self])
+
+    struct Options: ParsableArguments {
+        @Option(name: .long, help: "Data directory of the local node.")
+        var dataDir = ".stacks"
+    }
+
+    static func show(_ k: KeyringView) {
+        print("primary: \(k.primary)")
+        for key in k.keys { print("key:     \(key)") }
+    }
+
+    struct List: ParsableCommand {
+        @OptionGroup var options: Options
+        func run() throws { KeyringCommand.show(try AdminClient(dataDir: options.dataDir).get("/v1/keyring", as: KeyringView.self)) }
+    }
+
+    struct Install: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Add a key (base64, 32 bytes) used to open packets.")
+        @OptionGroup var options: Options
+        @Argument var key: String
+        func run() throws { KeyringCommand.show(try AdminClient(dataDir: options.dataDir).post("/v1/keyring/install", json: ["key": key], as: KeyringView.self)) }
+    }
+
+    struct Use: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Make an installed key the one packets are sealed with.")
+        @OptionGroup var options: Options
+        @Argument var key: String
+        func run() throws { KeyringCommand.show(try AdminClient(dataDir: options.dataDir).post("/v1/keyring/use", json: ["key": key], as: KeyringView.self)) }
+    }
+
+    struct Remove: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Remove a key that is not the primary.")
+        @OptionGroup var options: Options
+        @Argument var key: String
+        func run() throws { KeyringCommand.show(try AdminClient(dataDir: options.dataDir).post("/v1/keyring/remove", json: ["key": key], as: KeyringView.self)) }
+    }
+}
+
+struct KeygenCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "keygen", abstract: "Print a new random gossip key (base64).")
+    func run() { print(Keyring.generateKey()) }
+}

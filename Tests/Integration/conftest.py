@@ -41,12 +41,14 @@ def node_factory(tmp_path_factory):
         pytest.fail(f"stacks binary not found at {binary}: build it first or set STACKS_BIN")
     made: list[StacksNode] = []
 
-    def make(name: str = "node1", nested_depth: int = 0) -> StacksNode:
+    def make(name: str = "node1", nested_depth: int = 0, start: bool = True, **gossip) -> StacksNode:
         root = tmp_path_factory.mktemp(f"stacks-{name}")
         data_dir = root.joinpath(*[f"jail{i}" for i in range(nested_depth)], name)
-        n = StacksNode(root, name, data_dir=data_dir)
+        n = StacksNode(root, name, data_dir=data_dir, **gossip)
         made.append(n)
         _ALL_NODES.append(n)
+        if not start:
+            return n
         try:
             n.start()
         except RuntimeError as e:

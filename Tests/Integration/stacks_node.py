@@ -8,6 +8,7 @@ credentials (the server keeps its key in the data dir).
 from __future__ import annotations
 
 import ctypes
+import base64
 import os
 import signal
 import socket
@@ -23,9 +24,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_BIN = REPO_ROOT / ".build" / "debug" / "stacks"
 READY_TIMEOUT = float(os.environ.get("STACKS_READY_TIMEOUT", "60"))
 STOP_TIMEOUT = 10.0
-# The node has no admin API yet (it arrives with the membership layer); STACKS_TEST_ADMIN=1
-# writes an [admin] section for builds that have one.
-WRITE_ADMIN_SECTION = os.environ.get("STACKS_TEST_ADMIN", "") in ("1", "true", "yes")
+# One gossip key for every node a test session starts, unless a test asks for another.
+SESSION_GOSSIP_KEY = base64.b64encode(os.urandom(32)).decode()
 
 
 def stacks_binary() -> Path:
@@ -34,9 +34,28 @@ def stacks_binary() -> Path:
 
 def free_port() -> int:
     """A currently free TCP port on 127.0.0.1 (bind port 0, read it, release it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return _unused_port(socket.SOCK_STREAM)
+
+
+def free_udp_port() -> int:
+    """A currently free UDP port on 127.0.0.1."""
+    return _unused_port(socket.SOCK_DGRAM)
+
+
+_handed_out: set[int] = set()
+
+
+def _unused_port(kind) -> int:
+    """A port free now and never handed out before in this session: nodes created before any
+    of them binds must not get the same port twice."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+    raise RuntimeError("no unused port found")
 
 
 def parse_env_file(path: Path) -> dict[str, str]:
@@ -80,7 +99,8 @@ def s3_config(**overrides) -> Config:
 
 
 class StacksNode:
-    def __init__(self, root: Path, name: str = "node1", data_dir: Path | None = None):
+    def __init__(self, root: Path, name: str = "node1", data_dir: Path | None = None,
+                 seeds: list[str] | None = None, gossip_key: str | None = None, tags: dict[str, str] | None = None):
         self.root = Path(root)
         self.name = name
         self.data_dir = Path(data_dir) if data_dir else self.root / name
@@ -89,6 +109,10 @@ class StacksNode:
         self.admin_port = free_port()
         while self.admin_port == self.s3_port:
             self.admin_port = free_port()
+        self.gossip_port = free_udp_port()
+        self.seeds = seeds or []
+        self.gossip_key = gossip_key or SESSION_GOSSIP_KEY
+        self.tags = tags or {}
         self.log_path = self.data_dir / "stacks-test.log"
         self.proc: subprocess.Popen | None = None
         self.env: dict[str, str] = {}
@@ -105,12 +129,18 @@ class StacksNode:
             "\n[s3]\n"
             f'listen = "127.0.0.1:{self.s3_port}"\n'
             'region = "us-east-1"\n'
-            + (
-                "\n[admin]\n" f'listen = "127.0.0.1:{self.admin_port}"\n'
-                if WRITE_ADMIN_SECTION
-                else ""
-            )
+            "\n[gossip]\n"
+            f'listen = "{self.gossip_address}"\n'
+            f"seeds = [{', '.join(f'{chr(34)}{x}{chr(34)}' for x in self.seeds)}]\n"
+            f'key = "{self.gossip_key}"\n'
+            "\n[admin]\n"
+            f'listen = "127.0.0.1:{self.admin_port}"\n'
+            + ("\n[tags]\n" + "".join(f'{k} = "{v}"\n' for k, v in self.tags.items()) if self.tags else "")
         )
+
+    @property
+    def gossip_address(self) -> str:
+        return f"127.0.0.1:{self.gossip_port}"
 
     @property
     def env_path(self) -> Path:
@@ -165,7 +195,7 @@ class StacksNode:
                 raise RuntimeError(
                     f"stacks exited with code {rc} before becoming ready\n{self.log_tail()}"
                 )
-            if self.env_path.exists():
+            if self.env_path.exists() and (self.data_dir / "admin").exists():
                 try:
                     env = parse_env_file(self.env_path)
                     endpoint = env["STACKS_S3_ENDPOINT"]

@@ -1,0 +1,145 @@
+"""Gossip membership between real `stacks` processes on loopback, observed with `stacks members`:
+16 nodes converge; kill -9 is seen as dead and a graceful leave as left by everyone; a node with
+the wrong key is never admitted and harms no one; keys rotate with no node ever suspected."""
+import base64
+import json
+import os
+import subprocess
+import threading
+import time
+
+import pytest
+
+from stacks_node import stacks_binary
+
+N = 16
+# Bounds from the protocol parameters (probe interval 1 s, suspicion 4·log10(16) ≈ 4.8 s, at most
+# 6× that without confirmations, one probe round of 16): generous for a loaded 2-core machine.
+CONVERGE_S = 30
+DETECT_S = 16 + 6 * 4.8 + 10
+LEAVE_S = 10
+
+
+def members(node) -> list[dict]:
+    out = subprocess.run([str(stacks_binary()), "members", "--data-dir", str(node.data_dir), "--format", "json"],
+                         capture_output=True, text=True, timeout=20)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def view(node) -> dict[str, str]:
+    return {m["name"]: m["status"] for m in members(node)}
+
+
+def wait_for(what, predicate, timeout):
+    deadline = time.monotonic() + timeout
+    while True:
+        ok, detail = predicate()
+        if ok:
+            return time.monotonic()
+        assert time.monotonic() < deadline, f"{what} not reached within {timeout:.0f} s: {detail}"
+        time.sleep(0.2)
+
+
+def everyone_sees(nodes, expected: dict[str, str]):
+    def check():
+        for n in nodes:
+            v = view(n)
+            wrong = {k: v.get(k) for k, s in expected.items() if v.get(k) != s}
+            if wrong:
+                return False, f"{n.name} sees {wrong}"
+        return True, ""
+    return check
+
+
+def keyring_cli(node, *args):
+    out = subprocess.run([str(stacks_binary()), "keyring", *args, "--data-dir", str(node.data_dir)],
+                         capture_output=True, text=True, timeout=20)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+@pytest.fixture(scope="module")
+def cluster(node_factory):
+    first = node_factory("g1", tags={"zone": "a"})
+    nodes = [first]
+    # Start the rest without waiting on each other: a burst join.
+    rest = [node_factory(f"g{i}", start=False, seeds=[first.gossip_address], tags={"zone": "ab"[i % 2]})
+            for i in range(2, N + 1)]
+    for n in rest:
+        n.start()
+    nodes += rest
+    took = wait_for("16 nodes converged", everyone_sees(nodes, {n.name: "alive" for n in nodes}), CONVERGE_S)
+    return nodes
+
+
+def test_sixteen_nodes_converge_and_filter(cluster):
+    v = members(cluster[5])
+    assert sorted(m["name"] for m in v) == sorted(n.name for n in cluster)
+    for m in v:
+        assert set(m) >= {"name", "address", "status", "incarnation", "tags"}
+    zone_a = subprocess.run([str(stacks_binary()), "members", "--data-dir", str(cluster[0].data_dir), "--tag", "zone=a",
+                             "--status", "alive"], capture_output=True, text=True, timeout=20)
+    assert zone_a.returncode == 0
+    expected = sorted(n.name for n in cluster if n.tags.get("zone") == "a")
+    listed = sorted(line.split()[0] for line in zone_a.stdout.splitlines()[1:])
+    assert listed == expected
+
+
+def test_wrong_key_is_never_admitted(cluster, node_factory):
+    before = view(cluster[0])
+    stranger = node_factory("stranger", seeds=[cluster[0].gossip_address],
+                            gossip_key=base64.b64encode(os.urandom(32)).decode())
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        for n in cluster[:4]:
+            assert "stranger" not in view(n)
+        time.sleep(0.5)
+    assert list(view(stranger)) == ["stranger"]
+    assert all(n.is_running() for n in cluster) and stranger.is_running()
+    assert view(cluster[0]) == before
+    stranger.stop()
+
+
+def test_key_rotation_without_suspicion(cluster):
+    new = subprocess.run([str(stacks_binary()), "keygen"], capture_output=True, text=True, check=True).stdout.strip()
+    old = cluster[0].gossip_key
+    suspicious: list[str] = []
+    stop = threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            for n in cluster[:4]:
+                bad = {k: s for k, s in view(n).items() if s != "alive"}
+                if bad:
+                    suspicious.append(f"{n.name} saw {bad}")
+            time.sleep(0.2)
+
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+    try:
+        for n in cluster:
+            keyring_cli(n, "install", new)
+        for n in cluster:
+            keyring_cli(n, "use", new)
+        for n in cluster:
+            keyring_cli(n, "remove", old)
+        time.sleep(3)  # a few protocol periods on the new key alone, watched throughout
+    finally:
+        stop.set()
+        t.join(timeout=30)
+    assert not suspicious, suspicious[:5]
+    listing = keyring_cli(cluster[3], "list")
+    assert new in listing and old not in listing
+    for n in cluster:
+        n.gossip_key = new
+
+
+def test_kill_is_seen_as_dead_and_leave_as_left(cluster):
+    victim, leaver = cluster[-1], cluster[-2]
+    victim.kill()
+    survivors = [n for n in cluster if n not in (victim, leaver)]
+    leaver.stop()  # SIGTERM: graceful leave
+    wait_for("leave seen as left", everyone_sees(survivors, {leaver.name: "left"}), LEAVE_S)
+    wait_for("kill -9 seen as dead", everyone_sees(survivors, {victim.name: "dead"}), DETECT_S)
+    assert all(n.is_running() for n in survivors)

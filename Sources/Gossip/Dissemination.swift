@@ -7,9 +7,11 @@ import Darwin
 /// Rumor handling (SWIM §4.2 with incarnations) and infection-style dissemination (§4.1).
 extension SWIM {
     /// Queues a rumor; a newer rumor about the same member replaces the older one.
+    /// News about this node itself (refutations, tag changes) is sent twice as often: a member
+    /// that misses a refutation will otherwise declare a healthy node dead.
     mutating func enqueue(_ r: Rumor) {
         if rumors[r.subject] == nil { rumorOrder.append(r.subject) }
-        rumors[r.subject] = QueuedRumor(rumor: r, transmits: 0)
+        rumors[r.subject] = QueuedRumor(rumor: r, transmits: r.subject == name ? -retransmitLimit : 0)
     }
 
     var retransmitLimit: Int {
@@ -150,13 +152,13 @@ extension SWIM {
             case .dead, .left:
                 return
             case .suspect where inc == e.member.incarnation:
-                guard from != name, e.suspicion?.confirmations.insert(from).inserted == true else { return }
+                guard from != e.suspicion?.accuser, e.suspicion?.confirmations.insert(from).inserted == true else { return }
                 entries[n] = e
                 enqueue(r)  // confirmations travel too: others' timers shrink with them
             case .alive, .suspect:
                 setStatus(&e, .suspect, now: now)
                 e.member.incarnation = inc
-                e.suspicion = Suspicion(start: now, confirmations: from == name ? [] : [from])
+                e.suspicion = Suspicion(start: now, accuser: from, confirmations: [])
                 entries[n] = e
                 enqueue(r)
                 out.append(.event(.suspected(e.member)))

@@ -55,6 +55,8 @@ public struct SWIM: Sendable {
 
     struct Suspicion: Sendable {
         var start: Instant
+        /// Who first accused; independent confirmations are everyone else who did too.
+        var accuser: String
         var confirmations: Set<String>
     }
 
@@ -209,7 +211,8 @@ public struct SWIM: Sendable {
                     // Missing nacks mean our own messages are not getting through: we may be the slow one.
                     awareness = min(settings.awarenessMax, awareness + (p.nacksExpected - p.nacks))
                 }
-                if let e = entries[p.target], e.member.status == .alive {
+                // Also when someone else already suspects it: our failed probe is an independent confirmation.
+                if let e = entries[p.target], e.member.status == .alive || e.member.status == .suspect {
                     apply(.suspect(name: e.member.name, incarnation: e.member.incarnation, from: name), now: now, &out)
                 }
             }

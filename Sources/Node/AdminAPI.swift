@@ -23,6 +23,7 @@ public struct KeyringView: Codable, Sendable, Equatable {
 }
 
 struct KeyRequest: Codable { var key: String }
+struct JoinRequest: Codable { var seeds: [String] }
 
 /// The node's loopback admin API: HTTP + JSON, every request carrying `Authorization: Bearer
 /// TOKEN` where TOKEN is in `DATA_DIR/admin` (mode 0600) together with the API's URL.
@@ -32,6 +33,15 @@ enum AdminAPI {
         router.add(middleware: BearerToken(token: token))
         router.get("/v1/members") { _, _ in
             try json(try await gossip.members().map(MemberView.init))
+        }
+        router.post("/v1/join") { request, _ in
+            let body = try await request.body.collect(upTo: 65536)
+            guard let req = try? JSONDecoder().decode(JoinRequest.self, from: Data(buffer: body)), !req.seeds.isEmpty,
+                  req.seeds.allSatisfy({ ListenAddress($0) != nil }) else {
+                return problem(.badRequest, "body must be {\"seeds\": [\"host:port\", ...]}")
+            }
+            try await gossip.join(req.seeds)
+            return try json(["joining": req.seeds])
         }
         router.get("/v1/gossip/stats") { _, _ in try json(try await gossip.statistics()) }
         router.get("/v1/keyring") { _, _ in try json(KeyringView(try await gossip.keys())) }

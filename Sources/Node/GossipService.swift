@@ -134,6 +134,11 @@ public final class GossipService: Service, @unchecked Sendable {
 
     // MARK: Queries and commands from other tasks
 
+    /// Joins (more) members through the given gossip addresses.
+    public func join(_ seeds: [String]) async throws {
+        try await loop.submit { self.execute(self.core.join(seeds: seeds, now: Self.now())) }.get()
+    }
+
     public func members() async throws -> [Member] { try await loop.submit { self.core.members }.get() }
     public func statistics() async throws -> GossipStats { try await loop.submit { self.stats }.get() }
     public func keys() async throws -> Keyring { try await loop.submit { self.keyring }.get() }

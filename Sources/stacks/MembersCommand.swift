@@ -115,6 +115,18 @@ struct KeyringCommand: ParsableCommand {
     }
 }
 
+struct JoinCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "join", abstract: "Make the local node join a cluster through members' gossip addresses.")
+    @Option(name: .long, help: "Data directory of the local node.")
+    var dataDir = ".stacks"
+    @Argument(help: "Gossip address host:port of a member (one or more).")
+    var seeds: [String]
+    func run() throws {
+        _ = try AdminClient(dataDir: dataDir).post("/v1/join", json: ["seeds": seeds], as: [String: [String]].self)
+        print("joining through \(seeds.joined(separator: ", "))")
+    }
+}
+
 struct KeygenCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "keygen", abstract: "Print a new random gossip key (base64).")
     func run() { print(Keyring.generateKey()) }

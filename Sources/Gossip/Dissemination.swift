@@ -37,8 +37,14 @@ extension SWIM {
         return out
     }
 
+    /// Only messages that get an answer carry the sender's address (saves ~16 bytes on most packets).
     mutating func packet(_ m: Message) -> Packet {
-        Packet(from: name, fromAddress: address, message: m, rumors: piggyback())
+        let answered: Bool
+        switch m {
+        case .ping, .pingRequest, .pushPull(_, false, _): answered = true
+        case .ack, .nack, .pushPull, .gossip: answered = false
+        }
+        return Packet(from: name, fromAddress: answered ? address : "", message: m, rumors: piggyback())
     }
 
     mutating func gossip(_ out: inout [Effect]) {
@@ -111,7 +117,7 @@ extension SWIM {
         }
         if let a = entries[accuser]?.member, a.status == .alive || a.status == .suspect {
             let alive = Rumor.alive(name: name, address: address, incarnation: incarnation, tags: tags)
-            out.append(.send(Packet(from: name, fromAddress: address, message: .gossip, rumors: [alive]), to: a.address))
+            out.append(.send(Packet(from: name, fromAddress: "", message: .gossip, rumors: [alive]), to: a.address))
         }
     }
 

@@ -129,7 +129,7 @@ public struct SWIM: Sendable {
         isLeaving = true
         let rumor = Rumor.left(name: name, incarnation: incarnation)
         enqueue(rumor)
-        return liveNames().map { .send(Packet(from: name, fromAddress: address, message: .gossip, rumors: [rumor]), to: entries[$0]!.member.address) }
+        return liveNames().map { .send(Packet(from: name, fromAddress: "", message: .gossip, rumors: [rumor]), to: entries[$0]!.member.address) }
     }
 
     /// Changes this node's tags; others learn them through a fresh alive rumor.

@@ -55,7 +55,7 @@ import Testing
     }
 
     @Test func shippedSamplesAreValid() throws {
-        for name in ["single-node.toml"] {
+        for name in ["single-node.toml", "three-node-1.toml", "three-node-2.toml", "three-node-3.toml"] {
             let path = #filePath.split(separator: "/").dropLast(3).joined(separator: "/")
             let text = try String(contentsOfFile: "/\(path)/cluster-configs/\(name)", encoding: .utf8)
             _ = try NodeConfig(toml: text, file: name)

@@ -34,6 +34,8 @@ public struct SWIM: Sendable {
     var live: [String] = []
     /// Suspect members, for the suspicion timers.
     var suspects: [String] = []
+    /// Suspects this node has probed since their suspicion began.
+    var probedSuspects: Set<String> = []
     var probeList: [String] = []
     var probeIndex = 0
     var probe: Probe?
@@ -165,7 +167,9 @@ public struct SWIM: Sendable {
             if target == name { out.append(.send(packet(.ack(seq: s)), to: p.fromAddress)) }
         case .pingRequest(let s, let target, let targetAddress):
             let mine = nextSeq()
-            relays[mine] = Relay(origin: p.fromAddress, originSeq: s, deadline: now + settings.probeTimeout)
+            // The nack must reach the prober before its probe period ends (it asked us probeTimeout
+            // into a period of probeInterval), or the prober counts it missing and blames itself.
+            relays[mine] = Relay(origin: p.fromAddress, originSeq: s, deadline: now + settings.probeTimeout * 0.8)
             out.append(.send(packet(.ping(seq: mine, target: target)), to: targetAddress))
         case .ack(let s):
             if let relay = relays.removeValue(forKey: s) {
@@ -233,7 +237,14 @@ public struct SWIM: Sendable {
         out.append(.send(pkt, to: target.address))
     }
 
+    /// A suspect this node has not probed yet comes first: a dead member gets its independent
+    /// confirmations sooner, and a live one hears (buddy system) that it must refute, straight
+    /// from a member whose suspicion timer is running.
     mutating func nextProbeTarget() -> Member? {
+        if let s = suspects.first(where: { !probedSuspects.contains($0) }), let m = entries[s]?.member {
+            probedSuspects.insert(s)
+            return m
+        }
         for _ in 0..<(probeList.count + 1) {
             if probeIndex >= probeList.count {
                 probeList = live
@@ -301,7 +312,7 @@ public struct SWIM: Sendable {
         let wasLive = was == .alive || was == .suspect, isLive = status == .alive || status == .suspect
         if wasLive && !isLive { live.removeAll { $0 == n } }
         if !wasLive && isLive { live.append(n) }
-        if was == .suspect { suspects.removeAll { $0 == n } }
+        if was == .suspect { suspects.removeAll { $0 == n }; probedSuspects.remove(n) }
         if status == .suspect { suspects.append(n) }
         e.member.status = status
         e.member.since = now

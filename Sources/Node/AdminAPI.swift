@@ -24,6 +24,7 @@ public struct KeyringView: Codable, Sendable, Equatable {
 
 struct KeyRequest: Codable { var key: String }
 struct JoinRequest: Codable { var seeds: [String] }
+struct TagsRequest: Codable { var tags: [String: String] }
 
 /// The node's loopback admin API: HTTP + JSON, every request carrying `Authorization: Bearer
 /// TOKEN` where TOKEN is in `DATA_DIR/admin` (mode 0600) together with the API's URL.
@@ -42,6 +43,15 @@ enum AdminAPI {
             }
             try await gossip.join(req.seeds)
             return try json(["joining": req.seeds])
+        }
+        router.post("/v1/tags") { request, _ in
+            let body = try await request.body.collect(upTo: 65536)
+            guard let req = try? JSONDecoder().decode(TagsRequest.self, from: Data(buffer: body)), req.tags.count <= 64,
+                  req.tags.allSatisfy({ $0.key.utf8.count <= 255 && $0.value.utf8.count <= 255 && !$0.key.isEmpty }) else {
+                return problem(.badRequest, "body must be {\"tags\": {\"key\": \"value\"}} with at most 64 tags of 255 bytes")
+            }
+            try await gossip.setTags(req.tags)
+            return try json(req.tags)
         }
         router.get("/v1/gossip/stats") { _, _ in try json(try await gossip.statistics()) }
         router.get("/v1/keyring") { _, _ in try json(KeyringView(try await gossip.keys())) }

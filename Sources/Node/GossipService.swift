@@ -139,6 +139,11 @@ public final class GossipService: Service, @unchecked Sendable {
         try await loop.submit { self.execute(self.core.join(seeds: seeds, now: Self.now())) }.get()
     }
 
+    /// Replaces this node's tags; members learn them through a fresh alive rumor.
+    public func setTags(_ tags: [String: String]) async throws {
+        try await loop.submit { self.execute(self.core.updateTags(tags, now: Self.now())) }.get()
+    }
+
     public func members() async throws -> [Member] { try await loop.submit { self.core.members }.get() }
     public func statistics() async throws -> GossipStats { try await loop.submit { self.stats }.get() }
     public func keys() async throws -> Keyring { try await loop.submit { self.keyring }.get() }

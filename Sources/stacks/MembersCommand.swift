@@ -127,6 +127,24 @@ struct JoinCommand: ParsableCommand {
     }
 }
 
+struct TagsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tags", abstract: "Replace this node's gossiped tags (until restart; put lasting ones in the config).")
+    @Option(name: .long, help: "Data directory of the local node.")
+    var dataDir = ".stacks"
+    @Argument(help: "key=value pairs; none clears the tags.")
+    var pairs: [String] = []
+    func validate() throws {
+        for p in pairs where !p.contains("=") || p.hasPrefix("=") { throw ValidationError("tags are key=value, got \(p)") }
+    }
+    func run() throws {
+        var tags: [String: String] = [:]
+        for p in pairs { let kv = p.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false); tags[String(kv[0])] = String(kv[1]) }
+        let set = try AdminClient(dataDir: dataDir).post("/v1/tags", json: ["tags": tags], as: [String: String].self)
+        print(set.keys.sorted().map { "\($0)=\(set[$0]!)" }.joined(separator: " "))
+    }
+}
+
 struct KeygenCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "keygen", abstract: "Print a new random gossip key (base64).")
     func run() { print(Keyring.generateKey()) }

@@ -7,7 +7,7 @@ struct Stacks: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "stacks",
         abstract: "A peer-to-peer, storage-first cluster: S3 object storage and VM scheduling in one binary.",
-        subcommands: [AgentCommand.self, MembersCommand.self, JoinCommand.self, KeyringCommand.self, KeygenCommand.self])
+        subcommands: [AgentCommand.self, MembersCommand.self, JoinCommand.self, TagsCommand.self, KeyringCommand.self, KeygenCommand.self])
 }
 
 struct AgentCommand: AsyncParsableCommand {

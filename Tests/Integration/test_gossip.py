@@ -81,9 +81,24 @@ def test_sixteen_nodes_converge_and_filter(cluster):
     zone_a = subprocess.run([str(stacks_binary()), "members", "--data-dir", str(cluster[0].data_dir), "--tag", "zone=a",
                              "--status", "alive"], capture_output=True, text=True, timeout=20)
     assert zone_a.returncode == 0
-    expected = sorted(n.name for n in cluster if n.tags.get("zone") == "a")
+    expected = sorted(n.name for n in cluster if n.tags.get("zone") == "a")  # before the tags test changes g3
     listed = sorted(line.split()[0] for line in zone_a.stdout.splitlines()[1:])
     assert listed == expected
+
+
+def test_tag_update_reaches_everyone(cluster):
+    subject = cluster[2]
+    out = subprocess.run([str(stacks_binary()), "tags", "--data-dir", str(subject.data_dir), "zone=c", "hypervisor=kvm"],
+                         capture_output=True, text=True, timeout=20)
+    assert out.returncode == 0, out.stderr
+
+    def check():
+        for n in cluster:
+            tags = next(m["tags"] for m in members(n) if m["name"] == subject.name)
+            if tags != {"zone": "c", "hypervisor": "kvm"}:
+                return False, f"{n.name} sees {tags}"
+        return True, ""
+    wait_for("tag update seen by all", check, 10)
 
 
 def test_wrong_key_is_never_admitted(cluster, node_factory):

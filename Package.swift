@@ -44,6 +44,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
         .target(name: "Gossip", swiftSettings: strict),
+        .target(name: "Raft", swiftSettings: strict),
         .target(name: "Compute", dependencies: ["CLibvirt"], swiftSettings: strict),
         .target(name: "Node", dependencies: [
             "S3", "Objects", "Compute", "Security", "Gossip", "ChunkStore",
@@ -64,6 +65,7 @@ let package = Package(
         .testTarget(name: "ObjectsTests", dependencies: ["Objects"], swiftSettings: strict),
         .testTarget(name: "S3Tests", dependencies: ["S3"], swiftSettings: strict),
         .testTarget(name: "GossipTests", dependencies: ["Gossip"], swiftSettings: strict),
+        .testTarget(name: "RaftTests", dependencies: ["Raft"], swiftSettings: strict),
         .testTarget(name: "ComputeTests", dependencies: ["Compute"], swiftSettings: strict),
         .testTarget(name: "NodeTests", dependencies: ["Node"], swiftSettings: strict),
     ]

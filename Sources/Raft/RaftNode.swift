@@ -1,0 +1,327 @@
+/// One Raft peer as a sans-IO state machine (etcd/raft's shape): `tick`, `step` and `propose` take
+/// inputs and return a `Ready` of things to persist, send and apply. Time is logical ticks;
+/// randomness (election timeouts) comes from the seeded generator given at start.
+///
+/// Implemented: leader election with pre-vote (a partitioned node cannot inflate terms) and
+/// check-quorum (a leader that cannot hear a quorum steps down; followers that heard a leader
+/// within the election timeout refuse votes — the "leader lease"), log replication with
+/// consistency checks and fast back-up, commit by quorum of the current term, and apply.
+/// Not yet: snapshots, membership change, learners, ReadIndex, leadership transfer.
+public struct RaftNode: Sendable {
+    public enum Role: Equatable, Sendable {
+        case follower(leader: String?)
+        case preCandidate(granted: Set<String>)
+        case candidate(granted: Set<String>)
+        case leader(Progress)
+    }
+
+    /// Replication state of every follower, kept by the leader.
+    public struct Progress: Equatable, Sendable {
+        public var next: [String: LogIndex]
+        public var match: [String: LogIndex]
+        /// Followers heard from since the last check-quorum round.
+        public var recentlyActive: Set<String>
+    }
+
+    public let id: String
+    public let peers: [String]
+    public let settings: RaftSettings
+    public private(set) var role: Role = .follower(leader: nil)
+    public private(set) var hardState: HardState
+    /// The whole log in memory (snapshots will bound it); log[i] has index i + 1.
+    public private(set) var log: [Entry]
+    public private(set) var applied: LogIndex
+    var rng: RaftRandom
+    var electionElapsed = 0
+    var heartbeatElapsed = 0
+    var electionTimeout: Int
+    var ready = Ready()
+
+    /// Starts (or restarts) from durable state: the hard state and the log as persisted.
+    public init(id: String, peers: [String], hardState: HardState = HardState(), log: [Entry] = [],
+                settings: RaftSettings = RaftSettings(), seed: UInt64) {
+        self.id = id
+        self.peers = peers.filter { $0 != id }.sorted()
+        self.settings = settings
+        self.hardState = hardState
+        self.log = log
+        // Committed entries are re-applied after a restart: the state machine is rebuilt from the log.
+        applied = .zero
+        rng = RaftRandom(seed: seed)
+        electionTimeout = settings.electionTicks
+        resetElectionTimeout()
+    }
+
+    // MARK: Queries
+
+    public var term: Term { hardState.term }
+    public var commit: LogIndex { hardState.commit }
+    public var lastIndex: LogIndex { LogIndex(UInt64(log.count)) }
+    public var lastTerm: Term { log.last?.term ?? Term(0) }
+    public var isLeader: Bool { if case .leader = role { true } else { false } }
+    public var leader: String? {
+        switch role {
+        case .leader: id
+        case .follower(let l): l
+        case .preCandidate, .candidate: nil
+        }
+    }
+    var quorum: Int { (peers.count + 1) / 2 + 1 }
+
+    func term(at i: LogIndex) -> Term? {
+        if i == .zero { return Term(0) }
+        guard i.value <= UInt64(log.count) else { return nil }
+        return log[Int(i.value) - 1].term
+    }
+
+    // MARK: Inputs
+
+    /// Advances logical time by one tick.
+    public mutating func tick() -> Ready {
+        switch role {
+        case .leader(var progress):
+            heartbeatElapsed += 1
+            electionElapsed += 1
+            if electionElapsed >= settings.electionTicks {
+                electionElapsed = 0
+                // Check-quorum: a leader that has not heard from a quorum steps down.
+                if progress.recentlyActive.count + 1 < quorum {
+                    becomeFollower(term: term, leader: nil)
+                    return takeReady()
+                }
+                progress.recentlyActive = []
+                role = .leader(progress)
+            }
+            if heartbeatElapsed >= settings.heartbeatTicks {
+                heartbeatElapsed = 0
+                for p in peers { sendAppend(to: p) }
+            }
+        case .follower, .preCandidate, .candidate:
+            electionElapsed += 1
+            if electionElapsed >= electionTimeout { campaign(pre: true) }
+        }
+        return takeReady()
+    }
+
+    /// Proposes a command; nil when this node is not the leader (ask `leader`).
+    public mutating func propose(_ data: [UInt8]) -> (index: LogIndex, ready: Ready)? {
+        guard case .leader = role else { return nil }
+        let e = Entry(term: term, index: lastIndex + 1, data: data)
+        appendLocal([e])
+        for p in peers { sendAppend(to: p) }
+        maybeCommit()
+        return (e.index, takeReady())
+    }
+
+    /// Handles one message from a peer.
+    public mutating func step(_ env: Envelope) -> Ready {
+        let m = env.message
+        switch m {
+        case .preVote:
+            // Pre-votes carry a proposed term: they never change ours.
+            break
+        case .preVoteReply(let t, let granted) where !granted && t > term:
+            becomeFollower(term: t, leader: nil)
+        case .preVoteReply:
+            break
+        default:
+            if m.term > term {
+                if case .vote = m, inLease { return takeReady() }  // check-quorum lease: a live leader exists
+                let leader: String? = { if case .append = m { env.from } else { nil } }()
+                becomeFollower(term: m.term, leader: leader)
+            } else if m.term < term {
+                // Stale sender: tell it the current term so it steps down.
+                switch m {
+                case .append: send(env.from, .appendReply(term: term, success: false, index: lastIndex))
+                case .vote: send(env.from, .voteReply(term: term, granted: false))
+                default: break
+                }
+                return takeReady()
+            }
+        }
+        switch m {
+        case .preVote(let t, let li, let lt):
+            let granted = t > term && logIsUpToDate(lastIndex: li, lastTerm: lt) && !inLease
+            send(env.from, .preVoteReply(term: granted ? t : term, granted: granted))
+        case .vote(_, let li, let lt):
+            let canVote = hardState.vote == nil || hardState.vote == env.from
+            let granted = canVote && logIsUpToDate(lastIndex: li, lastTerm: lt)
+            if granted {
+                hardState.vote = env.from
+                ready.hardState = hardState
+                electionElapsed = 0
+            }
+            send(env.from, .voteReply(term: term, granted: granted))
+        case .preVoteReply(_, let granted):
+            if case .preCandidate(var votes) = role, granted {
+                votes.insert(env.from)
+                role = .preCandidate(granted: votes)
+                if votes.count >= quorum { campaign(pre: false) }
+            }
+        case .voteReply(_, let granted):
+            if case .candidate(var votes) = role, granted {
+                votes.insert(env.from)
+                role = .candidate(granted: votes)
+                if votes.count >= quorum { becomeLeader() }
+            }
+        case .append(_, let prevIndex, let prevTerm, let entries, let leaderCommit):
+            becomeFollower(term: term, leader: env.from)
+            handleAppend(from: env.from, prevIndex: prevIndex, prevTerm: prevTerm, entries: entries, leaderCommit: leaderCommit)
+        case .appendReply(_, let success, let index):
+            handleAppendReply(from: env.from, success: success, index: index)
+        }
+        return takeReady()
+    }
+
+    /// The shell confirms it applied everything in the last Ready's `committed`.
+    var inLease: Bool {
+        if case .follower(let l) = role, l != nil, electionElapsed < settings.electionTicks { return true }
+        if case .leader = role { return true }
+        return false
+    }
+
+    // MARK: Elections
+
+    mutating func campaign(pre: Bool) {
+        resetElectionTimeout()
+        electionElapsed = 0
+        if pre {
+            role = .preCandidate(granted: [id])
+            if quorum == 1 { campaign(pre: false); return }
+            for p in peers { send(p, .preVote(term: term.next, lastIndex: lastIndex, lastTerm: lastTerm)) }
+        } else {
+            hardState.term = term.next
+            hardState.vote = id
+            ready.hardState = hardState
+            role = .candidate(granted: [id])
+            if quorum == 1 { becomeLeader(); return }
+            for p in peers { send(p, .vote(term: term, lastIndex: lastIndex, lastTerm: lastTerm)) }
+        }
+    }
+
+    func logIsUpToDate(lastIndex li: LogIndex, lastTerm lt: Term) -> Bool {
+        lt > lastTerm || (lt == lastTerm && li >= lastIndex)
+    }
+
+    mutating func becomeFollower(term t: Term, leader: String?) {
+        if t > term {
+            hardState.term = t
+            hardState.vote = nil
+            ready.hardState = hardState
+        }
+        if case .follower(let old) = role, old == leader, leader != nil {
+            electionElapsed = 0
+            return
+        }
+        role = .follower(leader: leader)
+        electionElapsed = 0
+        resetElectionTimeout()
+    }
+
+    mutating func becomeLeader() {
+        var next: [String: LogIndex] = [:], match: [String: LogIndex] = [:]
+        for p in peers { next[p] = lastIndex + 1; match[p] = .zero }
+        role = .leader(Progress(next: next, match: match, recentlyActive: []))
+        heartbeatElapsed = 0
+        electionElapsed = 0
+        appendLocal([Entry(term: term, index: lastIndex + 1, data: [])])
+        for p in peers { sendAppend(to: p) }
+        maybeCommit()
+    }
+
+    mutating func resetElectionTimeout() {
+        electionTimeout = settings.electionTicks + Int(rng.next() % UInt64(settings.electionTicks))
+    }
+
+    // MARK: Replication
+
+    mutating func appendLocal(_ entries: [Entry]) {
+        log.append(contentsOf: entries)
+        ready.entries.append(contentsOf: entries)
+    }
+
+    mutating func sendAppend(to p: String) {
+        guard case .leader(let progress) = role, let next = progress.next[p] else { return }
+        let prev = next - 1
+        let from = Int(prev.value)
+        let upTo = min(log.count, from + settings.maxEntriesPerAppend)
+        let entries = from < upTo ? Array(log[from..<upTo]) : []
+        send(p, .append(term: term, prevIndex: prev, prevTerm: term(at: prev) ?? Term(0), entries: entries,
+                        commit: min(commit, prev + UInt64(entries.count))))
+    }
+
+    mutating func handleAppend(from leader: String, prevIndex: LogIndex, prevTerm: Term, entries: [Entry], leaderCommit: LogIndex) {
+        guard prevIndex <= lastIndex, term(at: prevIndex) == prevTerm else {
+            // Log does not contain prevIndex with prevTerm: back the leader up to what we have.
+            send(leader, .appendReply(term: term, success: false, index: min(lastIndex, prevIndex - (prevIndex > .zero ? 1 : 0))))
+            return
+        }
+        var newEntries: [Entry] = []
+        for e in entries {
+            if let t = term(at: e.index) {
+                if t == e.term { continue }
+                // Conflict: drop it and everything after (never below commit: Raft guarantees that).
+                precondition(e.index > commit, "leader overwrote a committed entry at \(e.index)")
+                log.removeSubrange(Int(e.index.value - 1)...)
+                ready.truncateAfter = e.index - 1
+                ready.entries.removeAll { $0.index >= e.index }
+            }
+            newEntries.append(e)
+        }
+        appendLocal(newEntries)
+        let lastNew = prevIndex + UInt64(entries.count)
+        if leaderCommit > commit {
+            setCommit(min(leaderCommit, lastNew))
+        }
+        send(leader, .appendReply(term: term, success: true, index: lastNew))
+    }
+
+    mutating func handleAppendReply(from p: String, success: Bool, index: LogIndex) {
+        guard case .leader(var progress) = role else { return }
+        progress.recentlyActive.insert(p)
+        if success {
+            if index > progress.match[p] ?? .zero { progress.match[p] = index }
+            progress.next[p] = max(progress.next[p] ?? .zero, index + 1)
+            role = .leader(progress)
+            maybeCommit()
+            if (progress.next[p] ?? .zero) <= lastIndex { sendAppend(to: p) }
+        } else {
+            // Fast back-up: jump to the follower's hint rather than one entry at a time.
+            let next = max(LogIndex(1), min((progress.next[p] ?? LogIndex(1)) - 1, index + 1))
+            progress.next[p] = next
+            role = .leader(progress)
+            sendAppend(to: p)
+        }
+    }
+
+    /// Commit = the highest index a quorum stores, if it is from the current term (Raft §5.4.2).
+    mutating func maybeCommit() {
+        guard case .leader(let progress) = role else { return }
+        var matches = progress.match.values.map(\.value) + [lastIndex.value]
+        matches.sort(by: >)
+        let candidate = LogIndex(matches[quorum - 1])
+        if candidate > commit, term(at: candidate) == term {
+            setCommit(candidate)
+            for p in peers { sendAppend(to: p) }  // tell followers promptly
+        }
+    }
+
+    mutating func setCommit(_ c: LogIndex) {
+        guard c > commit else { return }
+        hardState.commit = c
+        ready.hardState = hardState
+    }
+
+    mutating func send(_ to: String, _ m: RaftMessage) {
+        ready.messages.append(Envelope(from: id, to: to, message: m))
+    }
+
+    mutating func takeReady() -> Ready {
+        if commit > applied {
+            ready.committed = Array(log[Int(applied.value)..<Int(commit.value)])
+            applied = commit
+        }
+        defer { ready = Ready() }
+        return ready
+    }
+}

@@ -1,0 +1,100 @@
+/// A Raft term. Terms only grow; a message from a higher term demotes whoever receives it.
+public struct Term: Comparable, Hashable, Sendable, CustomStringConvertible {
+    public var value: UInt64
+    public init(_ value: UInt64) { self.value = value }
+    public static func < (a: Term, b: Term) -> Bool { a.value < b.value }
+    public var next: Term { Term(value + 1) }
+    public var description: String { "\(value)" }
+}
+
+/// A position in the replicated log; the first entry is at index 1, index 0 is "before the log".
+public struct LogIndex: Comparable, Hashable, Sendable, CustomStringConvertible {
+    public var value: UInt64
+    public init(_ value: UInt64) { self.value = value }
+    public static func < (a: LogIndex, b: LogIndex) -> Bool { a.value < b.value }
+    public static func + (a: LogIndex, n: UInt64) -> LogIndex { LogIndex(a.value + n) }
+    public static func - (a: LogIndex, n: UInt64) -> LogIndex { LogIndex(a.value - n) }
+    public static let zero = LogIndex(0)
+    public var description: String { "\(value)" }
+}
+
+/// One replicated command. An empty `data` is the no-op a new leader appends to commit
+/// earlier terms' entries (Raft §5.4.2).
+public struct Entry: Equatable, Sendable {
+    public var term: Term
+    public var index: LogIndex
+    public var data: [UInt8]
+    public init(term: Term, index: LogIndex, data: [UInt8]) { self.term = term; self.index = index; self.data = data }
+}
+
+/// What must survive a crash, written before any message that depends on it is sent.
+public struct HardState: Equatable, Sendable {
+    public var term = Term(0)
+    public var vote: String? = nil
+    public var commit = LogIndex.zero
+    public init(term: Term = Term(0), vote: String? = nil, commit: LogIndex = .zero) {
+        self.term = term; self.vote = vote; self.commit = commit
+    }
+}
+
+/// Raft messages (Ongaro & Ousterhout 2014, with pre-vote from Ongaro's thesis §9.6).
+public enum RaftMessage: Equatable, Sendable {
+    /// "Would you vote for me at `term`?" — asked before disturbing anyone's term.
+    case preVote(term: Term, lastIndex: LogIndex, lastTerm: Term)
+    case preVoteReply(term: Term, granted: Bool)
+    case vote(term: Term, lastIndex: LogIndex, lastTerm: Term)
+    case voteReply(term: Term, granted: Bool)
+    case append(term: Term, prevIndex: LogIndex, prevTerm: Term, entries: [Entry], commit: LogIndex)
+    /// On success `index` is the follower's last matching index; on rejection, a hint where the
+    /// leader should back up to (the follower's last index).
+    case appendReply(term: Term, success: Bool, index: LogIndex)
+
+    public var term: Term {
+        switch self {
+        case .preVote(let t, _, _), .preVoteReply(let t, _), .vote(let t, _, _), .voteReply(let t, _),
+             .append(let t, _, _, _, _), .appendReply(let t, _, _): t
+        }
+    }
+}
+
+public struct Envelope: Equatable, Sendable {
+    public var from: String
+    public var to: String
+    public var message: RaftMessage
+    public init(from: String, to: String, message: RaftMessage) { self.from = from; self.to = to; self.message = message }
+}
+
+/// What the shell must do after each input, in this order: persist `hardState` and
+/// `entries` (truncating the stored log after `truncateAfter` first, when set), then send
+/// `messages`, then apply `committed` to the state machine.
+public struct Ready: Equatable, Sendable {
+    public var hardState: HardState?
+    public var truncateAfter: LogIndex?
+    public var entries: [Entry] = []
+    public var messages: [Envelope] = []
+    public var committed: [Entry] = []
+    public var isEmpty: Bool { hardState == nil && truncateAfter == nil && entries.isEmpty && messages.isEmpty && committed.isEmpty }
+}
+
+/// Seeded random source (SplitMix64): randomized election timeouts replay from a seed.
+public struct RaftRandom: RandomNumberGenerator, Sendable {
+    private var state: UInt64
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+public struct RaftSettings: Sendable, Equatable {
+    /// Ticks between leader heartbeats.
+    public var heartbeatTicks = 1
+    /// Election timeout is drawn from [electionTicks, 2·electionTicks) after each reset.
+    public var electionTicks = 10
+    /// Bound on entries per append message.
+    public var maxEntriesPerAppend = 64
+    public init() {}
+}

@@ -1,0 +1,168 @@
+@testable import Raft
+
+/// Many Raft peers in one process over a simulated network that loses, duplicates, delays and
+/// reorders messages, partitions, and crashes peers (losing everything not yet persisted), all
+/// drawn from one seed. After every step it checks Raft's safety properties (§5.2–5.4).
+struct RaftSimulator {
+    struct Disk {
+        var hardState = HardState()
+        var log: [Entry] = []
+    }
+
+    struct Peer {
+        var node: RaftNode?
+        var disk = Disk()
+        /// Commands applied by this incarnation of the peer's state machine, in order.
+        var appliedData: [[UInt8]] = []
+        var appliedIndex: UInt64 = 0
+    }
+
+    struct InFlight {
+        var at: Int
+        var seq: Int
+        var env: Envelope
+    }
+
+    var peers: [String: Peer] = [:]
+    let names: [String]
+    var rng: RaftRandom
+    var now = 0
+    var queue: [InFlight] = []
+    var seq = 0
+    var lossPercent = 0
+    var duplicatePercent = 0
+    var maxDelay = 3
+    /// Chance that a peer crashes before persisting a Ready: its unsynced writes and the
+    /// messages that depended on them are lost.
+    var crashBeforePersistPercent = 0
+    /// Partition group per peer; nil = fully connected.
+    var groups: [String: Int]? = nil
+    /// Leaders seen per term (election safety).
+    var leaders: [Term: String] = [:]
+    /// Every committed entry ever observed, by index (leader completeness, state machine safety).
+    var committed: [UInt64: Entry] = [:]
+    var violations: [String] = []
+    let settings: RaftSettings
+    let seed: UInt64
+
+    init(size: Int, seed: UInt64, settings: RaftSettings = RaftSettings()) {
+        self.seed = seed
+        self.settings = settings
+        rng = RaftRandom(seed: seed)
+        names = (1...size).map { "r\($0)" }
+        for n in names { peers[n] = Peer() }
+        for n in names { start(n) }
+    }
+
+    mutating func start(_ n: String) {
+        let d = peers[n]!.disk
+        peers[n]!.node = RaftNode(id: n, peers: names, hardState: d.hardState, log: d.log, settings: settings, seed: rng.next())
+        peers[n]!.appliedData = []
+        peers[n]!.appliedIndex = 0
+    }
+
+    mutating func crash(_ n: String) { peers[n]!.node = nil }
+
+    var up: [String] { names.filter { peers[$0]!.node != nil } }
+
+    /// Delivers one Ready: persist, then send, then apply (the order `Ready` documents).
+    mutating func handle(_ n: String, _ r: Ready) {
+        if crashBeforePersistPercent > 0 && !r.isEmpty && Int(rng.next() % 1000) < crashBeforePersistPercent {
+            crash(n)
+            return
+        }
+        if let hs = r.hardState { peers[n]!.disk.hardState = hs }
+        if let t = r.truncateAfter { peers[n]!.disk.log = Array(peers[n]!.disk.log.prefix(Int(t.value))) }
+        for e in r.entries {
+            let i = Int(e.index.value) - 1
+            if i < peers[n]!.disk.log.count { peers[n]!.disk.log[i] = e; peers[n]!.disk.log.removeSubrange((i + 1)...) } else {
+                if i != peers[n]!.disk.log.count { violations.append("seed \(seed): \(n) persisted entry \(e.index) past its log end \(peers[n]!.disk.log.count)") }
+                peers[n]!.disk.log.append(e)
+            }
+        }
+        for env in r.messages {
+            if lossPercent > 0 && Int(rng.next() % 100) < lossPercent { continue }
+            if let g = groups, g[env.from] != g[env.to] { continue }
+            let copies = duplicatePercent > 0 && Int(rng.next() % 100) < duplicatePercent ? 2 : 1
+            for _ in 0..<copies {
+                seq += 1
+                queue.append(InFlight(at: now + 1 + Int(rng.next() % UInt64(maxDelay)), seq: seq, env: env))
+            }
+        }
+        for e in r.committed {
+            if e.index.value != peers[n]!.appliedIndex + 1 {
+                violations.append("seed \(seed): \(n) applied \(e.index) after \(peers[n]!.appliedIndex)")
+            }
+            peers[n]!.appliedIndex = e.index.value
+            peers[n]!.appliedData.append(e.data)
+            if let seen = committed[e.index.value], seen != e {
+                violations.append("seed \(seed): state machine safety: index \(e.index) committed as term \(seen.term) and as term \(e.term)")
+            }
+            committed[e.index.value] = e
+        }
+        check(n)
+    }
+
+    mutating func check(_ n: String) {
+        guard let node = peers[n]!.node else { return }
+        if node.isLeader {
+            if let other = leaders[node.term], other != n {
+                violations.append("seed \(seed): election safety: \(other) and \(n) both lead term \(node.term)")
+            }
+            if leaders[node.term] == nil {
+                leaders[node.term] = n
+                // Leader completeness: a new leader holds every entry committed before it.
+                for (i, e) in committed where e.term < node.term {
+                    if node.term(at: LogIndex(i)) != e.term {
+                        violations.append("seed \(seed): leader completeness: \(n) leads term \(node.term) without committed entry \(i)")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Log matching: two logs agreeing on an index's term agree on everything before it.
+    mutating func checkLogMatching() {
+        let logs = names.compactMap { peers[$0]!.node?.log }
+        for a in 0..<logs.count {
+            for b in (a + 1)..<logs.count {
+                let n = min(logs[a].count, logs[b].count)
+                guard n > 0 else { continue }
+                var last = -1
+                for i in 0..<n where logs[a][i].term == logs[b][i].term { last = i }
+                if last >= 0 && logs[a][0...last] != logs[b][0...last] {
+                    violations.append("seed \(seed): log matching broken below index \(last + 1)")
+                }
+            }
+        }
+    }
+
+    mutating func tickAll() {
+        for n in up { let r = peers[n]!.node!.tick(); handle(n, r) }
+    }
+
+    /// Advances one tick: deliver messages due, then tick every live peer.
+    mutating func step() {
+        now += 1
+        // Deliver in (time, send order); reordering comes from random delays.
+        queue.sort { ($0.at, $0.seq) < ($1.at, $1.seq) }
+        while let first = queue.first, first.at <= now {
+            queue.removeFirst()
+            guard peers[first.env.to]!.node != nil else { continue }
+            let r = peers[first.env.to]!.node!.step(first.env)
+            handle(first.env.to, r)
+        }
+        tickAll()
+    }
+
+    /// Proposes through the current leader, if any; returns whether a leader took it.
+    @discardableResult
+    mutating func propose(_ data: [UInt8]) -> Bool {
+        for n in up where peers[n]!.node!.isLeader {
+            if let (_, r) = peers[n]!.node!.propose(data) { handle(n, r); return true }
+        }
+        return false
+    }
+
+    var leader: String? { up.first { peers[$0]!.node!.isLeader } }
+}

@@ -45,6 +45,7 @@ let package = Package(
         ], swiftSettings: strict),
         .target(name: "Gossip", swiftSettings: strict),
         .target(name: "Raft", swiftSettings: strict),
+        .target(name: "RaftLog", dependencies: ["Raft", "ChunkStore", "Erasure"], swiftSettings: strict),
         .target(name: "Compute", dependencies: ["CLibvirt"], swiftSettings: strict),
         .target(name: "Node", dependencies: [
             "S3", "Objects", "Compute", "Security", "Gossip", "ChunkStore",
@@ -66,6 +67,7 @@ let package = Package(
         .testTarget(name: "S3Tests", dependencies: ["S3"], swiftSettings: strict),
         .testTarget(name: "GossipTests", dependencies: ["Gossip"], swiftSettings: strict),
         .testTarget(name: "RaftTests", dependencies: ["Raft"], swiftSettings: strict),
+        .testTarget(name: "RaftLogTests", dependencies: ["RaftLog", "Raft", "ChunkStore"], swiftSettings: strict),
         .testTarget(name: "ComputeTests", dependencies: ["Compute"], swiftSettings: strict),
         .testTarget(name: "NodeTests", dependencies: ["Node"], swiftSettings: strict),
     ]

@@ -173,7 +173,8 @@ public struct RaftNode: Sendable {
         return takeReady()
     }
 
-    /// The shell confirms it applied everything in the last Ready's `committed`.
+    /// Check-quorum lease: while a leader was heard within the election timeout, vote and pre-vote
+    /// requests are refused, so a node rejoining from a partition cannot depose a healthy leader.
     var inLease: Bool {
         if case .follower(let l) = role, l != nil, electionElapsed < settings.electionTicks { return true }
         if case .leader = role { return true }

@@ -73,6 +73,7 @@ public struct Ready: Equatable, Sendable {
     public var entries: [Entry] = []
     public var messages: [Envelope] = []
     public var committed: [Entry] = []
+    public init() {}
     public var isEmpty: Bool { hardState == nil && truncateAfter == nil && entries.isEmpty && messages.isEmpty && committed.isEmpty }
 }
 

@@ -1,0 +1,168 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import ChunkStore
+import Erasure
+import Raft
+
+/// Failures of the durable Raft log, naming the segment and offset.
+public enum RaftLogError: Error, CustomStringConvertible, Equatable {
+    case corrupt(segment: String, offset: Int, why: String)
+    case io(String)
+
+    public var description: String {
+        switch self {
+        case .corrupt(let s, let o, let why): "Raft log corrupt in \(s) at byte \(o): \(why); refusing to serve it (restore this node from its peers)"
+        case .io(let what): "Raft log I/O: \(what)"
+        }
+    }
+}
+
+/// The write-ahead log under a Raft node: segments of checksummed records, one fsync per `save`.
+///
+///     record  length:u32 crc32c:u32 kind:u8 payload     (crc covers kind and payload)
+///     kinds   1 entry (term:u64 index:u64 data) · 2 truncate-after (index:u64) · 3 hard state (term:u64 commit:u64 vote)
+///
+/// Segments are `wal-<16 hex digits>.log`, numbered in order; a new one starts past `segmentBytes`.
+/// On open, records replay in order. A torn tail — the last record of the last segment cut short
+/// or failing its checksum with nothing after it — is cut off (it was never acknowledged, since
+/// `save` returns only after fsync). Damage anywhere else stops the node with `.corrupt`.
+public final class RaftLog {
+    public let directory: String
+    public let segmentBytes: Int
+    public private(set) var hardState = HardState()
+    public private(set) var entries: [Entry] = []
+    private var fd: Int32 = -1
+    private var segment = 0
+    private var segmentSize = 0
+    /// fsyncs done, for tests and metrics (group commit: one per `save`).
+    public private(set) var syncs = 0
+
+    public init(directory: String, segmentBytes: Int = 64 << 20) throws {
+        self.directory = directory
+        self.segmentBytes = segmentBytes
+        do { try Files.makeDirectory(directory) } catch { throw RaftLogError.io("\(error)") }
+        let names = try Files.list(directory).filter { $0.hasPrefix("wal-") && $0.hasSuffix(".log") }.sorted()
+        for (i, name) in names.enumerated() {
+            try replay(name, isLast: i == names.count - 1)
+        }
+        segment = names.last.flatMap { Int($0.dropFirst(4).dropLast(4), radix: 16) } ?? 0
+        try openSegment(segment, truncate: names.isEmpty)
+    }
+
+    deinit { if fd >= 0 { close(fd) } }
+
+    static func name(_ n: Int) -> String {
+        let hex = String(n, radix: 16)
+        return "wal-" + String(repeating: "0", count: max(0, 16 - hex.count)) + hex + ".log"
+    }
+
+    /// Makes a Ready's durable part durable: truncation, entries, hard state; then one fsync.
+    public func save(_ r: Ready) throws {
+        var records: [UInt8] = []
+        if let t = r.truncateAfter {
+            var w = BinaryWriter(); w.u64(t.value)
+            records += Self.record(kind: 2, w.bytes)
+            apply(truncateAfter: t)
+        }
+        for e in r.entries {
+            var w = BinaryWriter(); w.u64(e.term.value); w.u64(e.index.value); w.blob(e.data)
+            records += Self.record(kind: 1, w.bytes)
+            apply(e)
+        }
+        if let hs = r.hardState {
+            var w = BinaryWriter(); w.u64(hs.term.value); w.u64(hs.commit.value); w.string(hs.vote ?? "")
+            records += Self.record(kind: 3, w.bytes)
+            hardState = hs
+        }
+        guard !records.isEmpty else { return }
+        if segmentSize > 0 && segmentSize + records.count > segmentBytes {
+            close(fd)
+            segment += 1
+            try openSegment(segment, truncate: true)
+        }
+        try write(records)
+        guard fsync(fd) == 0 else { throw RaftLogError.io("fsync \(Self.name(segment)): errno \(errno)") }
+        syncs += 1
+    }
+
+    static func record(kind: UInt8, _ payload: [UInt8]) -> [UInt8] {
+        let body = [kind] + payload
+        var w = BinaryWriter()
+        w.u32(UInt32(body.count))
+        w.u32(Checksum.crc32c(body))
+        return w.bytes + body
+    }
+
+    private func apply(_ e: Entry) {
+        let i = Int(e.index.value) - 1
+        if i < entries.count { entries.removeSubrange(i...) }
+        entries.append(e)
+    }
+
+    private func apply(truncateAfter t: LogIndex) {
+        if Int(t.value) < entries.count { entries.removeSubrange(Int(t.value)...) }
+    }
+
+    private func replay(_ name: String, isLast: Bool) throws {
+        let path = "\(directory)/\(name)"
+        let bytes: [UInt8]
+        do { bytes = try Files.read(path, limit: 1 << 34) } catch { throw RaftLogError.io("\(error)") }
+        var at = 0
+        while at < bytes.count {
+            func torn(_ why: String) throws {
+                guard isLast else { throw RaftLogError.corrupt(segment: name, offset: at, why: why) }
+                // Cut the torn tail so new records follow the last good one.
+                guard truncate(path, off_t(at)) == 0 else { throw RaftLogError.io("truncate \(path): errno \(errno)") }
+            }
+            guard bytes.count - at >= 8 else { try torn("record header cut short"); return }
+            var h = BinaryReader(Array(bytes[at..<(at + 8)]))
+            let length = Int(try h.u32()), crc = try h.u32()
+            guard length >= 1, bytes.count - at - 8 >= length else { try torn("record of \(length) bytes runs past the end"); return }
+            let body = Array(bytes[(at + 8)..<(at + 8 + length)])
+            guard Checksum.crc32c(body) == crc else {
+                if at + 8 + length == bytes.count { try torn("last record fails its checksum"); return }
+                throw RaftLogError.corrupt(segment: name, offset: at, why: "checksum mismatch with more records after it")
+            }
+            do {
+                var r = BinaryReader(Array(body.dropFirst()))
+                switch body[0] {
+                case 1: apply(Entry(term: Term(try r.u64()), index: LogIndex(try r.u64()), data: try r.blob(max: 1 << 30)))
+                case 2: apply(truncateAfter: LogIndex(try r.u64()))
+                case 3:
+                    let t = try r.u64(), c = try r.u64(), v = try r.string()
+                    hardState = HardState(term: Term(t), vote: v.isEmpty ? nil : v, commit: LogIndex(c))
+                default: throw RaftLogError.corrupt(segment: name, offset: at, why: "unknown record kind \(body[0])")
+                }
+                try r.expectEnd()
+            } catch let e as RaftLogError {
+                throw e
+            } catch {
+                throw RaftLogError.corrupt(segment: name, offset: at, why: "\(error)")
+            }
+            at += 8 + length
+        }
+    }
+
+    private func openSegment(_ n: Int, truncate: Bool) throws {
+        let path = "\(directory)/\(Self.name(n))"
+        fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | (truncate ? O_TRUNC : 0), 0o600)
+        guard fd >= 0 else { throw RaftLogError.io("open \(path): errno \(errno)") }
+        var st = stat()
+        fstat(fd, &st)
+        segmentSize = Int(st.st_size)
+        do { try Files.syncDirectory(of: path) } catch { throw RaftLogError.io("\(error)") }
+    }
+
+    private func write(_ bytes: [UInt8]) throws {
+        var done = 0
+        while done < bytes.count {
+            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + done, $0.count - done) }
+            if n < 0 { if errno == EINTR { continue }; throw RaftLogError.io("write \(Self.name(segment)): errno \(errno)") }
+            done += n
+        }
+        segmentSize += bytes.count
+    }
+}

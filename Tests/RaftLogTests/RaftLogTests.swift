@@ -1,0 +1,64 @@
+import ChunkStore
+import Foundation
+import Raft
+import Testing
+@testable import RaftLog
+
+@Suite struct RaftLogTests {
+    let dir = NSTemporaryDirectory() + "raftlog-\(UUID().uuidString)"
+
+    static func entries(_ range: ClosedRange<UInt64>, term: UInt64) -> [Entry] {
+        range.map { Entry(term: Term(term), index: LogIndex($0), data: Array("cmd\($0)".utf8)) }
+    }
+
+    @Test func replaysEntriesTruncationAndHardStateWithOneSyncPerSave() throws {
+        do {
+            let log = try RaftLog(directory: dir, segmentBytes: 300)  // small segments: rotation is exercised
+            var r = Ready()
+            r.entries = Self.entries(1...5, term: 1)
+            r.hardState = HardState(term: Term(1), vote: "r1", commit: LogIndex(3))
+            try log.save(r)
+            #expect(log.syncs == 1)
+            var conflict = Ready()
+            conflict.truncateAfter = LogIndex(3)
+            conflict.entries = Self.entries(4...6, term: 2)
+            conflict.hardState = HardState(term: Term(2), vote: nil, commit: LogIndex(4))
+            try log.save(conflict)
+            #expect(log.syncs == 2)
+        }
+        let reopened = try RaftLog(directory: dir, segmentBytes: 300)
+        #expect(reopened.entries == Self.entries(1...3, term: 1) + Self.entries(4...6, term: 2))
+        #expect(reopened.hardState == HardState(term: Term(2), vote: nil, commit: LogIndex(4)))
+        #expect(try Files.list(dir).filter { $0.hasSuffix(".log") }.count > 1)
+    }
+
+    @Test(arguments: [1, 3, 9, 20])
+    func tornTailIsCutAndLoggingContinues(chop: Int) throws {
+        do {
+            let log = try RaftLog(directory: dir)
+            var a = Ready(); a.entries = Self.entries(1...3, term: 1); try log.save(a)
+            var b = Ready(); b.entries = Self.entries(4...4, term: 1); try log.save(b)
+        }
+        let path = dir + "/" + RaftLog.name(0)
+        let bytes = try Files.read(path)
+        try Files.writeAtomically(Array(bytes.dropLast(chop)), to: path)  // the last write was torn by a crash
+        do {
+            let log = try RaftLog(directory: dir)
+            #expect(log.entries == Self.entries(1...3, term: 1))
+            var c = Ready(); c.entries = Self.entries(4...5, term: 2); try log.save(c)
+        }
+        #expect(try RaftLog(directory: dir).entries == Self.entries(1...3, term: 1) + Self.entries(4...5, term: 2))
+    }
+
+    @Test func corruptionInTheMiddleStopsTheNode() throws {
+        do {
+            let log = try RaftLog(directory: dir)
+            for i in 1...4 as ClosedRange<UInt64> { var r = Ready(); r.entries = Self.entries(i...i, term: 1); try log.save(r) }
+        }
+        let path = dir + "/" + RaftLog.name(0)
+        var bytes = try Files.read(path)
+        bytes[12] ^= 0x01  // inside the first record's payload
+        try Files.writeAtomically(bytes, to: path)
+        #expect(throws: RaftLogError.self) { try RaftLog(directory: dir) }
+    }
+}

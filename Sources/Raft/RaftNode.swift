@@ -36,6 +36,16 @@ public struct RaftNode: Sendable {
     var heartbeatElapsed = 0
     var electionTimeout: Int
     var ready = Ready()
+    /// ReadIndex rounds: a read waits until a quorum answered an append sent after it arrived.
+    var readSeq: UInt64 = 0
+    var pendingReads: [PendingRead] = []
+
+    struct PendingRead: Sendable {
+        var id: UInt64
+        var index: LogIndex
+        var seq: UInt64
+        var acks: Set<String>
+    }
 
     /// Starts (or restarts) from durable state: the hard state and the log as persisted.
     public init(id: String, peers: [String], hardState: HardState = HardState(), log: [Entry] = [],
@@ -113,6 +123,30 @@ public struct RaftNode: Sendable {
         return (e.index, takeReady())
     }
 
+    /// ReadIndex (Raft thesis §6.4): a linearizable read without writing to the log. The leader
+    /// notes its commit index, proves it is still leader with one heartbeat round, and reports a
+    /// `ReadState`; the read is served once that index is applied. nil when not leader, or when
+    /// this term has not committed an entry yet (the commit index may then be stale).
+    public mutating func readIndex(id: UInt64) -> Ready? {
+        guard case .leader = role, term(at: commit) == term else { return nil }
+        readSeq += 1
+        pendingReads.append(PendingRead(id: id, index: commit, seq: readSeq, acks: []))
+        if quorum == 1 { confirmReads(from: "", readSeq: readSeq) } else { for p in peers { sendAppend(to: p) } }
+        return takeReady()
+    }
+
+    mutating func confirmReads(from peer: String, readSeq seen: UInt64) {
+        guard case .leader = role else { return }
+        var confirmed: [PendingRead] = []
+        pendingReads = pendingReads.compactMap { r in
+            var r = r
+            if r.seq <= seen && !peer.isEmpty { r.acks.insert(peer) }
+            if r.acks.count + 1 >= quorum { confirmed.append(r); return nil }
+            return r
+        }
+        for r in confirmed { ready.readStates.append(ReadState(id: r.id, index: r.index)) }
+    }
+
     /// Handles one message from a peer.
     public mutating func step(_ env: Envelope) -> Ready {
         let m = env.message
@@ -132,7 +166,7 @@ public struct RaftNode: Sendable {
             } else if m.term < term {
                 // Stale sender: tell it the current term so it steps down.
                 switch m {
-                case .append: send(env.from, .appendReply(term: term, success: false, index: lastIndex))
+                case .append: send(env.from, .appendReply(term: term, success: false, index: lastIndex, readSeq: 0))
                 case .vote: send(env.from, .voteReply(term: term, granted: false))
                 default: break
                 }
@@ -164,10 +198,11 @@ public struct RaftNode: Sendable {
                 role = .candidate(granted: votes)
                 if votes.count >= quorum { becomeLeader() }
             }
-        case .append(_, let prevIndex, let prevTerm, let entries, let leaderCommit):
+        case .append(_, let prevIndex, let prevTerm, let entries, let leaderCommit, let readSeq):
             becomeFollower(term: term, leader: env.from)
-            handleAppend(from: env.from, prevIndex: prevIndex, prevTerm: prevTerm, entries: entries, leaderCommit: leaderCommit)
-        case .appendReply(_, let success, let index):
+            handleAppend(from: env.from, prevIndex: prevIndex, prevTerm: prevTerm, entries: entries, leaderCommit: leaderCommit, readSeq: readSeq)
+        case .appendReply(_, let success, let index, let readSeq):
+            confirmReads(from: env.from, readSeq: readSeq)
             handleAppendReply(from: env.from, success: success, index: index)
         }
         return takeReady()
@@ -215,6 +250,7 @@ public struct RaftNode: Sendable {
             return
         }
         role = .follower(leader: leader)
+        pendingReads = []  // a deposed leader cannot confirm reads; clients retry elsewhere
         electionElapsed = 0
         resetElectionTimeout()
     }
@@ -248,13 +284,13 @@ public struct RaftNode: Sendable {
         let upTo = min(log.count, from + settings.maxEntriesPerAppend)
         let entries = from < upTo ? Array(log[from..<upTo]) : []
         send(p, .append(term: term, prevIndex: prev, prevTerm: term(at: prev) ?? Term(0), entries: entries,
-                        commit: min(commit, prev + UInt64(entries.count))))
+                        commit: min(commit, prev + UInt64(entries.count)), readSeq: readSeq))
     }
 
-    mutating func handleAppend(from leader: String, prevIndex: LogIndex, prevTerm: Term, entries: [Entry], leaderCommit: LogIndex) {
+    mutating func handleAppend(from leader: String, prevIndex: LogIndex, prevTerm: Term, entries: [Entry], leaderCommit: LogIndex, readSeq: UInt64) {
         guard prevIndex <= lastIndex, term(at: prevIndex) == prevTerm else {
             // Log does not contain prevIndex with prevTerm: back the leader up to what we have.
-            send(leader, .appendReply(term: term, success: false, index: min(lastIndex, prevIndex - (prevIndex > .zero ? 1 : 0))))
+            send(leader, .appendReply(term: term, success: false, index: min(lastIndex, prevIndex - (prevIndex > .zero ? 1 : 0)), readSeq: readSeq))
             return
         }
         var newEntries: [Entry] = []
@@ -274,7 +310,7 @@ public struct RaftNode: Sendable {
         if leaderCommit > commit {
             setCommit(min(leaderCommit, lastNew))
         }
-        send(leader, .appendReply(term: term, success: true, index: lastNew))
+        send(leader, .appendReply(term: term, success: true, index: lastNew, readSeq: readSeq))
     }
 
     mutating func handleAppendReply(from p: String, success: Bool, index: LogIndex) {

@@ -44,17 +44,24 @@ public enum RaftMessage: Equatable, Sendable {
     case preVoteReply(term: Term, granted: Bool)
     case vote(term: Term, lastIndex: LogIndex, lastTerm: Term)
     case voteReply(term: Term, granted: Bool)
-    case append(term: Term, prevIndex: LogIndex, prevTerm: Term, entries: [Entry], commit: LogIndex)
+    /// `readSeq` is the leader's latest ReadIndex round; the reply echoes it (Raft thesis §6.4).
+    case append(term: Term, prevIndex: LogIndex, prevTerm: Term, entries: [Entry], commit: LogIndex, readSeq: UInt64)
     /// On success `index` is the follower's last matching index; on rejection, a hint where the
     /// leader should back up to (the follower's last index).
-    case appendReply(term: Term, success: Bool, index: LogIndex)
+    case appendReply(term: Term, success: Bool, index: LogIndex, readSeq: UInt64)
 
     public var term: Term {
         switch self {
         case .preVote(let t, _, _), .preVoteReply(let t, _), .vote(let t, _, _), .voteReply(let t, _),
-             .append(let t, _, _, _, _), .appendReply(let t, _, _): t
+             .append(let t, _, _, _, _, _), .appendReply(let t, _, _, _): t
         }
     }
+}
+
+/// A read the leader confirmed it could serve linearizably at `index`.
+public struct ReadState: Equatable, Sendable {
+    public var id: UInt64
+    public var index: LogIndex
 }
 
 public struct Envelope: Equatable, Sendable {
@@ -73,8 +80,12 @@ public struct Ready: Equatable, Sendable {
     public var entries: [Entry] = []
     public var messages: [Envelope] = []
     public var committed: [Entry] = []
+    /// Linearizable reads confirmed by a quorum: serve read `id` once `index` is applied.
+    public var readStates: [ReadState] = []
     public init() {}
-    public var isEmpty: Bool { hardState == nil && truncateAfter == nil && entries.isEmpty && messages.isEmpty && committed.isEmpty }
+    public var isEmpty: Bool {
+        hardState == nil && truncateAfter == nil && entries.isEmpty && messages.isEmpty && committed.isEmpty && readStates.isEmpty
+    }
 }
 
 /// Seeded random source (SplitMix64): randomized election timeouts replay from a seed.

@@ -15,6 +15,21 @@ struct RaftSimulator {
         /// Commands applied by this incarnation of the peer's state machine, in order.
         var appliedData: [[UInt8]] = []
         var appliedIndex: UInt64 = 0
+        /// Bumped on every start: a client of an earlier incarnation never hears back.
+        var incarnation = 0
+        /// The key-value state machine: writes are [0x57, key, value:u32, op:u32].
+        var kv: [UInt8: UInt32] = [:]
+        /// Reads confirmed by ReadIndex, waiting for their index to be applied.
+        var confirmedReads: [ReadState] = []
+    }
+
+    /// A client-visible completion: a write applied by the peer that accepted it, or a read served.
+    struct Completion {
+        var peer: String
+        var incarnation: Int
+        var op: UInt64
+        var value: UInt32?
+        var tick: Int
     }
 
     struct InFlight {
@@ -42,6 +57,9 @@ struct RaftSimulator {
     /// Every committed entry ever observed, by index (leader completeness, state machine safety).
     var committed: [UInt64: Entry] = [:]
     var violations: [String] = []
+    var completions: [Completion] = []
+    /// Key of each read in flight, by read id.
+    var readKeys: [UInt64: UInt8] = [:]
     let settings: RaftSettings
     let seed: UInt64
 
@@ -59,6 +77,9 @@ struct RaftSimulator {
         peers[n]!.node = RaftNode(id: n, peers: names, hardState: d.hardState, log: d.log, settings: settings, seed: rng.next())
         peers[n]!.appliedData = []
         peers[n]!.appliedIndex = 0
+        peers[n]!.incarnation += 1
+        peers[n]!.kv = [:]
+        peers[n]!.confirmedReads = []
     }
 
     mutating func crash(_ n: String) { peers[n]!.node = nil }
@@ -99,8 +120,26 @@ struct RaftSimulator {
                 violations.append("seed \(seed): state machine safety: index \(e.index) committed as term \(seen.term) and as term \(e.term)")
             }
             committed[e.index.value] = e
+            if e.data.count == 10 && e.data[0] == 0x57 {
+                let value = e.data[2..<6].reversed().reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+                let op = e.data[6..<10].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+                peers[n]!.kv[e.data[1]] = value
+                completions.append(Completion(peer: n, incarnation: peers[n]!.incarnation, op: op, value: value, tick: now))
+            }
         }
+        peers[n]!.confirmedReads += r.readStates
+        serveReads(n)
         check(n)
+    }
+
+    mutating func serveReads(_ n: String) {
+        let applied = peers[n]!.appliedIndex
+        let ready = peers[n]!.confirmedReads.filter { $0.index.value <= applied }
+        peers[n]!.confirmedReads.removeAll { $0.index.value <= applied }
+        for r in ready {
+            guard let key = readKeys[r.id] else { continue }
+            completions.append(Completion(peer: n, incarnation: peers[n]!.incarnation, op: r.id, value: peers[n]!.kv[key], tick: now))
+        }
     }
 
     mutating func check(_ n: String) {

@@ -39,6 +39,9 @@ public struct RaftNode: Sendable {
     /// ReadIndex rounds: a read waits until a quorum answered an append sent after it arrived.
     var readSeq: UInt64 = 0
     var pendingReads: [PendingRead] = []
+    /// Leadership transfer in progress: proposals wait; abandoned after an election timeout.
+    public private(set) var transferTarget: String?
+    var transferElapsed = 0
 
     struct PendingRead: Sendable {
         var id: UInt64
@@ -92,6 +95,10 @@ public struct RaftNode: Sendable {
         case .leader(var progress):
             heartbeatElapsed += 1
             electionElapsed += 1
+            if transferTarget != nil {
+                transferElapsed += 1
+                if transferElapsed >= settings.electionTicks { transferTarget = nil }  // target did not take over
+            }
             if electionElapsed >= settings.electionTicks {
                 electionElapsed = 0
                 // Check-quorum: a leader that has not heard from a quorum steps down.
@@ -113,9 +120,25 @@ public struct RaftNode: Sendable {
         return takeReady()
     }
 
-    /// Proposes a command; nil when this node is not the leader (ask `leader`).
+    /// Hands leadership to `target` (Raft thesis §3.10): bring it up to date, then tell it to
+    /// campaign at once. Proposals are refused meanwhile. nil when not leader or not a peer.
+    public mutating func transferLeadership(to target: String) -> Ready? {
+        guard case .leader = role, peers.contains(target) else { return nil }
+        transferTarget = target
+        transferElapsed = 0
+        sendAppend(to: target)
+        sendTimeoutNowIfCaughtUp()
+        return takeReady()
+    }
+
+    mutating func sendTimeoutNowIfCaughtUp() {
+        guard case .leader(let progress) = role, let t = transferTarget, progress.match[t] == lastIndex else { return }
+        send(t, .timeoutNow(term: term))
+    }
+
+    /// Proposes a command; nil when this node is not the leader (ask `leader`) or is handing over.
     public mutating func propose(_ data: [UInt8]) -> (index: LogIndex, ready: Ready)? {
-        guard case .leader = role else { return nil }
+        guard case .leader = role, transferTarget == nil else { return nil }
         let e = Entry(term: term, index: lastIndex + 1, data: data)
         appendLocal([e])
         for p in peers { sendAppend(to: p) }
@@ -160,7 +183,7 @@ public struct RaftNode: Sendable {
             break
         default:
             if m.term > term {
-                if case .vote = m, inLease { return takeReady() }  // check-quorum lease: a live leader exists
+                if case .vote(_, _, _, false) = m, inLease { return takeReady() }  // check-quorum lease: a live leader exists
                 let leader: String? = { if case .append = m { env.from } else { nil } }()
                 becomeFollower(term: m.term, leader: leader)
             } else if m.term < term {
@@ -177,7 +200,7 @@ public struct RaftNode: Sendable {
         case .preVote(let t, let li, let lt):
             let granted = t > term && logIsUpToDate(lastIndex: li, lastTerm: lt) && !inLease
             send(env.from, .preVoteReply(term: granted ? t : term, granted: granted))
-        case .vote(_, let li, let lt):
+        case .vote(_, let li, let lt, _):
             let canVote = hardState.vote == nil || hardState.vote == env.from
             let granted = canVote && logIsUpToDate(lastIndex: li, lastTerm: lt)
             if granted {
@@ -204,6 +227,10 @@ public struct RaftNode: Sendable {
         case .appendReply(_, let success, let index, let readSeq):
             confirmReads(from: env.from, readSeq: readSeq)
             handleAppendReply(from: env.from, success: success, index: index)
+            if transferTarget == env.from { sendTimeoutNowIfCaughtUp() }
+        case .timeoutNow:
+            // Only a follower of the sender acts on it; skip pre-vote, the leader asked for this.
+            if case .follower(let l) = role, l == env.from { campaign(pre: false, transfer: true) }
         }
         return takeReady()
     }
@@ -218,7 +245,7 @@ public struct RaftNode: Sendable {
 
     // MARK: Elections
 
-    mutating func campaign(pre: Bool) {
+    mutating func campaign(pre: Bool, transfer: Bool = false) {
         resetElectionTimeout()
         electionElapsed = 0
         if pre {
@@ -231,7 +258,7 @@ public struct RaftNode: Sendable {
             ready.hardState = hardState
             role = .candidate(granted: [id])
             if quorum == 1 { becomeLeader(); return }
-            for p in peers { send(p, .vote(term: term, lastIndex: lastIndex, lastTerm: lastTerm)) }
+            for p in peers { send(p, .vote(term: term, lastIndex: lastIndex, lastTerm: lastTerm, transfer: transfer)) }
         }
     }
 
@@ -250,6 +277,7 @@ public struct RaftNode: Sendable {
             return
         }
         role = .follower(leader: leader)
+        transferTarget = nil
         pendingReads = []  // a deposed leader cannot confirm reads; clients retry elsewhere
         electionElapsed = 0
         resetElectionTimeout()

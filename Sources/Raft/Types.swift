@@ -42,17 +42,21 @@ public enum RaftMessage: Equatable, Sendable {
     /// "Would you vote for me at `term`?" — asked before disturbing anyone's term.
     case preVote(term: Term, lastIndex: LogIndex, lastTerm: Term)
     case preVoteReply(term: Term, granted: Bool)
-    case vote(term: Term, lastIndex: LogIndex, lastTerm: Term)
+    /// `transfer`: the old leader asked for this election (leadership transfer), so voters set
+    /// aside the check-quorum lease.
+    case vote(term: Term, lastIndex: LogIndex, lastTerm: Term, transfer: Bool)
     case voteReply(term: Term, granted: Bool)
     /// `readSeq` is the leader's latest ReadIndex round; the reply echoes it (Raft thesis §6.4).
     case append(term: Term, prevIndex: LogIndex, prevTerm: Term, entries: [Entry], commit: LogIndex, readSeq: UInt64)
     /// On success `index` is the follower's last matching index; on rejection, a hint where the
     /// leader should back up to (the follower's last index).
     case appendReply(term: Term, success: Bool, index: LogIndex, readSeq: UInt64)
+    /// Leadership transfer: "campaign now" from the leader to an up-to-date follower (thesis §3.10).
+    case timeoutNow(term: Term)
 
     public var term: Term {
         switch self {
-        case .preVote(let t, _, _), .preVoteReply(let t, _), .vote(let t, _, _), .voteReply(let t, _),
+        case .preVote(let t, _, _), .preVoteReply(let t, _), .vote(let t, _, _, _), .voteReply(let t, _), .timeoutNow(let t),
              .append(let t, _, _, _, _, _), .appendReply(let t, _, _, _): t
         }
     }

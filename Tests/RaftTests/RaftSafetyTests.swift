@@ -19,6 +19,8 @@ import Testing
             else if dice < 8, let back = sim.names.filter({ !sim.up.contains($0) }).randomElement(using: &r) { sim.start(back) }
             else if dice < 10 { sim.groups = Dictionary(uniqueKeysWithValues: sim.names.map { ($0, Int(r.next() % 2)) }) }
             else if dice < 14 { sim.groups = nil }
+            else if dice < 16, let l = sim.leader, let target = sim.names.filter({ $0 != l }).randomElement(using: &r),
+                    let ready = sim.peers[l]!.node!.transferLeadership(to: target) { sim.handle(l, ready) }
             if r.next() % 2 == 0 {
                 value += 1
                 sim.propose(withUnsafeBytes(of: value.littleEndian) { Array($0) })
@@ -82,6 +84,30 @@ import Testing
         sim.groups = nil
         for _ in 0..<30 { sim.step() }
         #expect(sim.leader == leader && sim.peers[leader]!.node!.term == term, "seed 2: leader was disturbed by the returning node")
+    }
+
+    @Test func leadershipTransfersToTheChosenPeer() {
+        var sim = RaftSimulator(size: 5, seed: 4)
+        for _ in 0..<40 { sim.step() }
+        guard let old = sim.leader else { Issue.record("seed 4: no leader"); return }
+        let term = sim.peers[old]!.node!.term
+        _ = sim.propose(Array("before".utf8))
+        let target = sim.names.first { $0 != old }!
+        let ready = sim.peers[old]!.node!.transferLeadership(to: target)
+        #expect(ready != nil)
+        sim.handle(old, ready!)
+        let acceptedDuring = sim.propose(Array("during".utf8))
+        #expect(!acceptedDuring, "seed 4: leader accepted a proposal while handing over")
+        // Bring-up, timeoutNow, one election round: a few message delays, far below an election timeout.
+        for _ in 0..<12 where sim.leader != target { sim.step() }
+        #expect(sim.leader == target, "seed 4: \(target) did not take over (leader: \(sim.leader ?? "none"))")
+        #expect(sim.peers[target]!.node!.term == term.next, "seed 4: transfer took more than one election")
+        let acceptedAfter = sim.propose(Array("after".utf8))
+        #expect(acceptedAfter)
+        for _ in 0..<10 { sim.step() }
+        for n in sim.names {
+            #expect(sim.peers[n]!.appliedData.filter { !$0.isEmpty } == [Array("before".utf8), Array("after".utf8)], "seed 4: \(n)")
+        }
     }
 
     @Test func leaderWithoutQuorumStepsDown() {

@@ -43,8 +43,9 @@ let package = Package(
             .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
-        .target(name: "Gossip", swiftSettings: strict),
-        .target(name: "Raft", swiftSettings: strict),
+        .target(name: "Determinism", swiftSettings: strict),
+        .target(name: "Gossip", dependencies: ["Determinism"], swiftSettings: strict),
+        .target(name: "Raft", dependencies: ["Determinism"], swiftSettings: strict),
         .target(name: "RaftLog", dependencies: ["Raft", "ChunkStore", "Erasure"], swiftSettings: strict),
         .target(name: "Compute", dependencies: ["CLibvirt"], swiftSettings: strict),
         .target(name: "Node", dependencies: [
@@ -61,7 +62,7 @@ let package = Package(
         ], swiftSettings: strict),
 
         .testTarget(name: "SecurityTests", dependencies: ["Security"], swiftSettings: strict),
-        .testTarget(name: "ErasureTests", dependencies: ["Erasure"], swiftSettings: strict),
+        .testTarget(name: "ErasureTests", dependencies: ["Erasure", "Determinism"], swiftSettings: strict),
         .testTarget(name: "ChunkStoreTests", dependencies: ["ChunkStore"], swiftSettings: strict),
         .testTarget(name: "ObjectsTests", dependencies: ["Objects"], swiftSettings: strict),
         .testTarget(name: "S3Tests", dependencies: ["S3"], swiftSettings: strict),

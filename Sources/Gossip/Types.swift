@@ -1,3 +1,5 @@
+@_exported import Determinism
+
 /// A point in time in nanoseconds, from whatever clock the shell or simulator drives the core with.
 public struct Instant: Comparable, Hashable, Sendable, CustomStringConvertible {
     public var nanoseconds: Int64
@@ -62,17 +64,4 @@ public enum MembershipEvent: Equatable, Sendable {
     case suspected(Member)
     case failed(Member)
     case left(Member)
-}
-
-/// Seeded random source for cores (SplitMix64): the same seed replays the same choices.
-public struct SeededRandom: RandomNumberGenerator, Sendable {
-    private var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
 }

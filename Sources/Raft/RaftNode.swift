@@ -31,7 +31,7 @@ public struct RaftNode: Sendable {
     /// The whole log in memory (snapshots will bound it); log[i] has index i + 1.
     public private(set) var log: [Entry]
     public private(set) var applied: LogIndex
-    var rng: RaftRandom
+    var rng: SeededRandom
     var electionElapsed = 0
     var heartbeatElapsed = 0
     var electionTimeout: Int
@@ -60,7 +60,7 @@ public struct RaftNode: Sendable {
         self.log = log
         // Committed entries are re-applied after a restart: the state machine is rebuilt from the log.
         applied = .zero
-        rng = RaftRandom(seed: seed)
+        rng = SeededRandom(seed: seed)
         electionTimeout = settings.electionTicks
         resetElectionTimeout()
     }

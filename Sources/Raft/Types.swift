@@ -1,3 +1,5 @@
+@_exported import Determinism
+
 /// A Raft term. Terms only grow; a message from a higher term demotes whoever receives it.
 public struct Term: Comparable, Hashable, Sendable, CustomStringConvertible {
     public var value: UInt64
@@ -89,19 +91,6 @@ public struct Ready: Equatable, Sendable {
     public init() {}
     public var isEmpty: Bool {
         hardState == nil && truncateAfter == nil && entries.isEmpty && messages.isEmpty && committed.isEmpty && readStates.isEmpty
-    }
-}
-
-/// Seeded random source (SplitMix64): randomized election timeouts replay from a seed.
-public struct RaftRandom: RandomNumberGenerator, Sendable {
-    private var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
 

@@ -88,6 +88,10 @@ struct KeyringCommand: ParsableCommand {
         for key in k.keys { print("key:     \(key)") }
     }
 
+    static func change(_ op: String, _ key: String, _ options: Options) throws {
+        show(try AdminClient(dataDir: options.dataDir).post("/v1/keyring/\(op)", json: ["key": key], as: KeyringView.self))
+    }
+
     struct List: ParsableCommand {
         @OptionGroup var options: Options
         func run() throws { KeyringCommand.show(try AdminClient(dataDir: options.dataDir).get("/v1/keyring", as: KeyringView.self)) }
@@ -97,21 +101,21 @@ struct KeyringCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Add a key (base64, 32 bytes) used to open packets.")
         @OptionGroup var options: Options
         @Argument var key: String
-        func run() throws { KeyringCommand.show(try AdminClient(dataDir: options.dataDir).post("/v1/keyring/install", json: ["key": key], as: KeyringView.self)) }
+        func run() throws { try KeyringCommand.change("install", key, options) }
     }
 
     struct Use: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Make an installed key the one packets are sealed with.")
         @OptionGroup var options: Options
         @Argument var key: String
-        func run() throws { KeyringCommand.show(try AdminClient(dataDir: options.dataDir).post("/v1/keyring/use", json: ["key": key], as: KeyringView.self)) }
+        func run() throws { try KeyringCommand.change("use", key, options) }
     }
 
     struct Remove: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Remove a key that is not the primary.")
         @OptionGroup var options: Options
         @Argument var key: String
-        func run() throws { KeyringCommand.show(try AdminClient(dataDir: options.dataDir).post("/v1/keyring/remove", json: ["key": key], as: KeyringView.self)) }
+        func run() throws { try KeyringCommand.change("remove", key, options) }
     }
 }
 

@@ -1,3 +1,4 @@
+import Determinism
 import Testing
 @testable import Erasure
 
@@ -6,7 +7,7 @@ import Testing
     @Test(arguments: [0, 1, 5, 4096, 1_000_003])
     func rebuildAfterLosingAnyTwo(size: Int) throws {
         let rs = try ReedSolomon(dataShards: 4, parityShards: 2)
-        var rng = SplitMix(seed: UInt64(size))
+        var rng = SeededRandom(seed: UInt64(size))
         let block = (0..<size).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
         let shards = rs.encode(block: block)
         #expect(shards.count == 6)
@@ -34,18 +35,5 @@ import Testing
         // Streaming: seeding with the running value continues the checksum.
         #expect(Checksum.crc32c(check[4...], seed: Checksum.crc32c(check[..<4])) == 0xE306_9283)
         #expect(Checksum.crc32(check[4...], seed: Checksum.crc32(check[..<4])) == 0xCBF4_3926)
-    }
-}
-
-/// Deterministic test data generator (SplitMix64).
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -6,7 +6,7 @@ import Testing
 @Suite struct LinearizabilityTests {
     static func history(size: Int, seed: UInt64, ticks: Int = 250) -> (problems: [String], histories: [UInt8: RegisterHistory]) {
         var sim = RaftSimulator(size: size, seed: seed)
-        var r = RaftRandom(seed: seed ^ 0xC0FFEE)
+        var r = SeededRandom(seed: seed ^ 0xC0FFEE)
         sim.lossPercent = Int(r.next() % 6)
         sim.duplicatePercent = Int(r.next() % 4)
         sim.maxDelay = 1 + Int(r.next() % 3)

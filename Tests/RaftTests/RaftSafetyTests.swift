@@ -7,7 +7,7 @@ import Testing
 @Suite struct RaftSafetyTests {
     static func scenario(size: Int, seed: UInt64, ticks: Int = 300) -> [String] {
         var sim = RaftSimulator(size: size, seed: seed)
-        var r = RaftRandom(seed: seed &* 31 &+ 7)
+        var r = SeededRandom(seed: seed &* 31 &+ 7)
         sim.lossPercent = Int(r.next() % 10)
         sim.duplicatePercent = Int(r.next() % 5)
         sim.maxDelay = 1 + Int(r.next() % 5)

@@ -40,7 +40,7 @@ struct RaftSimulator {
 
     var peers: [String: Peer] = [:]
     let names: [String]
-    var rng: RaftRandom
+    var rng: SeededRandom
     var now = 0
     var queue: [InFlight] = []
     var seq = 0
@@ -66,7 +66,7 @@ struct RaftSimulator {
     init(size: Int, seed: UInt64, settings: RaftSettings = RaftSettings()) {
         self.seed = seed
         self.settings = settings
-        rng = RaftRandom(seed: seed)
+        rng = SeededRandom(seed: seed)
         names = (1...size).map { "r\($0)" }
         for n in names { peers[n] = Peer() }
         for n in names { start(n) }

@@ -6,7 +6,8 @@
 /// check-quorum (a leader that cannot hear a quorum steps down; followers that heard a leader
 /// within the election timeout refuse votes — the "leader lease"), log replication with
 /// consistency checks and fast back-up, commit by quorum of the current term, and apply.
-/// Not yet: snapshots, membership change, learners, ReadIndex, leadership transfer.
+/// Also ReadIndex, leadership transfer, single-server membership change and learners.
+/// Not yet: snapshots.
 public struct RaftNode: Sendable {
     public enum Role: Equatable, Sendable {
         case follower(leader: String?)
@@ -24,7 +25,13 @@ public struct RaftNode: Sendable {
     }
 
     public let id: String
-    public let peers: [String]
+    /// The configuration before any config entry in the log.
+    let initialVoters: Set<String>
+    public private(set) var voters: Set<String>
+    public private(set) var learners: Set<String> = []
+    /// Everyone this node replicates to when it leads.
+    public var peers: [String] { voters.union(learners).subtracting([id]).sorted() }
+    var voterPeers: [String] { voters.subtracting([id]).sorted() }
     public let settings: RaftSettings
     public private(set) var role: Role = .follower(leader: nil)
     public private(set) var hardState: HardState
@@ -51,10 +58,13 @@ public struct RaftNode: Sendable {
     }
 
     /// Starts (or restarts) from durable state: the hard state and the log as persisted.
+    /// `peers` is the initial voter set (this node included when it is one); config entries in
+    /// the log change it from there.
     public init(id: String, peers: [String], hardState: HardState = HardState(), log: [Entry] = [],
                 settings: RaftSettings = RaftSettings(), seed: UInt64) {
         self.id = id
-        self.peers = peers.filter { $0 != id }.sorted()
+        initialVoters = Set(peers)
+        voters = Set(peers)
         self.settings = settings
         self.hardState = hardState
         self.log = log
@@ -63,6 +73,7 @@ public struct RaftNode: Sendable {
         rng = SeededRandom(seed: seed)
         electionTimeout = settings.electionTicks
         resetElectionTimeout()
+        recomputeConfig()
     }
 
     // MARK: Queries
@@ -79,7 +90,8 @@ public struct RaftNode: Sendable {
         case .preCandidate, .candidate: nil
         }
     }
-    var quorum: Int { (peers.count + 1) / 2 + 1 }
+    var quorum: Int { voters.count / 2 + 1 }
+    var selfVotes: Int { voters.contains(id) ? 1 : 0 }
 
     func term(at i: LogIndex) -> Term? {
         if i == .zero { return Term(0) }
@@ -102,7 +114,7 @@ public struct RaftNode: Sendable {
             if electionElapsed >= settings.electionTicks {
                 electionElapsed = 0
                 // Check-quorum: a leader that has not heard from a quorum steps down.
-                if progress.recentlyActive.count + 1 < quorum {
+                if progress.recentlyActive.intersection(voters).count + selfVotes < quorum {
                     becomeFollower(term: term, leader: nil)
                     return takeReady()
                 }
@@ -115,15 +127,15 @@ public struct RaftNode: Sendable {
             }
         case .follower, .preCandidate, .candidate:
             electionElapsed += 1
-            if electionElapsed >= electionTimeout { campaign(pre: true) }
+            if electionElapsed >= electionTimeout && voters.contains(id) { campaign(pre: true) }
         }
         return takeReady()
     }
 
     /// Hands leadership to `target` (Raft thesis §3.10): bring it up to date, then tell it to
-    /// campaign at once. Proposals are refused meanwhile. nil when not leader or not a peer.
+    /// campaign at once. Proposals are refused meanwhile. nil when not leader or `target` is no voter.
     public mutating func transferLeadership(to target: String) -> Ready? {
-        guard case .leader = role, peers.contains(target) else { return nil }
+        guard case .leader = role, voters.contains(target), target != id else { return nil }
         transferTarget = target
         transferElapsed = 0
         sendAppend(to: target)
@@ -163,8 +175,8 @@ public struct RaftNode: Sendable {
         var confirmed: [PendingRead] = []
         pendingReads = pendingReads.compactMap { r in
             var r = r
-            if r.seq <= seen && !peer.isEmpty { r.acks.insert(peer) }
-            if r.acks.count + 1 >= quorum { confirmed.append(r); return nil }
+            if r.seq <= seen && voters.contains(peer) { r.acks.insert(peer) }
+            if r.acks.count + selfVotes >= quorum { confirmed.append(r); return nil }
             return r
         }
         for r in confirmed { ready.readStates.append(ReadState(id: r.id, index: r.index)) }
@@ -210,13 +222,13 @@ public struct RaftNode: Sendable {
             }
             send(env.from, .voteReply(term: term, granted: granted))
         case .preVoteReply(_, let granted):
-            if case .preCandidate(var votes) = role, granted {
+            if case .preCandidate(var votes) = role, granted, voters.contains(env.from) {
                 votes.insert(env.from)
                 role = .preCandidate(granted: votes)
                 if votes.count >= quorum { campaign(pre: false) }
             }
         case .voteReply(_, let granted):
-            if case .candidate(var votes) = role, granted {
+            if case .candidate(var votes) = role, granted, voters.contains(env.from) {
                 votes.insert(env.from)
                 role = .candidate(granted: votes)
                 if votes.count >= quorum { becomeLeader() }
@@ -230,7 +242,7 @@ public struct RaftNode: Sendable {
             if transferTarget == env.from { sendTimeoutNowIfCaughtUp() }
         case .timeoutNow:
             // Only a follower of the sender acts on it; skip pre-vote, the leader asked for this.
-            if case .follower(let l) = role, l == env.from { campaign(pre: false, transfer: true) }
+            if case .follower(let l) = role, l == env.from, voters.contains(id) { campaign(pre: false, transfer: true) }
         }
         return takeReady()
     }
@@ -246,19 +258,21 @@ public struct RaftNode: Sendable {
     // MARK: Elections
 
     mutating func campaign(pre: Bool, transfer: Bool = false) {
+        // Only voters stand: a learner counting its own vote could win with a minority.
+        guard voters.contains(id) else { return }
         resetElectionTimeout()
         electionElapsed = 0
         if pre {
             role = .preCandidate(granted: [id])
             if quorum == 1 { campaign(pre: false); return }
-            for p in peers { send(p, .preVote(term: term.next, lastIndex: lastIndex, lastTerm: lastTerm)) }
+            for p in voterPeers { send(p, .preVote(term: term.next, lastIndex: lastIndex, lastTerm: lastTerm)) }
         } else {
             hardState.term = term.next
             hardState.vote = id
             ready.hardState = hardState
             role = .candidate(granted: [id])
             if quorum == 1 { becomeLeader(); return }
-            for p in peers { send(p, .vote(term: term, lastIndex: lastIndex, lastTerm: lastTerm, transfer: transfer)) }
+            for p in voterPeers { send(p, .vote(term: term, lastIndex: lastIndex, lastTerm: lastTerm, transfer: transfer)) }
         }
     }
 
@@ -303,6 +317,7 @@ public struct RaftNode: Sendable {
     mutating func appendLocal(_ entries: [Entry]) {
         log.append(contentsOf: entries)
         ready.entries.append(contentsOf: entries)
+        if entries.contains(where: { $0.kind == .config }) { recomputeConfig() }
     }
 
     mutating func sendAppend(to p: String) {
@@ -327,9 +342,11 @@ public struct RaftNode: Sendable {
                 if t == e.term { continue }
                 // Conflict: drop it and everything after (never below commit: Raft guarantees that).
                 precondition(e.index > commit, "leader overwrote a committed entry at \(e.index)")
+                let droppedConfig = log[Int(e.index.value - 1)...].contains { $0.kind == .config }
                 log.removeSubrange(Int(e.index.value - 1)...)
                 ready.truncateAfter = e.index - 1
                 ready.entries.removeAll { $0.index >= e.index }
+                if droppedConfig { recomputeConfig() }
             }
             newEntries.append(e)
         }
@@ -362,7 +379,8 @@ public struct RaftNode: Sendable {
     /// Commit = the highest index a quorum stores, if it is from the current term (Raft §5.4.2).
     mutating func maybeCommit() {
         guard case .leader(let progress) = role else { return }
-        var matches = progress.match.values.map(\.value) + [lastIndex.value]
+        var matches = voterPeers.map { (progress.match[$0] ?? .zero).value } + (voters.contains(id) ? [lastIndex.value] : [])
+        guard matches.count >= quorum else { return }
         matches.sort(by: >)
         let candidate = LogIndex(matches[quorum - 1])
         if candidate > commit, term(at: candidate) == term {
@@ -375,6 +393,34 @@ public struct RaftNode: Sendable {
         guard c > commit else { return }
         hardState.commit = c
         ready.hardState = hardState
+        // A leader that committed its own removal hands over by stepping down.
+        if case .leader = role, !voters.contains(id) { becomeFollower(term: term, leader: nil) }
+    }
+
+    /// Proposes one membership change; nil unless leader, its term has committed an entry, and
+    /// no other change is still uncommitted (the single-server rule and Ongaro's 2015 fix).
+    public mutating func proposeConfigChange(_ change: ConfigChange) -> (index: LogIndex, ready: Ready)? {
+        guard case .leader = role, transferTarget == nil, term(at: commit) == term,
+              !log[Int(commit.value)...].contains(where: { $0.kind == .config }) else { return nil }
+        let e = Entry(term: term, index: lastIndex + 1, kind: .config, data: change.encoded)
+        appendLocal([e])
+        for p in peers { sendAppend(to: p) }
+        maybeCommit()
+        return (e.index, takeReady())
+    }
+
+    /// The configuration is the initial one plus every config entry now in the log, so a
+    /// truncated change is undone as well.
+    mutating func recomputeConfig() {
+        var v = initialVoters, l = Set<String>()
+        for e in log where e.kind == .config { ConfigChange(decoding: e.data)?.apply(voters: &v, learners: &l) }
+        voters = v
+        learners = l
+        guard case .leader(var progress) = role else { return }
+        let current = Set(peers)
+        for p in current where progress.next[p] == nil { progress.next[p] = lastIndex + 1; progress.match[p] = .zero }
+        for p in Array(progress.next.keys) where !current.contains(p) { progress.next[p] = nil; progress.match[p] = nil }
+        role = .leader(progress)
     }
 
     mutating func send(_ to: String, _ m: RaftMessage) {

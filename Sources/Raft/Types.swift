@@ -23,10 +23,50 @@ public struct LogIndex: Comparable, Hashable, Sendable, CustomStringConvertible 
 /// One replicated command. An empty `data` is the no-op a new leader appends to commit
 /// earlier terms' entries (Raft §5.4.2).
 public struct Entry: Equatable, Sendable {
+    public enum Kind: UInt8, Sendable { case normal = 0, config = 1 }
     public var term: Term
     public var index: LogIndex
+    public var kind: Kind
     public var data: [UInt8]
-    public init(term: Term, index: LogIndex, data: [UInt8]) { self.term = term; self.index = index; self.data = data }
+    public init(term: Term, index: LogIndex, kind: Kind = .normal, data: [UInt8]) {
+        self.term = term; self.index = index; self.kind = kind; self.data = data
+    }
+}
+
+/// One server at a time (Raft thesis §4.1): each change takes effect when its entry is appended,
+/// and a leader starts one only after the previous one committed and after its own term did.
+/// Learners receive the log but neither vote nor count toward quorums.
+public enum ConfigChange: Equatable, Sendable {
+    case addLearner(String)
+    /// Adds a voter, or promotes a learner.
+    case addVoter(String)
+    case remove(String)
+
+    public var encoded: [UInt8] {
+        switch self {
+        case .addLearner(let n): [1] + Array(n.utf8)
+        case .addVoter(let n): [2] + Array(n.utf8)
+        case .remove(let n): [3] + Array(n.utf8)
+        }
+    }
+
+    public init?(decoding b: [UInt8]) {
+        guard let op = b.first, let name = String(validating: b.dropFirst(), as: UTF8.self), !name.isEmpty else { return nil }
+        switch op {
+        case 1: self = .addLearner(name)
+        case 2: self = .addVoter(name)
+        case 3: self = .remove(name)
+        default: return nil
+        }
+    }
+
+    func apply(voters: inout Set<String>, learners: inout Set<String>) {
+        switch self {
+        case .addLearner(let n): if !voters.contains(n) { learners.insert(n) }
+        case .addVoter(let n): voters.insert(n); learners.remove(n)
+        case .remove(let n): voters.remove(n); learners.remove(n)
+        }
+    }
 }
 
 /// What must survive a crash, written before any message that depends on it is sent.

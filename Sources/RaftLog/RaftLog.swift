@@ -23,7 +23,7 @@ public enum RaftLogError: Error, CustomStringConvertible, Equatable {
 /// The write-ahead log under a Raft node: segments of checksummed records, one fsync per `save`.
 ///
 ///     record  length:u32 crc32c:u32 kind:u8 payload     (crc covers kind and payload)
-///     kinds   1 entry (term:u64 index:u64 data) · 2 truncate-after (index:u64) · 3 hard state (term:u64 commit:u64 vote)
+///     kinds   1 entry (term:u64 index:u64 entryKind:u8 data) · 2 truncate-after (index:u64) · 3 hard state (term:u64 commit:u64 vote)
 ///
 /// Segments are `wal-<16 hex digits>.log`, numbered in order; a new one starts past `segmentBytes`.
 /// On open, records replay in order. A torn tail — the last record of the last segment cut short
@@ -68,7 +68,7 @@ public final class RaftLog {
             apply(truncateAfter: t)
         }
         for e in r.entries {
-            var w = BinaryWriter(); w.u64(e.term.value); w.u64(e.index.value); w.blob(e.data)
+            var w = BinaryWriter(); w.u64(e.term.value); w.u64(e.index.value); w.u8(e.kind.rawValue); w.blob(e.data)
             records += Self.record(kind: 1, w.bytes)
             apply(e)
         }
@@ -129,7 +129,10 @@ public final class RaftLog {
             do {
                 var r = BinaryReader(Array(body.dropFirst()))
                 switch body[0] {
-                case 1: apply(Entry(term: Term(try r.u64()), index: LogIndex(try r.u64()), data: try r.blob(max: 1 << 30)))
+                case 1:
+                    let t = Term(try r.u64()), i = LogIndex(try r.u64())
+                    guard let kind = Entry.Kind(rawValue: try r.u8()) else { throw RaftLogError.corrupt(segment: name, offset: at, why: "unknown entry kind") }
+                    apply(Entry(term: t, index: i, kind: kind, data: try r.blob(max: 1 << 30)))
                 case 2: apply(truncateAfter: LogIndex(try r.u64()))
                 case 3:
                     let t = try r.u64(), c = try r.u64(), v = try r.string()

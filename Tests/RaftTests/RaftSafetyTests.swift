@@ -21,6 +21,17 @@ import Testing
             else if dice < 14 { sim.groups = nil }
             else if dice < 16, let l = sim.leader, let target = sim.names.filter({ $0 != l }).randomElement(using: &r),
                     let ready = sim.peers[l]!.node!.transferLeadership(to: target) { sim.handle(l, ready) }
+            else if dice < 18, let l = sim.leader {
+                // Membership churn, one server at a time: add a learner, promote one, or remove a voter (keeping 3).
+                let node = sim.peers[l]!.node!
+                switch r.next() % 3 {
+                case 0 where sim.names.count < size + 3:
+                    let n = "r\(sim.names.count + 1)"
+                    if sim.change(.addLearner(n)) { sim.addPeer(n) }
+                case 1: if let learner = node.learners.sorted().first { sim.change(.addVoter(learner)) }
+                default: if node.voters.count > 3, let v = node.voters.sorted().randomElement(using: &r) { sim.change(.remove(v)) }
+                }
+            }
             if r.next() % 2 == 0 {
                 value += 1
                 sim.propose(withUnsafeBytes(of: value.littleEndian) { Array($0) })
@@ -37,20 +48,21 @@ import Testing
         for t in 0..<400 {
             // A client retries until the command shows up: a leader may lose an entry it accepted
             // but never replicated (Raft promises nothing about uncommitted proposals).
-            if t % 40 == 0 && !sim.names.allSatisfy({ sim.peers[$0]!.appliedData.contains(marker) }) {
+            if t % 40 == 0 && !sim.members.allSatisfy({ sim.peers[$0]!.appliedData.contains(marker) }) {
                 proposed = sim.propose(marker) || proposed
             }
             sim.step()
-            if proposed && sim.names.allSatisfy({ sim.peers[$0]!.appliedData.contains(marker) }) { break }
+            if proposed && sim.members.allSatisfy({ sim.peers[$0]!.appliedData.contains(marker) }) { break }
         }
         if !sim.violations.isEmpty { return sim.violations }
         if !proposed { return ["seed \(seed): no leader within 400 ticks after healing \(size) peers"] }
-        let lagging = sim.names.filter { !sim.peers[$0]!.appliedData.contains(marker) }
+        let lagging = sim.members.filter { !sim.peers[$0]!.appliedData.contains(marker) }
         if !lagging.isEmpty { return ["seed \(seed): \(lagging) did not apply the final command within 400 ticks after healing"] }
-        // Every peer applied the same sequence.
-        let first = sim.peers[sim.names[0]]!.appliedData
-        for n in sim.names where sim.peers[n]!.appliedData != first {
-            return ["seed \(seed): \(n) applied a different sequence than \(sim.names[0])"]
+        // Every member applied the same sequence (state-machine safety also checked every step).
+        let m = sim.members
+        let first = sim.peers[m[0]]!.appliedData
+        for n in m where sim.peers[n]!.appliedData != first {
+            return ["seed \(seed): \(n) applied a different sequence than \(m[0])"]
         }
         return []
     }
@@ -121,5 +133,51 @@ import Testing
         // The majority elects a new leader (split votes may take a few rounds: bounded at 10 timeouts).
         for _ in 0..<(10 * RaftSettings().electionTicks) where sim.leader == nil { sim.step() }
         #expect(sim.leader != nil && sim.leader != leader, "seed 3: majority side elected no new leader")
+    }
+}
+
+@Suite struct MembershipTests {
+    @Test func learnerFollowsWithoutVotingThenIsPromotedAndAVoterRemoved() {
+        var sim = RaftSimulator(size: 3, seed: 8)
+        for _ in 0..<40 { sim.step() }
+        #expect(sim.leader != nil, "seed 8: no leader")
+        _ = sim.propose(Array("a".utf8))
+        let added = sim.change(.addLearner("r4"))
+        #expect(added)
+        sim.addPeer("r4")
+        for _ in 0..<20 { sim.step() }
+        #expect(sim.peers["r4"]!.appliedData.filter { !$0.isEmpty }.contains(Array("a".utf8)), "seed 8: learner did not catch up")
+        let leader = sim.leader!
+        #expect(sim.peers[leader]!.node!.learners == ["r4"] && sim.peers[leader]!.node!.voters.count == 3)
+
+        // A learner does not count: with two of three voters down, nothing commits.
+        let downed = sim.names.filter { $0 != leader && $0 != "r4" }
+        for d in downed { sim.crash(d) }
+        let before = sim.peers["r4"]!.appliedIndex
+        _ = sim.propose(Array("b".utf8))
+        for _ in 0..<15 { sim.step() }
+        #expect(sim.peers["r4"]!.appliedIndex == before, "seed 8: a learner's copy was counted toward commit")
+        for d in downed { sim.start(d) }
+        for _ in 0..<60 where sim.leader == nil || !sim.peers[sim.leader!]!.node!.isLeader { sim.step() }
+        for _ in 0..<40 { sim.step() }
+
+        // Promote, then remove one of the original voters.
+        var promoted = false
+        for _ in 0..<100 where !promoted { promoted = sim.change(.addVoter("r4")); sim.step() }
+        #expect(promoted, "seed 8: promotion never accepted")
+        for _ in 0..<20 { sim.step() }
+        let victim = sim.names.first { $0 != sim.leader && $0 != "r4" }!
+        var removed = false
+        for _ in 0..<100 where !removed { removed = sim.change(.remove(victim)); sim.step() }
+        #expect(removed, "seed 8: removal never accepted")
+        for _ in 0..<30 { sim.step() }
+        let cfg = sim.peers[sim.leader!]!.node!
+        #expect(cfg.voters.contains("r4") && !cfg.voters.contains(victim) && cfg.voters.count == 3 && cfg.learners.isEmpty)
+        _ = sim.propose(Array("c".utf8))
+        for _ in 0..<20 { sim.step() }
+        for n in sim.members {
+            #expect(sim.peers[n]!.appliedData.contains(Array("c".utf8)), "seed 8: \(n) missed a write after the changes")
+        }
+        #expect(sim.violations.isEmpty, "\(sim.violations)")
     }
 }

@@ -39,7 +39,9 @@ struct RaftSimulator {
     }
 
     var peers: [String: Peer] = [:]
-    let names: [String]
+    /// Every peer ever created; `initialVoters` is the configuration they all start from.
+    var names: [String]
+    let initialVoters: [String]
     var rng: SeededRandom
     var now = 0
     var queue: [InFlight] = []
@@ -68,13 +70,14 @@ struct RaftSimulator {
         self.settings = settings
         rng = SeededRandom(seed: seed)
         names = (1...size).map { "r\($0)" }
+        initialVoters = names
         for n in names { peers[n] = Peer() }
         for n in names { start(n) }
     }
 
     mutating func start(_ n: String) {
         let d = peers[n]!.disk
-        peers[n]!.node = RaftNode(id: n, peers: names, hardState: d.hardState, log: d.log, settings: settings, seed: rng.next())
+        peers[n]!.node = RaftNode(id: n, peers: initialVoters, hardState: d.hardState, log: d.log, settings: settings, seed: rng.next())
         peers[n]!.appliedData = []
         peers[n]!.appliedIndex = 0
         peers[n]!.incarnation += 1
@@ -83,6 +86,28 @@ struct RaftSimulator {
     }
 
     mutating func crash(_ n: String) { peers[n]!.node = nil }
+
+    /// A new, empty peer (to be added to the configuration through the leader).
+    mutating func addPeer(_ n: String) {
+        peers[n] = Peer()
+        names.append(n)
+        start(n)
+    }
+
+    /// Proposes a membership change through the leader.
+    @discardableResult
+    mutating func change(_ c: ConfigChange) -> Bool {
+        guard let l = leader, let (_, r) = peers[l]!.node!.proposeConfigChange(c) else { return false }
+        handle(l, r)
+        return true
+    }
+
+    /// Members of the leader's configuration (voters and learners), or of anyone's when leaderless.
+    var members: [String] {
+        let n = leader.flatMap { peers[$0]!.node } ?? up.compactMap { peers[$0]!.node }.first
+        guard let n else { return names }
+        return names.filter { n.voters.contains($0) || n.learners.contains($0) }
+    }
 
     var up: [String] { names.filter { peers[$0]!.node != nil } }
 

@@ -27,16 +27,16 @@ public struct RaftNode: Sendable {
     public let id: String
     /// The configuration before any config entry in the log.
     let initialVoters: Set<String>
-    public private(set) var voters: Set<String>
-    public private(set) var learners: Set<String> = []
+    public internal(set) var voters: Set<String>
+    public internal(set) var learners: Set<String> = []
     /// Everyone this node replicates to when it leads.
     public var peers: [String] { voters.union(learners).subtracting([id]).sorted() }
     var voterPeers: [String] { voters.subtracting([id]).sorted() }
     public let settings: RaftSettings
-    public private(set) var role: Role = .follower(leader: nil)
+    public internal(set) var role: Role = .follower(leader: nil)
     public private(set) var hardState: HardState
     /// The whole log in memory (snapshots will bound it); log[i] has index i + 1.
-    public private(set) var log: [Entry]
+    public internal(set) var log: [Entry]
     public private(set) var applied: LogIndex
     var rng: SeededRandom
     var electionElapsed = 0
@@ -47,7 +47,7 @@ public struct RaftNode: Sendable {
     var readSeq: UInt64 = 0
     var pendingReads: [PendingRead] = []
     /// Leadership transfer in progress: proposals wait; abandoned after an election timeout.
-    public private(set) var transferTarget: String?
+    public internal(set) var transferTarget: String?
     var transferElapsed = 0
 
     struct PendingRead: Sendable {
@@ -397,31 +397,6 @@ public struct RaftNode: Sendable {
         if case .leader = role, !voters.contains(id) { becomeFollower(term: term, leader: nil) }
     }
 
-    /// Proposes one membership change; nil unless leader, its term has committed an entry, and
-    /// no other change is still uncommitted (the single-server rule and Ongaro's 2015 fix).
-    public mutating func proposeConfigChange(_ change: ConfigChange) -> (index: LogIndex, ready: Ready)? {
-        guard case .leader = role, transferTarget == nil, term(at: commit) == term,
-              !log[Int(commit.value)...].contains(where: { $0.kind == .config }) else { return nil }
-        let e = Entry(term: term, index: lastIndex + 1, kind: .config, data: change.encoded)
-        appendLocal([e])
-        for p in peers { sendAppend(to: p) }
-        maybeCommit()
-        return (e.index, takeReady())
-    }
-
-    /// The configuration is the initial one plus every config entry now in the log, so a
-    /// truncated change is undone as well.
-    mutating func recomputeConfig() {
-        var v = initialVoters, l = Set<String>()
-        for e in log where e.kind == .config { ConfigChange(decoding: e.data)?.apply(voters: &v, learners: &l) }
-        voters = v
-        learners = l
-        guard case .leader(var progress) = role else { return }
-        let current = Set(peers)
-        for p in current where progress.next[p] == nil { progress.next[p] = lastIndex + 1; progress.match[p] = .zero }
-        for p in Array(progress.next.keys) where !current.contains(p) { progress.next[p] = nil; progress.match[p] = nil }
-        role = .leader(progress)
-    }
 
     mutating func send(_ to: String, _ m: RaftMessage) {
         ready.messages.append(Envelope(from: id, to: to, message: m))

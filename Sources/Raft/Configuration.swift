@@ -4,7 +4,7 @@ extension RaftNode {
     /// no other change is still uncommitted (the single-server rule and Ongaro's 2015 fix).
     public mutating func proposeConfigChange(_ change: ConfigChange) -> (index: LogIndex, ready: Ready)? {
         guard case .leader = role, transferTarget == nil, term(at: commit) == term,
-              !log[Int(commit.value)...].contains(where: { $0.kind == .config }) else { return nil }
+              !log[(pos(commit) + 1)...].contains(where: { $0.kind == .config }) else { return nil }
         let e = Entry(term: term, index: lastIndex + 1, kind: .config, data: change.encoded)
         appendLocal([e])
         for p in peers { sendAppend(to: p) }
@@ -15,7 +15,7 @@ extension RaftNode {
     /// The configuration is the initial one plus every config entry now in the log, so a
     /// truncated change is undone as well.
     mutating func recomputeConfig() {
-        var v = initialVoters, l = Set<String>()
+        var v = snapshot?.voters ?? initialVoters, l = snapshot?.learners ?? []
         for e in log where e.kind == .config { ConfigChange(decoding: e.data)?.apply(voters: &v, learners: &l) }
         voters = v
         learners = l

@@ -7,7 +7,7 @@
 /// within the election timeout refuse votes — the "leader lease"), log replication with
 /// consistency checks and fast back-up, commit by quorum of the current term, and apply.
 /// Also ReadIndex, leadership transfer, single-server membership change and learners.
-/// Not yet: snapshots.
+/// Also snapshots with chunked InstallSnapshot (Snapshots.swift).
 public struct RaftNode: Sendable {
     public enum Role: Equatable, Sendable {
         case follower(leader: String?)
@@ -22,6 +22,8 @@ public struct RaftNode: Sendable {
         public var match: [String: LogIndex]
         /// Followers heard from since the last check-quorum round.
         public var recentlyActive: Set<String>
+        /// Bytes of the current snapshot each lagging follower acknowledged.
+        public var snapshotOffset: [String: Int] = [:]
     }
 
     public let id: String
@@ -34,10 +36,13 @@ public struct RaftNode: Sendable {
     var voterPeers: [String] { voters.subtracting([id]).sorted() }
     public let settings: RaftSettings
     public internal(set) var role: Role = .follower(leader: nil)
-    public private(set) var hardState: HardState
-    /// The whole log in memory (snapshots will bound it); log[i] has index i + 1.
+    public internal(set) var hardState: HardState
+    /// Entries after the snapshot; log[i] has index offset + i + 1.
     public internal(set) var log: [Entry]
-    public private(set) var applied: LogIndex
+    public internal(set) var snapshot: Snapshot?
+    /// Snapshot being received: metadata and bytes so far.
+    var incoming: (meta: Snapshot, data: [UInt8])?
+    public internal(set) var applied: LogIndex
     var rng: SeededRandom
     var electionElapsed = 0
     var heartbeatElapsed = 0
@@ -60,7 +65,7 @@ public struct RaftNode: Sendable {
     /// Starts (or restarts) from durable state: the hard state and the log as persisted.
     /// `peers` is the initial voter set (this node included when it is one); config entries in
     /// the log change it from there.
-    public init(id: String, peers: [String], hardState: HardState = HardState(), log: [Entry] = [],
+    public init(id: String, peers: [String], hardState: HardState = HardState(), snapshot: Snapshot? = nil, log: [Entry] = [],
                 settings: RaftSettings = RaftSettings(), seed: UInt64) {
         self.id = id
         initialVoters = Set(peers)
@@ -68,8 +73,10 @@ public struct RaftNode: Sendable {
         self.settings = settings
         self.hardState = hardState
         self.log = log
-        // Committed entries are re-applied after a restart: the state machine is rebuilt from the log.
-        applied = .zero
+        // The shell restores the state machine from the snapshot; later committed entries are
+        // re-applied after a restart.
+        self.snapshot = snapshot
+        applied = snapshot?.index ?? .zero
         rng = SeededRandom(seed: seed)
         electionTimeout = settings.electionTicks
         resetElectionTimeout()
@@ -80,8 +87,12 @@ public struct RaftNode: Sendable {
 
     public var term: Term { hardState.term }
     public var commit: LogIndex { hardState.commit }
-    public var lastIndex: LogIndex { LogIndex(UInt64(log.count)) }
-    public var lastTerm: Term { log.last?.term ?? Term(0) }
+    public var lastIndex: LogIndex { LogIndex(offset + UInt64(log.count)) }
+    public var lastTerm: Term { log.last?.term ?? snapshot?.term ?? Term(0) }
+    /// Index of the last entry folded into the snapshot (0 without one).
+    var offset: UInt64 { snapshot?.index.value ?? 0 }
+    /// Array position of index i in `log`.
+    func pos(_ i: LogIndex) -> Int { Int(i.value - offset) - 1 }
     public var isLeader: Bool { if case .leader = role { true } else { false } }
     public var leader: String? {
         switch role {
@@ -94,9 +105,10 @@ public struct RaftNode: Sendable {
     var selfVotes: Int { voters.contains(id) ? 1 : 0 }
 
     func term(at i: LogIndex) -> Term? {
-        if i == .zero { return Term(0) }
-        guard i.value <= UInt64(log.count) else { return nil }
-        return log[Int(i.value) - 1].term
+        if let s = snapshot, i == s.index { return s.term }
+        if i == .zero { return snapshot == nil ? Term(0) : nil }
+        guard i.value > offset, i <= lastIndex else { return nil }  // compacted or beyond the end
+        return log[pos(i)].term
     }
 
     // MARK: Inputs
@@ -240,6 +252,11 @@ public struct RaftNode: Sendable {
             confirmReads(from: env.from, readSeq: readSeq)
             handleAppendReply(from: env.from, success: success, index: index)
             if transferTarget == env.from { sendTimeoutNowIfCaughtUp() }
+        case .installSnapshot(_, let meta, let offset, let done):
+            becomeFollower(term: term, leader: env.from)
+            receiveSnapshotChunk(from: env.from, meta: meta, offset: offset, done: done)
+        case .installSnapshotReply(_, let index, let offset, let done):
+            snapshotReply(from: env.from, index: index, offset: offset, done: done)
         case .timeoutNow:
             // Only a follower of the sender acts on it; skip pre-vote, the leader asked for this.
             if case .follower(let l) = role, l == env.from, voters.contains(id) { campaign(pre: false, transfer: true) }
@@ -323,27 +340,33 @@ public struct RaftNode: Sendable {
     mutating func sendAppend(to p: String) {
         guard case .leader(let progress) = role, let next = progress.next[p] else { return }
         let prev = next - 1
-        let from = Int(prev.value)
+        guard let prevTerm = term(at: prev) else { sendSnapshot(to: p); return }  // the entries it needs are compacted
+        let from = pos(next)
         let upTo = min(log.count, from + settings.maxEntriesPerAppend)
         let entries = from < upTo ? Array(log[from..<upTo]) : []
-        send(p, .append(term: term, prevIndex: prev, prevTerm: term(at: prev) ?? Term(0), entries: entries,
+        send(p, .append(term: term, prevIndex: prev, prevTerm: prevTerm, entries: entries,
                         commit: min(commit, prev + UInt64(entries.count)), readSeq: readSeq))
     }
 
     mutating func handleAppend(from leader: String, prevIndex: LogIndex, prevTerm: Term, entries: [Entry], leaderCommit: LogIndex, readSeq: UInt64) {
+        if prevIndex.value < offset {
+            // Older than our snapshot: everything up to it is committed here already.
+            send(leader, .appendReply(term: term, success: true, index: max(commit, LogIndex(offset)), readSeq: readSeq))
+            return
+        }
         guard prevIndex <= lastIndex, term(at: prevIndex) == prevTerm else {
             // Log does not contain prevIndex with prevTerm: back the leader up to what we have.
             send(leader, .appendReply(term: term, success: false, index: min(lastIndex, prevIndex - (prevIndex > .zero ? 1 : 0)), readSeq: readSeq))
             return
         }
         var newEntries: [Entry] = []
-        for e in entries {
+        for e in entries where e.index.value > offset {
             if let t = term(at: e.index) {
                 if t == e.term { continue }
                 // Conflict: drop it and everything after (never below commit: Raft guarantees that).
                 precondition(e.index > commit, "leader overwrote a committed entry at \(e.index)")
-                let droppedConfig = log[Int(e.index.value - 1)...].contains { $0.kind == .config }
-                log.removeSubrange(Int(e.index.value - 1)...)
+                let droppedConfig = log[pos(e.index)...].contains { $0.kind == .config }
+                log.removeSubrange(pos(e.index)...)
                 ready.truncateAfter = e.index - 1
                 ready.entries.removeAll { $0.index >= e.index }
                 if droppedConfig { recomputeConfig() }
@@ -404,7 +427,7 @@ public struct RaftNode: Sendable {
 
     mutating func takeReady() -> Ready {
         if commit > applied {
-            ready.committed = Array(log[Int(applied.value)..<Int(commit.value)])
+            ready.committed = Array(log[pos(applied + 1)...pos(commit)])
             applied = commit
         }
         defer { ready = Ready() }

@@ -95,12 +95,30 @@ public enum RaftMessage: Equatable, Sendable {
     case appendReply(term: Term, success: Bool, index: LogIndex, readSeq: UInt64)
     /// Leadership transfer: "campaign now" from the leader to an up-to-date follower (thesis §3.10).
     case timeoutNow(term: Term)
+    /// InstallSnapshot (Raft §7), streamed in chunks; every chunk repeats the metadata.
+    case installSnapshot(term: Term, meta: Snapshot, offset: Int, done: Bool)
+    /// `offset`: bytes the follower holds of that snapshot (where the next chunk starts).
+    case installSnapshotReply(term: Term, index: LogIndex, offset: Int, done: Bool)
 
     public var term: Term {
         switch self {
         case .preVote(let t, _, _), .preVoteReply(let t, _), .vote(let t, _, _, _), .voteReply(let t, _), .timeoutNow(let t),
+             .installSnapshot(let t, _, _, _), .installSnapshotReply(let t, _, _, _),
              .append(let t, _, _, _, _, _), .appendReply(let t, _, _, _): t
         }
+    }
+}
+
+/// The state machine as of `index`, with the configuration in force there; it replaces every
+/// log entry up to `index`.
+public struct Snapshot: Equatable, Sendable {
+    public var index: LogIndex
+    public var term: Term
+    public var voters: Set<String>
+    public var learners: Set<String>
+    public var data: [UInt8]
+    public init(index: LogIndex, term: Term, voters: Set<String>, learners: Set<String>, data: [UInt8]) {
+        self.index = index; self.term = term; self.voters = voters; self.learners = learners; self.data = data
     }
 }
 
@@ -126,11 +144,15 @@ public struct Ready: Equatable, Sendable {
     public var entries: [Entry] = []
     public var messages: [Envelope] = []
     public var committed: [Entry] = []
+    /// A snapshot received from the leader: persist it (dropping the log it covers) and restore
+    /// the state machine from it before applying `committed`.
+    public var snapshot: Snapshot?
     /// Linearizable reads confirmed by a quorum: serve read `id` once `index` is applied.
     public var readStates: [ReadState] = []
     public init() {}
     public var isEmpty: Bool {
-        hardState == nil && truncateAfter == nil && entries.isEmpty && messages.isEmpty && committed.isEmpty && readStates.isEmpty
+        hardState == nil && truncateAfter == nil && entries.isEmpty && messages.isEmpty && committed.isEmpty
+            && readStates.isEmpty && snapshot == nil
     }
 }
 
@@ -141,5 +163,7 @@ public struct RaftSettings: Sendable, Equatable {
     public var electionTicks = 10
     /// Bound on entries per append message.
     public var maxEntriesPerAppend = 64
+    /// Bound on bytes per InstallSnapshot chunk.
+    public var snapshotChunkBytes = 64 << 10
     public init() {}
 }

@@ -6,7 +6,32 @@
 struct RaftSimulator {
     struct Disk {
         var hardState = HardState()
+        var snapshot: Snapshot?
+        /// Entries after the snapshot.
         var log: [Entry] = []
+    }
+
+    /// The state machine's snapshot: every command applied so far, length-prefixed.
+    static func encode(_ applied: [[UInt8]]) -> [UInt8] {
+        var out: [UInt8] = []
+        for d in applied { out += withUnsafeBytes(of: UInt32(d.count).littleEndian) { Array($0) } + d }
+        return out
+    }
+
+    static func decode(_ b: [UInt8]) -> [[UInt8]] {
+        var out: [[UInt8]] = [], i = 0
+        while i + 4 <= b.count {
+            let n = Int(b[i..<(i + 4)].reversed().reduce(UInt32(0)) { $0 << 8 | UInt32($1) })
+            out.append(Array(b[(i + 4)..<(i + 4 + n)])); i += 4 + n
+        }
+        return out
+    }
+
+    /// Rebuilds the key-value view from a list of applied commands.
+    static func kv(_ applied: [[UInt8]]) -> [UInt8: UInt32] {
+        var kv: [UInt8: UInt32] = [:]
+        for d in applied where d.count == 10 && d[0] == 0x57 { kv[d[1]] = d[2..<6].reversed().reduce(UInt32(0)) { $0 << 8 | UInt32($1) } }
+        return kv
     }
 
     struct Peer {
@@ -60,6 +85,8 @@ struct RaftSimulator {
     var committed: [UInt64: Entry] = [:]
     var violations: [String] = []
     var completions: [Completion] = []
+    /// Snapshots installed from a leader (InstallSnapshot completed).
+    var snapshotsInstalled = 0
     /// Key of each read in flight, by read id.
     var readKeys: [UInt64: UInt8] = [:]
     let settings: RaftSettings
@@ -77,11 +104,12 @@ struct RaftSimulator {
 
     mutating func start(_ n: String) {
         let d = peers[n]!.disk
-        peers[n]!.node = RaftNode(id: n, peers: initialVoters, hardState: d.hardState, log: d.log, settings: settings, seed: rng.next())
-        peers[n]!.appliedData = []
-        peers[n]!.appliedIndex = 0
+        peers[n]!.node = RaftNode(id: n, peers: initialVoters, hardState: d.hardState, snapshot: d.snapshot, log: d.log,
+                                  settings: settings, seed: rng.next())
+        peers[n]!.appliedData = d.snapshot.map { Self.decode($0.data) } ?? []
+        peers[n]!.appliedIndex = d.snapshot?.index.value ?? 0
         peers[n]!.incarnation += 1
-        peers[n]!.kv = [:]
+        peers[n]!.kv = Self.kv(peers[n]!.appliedData)
         peers[n]!.confirmedReads = []
     }
 
@@ -118,9 +146,18 @@ struct RaftSimulator {
             return
         }
         if let hs = r.hardState { peers[n]!.disk.hardState = hs }
-        if let t = r.truncateAfter { peers[n]!.disk.log = Array(peers[n]!.disk.log.prefix(Int(t.value))) }
-        for e in r.entries {
-            let i = Int(e.index.value) - 1
+        if let s = r.snapshot {
+            snapshotsInstalled += 1
+            peers[n]!.disk.snapshot = s
+            peers[n]!.disk.log = peers[n]!.node!.log
+            peers[n]!.appliedData = Self.decode(s.data)
+            peers[n]!.appliedIndex = s.index.value
+            peers[n]!.kv = Self.kv(peers[n]!.appliedData)
+        }
+        let off = Int(peers[n]!.disk.snapshot?.index.value ?? 0)
+        if let t = r.truncateAfter { peers[n]!.disk.log = Array(peers[n]!.disk.log.prefix(max(0, Int(t.value) - off))) }
+        for e in r.entries where Int(e.index.value) > off {
+            let i = Int(e.index.value) - off - 1
             if i < peers[n]!.disk.log.count { peers[n]!.disk.log[i] = e; peers[n]!.disk.log.removeSubrange((i + 1)...) } else {
                 if i != peers[n]!.disk.log.count { violations.append("seed \(seed): \(n) persisted entry \(e.index) past its log end \(peers[n]!.disk.log.count)") }
                 peers[n]!.disk.log.append(e)
@@ -176,7 +213,7 @@ struct RaftSimulator {
             if leaders[node.term] == nil {
                 leaders[node.term] = n
                 // Leader completeness: a new leader holds every entry committed before it.
-                for (i, e) in committed where e.term < node.term {
+                for (i, e) in committed where e.term < node.term && i > (node.snapshot?.index.value ?? 0) {
                     if node.term(at: LogIndex(i)) != e.term {
                         violations.append("seed \(seed): leader completeness: \(n) leads term \(node.term) without committed entry \(i)")
                     }
@@ -187,17 +224,28 @@ struct RaftSimulator {
 
     /// Log matching: two logs agreeing on an index's term agree on everything before it.
     mutating func checkLogMatching() {
-        let logs = names.compactMap { peers[$0]!.node?.log }
+        // Compare the entries both still hold (snapshots cover committed, hence equal, prefixes).
+        let logs = names.compactMap { peers[$0]!.node }.map { n in Dictionary(uniqueKeysWithValues: n.log.map { ($0.index.value, $0) }) }
         for a in 0..<logs.count {
             for b in (a + 1)..<logs.count {
-                let n = min(logs[a].count, logs[b].count)
-                guard n > 0 else { continue }
-                var last = -1
-                for i in 0..<n where logs[a][i].term == logs[b][i].term { last = i }
-                if last >= 0 && logs[a][0...last] != logs[b][0...last] {
-                    violations.append("seed \(seed): log matching broken below index \(last + 1)")
+                let shared = Set(logs[a].keys).intersection(logs[b].keys).sorted()
+                guard let last = shared.last(where: { logs[a][$0]!.term == logs[b][$0]!.term }) else { continue }
+                for i in shared where i <= last && logs[a][i] != logs[b][i] {
+                    violations.append("seed \(seed): log matching broken at index \(i) below agreeing index \(last)")
+                    return
                 }
             }
+        }
+    }
+
+    /// Folds what `n` has applied into a snapshot, as a shell does to bound its log.
+    mutating func compact(_ n: String) {
+        guard let node = peers[n]!.node else { return }
+        let applied = LogIndex(peers[n]!.appliedIndex)
+        if let s = peers[n]!.node!.compact(through: applied, data: Self.encode(peers[n]!.appliedData)) {
+            _ = node
+            peers[n]!.disk.snapshot = s
+            peers[n]!.disk.log = peers[n]!.node!.log
         }
     }
 

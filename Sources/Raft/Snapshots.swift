@@ -16,7 +16,9 @@ extension RaftNode {
 
     mutating func sendSnapshot(to p: String) {
         guard case .leader(var progress) = role, let s = snapshot else { return }
-        let offset = progress.snapshotOffset[p] ?? 0
+        // An offset into an older snapshot (compacted again meanwhile) restarts the transfer.
+        var offset = progress.snapshotOffset[p] ?? 0
+        if offset > s.data.count { offset = 0 }
         let end = min(s.data.count, offset + settings.snapshotChunkBytes)
         var meta = s
         meta.data = Array(s.data[offset..<end])

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import Raft
 
@@ -68,7 +69,10 @@ import Testing
         return []
     }
 
-    @Test(arguments: [3, 5, 7], 0..<334 as Range<UInt64>)
+    /// Seeds per cluster size: 334 in CI (1,002 runs); `tools/sim` raises it with STACKS_SIM_SEEDS.
+    static let seeds: Range<UInt64> = 0..<(UInt64(ProcessInfo.processInfo.environment["STACKS_SIM_SEEDS"] ?? "") ?? 334)
+
+    @Test(arguments: [3, 5, 7], seeds)
     func safetyUnderFaults(size: Int, seed: UInt64) {
         let problems = Self.scenario(size: size, seed: seed)
         #expect(problems.isEmpty, "size \(size): \(problems.prefix(3).joined(separator: "; "))")

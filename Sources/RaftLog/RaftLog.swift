@@ -29,11 +29,17 @@ public enum RaftLogError: Error, CustomStringConvertible, Equatable {
 /// On open, records replay in order. A torn tail — the last record of the last segment cut short
 /// or failing its checksum with nothing after it — is cut off (it was never acknowledged, since
 /// `save` returns only after fsync). Damage anywhere else stops the node with `.corrupt`.
+/// A snapshot lives beside the segments; saving one rewrites what follows it into a new segment
+/// and deletes the old ones, so the log on disk stays bounded.
 public final class RaftLog {
     public let directory: String
     public let segmentBytes: Int
     public private(set) var hardState = HardState()
+    /// The latest snapshot (`snapshot` file: crc32c · index · term · voters · learners · data).
+    public private(set) var snapshot: Snapshot?
+    /// Entries after the snapshot.
     public private(set) var entries: [Entry] = []
+    var offset: UInt64 { snapshot?.index.value ?? 0 }
     private var fd: Int32 = -1
     private var segment = 0
     private var segmentSize = 0
@@ -44,6 +50,7 @@ public final class RaftLog {
         self.directory = directory
         self.segmentBytes = segmentBytes
         do { try Files.makeDirectory(directory) } catch { throw RaftLogError.io("\(error)") }
+        snapshot = try Self.loadSnapshot("\(directory)/snapshot")
         let names = try Files.list(directory).filter { $0.hasPrefix("wal-") && $0.hasSuffix(".log") }.sorted()
         for (i, name) in names.enumerated() {
             try replay(name, isLast: i == names.count - 1)
@@ -97,13 +104,64 @@ public final class RaftLog {
     }
 
     private func apply(_ e: Entry) {
-        let i = Int(e.index.value) - 1
+        guard e.index.value > offset else { return }  // folded into the snapshot
+        let i = Int(e.index.value - offset) - 1
         if i < entries.count { entries.removeSubrange(i...) }
         entries.append(e)
     }
 
     private func apply(truncateAfter t: LogIndex) {
-        if Int(t.value) < entries.count { entries.removeSubrange(Int(t.value)...) }
+        let keep = Int(t.value) - Int(offset)
+        if keep >= 0 && keep < entries.count { entries.removeSubrange(keep...) }
+    }
+
+    /// Persists a snapshot (from `RaftNode.compact` or a Ready's InstallSnapshot), then starts a
+    /// fresh segment holding only what follows it and deletes the older segments.
+    public func saveSnapshot(_ s: Snapshot) throws {
+        var w = BinaryWriter()
+        w.u64(s.index.value); w.u64(s.term.value)
+        w.u32(UInt32(s.voters.count)); for v in s.voters.sorted() { w.string(v) }
+        w.u32(UInt32(s.learners.count)); for l in s.learners.sorted() { w.string(l) }
+        w.blob(s.data)
+        var file = BinaryWriter()
+        file.u32(Checksum.crc32c(w.bytes))
+        do { try Files.writeAtomically(file.bytes + w.bytes, to: "\(directory)/snapshot") } catch { throw RaftLogError.io("\(error)") }
+        let kept = entries.filter { $0.index > s.index }
+        snapshot = s
+        entries = []
+        let old = try Files.list(directory).filter { $0.hasPrefix("wal-") && $0.hasSuffix(".log") }
+        close(fd)
+        segment += 1
+        try openSegment(segment, truncate: true)
+        var r = Ready()
+        r.entries = kept
+        r.hardState = hardState
+        try save(r)
+        for name in old { try? Files.remove("\(directory)/\(name)") }
+    }
+
+    static func loadSnapshot(_ path: String) throws -> Snapshot? {
+        guard Files.exists(path) else { return nil }
+        do {
+            let bytes = try Files.read(path, limit: 1 << 34)
+            var h = BinaryReader(Array(bytes.prefix(4)))
+            let body = Array(bytes.dropFirst(4))
+            guard bytes.count >= 4, try h.u32() == Checksum.crc32c(body) else {
+                throw RaftLogError.corrupt(segment: "snapshot", offset: 0, why: "checksum mismatch")
+            }
+            var r = BinaryReader(body)
+            let index = LogIndex(try r.u64()), term = Term(try r.u64())
+            var voters = Set<String>(), learners = Set<String>()
+            for _ in 0..<(try r.u32()) { voters.insert(try r.string()) }
+            for _ in 0..<(try r.u32()) { learners.insert(try r.string()) }
+            let data = try r.blob(max: 1 << 34)
+            try r.expectEnd()
+            return Snapshot(index: index, term: term, voters: voters, learners: learners, data: data)
+        } catch let e as RaftLogError {
+            throw e
+        } catch {
+            throw RaftLogError.corrupt(segment: "snapshot", offset: 0, why: "\(error)")
+        }
     }
 
     private func replay(_ name: String, isLast: Bool) throws {

@@ -62,3 +62,35 @@ import Testing
         #expect(throws: RaftLogError.self) { try RaftLog(directory: dir) }
     }
 }
+
+@Suite struct RaftLogSnapshotTests {
+    let dir = NSTemporaryDirectory() + "raftlog-snap-\(UUID().uuidString)"
+
+    @Test func snapshotBoundsTheLogAndSurvivesRestart() throws {
+        let snap = Snapshot(index: LogIndex(6), term: Term(1), voters: ["r1", "r2", "r3"], learners: ["r4"], data: Array("state@6".utf8))
+        do {
+            let log = try RaftLog(directory: dir, segmentBytes: 200)
+            var r = Ready(); r.entries = RaftLogTests.entries(1...10, term: 1); r.hardState = HardState(term: Term(1), vote: nil, commit: LogIndex(8))
+            try log.save(r)
+            try log.saveSnapshot(snap)
+            var more = Ready(); more.entries = RaftLogTests.entries(11...12, term: 2); try log.save(more)
+            // The segments written before the snapshot are gone.
+            #expect(!Files.exists(dir + "/" + RaftLog.name(0)))
+        }
+        let reopened = try RaftLog(directory: dir, segmentBytes: 200)
+        #expect(reopened.snapshot == snap)
+        #expect(reopened.entries == RaftLogTests.entries(7...10, term: 1) + RaftLogTests.entries(11...12, term: 2))
+        #expect(reopened.hardState.commit == LogIndex(8))
+    }
+
+    @Test func damagedSnapshotRefusesToStart() throws {
+        do {
+            let log = try RaftLog(directory: dir)
+            try log.saveSnapshot(Snapshot(index: LogIndex(1), term: Term(1), voters: ["a"], learners: [], data: [1, 2, 3]))
+        }
+        var bytes = try Files.read(dir + "/snapshot")
+        bytes[bytes.count - 1] ^= 1
+        try Files.writeAtomically(bytes, to: dir + "/snapshot")
+        #expect(throws: RaftLogError.self) { try RaftLog(directory: dir) }
+    }
+}

@@ -213,7 +213,9 @@ public struct RaftNode: Sendable {
             } else if m.term < term {
                 // Stale sender: tell it the current term so it steps down.
                 switch m {
-                case .append: send(env.from, .appendReply(term: term, success: false, index: lastIndex, readSeq: 0))
+                // A stale leader must hear our term, or (pre-vote and the lease keeping us from
+                // winning) it would keep leading while we never rejoin (etcd does the same).
+                case .append, .installSnapshot, .timeoutNow: send(env.from, .appendReply(term: term, success: false, index: lastIndex, readSeq: 0))
                 case .vote: send(env.from, .voteReply(term: term, granted: false))
                 default: break
                 }

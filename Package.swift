@@ -29,7 +29,7 @@ let package = Package(
         system("CLibvirt", "libvirt", "libvirt-dev"),
         system("COpenSSL", "libcrypto", "libssl-dev"),
 
-        // Domain modules. Dependencies point one way: Node → (S3, Objects, Compute, Gossip) → (ChunkStore, Erasure, Security) → C.
+        // Domain modules. Dependencies point one way: Node → (S3, Objects, Compute, Gossip, Cluster → Raft, RaftLog) → (ChunkStore, Erasure, Security) → C.
         .target(name: "Security", dependencies: ["CSodium", "COpenSSL"], swiftSettings: strict),
         .target(name: "Erasure", dependencies: ["CISAL"], swiftSettings: strict),
         .target(name: "ChunkStore", dependencies: ["Erasure", "CLZ4"], swiftSettings: strict),
@@ -48,8 +48,10 @@ let package = Package(
         .target(name: "Raft", dependencies: ["Determinism"], swiftSettings: strict),
         .target(name: "RaftLog", dependencies: ["Raft", "ChunkStore", "Erasure"], swiftSettings: strict),
         .target(name: "Compute", dependencies: ["CLibvirt"], swiftSettings: strict),
+        // The cluster-state machine and the Raft transport's frame encoding (pure, no I/O).
+        .target(name: "Cluster", dependencies: ["Raft", "ChunkStore"], swiftSettings: strict),
         .target(name: "Node", dependencies: [
-            "S3", "Objects", "Compute", "Security", "Gossip", "ChunkStore",
+            "S3", "Objects", "Compute", "Security", "Gossip", "ChunkStore", "Raft", "RaftLog", "Cluster",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
@@ -70,6 +72,6 @@ let package = Package(
         .testTarget(name: "RaftTests", dependencies: ["Raft"], swiftSettings: strict),
         .testTarget(name: "RaftLogTests", dependencies: ["RaftLog", "Raft", "ChunkStore"], swiftSettings: strict),
         .testTarget(name: "ComputeTests", dependencies: ["Compute"], swiftSettings: strict),
-        .testTarget(name: "NodeTests", dependencies: ["Node"], swiftSettings: strict),
+        .testTarget(name: "NodeTests", dependencies: ["Node", "Cluster", "Raft"], swiftSettings: strict),
     ]
 )

@@ -1,3 +1,4 @@
+import Cluster
 import Foundation
 import Gossip
 import Hummingbird
@@ -29,9 +30,36 @@ struct TagsRequest: Codable { var tags: [String: String] }
 /// The node's loopback admin API: HTTP + JSON, every request carrying `Authorization: Bearer
 /// TOKEN` where TOKEN is in `DATA_DIR/admin` (mode 0600) together with the API's URL.
 enum AdminAPI {
-    static func router(gossip: GossipService, token: String) -> Router<BasicRequestContext> {
+    static func router(gossip: GossipService, raft: RaftService, token: String) -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self)
         router.add(middleware: BearerToken(token: token))
+        router.get("/v1/status") { _, _ in try json(try await raft.status()) }
+        // Replicated key-value settings: writes go through the leader; `?consistent` reads too.
+        router.put("/v1/kv/:key") { request, context in
+            guard let key = context.parameters.get("key"), !key.isEmpty, key.utf8.count <= 255 else {
+                return problem(.badRequest, "key must be 1-255 bytes")
+            }
+            let body = try await request.body.collect(upTo: 1 << 16)
+            let id = request.headers[.init("X-Request-Id")!].flatMap(RequestID.init(hex:)) ?? .random()
+            return try await clusterCall { _ = try await raft.submit(.put(key: key, value: Array(body.readableBytesView)), id: id); return try json(["ok": true]) }
+        }
+        router.delete("/v1/kv/:key") { request, context in
+            let key = context.parameters.get("key") ?? ""
+            let id = request.headers[.init("X-Request-Id")!].flatMap(RequestID.init(hex:)) ?? .random()
+            return try await clusterCall {
+                let o = try await raft.submit(.delete(key: key), id: id)
+                return o == .ok ? try json(["ok": true]) : problem(.notFound, "no such key")
+            }
+        }
+        router.get("/v1/kv/:key") { request, context in
+            let key = context.parameters.get("key") ?? ""
+            return try await clusterCall {
+                if request.uri.queryParameters.has("consistent") { try await raft.linearizableBarrier() }
+                guard let v = raft.read({ $0.values[key] }) else { return problem(.notFound, "no such key") }
+                return Response(status: .ok, body: .init(byteBuffer: ByteBuffer(bytes: v)))
+            }
+        }
+        router.get("/v1/kv-stats") { _, _ in try json(["applied_commands": raft.read { $0.appliedCommands }, "keys": UInt64(raft.read { $0.values.count })]) }
         router.get("/v1/members") { _, _ in
             try json(try await gossip.members().map(MemberView.init))
         }
@@ -75,6 +103,11 @@ enum AdminAPI {
             }
         }
         return router
+    }
+
+    /// Maps "no leader" to 503 so clients know to retry.
+    static func clusterCall(_ body: () async throws -> Response) async throws -> Response {
+        do { return try await body() } catch let e as ClusterError { return problem(.serviceUnavailable, e.description) }
     }
 
     static func json(_ value: some Encodable) throws -> Response {

@@ -1,4 +1,5 @@
 import ChunkStore
+import Cluster
 import Foundation
 import Hummingbird
 import Logging
@@ -29,11 +30,6 @@ public struct Agent: Sendable {
         try Files.makeDirectory(config.dataDir)
         try Files.writeAtomically(Array("\(getpid())\n".utf8), to: "\(config.dataDir)/pid")
         let store = try ObjectStore(root: "\(config.dataDir)/store", clock: Self.nowMs)
-        let keys = try AccessKeys(dataDir: config.dataDir)
-        let newKey = keys.all.isEmpty ? try keys.create() : nil
-        let responder = S3Responder(store: store, credentials: keys,
-                                    settings: S3Settings(region: config.region, baseDomain: config.baseDomain),
-                                    clock: Self.nowMs, logger: logger)
         let config = self.config, logger = self.logger
         let envPath = "\(config.dataDir)/env", adminPath = "\(config.dataDir)/admin"
         try? Files.remove(envPath)  // the env file appears only once this run's endpoint answers
@@ -51,14 +47,34 @@ public struct Agent: Sendable {
             try keyring.save(path: keyringPath)
         }
         let gossip = GossipService(name: config.name, listen: config.gossipListen, tags: config.tags,
+                                   reservedTags: [RaftService.addressTag: config.raftListen.description],
                                    seeds: config.seeds + join, keyring: keyring, keyringPath: keyringPath,
                                    seed: UInt64.random(in: .min ... .max), logger: logger)
+        var raftSettings = RaftServiceSettings()
+        raftSettings.voters = config.voters
+        raftSettings.deadVoterAfter = .seconds(Int64(config.deadVoterAfter))
+        let log: @Sendable (String) -> Void = { logger.warning("\($0)") }
+        let raft = try RaftService(
+            name: config.name, directory: "\(config.dataDir)/raft", listen: config.raftListen,
+            bootstrap: config.bootstrap ?? (config.seeds.isEmpty && join.isEmpty), gossip: gossip, keyring: keyring,
+            settings: raftSettings, logger: logger,
+            onApply: { c, o in ClusterCatalog.mirror(c, o, store: store, logger: log) },
+            onRestore: { s in ClusterCatalog.reconcile(s, store: store, logger: log) })
+        let catalog = ClusterCatalog(raft: raft, store: store, clock: Self.nowMs)
+        // A founding node brings along what it held alone: its buckets and the access keys of
+        // its credentials file, making one key if it has none.
+        let keys = try AccessKeys(dataDir: config.dataDir)
+        let newKey = raft.founded && keys.all.isEmpty ? try keys.create() : nil
+        let migrateBuckets: [Command] = raft.founded ? store.listBuckets().map { .createBucket(name: $0.name, createdMs: $0.createdMs) } : []
+        let responder = S3Responder(store: store, credentials: catalog,
+                                    settings: S3Settings(region: config.region, baseDomain: config.baseDomain), catalog: catalog,
+                                    clock: Self.nowMs, logger: logger)
 
         // The admin token survives restarts, so scripts holding it keep working.
         let token = (try? AdminFile.load(path: adminPath).token) ?? Sodium.randomBytes(24).hex
         try? Files.remove(adminPath)
         let admin = Application(
-            router: AdminAPI.router(gossip: gossip, token: token),
+            router: AdminAPI.router(gossip: gossip, raft: raft, token: token),
             configuration: .init(address: .hostname(config.adminListen.host, port: config.adminListen.port), serverName: "stacks-admin"),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? config.adminListen.port
@@ -72,22 +88,40 @@ public struct Agent: Sendable {
             responder: responder,
             server: .http1(configuration: .init(additionalChannelHandlers: [ExpectContinueHandler()])),
             configuration: .init(address: .hostname(config.s3Listen.host, port: config.s3Listen.port), serverName: "Stacks"),
-            services: [gossip, admin],
+            services: [gossip, raft, admin],
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? config.s3Listen.port
                 let endpoint = "http://\(config.s3Listen.host):\(port)"
-                let key = keys.all.first!
-                let env = """
-                    AWS_ACCESS_KEY_ID=\(key.id)
-                    AWS_SECRET_ACCESS_KEY=\(key.secret)
-                    AWS_DEFAULT_REGION=\(config.region)
-                    STACKS_S3_ENDPOINT=\(endpoint)
+                Task {
+                    var migrate = migrateBuckets
+                    if !keys.all.isEmpty {
+                        // Keys of the credentials file the cluster lacks (also after a crash mid-migration).
+                        while (try? await raft.linearizableBarrier()) == nil { try await Task.sleep(for: .milliseconds(200)) }
+                        migrate += keys.all.filter { k in raft.read { $0.accessKeys[k.id] != k.secret } }.map { .putAccessKey(id: $0.id, secret: $0.secret) }
+                    }
+                    for c in migrate {
+                        while (try? await raft.submit(c)) == nil { try await Task.sleep(for: .milliseconds(200)) }
+                    }
+                    // Clients need a key from the cluster state: the founder's, or the first one a joiner learns.
+                    var key: (id: String, secret: String)?
+                    while key == nil {
+                        key = raft.read { s in
+                            keys.all.first { s.accessKeys[$0.id] == $0.secret } ?? s.accessKeys.sorted { $0.key < $1.key }.first.map { ($0.key, $0.value) }
+                        }
+                        if key == nil { try await Task.sleep(for: .milliseconds(100)) }
+                    }
+                    let env = """
+                        AWS_ACCESS_KEY_ID=\(key!.id)
+                        AWS_SECRET_ACCESS_KEY=\(key!.secret)
+                        AWS_DEFAULT_REGION=\(config.region)
+                        STACKS_S3_ENDPOINT=\(endpoint)
 
-                    """
-                do { try Files.writeAtomically(Array(env.utf8), to: envPath) } catch {
-                    logger.error("cannot write \(envPath): \(error)")
+                        """
+                    do { try Files.writeAtomically(Array(env.utf8), to: envPath) } catch {
+                        logger.error("cannot write \(envPath): \(error)")
+                    }
+                    announce(endpoint, newKey)
                 }
-                announce(endpoint, newKey)
             },
             logger: logger
         )

@@ -45,14 +45,25 @@ public struct NodeConfig: Sendable, Equatable {
     public var adminListen: ListenAddress
     /// Node metadata gossiped to every member (zone, roles, capacity, hypervisor…).
     public var tags: [String: String]
+    /// Raft transport (TCP) address; peers learn it through gossip.
+    public var raftListen: ListenAddress
+    /// Start a new cluster when this node has no Raft state yet. nil: only when it has no seeds
+    /// (the first node); nodes with seeds wait to be added by the leader.
+    public var bootstrap: Bool?
+    /// Voters the leader keeps when the cluster has that many nodes (an odd number, 1–7).
+    public var voters: Int
+    /// Seconds a voter must be dead (or left) in gossip before a learner replaces it.
+    public var deadVoterAfter: Int
 
     /// The embedded default: one node, data under `./.stacks/`, S3 on loopback.
     /// nil when `s3Listen` is not host:port.
     public static func development(dataDir: String = ".stacks", s3Listen: String = "127.0.0.1:9000",
-                                   gossipListen: String = "127.0.0.1:7946", adminListen: String = "127.0.0.1:9001") -> NodeConfig? {
-        guard let s3 = ListenAddress(s3Listen), let g = ListenAddress(gossipListen), let a = ListenAddress(adminListen) else { return nil }
+                                   gossipListen: String = "127.0.0.1:7946", adminListen: String = "127.0.0.1:9001",
+                                   raftListen: String = "127.0.0.1:7100") -> NodeConfig? {
+        guard let s3 = ListenAddress(s3Listen), let g = ListenAddress(gossipListen), let a = ListenAddress(adminListen),
+              let r = ListenAddress(raftListen) else { return nil }
         return NodeConfig(name: "dev", dataDir: dataDir, s3Listen: s3, region: "us-east-1", baseDomain: nil,
-                          gossipListen: g, seeds: [], gossipKey: nil, adminListen: a, tags: [:])
+                          gossipListen: g, seeds: [], gossipKey: nil, adminListen: a, tags: [:], raftListen: r)
     }
 
     /// Every key the config may hold, with its meaning (shown in errors for unknown keys).
@@ -66,6 +77,10 @@ public struct NodeConfig: Sendable, Equatable {
         "gossip.seeds": "gossip addresses of members to join through (array of strings)",
         "gossip.key": "initial gossip encryption key, base64 of 32 bytes (string; `stacks keygen` makes one)",
         "admin.listen": "loopback admin API address host:port (string)",
+        "raft.listen": "Raft transport TCP address host:port (string)",
+        "raft.bootstrap": "start a new cluster if this node has no Raft state (boolean; default: true only without seeds)",
+        "raft.voters": "voters to keep when the cluster is big enough: 1, 3, 5 or 7 (integer, default 5)",
+        "raft.dead_voter_after": "seconds a voter stays dead in gossip before it is replaced (integer, default 10)",
         "tags.*": "node metadata gossiped to all members, e.g. tags.zone = \"a\" (strings)",
     ]
 
@@ -131,6 +146,20 @@ public struct NodeConfig: Sendable, Equatable {
             }
             tags[name] = v
         }
+        raftListen = try address("raft.listen", "127.0.0.1:7100")
+        func integer(_ key: String, _ fallback: Int, _ allowed: [Int]) throws(ConfigError) -> Int {
+            guard let e = doc.values[key] else { return fallback }
+            guard case .integer(let i) = e.value, allowed.contains(i) else {
+                throw ConfigError(file: file, key: key, line: e.line, problem: "must be an integer in \(allowed.count > 8 ? "\(allowed.first!)…\(allowed.last!)" : "\(allowed)"), got \(e.value)")
+            }
+            return i
+        }
+        voters = try integer("raft.voters", 5, [1, 3, 5, 7])
+        deadVoterAfter = try integer("raft.dead_voter_after", 10, Array(1...86_400))
+        if let e = doc.values["raft.bootstrap"] {
+            guard case .boolean(let b) = e.value else { throw ConfigError(file: file, key: "raft.bootstrap", line: e.line, problem: "must be true or false, got \(e.value)") }
+            bootstrap = b
+        }
         baseDomain = try string("s3.base_domain")
         if let d = baseDomain, d.isEmpty || d.hasPrefix(".") {
             throw ConfigError(file: file, key: "s3.base_domain", line: line("s3.base_domain"), problem: "must be a domain like s3.example.com")
@@ -138,8 +167,10 @@ public struct NodeConfig: Sendable, Equatable {
     }
 
     init(name: String, dataDir: String, s3Listen: ListenAddress, region: String, baseDomain: String?,
-         gossipListen: ListenAddress, seeds: [String], gossipKey: String?, adminListen: ListenAddress, tags: [String: String]) {
+         gossipListen: ListenAddress, seeds: [String], gossipKey: String?, adminListen: ListenAddress, tags: [String: String],
+         raftListen: ListenAddress) {
         self.name = name; self.dataDir = dataDir; self.s3Listen = s3Listen; self.region = region; self.baseDomain = baseDomain
         self.gossipListen = gossipListen; self.seeds = seeds; self.gossipKey = gossipKey; self.adminListen = adminListen; self.tags = tags
+        self.raftListen = raftListen; voters = 5; deadVoterAfter = 10
     }
 }

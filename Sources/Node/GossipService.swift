@@ -38,8 +38,13 @@ public final class GossipService: Service, @unchecked Sendable {
     /// Membership changes for the rest of the node (bounded: the newest 4096 are kept).
     public var events: AsyncStream<MembershipEvent> { eventStream }
 
-    public init(name: String, listen: ListenAddress, tags: [String: String], seeds: [String], keyring: Keyring,
+    /// Tags the node itself sets (the Raft address); `setTags` keeps them.
+    let reservedTags: [String: String]
+
+    public init(name: String, listen: ListenAddress, tags: [String: String], reservedTags: [String: String] = [:], seeds: [String], keyring: Keyring,
                 keyringPath: String, settings: SWIMSettings = SWIMSettings(), seed: UInt64, logger: Logger) {
+        self.reservedTags = reservedTags
+        let tags = tags.merging(reservedTags) { _, reserved in reserved }
         loop = MultiThreadedEventLoopGroup.singleton.next()
         self.listen = listen
         self.keyring = keyring
@@ -141,6 +146,7 @@ public final class GossipService: Service, @unchecked Sendable {
 
     /// Replaces this node's tags; members learn them through a fresh alive rumor.
     public func setTags(_ tags: [String: String]) async throws {
+        let tags = tags.merging(reservedTags) { _, reserved in reserved }
         try await loop.submit { self.execute(self.core.updateTags(tags, now: Self.now())) }.get()
     }
 

@@ -65,13 +65,25 @@ public final class ObjectStore: Sendable {
 
     // MARK: Buckets
 
-    public func createBucket(_ name: String) throws(ObjectError) {
+    public func createBucket(_ name: String, createdMs: Int64? = nil) throws(ObjectError) {
         try Names.checkBucket(name)
         try state.withLock { (s: inout Index) throws(ObjectError) in
             guard s.buckets[name] == nil else { throw .bucketAlreadyOwnedByYou(name) }
-            let info = BucketInfo(name: name, createdMs: clock())
+            let info = BucketInfo(name: name, createdMs: createdMs ?? clock())
             do throws(ChunkStoreError) { try Files.writeAtomically(info.encoded(), to: bucketPath(name)) } catch { throw .storage(error) }
             s.buckets[name] = BucketEntry(info: info)
+        }
+    }
+
+    /// Throws unless `name` is a valid bucket name.
+    public static func checkBucketName(_ name: String) throws(ObjectError) { try Names.checkBucket(name) }
+
+    /// Throws `noSuchBucket` or `bucketNotEmpty` unless deleting `name` would succeed here.
+    public func checkDeletable(_ name: String) throws(ObjectError) {
+        try state.withLock { (s: inout Index) throws(ObjectError) in
+            guard let b = s.buckets[name] else { throw .noSuchBucket(name) }
+            guard b.objects.isEmpty else { throw .bucketNotEmpty(name) }
+            for u in s.uploads.values where u.info.bucket == name { throw .bucketNotEmpty(name) }
         }
     }
 

@@ -21,7 +21,7 @@ extension RaftNode {
         learners = l
         guard case .leader(var progress) = role else { return }
         let current = Set(peers)
-        for p in current where progress.next[p] == nil { progress.next[p] = lastIndex + 1; progress.match[p] = .zero }
+        for p in current where progress.next[p] == nil { progress.next[p] = lastIndex + 1; progress.match[p] = .zero; progress.probing.insert(p) }
         for p in Array(progress.next.keys) where !current.contains(p) { progress.next[p] = nil; progress.match[p] = nil }
         role = .leader(progress)
     }

@@ -24,6 +24,10 @@ public struct RaftNode: Sendable {
         public var recentlyActive: Set<String>
         /// Bytes of the current snapshot each lagging follower acknowledged.
         public var snapshotOffset: [String: Int] = [:]
+        /// Followers whose log position is uncertain (new leader, or a rejection): one append at a
+        /// time until one succeeds. The others are pipelined: `next` moves past what was sent
+        /// without waiting for the reply.
+        public var probing: Set<String> = []
     }
 
     public let id: String
@@ -144,6 +148,13 @@ public struct RaftNode: Sendable {
         return takeReady()
     }
 
+    /// Campaigns now instead of waiting out the election timeout: for a node that knows it is
+    /// the only voter (a cluster's first node), so it leads at once. Pre-vote still applies.
+    public mutating func campaignNow() -> Ready {
+        if !isLeader { campaign(pre: true) }
+        return takeReady()
+    }
+
     /// Hands leadership to `target` (Raft thesis §3.10): bring it up to date, then tell it to
     /// campaign at once. Proposals are refused meanwhile. nil when not leader or `target` is no voter.
     public mutating func transferLeadership(to target: String) -> Ready? {
@@ -162,12 +173,18 @@ public struct RaftNode: Sendable {
 
     /// Proposes a command; nil when this node is not the leader (ask `leader`) or is handing over.
     public mutating func propose(_ data: [UInt8]) -> (index: LogIndex, ready: Ready)? {
-        guard case .leader = role, transferTarget == nil else { return nil }
-        let e = Entry(term: term, index: lastIndex + 1, data: data)
-        appendLocal([e])
+        propose(batch: [data]).map { ($0.first, $0.ready) }
+    }
+
+    /// Proposes several commands as consecutive entries: one Ready, so one fsync and one append
+    /// message per follower cover them all (group commit). `first` is the first one's index.
+    public mutating func propose(batch: [[UInt8]]) -> (first: LogIndex, ready: Ready)? {
+        guard case .leader = role, transferTarget == nil, !batch.isEmpty else { return nil }
+        let first = lastIndex + 1
+        appendLocal(batch.enumerated().map { Entry(term: term, index: first + UInt64($0.offset), data: $0.element) })
         for p in peers { sendAppend(to: p) }
         maybeCommit()
-        return (e.index, takeReady())
+        return (first, takeReady())
     }
 
     /// ReadIndex (Raft thesis §6.4): a linearizable read without writing to the log. The leader
@@ -319,7 +336,7 @@ public struct RaftNode: Sendable {
     mutating func becomeLeader() {
         var next: [String: LogIndex] = [:], match: [String: LogIndex] = [:]
         for p in peers { next[p] = lastIndex + 1; match[p] = .zero }
-        role = .leader(Progress(next: next, match: match, recentlyActive: []))
+        role = .leader(Progress(next: next, match: match, recentlyActive: [], probing: Set(peers)))
         heartbeatElapsed = 0
         electionElapsed = 0
         appendLocal([Entry(term: term, index: lastIndex + 1, data: [])])
@@ -340,12 +357,16 @@ public struct RaftNode: Sendable {
     }
 
     mutating func sendAppend(to p: String) {
-        guard case .leader(let progress) = role, let next = progress.next[p] else { return }
+        guard case .leader(var progress) = role, let next = progress.next[p] else { return }
         let prev = next - 1
         guard let prevTerm = term(at: prev) else { sendSnapshot(to: p); return }  // the entries it needs are compacted
         let from = pos(next)
         let upTo = min(log.count, from + settings.maxEntriesPerAppend)
         let entries = from < upTo ? Array(log[from..<upTo]) : []
+        if !entries.isEmpty && !progress.probing.contains(p) {
+            progress.next[p] = next + UInt64(entries.count)
+            role = .leader(progress)
+        }
         send(p, .append(term: term, prevIndex: prev, prevTerm: prevTerm, entries: entries,
                         commit: min(commit, prev + UInt64(entries.count)), readSeq: readSeq))
     }
@@ -387,6 +408,7 @@ public struct RaftNode: Sendable {
         guard case .leader(var progress) = role else { return }
         progress.recentlyActive.insert(p)
         if success {
+            progress.probing.remove(p)
             if index > progress.match[p] ?? .zero { progress.match[p] = index }
             progress.next[p] = max(progress.next[p] ?? .zero, index + 1)
             role = .leader(progress)
@@ -396,6 +418,7 @@ public struct RaftNode: Sendable {
             // Fast back-up: jump to the follower's hint rather than one entry at a time.
             let next = max(LogIndex(1), min((progress.next[p] ?? LogIndex(1)) - 1, index + 1))
             progress.next[p] = next
+            progress.probing.insert(p)
             role = .leader(progress)
             sendAppend(to: p)
         }

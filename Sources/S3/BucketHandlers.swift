@@ -27,7 +27,7 @@ extension S3Responder {
                 throw S3Error(400, "InvalidLocationConstraint", "The specified location-constraint \(loc) is not valid; this endpoint serves \(settings.region)")
             }
         }
-        try await blocking { try store.createBucket(bucket) }
+        if let catalog { try await catalog.createBucket(bucket) } else { try await blocking { try store.createBucket(bucket) } }
         var headers = HTTPFields()
         headers[.location] = "/\(bucket)"
         return Response(status: .ok, headers: headers)

@@ -15,6 +15,16 @@ public struct S3Settings: Sendable {
     public init(region: String, baseDomain: String? = nil) { self.region = region; self.baseDomain = baseDomain }
 }
 
+/// Bucket creation and deletion for a cluster: every node must agree, so a cluster decides them
+/// in its replicated state and mirrors the result into each node's store.
+public protocol BucketCatalog: Sendable {
+    /// Throws `ObjectError.bucketAlreadyOwnedByYou` when it exists; the bucket exists in the
+    /// local store on return.
+    func createBucket(_ name: String) async throws
+    /// Throws `ObjectError.noSuchBucket` or `.bucketNotEmpty`.
+    func deleteBucket(_ name: String) async throws
+}
+
 /// The S3 API over one node's object store: routing, SigV4, and the operations.
 public struct S3Responder: HTTPResponder {
     public typealias Context = BasicRequestContext
@@ -24,10 +34,13 @@ public struct S3Responder: HTTPResponder {
     let pool: NIOThreadPool
     let clock: @Sendable () -> Int64
     let logger: Logger
+    let catalog: (any BucketCatalog)?
 
-    public init(store: ObjectStore, credentials: any CredentialStore, settings: S3Settings,
+    /// `catalog`: where bucket creation and deletion are decided (the cluster state); nil
+    /// means this node's store alone decides.
+    public init(store: ObjectStore, credentials: any CredentialStore, settings: S3Settings, catalog: (any BucketCatalog)? = nil,
                 pool: NIOThreadPool = .singleton, clock: @escaping @Sendable () -> Int64, logger: Logger) {
-        self.store = store; self.credentials = credentials; self.settings = settings
+        self.store = store; self.credentials = credentials; self.settings = settings; self.catalog = catalog
         self.pool = pool; self.clock = clock; self.logger = logger
     }
 
@@ -73,7 +86,9 @@ public struct S3Responder: HTTPResponder {
             switch m {
             case .put: return try await createBucket(bucket, request: request)
             case .head: _ = try await blocking { try store.bucket(bucket) }; return .init(status: .ok)
-            case .delete: try await blocking { try store.deleteBucket(bucket) }; return .init(status: .noContent)
+            case .delete:
+                if let catalog { try await catalog.deleteBucket(bucket) } else { try await blocking { try store.deleteBucket(bucket) } }
+                return .init(status: .noContent)
             case .get:
                 if c.has("location") { return try await location(bucket) }
                 if c.has("uploads") { return try await listUploads(bucket, c) }

@@ -7,7 +7,7 @@ struct Stacks: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "stacks",
         abstract: "A peer-to-peer, storage-first cluster: S3 object storage and VM scheduling in one binary.",
-        subcommands: [AgentCommand.self, MembersCommand.self, JoinCommand.self, TagsCommand.self, KeyringCommand.self, KeygenCommand.self])
+        subcommands: [AgentCommand.self, StatusCommand.self, MembersCommand.self, JoinCommand.self, TagsCommand.self, KeyringCommand.self, KeygenCommand.self])
 }
 
 struct AgentCommand: AsyncParsableCommand {
@@ -33,12 +33,15 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(name: .long, help: "With --dev: the admin API address host:port.")
     var adminListen: String?
 
+    @Option(name: .long, help: "With --dev: the Raft TCP address host:port.")
+    var raftListen: String?
+
     @Option(name: .long, help: "Gossip address of a member to join through (repeatable; adds to the config's seeds).")
     var join: [String] = []
 
     func validate() throws {
         guard (config == nil) != !dev else { throw ValidationError("give exactly one of --config FILE or --dev") }
-        if config != nil && (dataDir != nil || s3Listen != nil || gossipListen != nil || adminListen != nil) {
+        if config != nil && (dataDir != nil || s3Listen != nil || gossipListen != nil || adminListen != nil || raftListen != nil) {
             throw ValidationError("--data-dir and the --*-listen options go with --dev; with --config put them in the file")
         }
     }
@@ -55,8 +58,9 @@ struct AgentCommand: AsyncParsableCommand {
             }
         } else {
             guard let c = NodeConfig.development(dataDir: dataDir ?? ".stacks", s3Listen: s3Listen ?? "127.0.0.1:9000",
-                                                 gossipListen: gossipListen ?? "127.0.0.1:7946", adminListen: adminListen ?? "127.0.0.1:9001") else {
-                throw ValidationError("--s3-listen, --gossip-listen and --admin-listen must be host:port")
+                                                 gossipListen: gossipListen ?? "127.0.0.1:7946", adminListen: adminListen ?? "127.0.0.1:9001",
+                                                 raftListen: raftListen ?? "127.0.0.1:7100") else {
+                throw ValidationError("--s3-listen, --gossip-listen, --admin-listen and --raft-listen must be host:port")
             }
             nodeConfig = c
         }

@@ -100,7 +100,8 @@ def s3_config(**overrides) -> Config:
 
 class StacksNode:
     def __init__(self, root: Path, name: str = "node1", data_dir: Path | None = None,
-                 seeds: list[str] | None = None, gossip_key: str | None = None, tags: dict[str, str] | None = None):
+                 seeds: list[str] | None = None, gossip_key: str | None = None, tags: dict[str, str] | None = None,
+                 raft: dict[str, object] | None = None, wait_env: bool = True):
         self.root = Path(root)
         self.name = name
         self.data_dir = Path(data_dir) if data_dir else self.root / name
@@ -110,6 +111,12 @@ class StacksNode:
         while self.admin_port == self.s3_port:
             self.admin_port = free_port()
         self.gossip_port = free_udp_port()
+        self.raft_port = free_port()
+        # Extra [raft] settings (bootstrap, voters, dead_voter_after).
+        self.raft = raft or {}
+        # A joining node writes its env file only once the cluster's state (and a key) reached it;
+        # a node that can never join (wrong key) is ready without one.
+        self.wait_env = wait_env
         self.seeds = seeds or []
         self.gossip_key = gossip_key or SESSION_GOSSIP_KEY
         self.tags = tags or {}
@@ -135,6 +142,9 @@ class StacksNode:
             f'key = "{self.gossip_key}"\n'
             "\n[admin]\n"
             f'listen = "127.0.0.1:{self.admin_port}"\n'
+            "\n[raft]\n"
+            f'listen = "127.0.0.1:{self.raft_port}"\n'
+            + "".join(f"{k} = {str(v).lower() if isinstance(v, bool) else v}\n" for k, v in self.raft.items())
             + ("\n[tags]\n" + "".join(f'{k} = "{v}"\n' for k, v in self.tags.items()) if self.tags else "")
         )
 
@@ -195,7 +205,13 @@ class StacksNode:
                 raise RuntimeError(
                     f"stacks exited with code {rc} before becoming ready\n{self.log_tail()}"
                 )
-            if self.env_path.exists() and (self.data_dir / "admin").exists():
+            if not self.wait_env and (self.data_dir / "admin").exists():
+                try:
+                    requests.get(f"http://127.0.0.1:{self.s3_port}/", timeout=2)
+                    return
+                except (OSError, requests.RequestException) as e:
+                    last_err = e
+            elif self.env_path.exists() and (self.data_dir / "admin").exists():
                 try:
                     env = parse_env_file(self.env_path)
                     endpoint = env["STACKS_S3_ENDPOINT"]

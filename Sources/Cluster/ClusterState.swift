@@ -1,0 +1,197 @@
+import ChunkStore
+import Raft
+
+/// One change to the cluster state, as carried in a Raft entry.
+public enum Command: Equatable, Sendable {
+    /// The first command a new cluster commits: its identity.
+    case initCluster(id: String)
+    case createBucket(name: String, createdMs: Int64)
+    case deleteBucket(name: String)
+    case putAccessKey(id: String, secret: String)
+    case deleteAccessKey(id: String)
+    /// Small replicated settings (and the benchmark's writes).
+    case put(key: String, value: [UInt8])
+    case delete(key: String)
+}
+
+/// What applying a command did; every replica computes the same one.
+public enum Outcome: UInt8, Equatable, Sendable {
+    case ok = 0
+    case bucketExists = 1
+    case noSuchBucket = 2
+    case noSuchKey = 3
+    case alreadyInitialized = 4
+}
+
+/// A command with the identity the client gave it, so a retried request (after a leader died
+/// between commit and reply) is applied once and answered with the first outcome (Raft thesis §6.3).
+public struct Request: Equatable, Sendable {
+    public var id: RequestID
+    public var command: Command
+    public init(id: RequestID, command: Command) { self.id = id; self.command = command }
+}
+
+/// 16 random bytes chosen by whoever first accepted the request.
+public struct RequestID: Hashable, Sendable, CustomStringConvertible {
+    public var hi: UInt64
+    public var lo: UInt64
+    public init(hi: UInt64, lo: UInt64) { self.hi = hi; self.lo = lo }
+    public var description: String { hex(hi) + hex(lo) }
+    public init?(hex s: String) {
+        guard s.utf8.count == 32, let h = UInt64(s.prefix(16), radix: 16), let l = UInt64(s.suffix(16), radix: 16) else { return nil }
+        hi = h; lo = l
+    }
+    private func hex(_ v: UInt64) -> String {
+        let s = String(v, radix: 16)
+        return String(repeating: "0", count: 16 - s.count) + s
+    }
+}
+
+public struct BucketRecord: Equatable, Sendable {
+    public var name: String
+    public var createdMs: Int64
+}
+
+/// The replicated cluster state: applied in log order on every node, voters and learners alike.
+/// Pure and deterministic: the same entries give the same state and outcomes everywhere.
+public struct ClusterState: Equatable, Sendable {
+    public static let formatVersion: UInt8 = 1
+    /// How many recent request ids are remembered for de-duplication.
+    public static let rememberedRequests = 65_536
+
+    public private(set) var clusterID = ""
+    public private(set) var buckets: [String: BucketRecord] = [:]
+    public private(set) var accessKeys: [String: String] = [:]
+    public private(set) var values: [String: [UInt8]] = [:]
+    /// Commands applied (duplicates excluded): lets tests prove nothing was applied twice.
+    public private(set) var appliedCommands: UInt64 = 0
+    /// Recent request ids with their outcomes, oldest first.
+    private var recent: [RequestID: Outcome] = [:]
+    private var recentOrder: [RequestID] = []
+    private var recentHead = 0
+
+    public init() {}
+
+    /// The outcome a request already applied had, if it is still remembered.
+    public func outcome(of id: RequestID) -> Outcome? { recent[id] }
+
+    /// Applies one request. A duplicate is not applied again: it returns the first outcome.
+    @discardableResult
+    public mutating func apply(_ r: Request) -> (outcome: Outcome, duplicate: Bool) {
+        if let o = recent[r.id] { return (o, true) }
+        let o = apply(r.command)
+        appliedCommands += 1
+        remember(r.id, o)
+        return (o, false)
+    }
+
+    private mutating func remember(_ id: RequestID, _ o: Outcome) {
+        recent[id] = o
+        if recentOrder.count < Self.rememberedRequests {
+            recentOrder.append(id)
+        } else {
+            recent[recentOrder[recentHead]] = nil
+            recentOrder[recentHead] = id
+            recentHead = (recentHead + 1) % Self.rememberedRequests
+        }
+    }
+
+    private mutating func apply(_ c: Command) -> Outcome {
+        switch c {
+        case .initCluster(let id):
+            guard clusterID.isEmpty else { return .alreadyInitialized }
+            clusterID = id
+        case .createBucket(let name, let ms):
+            guard buckets[name] == nil else { return .bucketExists }
+            buckets[name] = BucketRecord(name: name, createdMs: ms)
+        case .deleteBucket(let name):
+            guard buckets.removeValue(forKey: name) != nil else { return .noSuchBucket }
+        case .putAccessKey(let id, let secret):
+            accessKeys[id] = secret
+        case .deleteAccessKey(let id):
+            guard accessKeys.removeValue(forKey: id) != nil else { return .noSuchKey }
+        case .put(let key, let value):
+            values[key] = value
+        case .delete(let key):
+            guard values.removeValue(forKey: key) != nil else { return .noSuchKey }
+        }
+        return .ok
+    }
+
+    // MARK: Encoding
+
+    /// The whole state, for snapshots: version · cluster id · buckets · keys · values · counters · recent ids.
+    public func encoded() -> [UInt8] {
+        var w = BinaryWriter()
+        w.u8(Self.formatVersion)
+        w.string(clusterID)
+        w.u32(UInt32(buckets.count))
+        for b in buckets.values.sorted(by: { $0.name < $1.name }) { w.string(b.name); w.i64(b.createdMs) }
+        w.u32(UInt32(accessKeys.count))
+        for (k, s) in accessKeys.sorted(by: { $0.key < $1.key }) { w.string(k); w.string(s) }
+        w.u32(UInt32(values.count))
+        for (k, v) in values.sorted(by: { $0.key < $1.key }) { w.string(k); w.blob(v) }
+        w.u64(appliedCommands)
+        // Oldest first, so a restored state forgets in the same order.
+        let ordered = Array(recentOrder[recentHead...]) + Array(recentOrder[..<recentHead])
+        w.u32(UInt32(ordered.count))
+        for id in ordered { w.u64(id.hi); w.u64(id.lo); w.u8(recent[id]!.rawValue) }
+        return w.bytes
+    }
+
+    public init(decoding bytes: [UInt8]) throws(ChunkStoreError) {
+        var r = BinaryReader(bytes)
+        guard try r.u8() == Self.formatVersion else { throw .corrupt("unknown cluster state version") }
+        clusterID = try r.string()
+        for _ in 0..<(try r.u32()) { let n = try r.string(); buckets[n] = BucketRecord(name: n, createdMs: try r.i64()) }
+        for _ in 0..<(try r.u32()) { let k = try r.string(); accessKeys[k] = try r.string() }
+        for _ in 0..<(try r.u32()) { let k = try r.string(); values[k] = try r.blob() }
+        appliedCommands = try r.u64()
+        let n = try r.u32()
+        guard n <= Self.rememberedRequests else { throw .corrupt("\(n) remembered requests") }
+        for _ in 0..<n {
+            let id = RequestID(hi: try r.u64(), lo: try r.u64())
+            guard let o = Outcome(rawValue: try r.u8()) else { throw .corrupt("unknown outcome") }
+            remember(id, o)
+        }
+        try r.expectEnd()
+    }
+}
+
+extension Request {
+    static let version: UInt8 = 1
+
+    /// version · request id · op · fields
+    public var encoded: [UInt8] {
+        var w = BinaryWriter()
+        w.u8(Self.version)
+        w.u64(id.hi); w.u64(id.lo)
+        switch command {
+        case .initCluster(let id): w.u8(1); w.string(id)
+        case .createBucket(let n, let ms): w.u8(2); w.string(n); w.i64(ms)
+        case .deleteBucket(let n): w.u8(3); w.string(n)
+        case .putAccessKey(let id, let s): w.u8(4); w.string(id); w.string(s)
+        case .deleteAccessKey(let id): w.u8(5); w.string(id)
+        case .put(let k, let v): w.u8(6); w.string(k); w.blob(v)
+        case .delete(let k): w.u8(7); w.string(k)
+        }
+        return w.bytes
+    }
+
+    public init(decoding bytes: [UInt8]) throws(ChunkStoreError) {
+        var r = BinaryReader(bytes)
+        guard try r.u8() == Self.version else { throw .corrupt("unknown command version") }
+        id = RequestID(hi: try r.u64(), lo: try r.u64())
+        switch try r.u8() {
+        case 1: command = .initCluster(id: try r.string())
+        case 2: command = .createBucket(name: try r.string(), createdMs: try r.i64())
+        case 3: command = .deleteBucket(name: try r.string())
+        case 4: command = .putAccessKey(id: try r.string(), secret: try r.string())
+        case 5: command = .deleteAccessKey(id: try r.string())
+        case 6: command = .put(key: try r.string(), value: try r.blob())
+        case 7: command = .delete(key: try r.string())
+        default: throw .corrupt("unknown command")
+        }
+        try r.expectEnd()
+    }
+}

@@ -1,0 +1,530 @@
+import ChunkStore
+import Cluster
+import Gossip
+import Logging
+import NIOCore
+import NIOPosix
+import Raft
+import RaftLog
+import Security
+import ServiceLifecycle
+import Synchronization
+
+public enum ClusterError: Error, CustomStringConvertible, Equatable {
+    case unavailable(String)
+    public var description: String {
+        switch self { case .unavailable(let why): "cluster unavailable: \(why)" }
+    }
+}
+
+public struct RaftServiceSettings: Sendable {
+    /// One logical Raft tick.
+    public var tick = TimeAmount.milliseconds(50)
+    /// Heartbeat every 2 ticks (100 ms), election timeout 20–40 ticks (1–2 s): etcd's defaults.
+    public var raft: RaftSettings = {
+        var r = RaftSettings()
+        r.heartbeatTicks = 2
+        r.electionTicks = 20
+        r.maxEntriesPerAppend = 256
+        return r
+    }()
+    public var voters = 5
+    public var deadVoterAfter = TimeAmount.seconds(10)
+    /// Applied entries between snapshots of the cluster state.
+    public var compactEvery: UInt64 = 10_000
+    /// How long a change or a linearizable read may wait for a leader.
+    public var requestTimeout = TimeAmount.seconds(10)
+    public init() {}
+}
+
+/// The Raft shell: one event loop owns the core, the write-ahead log, the cluster state machine
+/// and the TCP transport. Inputs (frames, ticks, requests) run on the loop; each `Ready` is made
+/// durable (one fsync), its messages sent, its committed entries applied, in that order.
+///
+/// Requests carry a random id. A follower forwards them to the leader and resends after a leader
+/// change; the state machine applies each id once, and the waiter on any node is answered when
+/// that node applies it — so a write acknowledged by node X is readable on X.
+public final class RaftService: Service, @unchecked Sendable {
+    // @unchecked: every mutable field below is touched only on `loop`, except `stateBox` (a Mutex).
+    let loop: any EventLoop
+    public let name: String
+    let listen: ListenAddress
+    let settings: RaftServiceSettings
+    let gossip: GossipService
+    let logger: Logger
+    let wal: RaftLog
+    var core: RaftNode
+    let stateBox = Mutex(ClusterState())
+    /// Side effects of applied commands on this node (bucket directories); run on the loop.
+    let onApply: @Sendable (Command, Outcome) -> Void
+    let onRestore: @Sendable (ClusterState) -> Void
+    /// This run created the cluster (first node, empty log).
+    public let founded: Bool
+
+    struct Waiter {
+        var promise: EventLoopPromise<Outcome>
+        var bytes: [UInt8]
+        var deadline: NIODeadline
+        var sentTo: String?
+        var sentAt: NIODeadline
+    }
+    var waiters: [RequestID: Waiter] = [:]
+    var proposals: [[UInt8]] = []
+    var flushScheduled = false
+
+    struct ReadWaiter {
+        var promise: EventLoopPromise<Void>
+        var index: LogIndex?
+        var deadline: NIODeadline
+        var sentTo: String?
+        var sentAt: NIODeadline
+    }
+    var reads: [UInt64: ReadWaiter] = [:]
+    /// On the leader: core read id → (follower, its read id).
+    var remoteReads: [UInt64: (from: String, id: UInt64)] = [:]
+    var nextReadID: UInt64 = 1
+
+    final class Link: @unchecked Sendable {  // touched only on the loop
+        var address: String
+        var channel: (any Channel)?
+        var connecting = false
+        var pending: [ByteBuffer] = []
+        var retryAt = NIODeadline.uptimeNanoseconds(0)
+        init(address: String) { self.address = address }
+    }
+    var links: [String: Link] = [:]
+    var dirty: Set<String> = []
+    var members: [String: Member] = [:]
+    var keyring: Keyring
+    var lastHeard: [String: NIODeadline] = [:]
+    /// Raft addresses peers gave in their frames (used until gossip knows them).
+    var heardAt: [String: String] = [:]
+    var ticks: UInt64 = 0
+    var lastInitTick: UInt64 = 0
+    var server: (any Channel)?
+    var ticker: RepeatedTask?
+    public private(set) var framesDropped = 0
+
+    /// Opens the log in `directory` and restores the state machine from it. With `bootstrap` and
+    /// an empty log, this node founds a new cluster as its only voter.
+    public init(name: String, directory: String, listen: ListenAddress, bootstrap: Bool, gossip: GossipService, keyring: Keyring,
+                settings: RaftServiceSettings = RaftServiceSettings(), logger: Logger,
+                onApply: @escaping @Sendable (Command, Outcome) -> Void, onRestore: @escaping @Sendable (ClusterState) -> Void) throws {
+        loop = MultiThreadedEventLoopGroup.singleton.next()
+        self.name = name
+        self.listen = listen
+        self.settings = settings
+        self.gossip = gossip
+        self.keyring = keyring
+        self.logger = logger
+        self.onApply = onApply
+        self.onRestore = onRestore
+        wal = try RaftLog(directory: directory)
+        let fresh = wal.snapshot == nil && wal.entries.isEmpty && wal.hardState.term == Term(0)
+        founded = fresh && bootstrap
+        if founded {
+            // The first entry names the first voter; it is committed by construction.
+            var r = Ready()
+            r.entries = [Entry(term: Term(1), index: LogIndex(1), kind: .config, data: ConfigChange.addVoter(name).encoded)]
+            r.hardState = HardState(term: Term(1), vote: name, commit: LogIndex(1))
+            try wal.save(r)
+        }
+        core = RaftNode(id: name, peers: [], hardState: wal.hardState, snapshot: wal.snapshot, log: wal.entries,
+                        settings: settings.raft, seed: UInt64.random(in: .min ... .max))
+        if let s = wal.snapshot {
+            let state = try ClusterState(decoding: s.data)
+            stateBox.withLock { $0 = state }
+        }
+    }
+
+    // MARK: Reads for the rest of the node (local replica, any thread)
+
+    public func read<T>(_ body: (ClusterState) -> T) -> T { stateBox.withLock { body($0) } }
+
+    // MARK: Lifecycle
+
+    public func run() async throws {
+        let server = try await ServerBootstrap(group: loop)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { ch in ch.eventLoop.makeCompletedFuture { try self.addHandlers(ch) } }
+            .bind(host: listen.host, port: listen.port).get()
+        try await loop.submit {
+            self.server = server
+            if let s = self.wal.snapshot { self.onRestore(self.read { $0 }); _ = s }
+            self.handle(self.core.tick())  // applies what the log already committed
+            if self.core.voters == [self.name] { self.handle(self.core.campaignNow()) }
+            self.ticker = self.loop.scheduleRepeatedTask(initialDelay: self.settings.tick, delay: self.settings.tick) { _ in self.onTick() }
+            self.refreshMembership()
+        }.get()
+        logger.info("raft listening", metadata: ["address": "\(listen)", "founded": "\(founded)"])
+        try? await gracefulShutdown()
+        try await loop.submit {
+            self.ticker?.cancel()
+            // Hand leadership to an up-to-date voter so the cluster does not wait out a timeout.
+            if self.core.isLeader, case .leader(let p) = self.core.role,
+               let target = self.core.voters.filter({ $0 != self.name && p.match[$0] == self.core.lastIndex }).sorted().first,
+               let r = self.core.transferLeadership(to: target) {
+                self.handle(r)
+            }
+            for (_, w) in self.waiters { w.promise.fail(ClusterError.unavailable("node shutting down")) }
+            for (_, r) in self.reads { r.promise.fail(ClusterError.unavailable("node shutting down")) }
+            self.waiters = [:]; self.reads = [:]
+        }.get()
+        try? await Task.sleep(for: .milliseconds(100))  // let the transfer's timeoutNow leave
+        try await loop.submit {
+            for l in self.links.values { l.channel?.close(promise: nil) }
+            self.server?.close(promise: nil)
+        }.get()
+    }
+
+    // MARK: Requests
+
+    /// Applies `command` through the leader; returns once this node has applied it.
+    public func submit(_ command: Command, id: RequestID = .random()) async throws -> Outcome {
+        let bytes = Request(id: id, command: command).encoded
+        return try await loop.flatSubmit { () -> EventLoopFuture<Outcome> in
+            if let o = self.read({ $0.outcome(of: id) }) { return self.loop.makeSucceededFuture(o) }
+            if let w = self.waiters[id] { return w.promise.futureResult }
+            let now = NIODeadline.now()
+            var w = Waiter(promise: self.loop.makePromise(), bytes: bytes, deadline: now + self.settings.requestTimeout, sentTo: nil, sentAt: now)
+            self.route(&w, now: now)
+            self.waiters[id] = w
+            self.flushLinks()
+            return w.promise.futureResult
+        }.get()
+    }
+
+    /// Waits until this node's replica reflects every change committed before the call
+    /// (ReadIndex through the leader); read the local state afterwards.
+    public func linearizableBarrier() async throws {
+        try await loop.flatSubmit { () -> EventLoopFuture<Void> in
+            let id = self.nextReadID
+            self.nextReadID += 1
+            let now = NIODeadline.now()
+            let promise = self.loop.makePromise(of: Void.self)
+            self.reads[id] = ReadWaiter(promise: promise, index: nil, deadline: now + self.settings.requestTimeout, sentTo: nil, sentAt: now)
+            self.routeRead(id, now: now)
+            self.flushLinks()
+            return promise.futureResult
+        }.get()
+    }
+
+    func route(_ w: inout Waiter, now: NIODeadline) {
+        w.sentAt = now
+        if core.isLeader {
+            proposals.append(w.bytes)
+            scheduleFlush()
+            w.sentTo = name
+        } else if let l = core.leader {
+            send(AddressedFrame(from: name, fromAddress: listen.description, to: l, frame: .forward(w.bytes)))
+            w.sentTo = l
+        } else {
+            w.sentTo = nil
+        }
+    }
+
+    /// Asks for a read index for `reads[id]`: locally when leading, else from the leader.
+    func routeRead(_ id: UInt64, now: NIODeadline) {
+        reads[id]?.sentAt = now
+        if core.isLeader {
+            reads[id]?.sentTo = name
+            // nil: this term has committed nothing yet; the next tick asks again.
+            if let ready = core.readIndex(id: id) { handle(ready) } else { reads[id]?.sentTo = nil }
+        } else if let l = core.leader {
+            send(AddressedFrame(from: name, fromAddress: listen.description, to: l, frame: .readIndex(id: id)))
+            reads[id]?.sentTo = l
+        } else {
+            reads[id]?.sentTo = nil
+        }
+    }
+
+    func scheduleFlush() {
+        guard !flushScheduled else { return }
+        flushScheduled = true
+        loop.execute {
+            self.flushScheduled = false
+            let batch = self.proposals
+            self.proposals = []
+            if let (_, ready) = self.core.propose(batch: batch) { self.handle(ready) }
+            // Not leader any more: the waiters are re-routed on the next tick.
+        }
+    }
+
+    // MARK: The loop
+
+    func onTick() {
+        ticks += 1
+        handle(core.tick())
+        let now = NIODeadline.now()
+        let leader = core.leader
+        for (id, var w) in waiters {
+            if now > w.deadline {
+                waiters[id] = nil
+                w.promise.fail(ClusterError.unavailable(leader == nil ? "no leader elected" : "no answer from leader \(leader!)"))
+            } else if w.sentTo != leader || w.sentTo == nil || now - w.sentAt > .seconds(2) {
+                route(&w, now: now)
+                waiters[id] = w
+            }
+        }
+        for (id, r) in reads {
+            if now > r.deadline {
+                reads[id] = nil
+                r.promise.fail(ClusterError.unavailable(leader == nil ? "no leader elected" : "no answer from leader \(leader!)"))
+            } else if r.index == nil && (r.sentTo != leader || r.sentTo == nil || now - r.sentAt > .seconds(2)) {
+                routeRead(id, now: now)
+            }
+        }
+        if ticks % 5 == 0 { refreshMembership() }
+        if ticks % 10 == 0 && core.isLeader {
+            manageVoters(now: now)
+            initializeIfNeeded()
+        }
+        flushLinks()
+    }
+
+    /// Makes a Ready durable, sends it, applies it. A failing disk stops the node: serving
+    /// after a lost write could acknowledge what is not stored.
+    func handle(_ r: Ready) {
+        if r.isEmpty { return }
+        do {
+            if let s = r.snapshot {
+                try wal.saveSnapshot(s)
+                let state = try ClusterState(decoding: s.data)
+                stateBox.withLock { $0 = state }
+                onRestore(state)
+            }
+            try wal.save(r)
+        } catch {
+            logger.critical("raft log write failed; stopping", metadata: ["error": "\(error)"])
+            fatalError("stacks: raft log write failed: \(error)")
+        }
+        for m in r.messages { send(AddressedFrame(from: name, fromAddress: listen.description, to: m.to, frame: .raft(m.message))) }
+        for e in r.committed { apply(e) }
+        for rs in r.readStates {
+            if let remote = remoteReads.removeValue(forKey: rs.id) {
+                send(AddressedFrame(from: name, fromAddress: listen.description, to: remote.from, frame: .readIndexReply(id: remote.id, index: rs.index)))
+            } else {
+                reads[rs.id]?.index = rs.index
+            }
+        }
+        serveReads()
+        maybeCompact()
+        flushLinks()
+    }
+
+    func apply(_ e: Entry) {
+        guard e.kind == .normal, !e.data.isEmpty else { return }
+        guard let req = try? Request(decoding: e.data) else {
+            logger.error("skipping undecodable entry", metadata: ["index": "\(e.index)"])
+            return
+        }
+        let (outcome, duplicate) = stateBox.withLock { $0.apply(req) }
+        if !duplicate { onApply(req.command, outcome) }
+        waiters.removeValue(forKey: req.id)?.promise.succeed(outcome)
+    }
+
+    func serveReads() {
+        for (id, r) in reads {
+            if let i = r.index, i <= core.applied {
+                reads[id] = nil
+                r.promise.succeed(())
+            }
+        }
+    }
+
+    func maybeCompact() {
+        let base = core.snapshot?.index.value ?? 0
+        guard core.applied.value - base >= settings.compactEvery else { return }
+        let data = read { $0.encoded() }
+        if let s = core.compact(through: core.applied, data: data) {
+            do { try wal.saveSnapshot(s) } catch {
+                logger.critical("raft snapshot write failed; stopping", metadata: ["error": "\(error)"])
+                fatalError("stacks: raft snapshot write failed: \(error)")
+            }
+        }
+    }
+
+    /// The leader gives a new cluster its identity once everything before is applied.
+    func initializeIfNeeded() {
+        guard read({ $0.clusterID.isEmpty }), core.applied == core.commit, ticks - lastInitTick >= 40 || lastInitTick == 0 else { return }
+        lastInitTick = ticks
+        proposals.append(Request(id: .random(), command: .initCluster(id: Sodium.randomBytes(8).hex)).encoded)
+        scheduleFlush()
+    }
+
+    // MARK: Membership from gossip
+
+    func refreshMembership() {
+        gossip.loop.submit { (self.gossip.core.members, self.gossip.keyring) }.hop(to: loop).whenSuccess { members, keyring in
+            self.keyring = keyring
+            var byName: [String: Member] = [:]
+            for m in members { byName[m.name] = m }
+            self.members = byName
+        }
+    }
+
+    func address(of node: String) -> String? { members[node]?.tags[RaftService.addressTag] ?? heardAt[node] }
+    public static let addressTag = "raft"
+
+    /// Voter management (leader, every half second): replace voters gossip has reported dead for
+    /// longer than `deadVoterAfter`, add new members as learners, promote caught-up healthy
+    /// learners (distinct zones first) up to min(nodes, `voters`), one change at a time.
+    func manageVoters(now: NIODeadline) {
+        guard case .leader(let progress) = core.role else { return }
+        let nowInstant = Instant(nanoseconds: Int64(now.uptimeNanoseconds))
+        func gone(_ n: String) -> Bool {
+            guard n != name, let m = members[n], m.status == .dead || m.status == .left else { return false }
+            return m.status == .left || nowInstant.nanoseconds - m.since.nanoseconds >= settings.deadVoterAfter.nanoseconds
+        }
+        func healthy(_ n: String) -> Bool { n == name || members[n].map { $0.status == .alive } ?? false }
+        let voters = core.voters, learners = core.learners
+        var change: ConfigChange?
+        if let dead = voters.sorted().first(where: gone) {
+            change = .remove(dead)
+        } else if let newcomer = members.values.filter({ $0.status == .alive && $0.tags[Self.addressTag] != nil && !voters.contains($0.name) && !learners.contains($0.name) }).map(\.name).sorted().first {
+            change = .addLearner(newcomer)
+        } else {
+            let nodes = voters.union(learners).filter(healthy).count
+            let desired = max(1, min(settings.voters, nodes % 2 == 0 ? nodes - 1 : nodes))
+            let ready = learners.filter { healthy($0) && (progress.match[$0] ?? .zero) >= core.commit }
+            if voters.count < desired, !ready.isEmpty {
+                let zones = Set(voters.compactMap { members[$0]?.tags["zone"] })
+                let pick = ready.sorted { a, b in
+                    let za = members[a]?.tags["zone"].map { !zones.contains($0) } ?? false
+                    let zb = members[b]?.tags["zone"].map { !zones.contains($0) } ?? false
+                    return za != zb ? za : a < b
+                }.first!
+                change = .addVoter(pick)
+            } else if let deadLearner = learners.sorted().first(where: gone) {
+                change = .remove(deadLearner)
+            }
+        }
+        guard let change, let (_, ready) = core.proposeConfigChange(change) else { return }
+        logger.info("voter management", metadata: ["change": "\(change)"])
+        handle(ready)
+    }
+
+    // MARK: Transport
+
+    func addHandlers(_ ch: any Channel) throws {
+        try ch.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder()))
+        try ch.pipeline.syncOperations.addHandler(Inbound(service: self))
+    }
+
+    func send(_ f: AddressedFrame) {
+        guard let address = address(of: f.to) else { return }  // not known yet: Raft resends
+        let sealed = keyring.seal(RaftWire.encode(f))
+        var buf = ByteBufferAllocator().buffer(capacity: 4 + sealed.count)
+        buf.writeInteger(UInt32(sealed.count), endianness: .little)
+        buf.writeBytes(sealed)
+        var link = links[f.to] ?? Link(address: address)
+        if link.address != address {
+            link.channel?.close(promise: nil)
+            link = Link(address: address)
+        }
+        links[f.to] = link
+        if let ch = link.channel {
+            ch.write(buf, promise: nil)
+            dirty.insert(f.to)
+        } else {
+            if link.pending.count >= 1024 { link.pending.removeFirst() }
+            link.pending.append(buf)
+            connect(f.to, link)
+        }
+    }
+
+    func flushLinks() {
+        for n in dirty { links[n]?.channel?.flush() }
+        dirty = []
+    }
+
+    func connect(_ peer: String, _ link: Link) {
+        let now = NIODeadline.now()
+        guard !link.connecting, now >= link.retryAt, let a = ListenAddress(link.address) else { return }
+        link.connecting = true
+        ClientBootstrap(group: loop)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .connectTimeout(.milliseconds(500))
+            .channelInitializer { ch in ch.eventLoop.makeCompletedFuture { try self.addHandlers(ch) } }
+            .connect(host: a.host, port: a.port)
+            .whenComplete { result in
+                link.connecting = false
+                switch result {
+                case .success(let ch):
+                    guard self.links[peer] === link else { ch.close(promise: nil); return }
+                    link.channel = ch
+                    for b in link.pending { ch.write(b, promise: nil) }
+                    link.pending = []
+                    ch.flush()
+                    ch.closeFuture.whenComplete { _ in if link.channel === ch { link.channel = nil } }
+                case .failure:
+                    link.retryAt = NIODeadline.now() + .milliseconds(100)
+                    link.pending = []
+                }
+            }
+    }
+
+    func receive(_ sealed: [UInt8]) {
+        guard let plain = keyring.open(sealed), let f = try? RaftWire.decode(plain), f.to == name else {
+            framesDropped += 1
+            return
+        }
+        lastHeard[f.from] = .now()
+        if heardAt[f.from] != f.fromAddress, ListenAddress(f.fromAddress) != nil { heardAt[f.from] = f.fromAddress }
+        switch f.frame {
+        case .raft(let m):
+            handle(core.step(Envelope(from: f.from, to: name, message: m)))
+        case .forward(let bytes):
+            guard core.isLeader, let req = try? Request(decoding: bytes), read({ $0.outcome(of: req.id) }) == nil else { return }
+            proposals.append(bytes)
+            scheduleFlush()
+        case .readIndex(let id):
+            let lid = nextReadID
+            nextReadID += 1
+            remoteReads[lid] = (f.from, id)
+            if let r = core.readIndex(id: lid) { handle(r) } else {
+                remoteReads[lid] = nil
+                send(AddressedFrame(from: name, fromAddress: listen.description, to: f.from, frame: .readIndexReply(id: id, index: nil)))
+            }
+        case .readIndexReply(let id, let index):
+            guard reads[id] != nil else { return }
+            if let index { reads[id]?.index = index } else { reads[id]?.sentTo = nil }  // retried on the next tick
+            serveReads()
+        }
+        flushLinks()
+    }
+
+    struct FrameDecoder: ByteToMessageDecoder {
+        typealias InboundOut = ByteBuffer
+        struct TooLarge: Error {}
+        mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+            guard let n = buffer.getInteger(at: buffer.readerIndex, endianness: .little, as: UInt32.self) else { return .needMoreData }
+            guard Int(n) <= RaftWire.maxFrameBytes + 64 else { throw TooLarge() }
+            guard buffer.readableBytes >= 4 + Int(n) else { return .needMoreData }
+            buffer.moveReaderIndex(forwardBy: 4)
+            context.fireChannelRead(wrapInboundOut(buffer.readSlice(length: Int(n))!))
+            return .continue
+        }
+    }
+
+    final class Inbound: ChannelInboundHandler {
+        typealias InboundIn = ByteBuffer
+        let service: RaftService
+        init(service: RaftService) { self.service = service }
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            service.receive(Array(unwrapInboundIn(data).readableBytesView))
+        }
+        func errorCaught(context: ChannelHandlerContext, error: any Error) {
+            service.framesDropped += 1
+            context.close(promise: nil)
+        }
+    }
+}
+
+extension RequestID {
+    public static func random() -> RequestID {
+        let b = Sodium.randomBytes(16)
+        return RequestID(hi: b[0..<8].reduce(0) { $0 << 8 | UInt64($1) }, lo: b[8..<16].reduce(0) { $0 << 8 | UInt64($1) })
+    }
+}

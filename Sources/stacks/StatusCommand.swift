@@ -1,0 +1,59 @@
+import ArgumentParser
+import Foundation
+import Node
+
+struct StatusCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status", abstract: "Show the cluster's Raft group and members' health as this node sees them.",
+        discussion: "Exits 1 when the cluster is unhealthy (no leader, quorum lost or at risk), 2 when the node cannot be asked.")
+
+    @Option(name: .long, help: "Data directory of the local node (holds its admin address and token).")
+    var dataDir = ".stacks"
+
+    @Option(name: .long, help: "table or json.")
+    var format = "table"
+
+    @Flag(name: .long, help: "Redraw whenever the status changes (Ctrl-C stops).")
+    var watch = false
+
+    func validate() throws {
+        guard ["table", "json"].contains(format) else { throw ValidationError("--format must be table or json") }
+    }
+
+    func run() throws {
+        let client = try AdminClient(dataDir: dataDir)
+        var last = ""
+        var status: ClusterStatus
+        repeat {
+            status = try client.get("/v1/status", as: ClusterStatus.self)
+            let text = try render(status)
+            if text != last {
+                if watch { FileHandle.standardOutput.write(Data("\u{1B}[H\u{1B}[2J".utf8)) }
+                FileHandle.standardOutput.write(Data(text.utf8))
+                last = text
+            }
+            if watch { Thread.sleep(forTimeInterval: 0.5) }
+        } while watch
+        if !status.healthy { throw ExitCode(1) }
+    }
+
+    func render(_ s: ClusterStatus) throws -> String {
+        if format == "json" {
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+            return String(decoding: try enc.encode(s), as: UTF8.self) + "\n"
+        }
+        var out = "cluster \(s.clusterID.isEmpty ? "(not initialized)" : s.clusterID)  self \(s.selfName)  leader \(s.leader ?? "none")  "
+            + "term \(s.term)  commit \(s.commitIndex)  applied \(s.appliedIndex)  voters \(s.voters) (quorum \(s.quorum))\n"
+        let rows = [["NAME", "RAFT", "GOSSIP", "RAFT ADDRESS", "LAST CONTACT", "MATCH"]] + s.nodes.map { n in
+            [n.name, n.raftRole, n.status, n.raftAddress ?? "-",
+             n.lastContactMs.map { $0 < 1000 ? "\($0)ms" : String(format: "%.1fs", Double($0) / 1000) } ?? "-",
+             n.matchIndex.map(String.init) ?? "-"]
+        }
+        out += Table.render(rows)
+        out += "legend: RAFT leader|voter|learner|none (not in the group yet); GOSSIP alive|suspect|dead|left; "
+            + "LAST CONTACT since this node heard it over Raft; MATCH log index stored there (leader's view)\n"
+        out += s.healthy ? "health: ok\n" : s.problems.map { "health: \($0)\n" }.joined()
+        return out
+    }
+}

@@ -64,17 +64,18 @@ extension RaftService {
                 matchIndex: n == name ? core.lastIndex.value : progress?.match[n]?.value)
         }
         let quorum = voters.count / 2 + 1
-        // Reachable: gossip says so, or Raft heard from it within an election timeout.
+        // Reachable: a leader hears every voter within an election timeout; a follower hears
+        // only the leader, so for the others it goes by gossip.
         let recent = settings.tick * Int64(settings.raft.electionTicks)
         func reachable(_ n: String) -> Bool {
             if n == name { return true }
             if let t = lastHeard[n], now - t < recent { return true }
-            return ["alive", "suspect"].contains(gossipStatus(n)) && (progress == nil || lastHeard[n] != nil)
+            return progress == nil && n != leader && ["alive", "suspect"].contains(gossipStatus(n))
         }
         let alive = voters.filter(reachable).count
         var problems: [String] = []
         if leader == nil { problems.append("no leader: an election is under way or a quorum of voters is unreachable") }
-        if let l = leader, ["dead", "left"].contains(gossipStatus(l)) { problems.append("leader \(l) is \(gossipStatus(l)) in gossip") }
+        if let l = leader, !reachable(l) { problems.append("no contact with leader \(l) for over \(recent.nanoseconds / 1_000_000) ms") }
         if alive < quorum {
             problems.append("quorum lost: \(alive) of \(voters.count) voters alive, \(quorum) needed")
         } else if voters.count >= 3 && alive == quorum {

@@ -39,6 +39,22 @@ public struct ClusterStatus: Codable, Sendable, Equatable {
         case selfName = "self", clusterID = "cluster_id", leader, term, commitIndex = "commit_index", appliedIndex = "applied_index"
         case voters, quorum, healthy, problems, nodes
     }
+
+    /// Written by hand so that `leader` is always present (null while there is none).
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(selfName, forKey: .selfName)
+        try c.encode(clusterID, forKey: .clusterID)
+        try c.encode(leader, forKey: .leader)
+        try c.encode(term, forKey: .term)
+        try c.encode(commitIndex, forKey: .commitIndex)
+        try c.encode(appliedIndex, forKey: .appliedIndex)
+        try c.encode(voters, forKey: .voters)
+        try c.encode(quorum, forKey: .quorum)
+        try c.encode(healthy, forKey: .healthy)
+        try c.encode(problems, forKey: .problems)
+        try c.encode(nodes, forKey: .nodes)
+    }
 }
 
 extension RaftService {

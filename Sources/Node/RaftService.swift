@@ -287,6 +287,16 @@ public final class RaftService: Service, @unchecked Sendable {
     /// after a lost write could acknowledge what is not stored.
     func handle(_ r: Ready) {
         if r.isEmpty { return }
+        // A leader's appends may leave before its own fsync (Raft thesis §10.2.1): replies are
+        // handled on this loop only after the fsync below, so nothing commits on an entry the
+        // leader has not stored, and the disk write overlaps the followers' round trip.
+        // Everything else (votes, replies) waits for the disk.
+        let leading = core.isLeader
+        func early(_ m: Envelope) -> Bool { if leading, case .append = m.message { true } else { false } }
+        if leading {
+            for m in r.messages where early(m) { send(AddressedFrame(from: name, fromAddress: listen.description, to: m.to, frame: .raft(m.message))) }
+            flushLinks()
+        }
         do {
             if let s = r.snapshot {
                 try wal.saveSnapshot(s)
@@ -299,7 +309,9 @@ public final class RaftService: Service, @unchecked Sendable {
             logger.critical("raft log write failed; stopping", metadata: ["error": "\(error)"])
             fatalError("stacks: raft log write failed: \(error)")
         }
-        for m in r.messages { send(AddressedFrame(from: name, fromAddress: listen.description, to: m.to, frame: .raft(m.message))) }
+        for m in r.messages where !early(m) {
+            send(AddressedFrame(from: name, fromAddress: listen.description, to: m.to, frame: .raft(m.message)))
+        }
         for e in r.committed { apply(e) }
         for rs in r.readStates {
             if let remote = remoteReads.removeValue(forKey: rs.id) {
@@ -457,12 +469,25 @@ public final class RaftService: Service, @unchecked Sendable {
                     for b in link.pending { ch.write(b, promise: nil) }
                     link.pending = []
                     ch.flush()
-                    ch.closeFuture.whenComplete { _ in if link.channel === ch { link.channel = nil } }
+                    ch.closeFuture.whenComplete { _ in
+                        guard link.channel === ch else { return }
+                        link.channel = nil
+                        self.lostConnection(to: peer)
+                    }
                 case .failure:
                     link.retryAt = NIODeadline.now() + .milliseconds(100)
                     link.pending = []
+                    self.lostConnection(to: peer)
                 }
             }
+    }
+
+    /// A closed or refused connection to the leader usually means it died: stand soon (see
+    /// `RaftNode.peerUnreachable`) rather than after a whole election timeout.
+    func lostConnection(to peer: String) {
+        guard core.leader == peer, peer != name else { return }
+        logger.info("lost connection to the leader", metadata: ["leader": "\(peer)"])
+        handle(core.peerUnreachable(peer))
     }
 
     func receive(_ sealed: [UInt8]) {

@@ -155,6 +155,17 @@ public struct RaftNode: Sendable {
         return takeReady()
     }
 
+    /// The shell lost its connection to `peer` (the process died: its sockets closed). When that
+    /// is this follower's leader, the lease ends now and the node stands after a short random
+    /// delay instead of a whole election timeout. Only when an election starts changes, so safety
+    /// is untouched; voters still connected to a live leader keep their lease and refuse it.
+    public mutating func peerUnreachable(_ peer: String) -> Ready {
+        guard case .follower(let l) = role, l == peer else { return takeReady() }
+        role = .follower(leader: nil)
+        electionTimeout = electionElapsed + 1 + Int(rng.next() % UInt64(max(1, settings.electionTicks / 4)))
+        return takeReady()
+    }
+
     /// Hands leadership to `target` (Raft thesis §3.10): bring it up to date, then tell it to
     /// campaign at once. Proposals are refused meanwhile. nil when not leader or `target` is no voter.
     public mutating func transferLeadership(to target: String) -> Ready? {

@@ -164,9 +164,10 @@ def test_leader_killed_ten_times_loses_no_acknowledged_write(node_factory):
     def writer(w: int):
         rnd = random.Random(w)
         admins: dict[str, Admin] = {}
-        for i in range(3000):  # bounded in count, and by `stop`
+        for i in range(5000):  # bounded in count, and by `stop`; paced to last through all rounds
             if stop.is_set():
                 return
+            time.sleep(0.02)
             key, value, rid = f"w{w}-{i}", f"{w}:{i}".encode(), uuid.uuid4().hex
             with lock:
                 attempted.add(key)

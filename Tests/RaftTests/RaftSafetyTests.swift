@@ -34,6 +34,10 @@ import Testing
                 default: if node.voters.count > 3, let v = node.voters.sorted().randomElement(using: &r) { sim.change(.remove(v)) }
                 }
             }
+            else if dice < 27, let n = sim.up.randomElement(using: &r), let p = sim.names.randomElement(using: &r) {
+                // A (possibly spurious) lost connection: the node may stand early, never unsafely.
+                sim.handle(n, sim.peers[n]!.node!.peerUnreachable(p))
+            }
             if r.next() % 2 == 0 {
                 value += 1
                 sim.propose(withUnsafeBytes(of: value.littleEndian) { Array($0) })

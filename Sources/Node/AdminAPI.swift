@@ -41,14 +41,14 @@ enum AdminAPI {
             }
             let body = try await request.body.collect(upTo: 1 << 16)
             let id = request.headers[.init("X-Request-Id")!].flatMap(RequestID.init(hex:)) ?? .random()
-            return try await clusterCall { _ = try await raft.submit(.put(key: key, value: Array(body.readableBytesView)), id: id); return try json(["ok": true]) }
+            return try await clusterCall { _ = try await raft.submit(.put(key: key, value: Array(body.readableBytesView)), id: id); return ok() }
         }
         router.delete("/v1/kv/:key") { request, context in
             let key = context.parameters.get("key") ?? ""
             let id = request.headers[.init("X-Request-Id")!].flatMap(RequestID.init(hex:)) ?? .random()
             return try await clusterCall {
                 let o = try await raft.submit(.delete(key: key), id: id)
-                return o == .ok ? try json(["ok": true]) : problem(.notFound, "no such key")
+                return o == .ok ? ok() : problem(.notFound, "no such key")
             }
         }
         router.get("/v1/kv/:key") { request, context in
@@ -108,6 +108,13 @@ enum AdminAPI {
     /// Maps "no leader" to 503 so clients know to retry.
     static func clusterCall(_ body: () async throws -> Response) async throws -> Response {
         do { return try await body() } catch let e as ClusterError { return problem(.serviceUnavailable, e.description) }
+    }
+
+    /// `{"ok":true}`, without a JSON encoder on the write path.
+    static func ok() -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json"
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(staticString: "{\"ok\":true}")))
     }
 
     static func json(_ value: some Encodable) throws -> Response {

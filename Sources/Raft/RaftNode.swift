@@ -162,7 +162,11 @@ public struct RaftNode: Sendable {
     public mutating func peerUnreachable(_ peer: String) -> Ready {
         guard case .follower(let l) = role, l == peer else { return takeReady() }
         role = .follower(leader: nil)
-        electionTimeout = electionElapsed + 1 + Int(rng.next() % UInt64(max(1, settings.electionTicks / 4)))
+        // Staggered by rank among the remaining voters (2 ticks apart), so the survivors do not
+        // split the vote; a stale first candidate is refused by the log check and the next one
+        // stands 2 ticks later. A follower that did not notice keeps its lease and timeout.
+        let rank = voters.subtracting([peer]).sorted().firstIndex(of: id) ?? 0
+        electionTimeout = electionElapsed + 1 + 2 * rank
         return takeReady()
     }
 
@@ -372,7 +376,12 @@ public struct RaftNode: Sendable {
         let prev = next - 1
         guard let prevTerm = term(at: prev) else { sendSnapshot(to: p); return }  // the entries it needs are compacted
         let from = pos(next)
-        let upTo = min(log.count, from + settings.maxEntriesPerAppend)
+        var upTo = from, bytes = 0
+        // Bounded in count and in bytes (at least one entry, however large).
+        while upTo < log.count && upTo - from < settings.maxEntriesPerAppend && (upTo == from || bytes + log[upTo].data.count <= settings.maxBytesPerAppend) {
+            bytes += log[upTo].data.count
+            upTo += 1
+        }
         let entries = from < upTo ? Array(log[from..<upTo]) : []
         if !entries.isEmpty && !progress.probing.contains(p) {
             progress.next[p] = next + UInt64(entries.count)

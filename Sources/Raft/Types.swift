@@ -163,6 +163,8 @@ public struct RaftSettings: Sendable, Equatable {
     public var electionTicks = 10
     /// Bound on entries per append message.
     public var maxEntriesPerAppend = 64
+    /// Bound on entry bytes per append message (one larger entry still goes alone).
+    public var maxBytesPerAppend = 1 << 20
     /// Bound on bytes per InstallSnapshot chunk.
     public var snapshotChunkBytes = 64 << 10
     public init() {}

@@ -25,10 +25,11 @@ public enum RaftLogError: Error, CustomStringConvertible, Equatable {
 ///     record  length:u32 crc32c:u32 kind:u8 payload     (crc covers kind and payload)
 ///     kinds   1 entry (term:u64 index:u64 entryKind:u8 data) · 2 truncate-after (index:u64) · 3 hard state (term:u64 commit:u64 vote)
 ///
-/// Segments are `wal-<16 hex digits>.log`, numbered in order; a new one starts past `segmentBytes`.
+/// Segments are `wal-<16 hex digits>.log`, numbered in order, preallocated to `segmentBytes`
+/// (zeros after the last record); a new one starts when a save would not fit.
 /// On open, records replay in order. A torn tail — the last record of the last segment cut short
-/// or failing its checksum with nothing after it — is cut off (it was never acknowledged, since
-/// `save` returns only after fsync). Damage anywhere else stops the node with `.corrupt`.
+/// or failing its checksum with only zeros after it — is cut off (it was never acknowledged, since
+/// `save` returns only after fdatasync). Damage anywhere else stops the node with `.corrupt`.
 /// A snapshot lives beside the segments; saving one rewrites what follows it into a new segment
 /// and deletes the old ones, so the log on disk stays bounded.
 public final class RaftLog {
@@ -46,17 +47,20 @@ public final class RaftLog {
     /// fsyncs done, for tests and metrics (group commit: one per `save`).
     public private(set) var syncs = 0
 
-    public init(directory: String, segmentBytes: Int = 64 << 20) throws {
+    static let zeroPage = [UInt8](repeating: 0, count: 1 << 16)
+
+    public init(directory: String, segmentBytes: Int = 16 << 20) throws {
         self.directory = directory
         self.segmentBytes = segmentBytes
         do { try Files.makeDirectory(directory) } catch { throw RaftLogError.io("\(error)") }
         snapshot = try Self.loadSnapshot("\(directory)/snapshot")
         let names = try Files.list(directory).filter { $0.hasPrefix("wal-") && $0.hasSuffix(".log") }.sorted()
+        var end = 0
         for (i, name) in names.enumerated() {
-            try replay(name, isLast: i == names.count - 1)
+            end = try replay(name, isLast: i == names.count - 1)
         }
         segment = names.last.flatMap { Int($0.dropFirst(4).dropLast(4), radix: 16) } ?? 0
-        try openSegment(segment, truncate: names.isEmpty)
+        try openSegment(segment, truncate: names.isEmpty, end: end)
     }
 
     deinit { if fd >= 0 { close(fd) } }
@@ -79,9 +83,14 @@ public final class RaftLog {
             records += Self.record(kind: 1, w.bytes)
             apply(e)
         }
+        // Entries, truncations, term and vote must be on disk before anything depending on them
+        // is sent; a commit index that only moved forward need not (etcd's MustSync): after a
+        // crash it is learned again from the leader. It is written and rides on the next fsync.
+        var mustSync = !records.isEmpty
         if let hs = r.hardState {
             var w = BinaryWriter(); w.u64(hs.term.value); w.u64(hs.commit.value); w.string(hs.vote ?? "")
             records += Self.record(kind: 3, w.bytes)
+            if hs.term != hardState.term || hs.vote != hardState.vote || hs.commit < hardState.commit { mustSync = true }
             hardState = hs
         }
         guard !records.isEmpty else { return }
@@ -91,7 +100,8 @@ public final class RaftLog {
             try openSegment(segment, truncate: true)
         }
         try write(records)
-        guard fsync(fd) == 0 else { throw RaftLogError.io("fsync \(Self.name(segment)): errno \(errno)") }
+        guard mustSync else { return }
+        guard fdatasync(fd) == 0 else { throw RaftLogError.io("fdatasync \(Self.name(segment)): errno \(errno)") }
         syncs += 1
     }
 
@@ -164,24 +174,40 @@ public final class RaftLog {
         }
     }
 
-    private func replay(_ name: String, isLast: Bool) throws {
+    /// Replays one segment; returns where its records end (the rest is preallocated zeros).
+    @discardableResult
+    private func replay(_ name: String, isLast: Bool) throws -> Int {
         let path = "\(directory)/\(name)"
         let bytes: [UInt8]
         do { bytes = try Files.read(path, limit: 1 << 34) } catch { throw RaftLogError.io("\(error)") }
+        func zeros(from i: Int) -> Bool {
+            guard i < bytes.count else { return true }
+            return bytes.withUnsafeBytes { raw in
+                var at = i
+                while at < raw.count {
+                    let n = min(Self.zeroPage.count, raw.count - at)
+                    if memcmp(raw.baseAddress! + at, Self.zeroPage, n) != 0 { return false }
+                    at += n
+                }
+                return true
+            }
+        }
         var at = 0
         while at < bytes.count {
-            func torn(_ why: String) throws {
+            func torn(_ why: String) throws -> Int {
                 guard isLast else { throw RaftLogError.corrupt(segment: name, offset: at, why: why) }
-                // Cut the torn tail so new records follow the last good one.
+                // Cut the torn tail so new records follow the last good one (and zeros follow them).
                 guard truncate(path, off_t(at)) == 0 else { throw RaftLogError.io("truncate \(path): errno \(errno)") }
+                return at
             }
-            guard bytes.count - at >= 8 else { try torn("record header cut short"); return }
+            if bytes[at] == 0 && zeros(from: at) { return at }  // end of the records; preallocated space follows
+            guard bytes.count - at >= 8 else { return try torn("record header cut short") }
             var h = BinaryReader(Array(bytes[at..<(at + 8)]))
             let length = Int(try h.u32()), crc = try h.u32()
-            guard length >= 1, bytes.count - at - 8 >= length else { try torn("record of \(length) bytes runs past the end"); return }
+            guard length >= 1, bytes.count - at - 8 >= length else { return try torn("record of \(length) bytes runs past the end") }
             let body = Array(bytes[(at + 8)..<(at + 8 + length)])
             guard Checksum.crc32c(body) == crc else {
-                if at + 8 + length == bytes.count { try torn("last record fails its checksum"); return }
+                if zeros(from: at + 8 + length) { return try torn("last record fails its checksum") }
                 throw RaftLogError.corrupt(segment: name, offset: at, why: "checksum mismatch with more records after it")
             }
             do {
@@ -205,22 +231,27 @@ public final class RaftLog {
             }
             at += 8 + length
         }
+        return at
     }
 
-    private func openSegment(_ n: Int, truncate: Bool) throws {
+    /// Opens segment `n` for writing at `end` (0 for a new one). The segment is preallocated to
+    /// `segmentBytes` and that allocation made durable once, so each later fdatasync flushes
+    /// data only, not the file size (etcd does the same).
+    private func openSegment(_ n: Int, truncate: Bool, end: Int = 0) throws {
         let path = "\(directory)/\(Self.name(n))"
-        fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | (truncate ? O_TRUNC : 0), 0o600)
+        fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | (truncate ? O_TRUNC : 0), 0o600)
         guard fd >= 0 else { throw RaftLogError.io("open \(path): errno \(errno)") }
-        var st = stat()
-        fstat(fd, &st)
-        segmentSize = Int(st.st_size)
+        segmentSize = truncate ? 0 : end
+        if posix_fallocate(fd, 0, off_t(segmentBytes)) == 0 {
+            guard fsync(fd) == 0 else { throw RaftLogError.io("fsync \(path): errno \(errno)") }
+        }  // else (a file system without it): records extend the file, fdatasync covers the size
         do { try Files.syncDirectory(of: path) } catch { throw RaftLogError.io("\(error)") }
     }
 
     private func write(_ bytes: [UInt8]) throws {
         var done = 0
         while done < bytes.count {
-            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + done, $0.count - done) }
+            let n = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress! + done, $0.count - done, off_t(segmentSize + done)) }
             if n < 0 { if errno == EINTR { continue }; throw RaftLogError.io("write \(Self.name(segment)): errno \(errno)") }
             done += n
         }

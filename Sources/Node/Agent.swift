@@ -53,6 +53,7 @@ public struct Agent: Sendable {
         var raftSettings = RaftServiceSettings()
         raftSettings.voters = config.voters
         raftSettings.deadVoterAfter = .seconds(Int64(config.deadVoterAfter))
+        raftSettings.compactEvery = UInt64(config.snapshotEvery)
         let log: @Sendable (String) -> Void = { logger.warning("\($0)") }
         let raft = try RaftService(
             name: config.name, directory: "\(config.dataDir)/raft", listen: config.raftListen,

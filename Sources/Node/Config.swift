@@ -54,6 +54,8 @@ public struct NodeConfig: Sendable, Equatable {
     public var voters: Int
     /// Seconds a voter must be dead (or left) in gossip before a learner replaces it.
     public var deadVoterAfter: Int
+    /// Applied entries between snapshots of the cluster state (etcd's --snapshot-count).
+    public var snapshotEvery: Int
 
     /// The embedded default: one node, data under `./.stacks/`, S3 on loopback.
     /// nil when `s3Listen` is not host:port.
@@ -81,6 +83,7 @@ public struct NodeConfig: Sendable, Equatable {
         "raft.bootstrap": "start a new cluster if this node has no Raft state (boolean; default: true only without seeds)",
         "raft.voters": "voters to keep when the cluster is big enough: 1, 3, 5 or 7 (integer, default 5)",
         "raft.dead_voter_after": "seconds a voter stays dead in gossip before it is replaced (integer, default 10)",
+        "raft.snapshot_every": "applied changes between snapshots of the cluster state (integer, default 100000)",
         "tags.*": "node metadata gossiped to all members, e.g. tags.zone = \"a\" (strings)",
     ]
 
@@ -147,15 +150,16 @@ public struct NodeConfig: Sendable, Equatable {
             tags[name] = v
         }
         raftListen = try address("raft.listen", "127.0.0.1:7100")
-        func integer(_ key: String, _ fallback: Int, _ allowed: [Int]) throws(ConfigError) -> Int {
+        func integer(_ key: String, _ fallback: Int, _ allowed: String, _ ok: (Int) -> Bool) throws(ConfigError) -> Int {
             guard let e = doc.values[key] else { return fallback }
-            guard case .integer(let i) = e.value, allowed.contains(i) else {
-                throw ConfigError(file: file, key: key, line: e.line, problem: "must be an integer in \(allowed.count > 8 ? "\(allowed.first!)…\(allowed.last!)" : "\(allowed)"), got \(e.value)")
+            guard case .integer(let i) = e.value, ok(i) else {
+                throw ConfigError(file: file, key: key, line: e.line, problem: "must be an integer \(allowed), got \(e.value)")
             }
             return i
         }
-        voters = try integer("raft.voters", 5, [1, 3, 5, 7])
-        deadVoterAfter = try integer("raft.dead_voter_after", 10, Array(1...86_400))
+        voters = try integer("raft.voters", 5, "1, 3, 5 or 7") { [1, 3, 5, 7].contains($0) }
+        deadVoterAfter = try integer("raft.dead_voter_after", 10, "from 1 to 86400") { (1...86_400).contains($0) }
+        snapshotEvery = try integer("raft.snapshot_every", 100_000, "from 100 to 10000000") { (100...10_000_000).contains($0) }
         if let e = doc.values["raft.bootstrap"] {
             guard case .boolean(let b) = e.value else { throw ConfigError(file: file, key: "raft.bootstrap", line: e.line, problem: "must be true or false, got \(e.value)") }
             bootstrap = b
@@ -171,6 +175,6 @@ public struct NodeConfig: Sendable, Equatable {
          raftListen: ListenAddress) {
         self.name = name; self.dataDir = dataDir; self.s3Listen = s3Listen; self.region = region; self.baseDomain = baseDomain
         self.gossipListen = gossipListen; self.seeds = seeds; self.gossipKey = gossipKey; self.adminListen = adminListen; self.tags = tags
-        self.raftListen = raftListen; voters = 5; deadVoterAfter = 10
+        self.raftListen = raftListen; voters = 5; deadVoterAfter = 10; snapshotEvery = 100_000
     }
 }

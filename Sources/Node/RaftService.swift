@@ -101,6 +101,8 @@ public final class RaftService: Service, @unchecked Sendable {
     var heardAt: [String: String] = [:]
     var ticks: UInt64 = 0
     var lastInitTick: UInt64 = 0
+    /// A snapshot is being written off the loop.
+    var compacting = false
     var server: (any Channel)?
     var ticker: RepeatedTask?
     public private(set) var framesDropped = 0
@@ -348,13 +350,33 @@ public final class RaftService: Service, @unchecked Sendable {
         }
     }
 
+    /// Every `compactEvery` applied entries: encode and write the state on a pool thread (the
+    /// loop keeps serving), then compact the log on the loop. The state is a value: the copy
+    /// taken here does not change while it is written.
     func maybeCompact() {
         let base = core.snapshot?.index.value ?? 0
-        guard core.applied.value - base >= settings.compactEvery else { return }
-        let data = read { $0.encoded() }
-        if let s = core.compact(through: core.applied, data: data) {
-            do { try wal.saveSnapshot(s) } catch {
-                logger.critical("raft snapshot write failed; stopping", metadata: ["error": "\(error)"])
+        guard !compacting, core.applied.value - base >= settings.compactEvery else { return }
+        compacting = true
+        let index = core.applied, state = read { $0 }, directory = wal.directory
+        let probe = core.snapshot(through: index, data: [])
+        NIOThreadPool.singleton.runIfActive(eventLoop: loop) { () -> Snapshot? in
+            guard var s = probe else { return nil }
+            s.data = state.encoded()
+            try RaftLog.writePending(s, directory: directory)
+            return s
+        }.whenComplete { result in
+            self.compacting = false
+            switch result {
+            case .success(let written?):
+                // Still ahead of the current snapshot (an installed one may have overtaken it)?
+                guard let s = self.core.compact(through: written.index, data: written.data) else { return }
+                do { try self.wal.adoptPending(s) } catch {
+                    self.logger.critical("raft snapshot write failed; stopping", metadata: ["error": "\(error)"])
+                    fatalError("stacks: raft snapshot write failed: \(error)")
+                }
+            case .success(nil): break
+            case .failure(let error):
+                self.logger.critical("raft snapshot write failed; stopping", metadata: ["error": "\(error)"])
                 fatalError("stacks: raft snapshot write failed: \(error)")
             }
         }

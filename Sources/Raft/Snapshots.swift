@@ -5,13 +5,19 @@ extension RaftNode {
     /// `index`. Returns the snapshot for the shell to persist, or nil when `index` is not applied
     /// or not past the current snapshot.
     public mutating func compact(through index: LogIndex, data: [UInt8]) -> Snapshot? {
-        guard index <= applied, index.value > offset, let t = term(at: index) else { return nil }
-        var v = snapshot?.voters ?? initialVoters, l = snapshot?.learners ?? []
-        for e in log[...pos(index)] where e.kind == .config { ConfigChange(decoding: e.data)?.apply(voters: &v, learners: &l) }
-        let s = Snapshot(index: index, term: t, voters: v, learners: l, data: data)
+        guard let s = snapshot(through: index, data: data) else { return nil }
         log.removeSubrange(...pos(index))
         snapshot = s
         return s
+    }
+
+    /// The snapshot `compact(through:data:)` would make, without compacting: lets the shell
+    /// write it to disk elsewhere first and compact once that is done.
+    public func snapshot(through index: LogIndex, data: [UInt8]) -> Snapshot? {
+        guard index <= applied, index.value > offset, let t = term(at: index) else { return nil }
+        var v = snapshot?.voters ?? initialVoters, l = snapshot?.learners ?? []
+        for e in log[...pos(index)] where e.kind == .config { ConfigChange(decoding: e.data)?.apply(voters: &v, learners: &l) }
+        return Snapshot(index: index, term: t, voters: v, learners: l, data: data)
     }
 
     mutating func sendSnapshot(to p: String) {

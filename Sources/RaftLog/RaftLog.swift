@@ -128,6 +128,25 @@ public final class RaftLog {
     /// Persists a snapshot (from `RaftNode.compact` or a Ready's InstallSnapshot), then starts a
     /// fresh segment holding only what follows it and deletes the older segments.
     public func saveSnapshot(_ s: Snapshot) throws {
+        do { try Files.writeAtomically(Self.snapshotFile(s), to: "\(directory)/snapshot") } catch { throw RaftLogError.io("\(error)") }
+        try adopt(s)
+    }
+
+    /// Writes `s` to `snapshot.pending` (atomically, fsynced). It touches no file the log is
+    /// using, so it may run on another thread while the log keeps appending; then
+    /// `adoptPending(s)` on the log's thread makes it the snapshot.
+    public static func writePending(_ s: Snapshot, directory: String) throws {
+        do { try Files.writeAtomically(snapshotFile(s), to: "\(directory)/snapshot.pending") } catch { throw RaftLogError.io("\(error)") }
+    }
+
+    public func adoptPending(_ s: Snapshot) throws {
+        guard rename("\(directory)/snapshot.pending", "\(directory)/snapshot") == 0 else { throw RaftLogError.io("rename snapshot.pending: errno \(errno)") }
+        do { try Files.syncDirectory(of: "\(directory)/snapshot") } catch { throw RaftLogError.io("\(error)") }
+        try adopt(s)
+    }
+
+    /// crc32c · index · term · voters · learners · data
+    static func snapshotFile(_ s: Snapshot) -> [UInt8] {
         var w = BinaryWriter()
         w.u64(s.index.value); w.u64(s.term.value)
         w.u32(UInt32(s.voters.count)); for v in s.voters.sorted() { w.string(v) }
@@ -135,7 +154,11 @@ public final class RaftLog {
         w.blob(s.data)
         var file = BinaryWriter()
         file.u32(Checksum.crc32c(w.bytes))
-        do { try Files.writeAtomically(file.bytes + w.bytes, to: "\(directory)/snapshot") } catch { throw RaftLogError.io("\(error)") }
+        return file.bytes + w.bytes
+    }
+
+    /// The snapshot file holds `s` now: keep only the entries after it, in a fresh segment.
+    private func adopt(_ s: Snapshot) throws {
         let kept = entries.filter { $0.index > s.index }
         snapshot = s
         entries = []

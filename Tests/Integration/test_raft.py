@@ -147,8 +147,11 @@ def leader_of(nodes):
 
 
 def test_leader_killed_ten_times_loses_no_acknowledged_write(node_factory):
-    first = node_factory("k1")
-    rest = [node_factory(f"k{i}", start=False, seeds=[first.gossip_address]) for i in range(2, 6)]
+    # Small snapshot interval: snapshots, log compaction, restarts from a snapshot and
+    # InstallSnapshot to a restarted node all happen under the kills.
+    raft = {"snapshot_every": 500}
+    first = node_factory("k1", raft=raft)
+    rest = [node_factory(f"k{i}", start=False, seeds=[first.gossip_address], raft=raft) for i in range(2, 6)]
     for n in rest:
         n.start()
     nodes = [first] + rest

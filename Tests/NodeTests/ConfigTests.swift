@@ -22,10 +22,19 @@ import Testing
             [admin]
             listen = "127.0.0.1:9101"
 
+            [raft]
+            listen = "127.0.0.1:7101"
+            bootstrap = false
+            voters = 3
+            dead_voter_after = 30
+            snapshot_every = 5000
+
             [tags]
             zone = "a"
             hypervisor = "kvm"
             """, file: "n.toml")
+        #expect(c.raftListen == ListenAddress("127.0.0.1:7101") && c.bootstrap == false && c.voters == 3)
+        #expect(c.deadVoterAfter == 30 && c.snapshotEvery == 5000)
         #expect(c.name == "node-1" && c.dataDir == "/var/lib/stacks" && c.region == "eu-west-1" && c.baseDomain == "s3.local")
         #expect(c.s3Listen == ListenAddress("127.0.0.1:9000") && c.gossipListen == ListenAddress("127.0.0.2:7946"))
         #expect(c.seeds == ["127.0.0.1:7946", "127.0.0.3:7946"] && c.adminListen == ListenAddress("127.0.0.1:9101"))
@@ -44,6 +53,9 @@ import Testing
         ("[node]\ndata_dir = \"/d\"\n[gossip]\nseeds = [\"nohost\"]", "n.toml:4: gossip.seeds must be an array"),
         ("[node]\ndata_dir = \"/d\"\n[gossip]\nkey = \"short\"", "n.toml:4: gossip.key must be base64 of 32 bytes"),
         ("[node]\ndata_dir = \"/d\"\n[tags]\nzone = 3", "n.toml:4: tags.zone must be a string"),
+        ("[node]\ndata_dir = \"/d\"\n[raft]\nvoters = 4", "n.toml:4: raft.voters must be an integer 1, 3, 5 or 7"),
+        ("[node]\ndata_dir = \"/d\"\n[raft]\nbootstrap = \"yes\"", "n.toml:4: raft.bootstrap must be true or false"),
+        ("[node]\ndata_dir = \"/d\"\n[raft]\nlisten = \"7100\"", "n.toml:4: raft.listen must be host:port"),
     ])
     func errorsNameKeyFileAndLine(text: String, expected: String) {
         do {

@@ -16,17 +16,20 @@ public struct AddressedFrame: Equatable, Sendable {
     public var from: String
     /// The sender's Raft address, so a peer can answer before gossip has told it where we are.
     public var fromAddress: String
+    /// The sender's cluster id ("" before it has one): two clusters that share a gossip key
+    /// by mistake must not mix their logs.
+    public var cluster: String
     public var to: String
     public var frame: Frame
-    public init(from: String, fromAddress: String, to: String, frame: Frame) {
-        self.from = from; self.fromAddress = fromAddress; self.to = to; self.frame = frame
+    public init(from: String, fromAddress: String, cluster: String, to: String, frame: Frame) {
+        self.from = from; self.fromAddress = fromAddress; self.cluster = cluster; self.to = to; self.frame = frame
     }
 }
 
 /// The versioned binary encoding of transport frames (the stream adds a length prefix and
 /// seals each frame with the cluster key):
 ///
-///     version:u8 from:string fromAddress:string to:string kind:u8 body
+///     version:u8 from:string fromAddress:string cluster:string to:string kind:u8 body
 public enum RaftWire {
     public static let version: UInt8 = 1
     /// Frames larger than this are refused (snapshot chunks and append batches stay far below).
@@ -37,6 +40,7 @@ public enum RaftWire {
         w.u8(version)
         w.string(f.from)
         w.string(f.fromAddress)
+        w.string(f.cluster)
         w.string(f.to)
         switch f.frame {
         case .raft(let m): w.u8(1); encode(m, into: &w)
@@ -50,7 +54,7 @@ public enum RaftWire {
     public static func decode(_ bytes: [UInt8]) throws(ChunkStoreError) -> AddressedFrame {
         var r = BinaryReader(bytes)
         guard try r.u8() == version else { throw .corrupt("unknown frame version") }
-        let from = try r.string(max: 255), fromAddress = try r.string(max: 255), to = try r.string(max: 255)
+        let from = try r.string(max: 255), fromAddress = try r.string(max: 255), cluster = try r.string(max: 255), to = try r.string(max: 255)
         let frame: Frame
         switch try r.u8() {
         case 1: frame = .raft(try decodeMessage(&r))
@@ -62,7 +66,7 @@ public enum RaftWire {
         default: throw .corrupt("unknown frame kind")
         }
         try r.expectEnd()
-        return AddressedFrame(from: from, fromAddress: fromAddress, to: to, frame: frame)
+        return AddressedFrame(from: from, fromAddress: fromAddress, cluster: cluster, to: to, frame: frame)
     }
 
     static func encode(_ m: RaftMessage, into w: inout BinaryWriter) {

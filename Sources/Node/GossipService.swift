@@ -38,12 +38,15 @@ public final class GossipService: Service, @unchecked Sendable {
     /// Membership changes for the rest of the node (bounded: the newest 4096 are kept).
     public var events: AsyncStream<MembershipEvent> { eventStream }
 
-    /// Tags the node itself sets (the Raft address); `setTags` keeps them.
-    let reservedTags: [String: String]
+    /// Tags the node itself sets (Raft address, cluster id); `setTags` keeps them. On the loop.
+    var reservedTags: [String: String]
+    /// The operator's tags (config or `stacks tags`). On the loop.
+    var userTags: [String: String]
 
     public init(name: String, listen: ListenAddress, tags: [String: String], reservedTags: [String: String] = [:], seeds: [String], keyring: Keyring,
                 keyringPath: String, settings: SWIMSettings = SWIMSettings(), seed: UInt64, logger: Logger) {
         self.reservedTags = reservedTags
+        userTags = tags
         let tags = tags.merging(reservedTags) { _, reserved in reserved }
         loop = MultiThreadedEventLoopGroup.singleton.next()
         self.listen = listen
@@ -146,8 +149,19 @@ public final class GossipService: Service, @unchecked Sendable {
 
     /// Replaces this node's tags; members learn them through a fresh alive rumor.
     public func setTags(_ tags: [String: String]) async throws {
-        let tags = tags.merging(reservedTags) { _, reserved in reserved }
-        try await loop.submit { self.execute(self.core.updateTags(tags, now: Self.now())) }.get()
+        try await loop.submit {
+            self.userTags = tags
+            self.execute(self.core.updateTags(tags.merging(self.reservedTags) { _, reserved in reserved }, now: Self.now()))
+        }.get()
+    }
+
+    /// Sets one of the node's own tags (from the loop of any service; hops to gossip's).
+    func setReservedTag(_ key: String, _ value: String) {
+        loop.execute {
+            guard self.reservedTags[key] != value else { return }
+            self.reservedTags[key] = value
+            self.execute(self.core.updateTags(self.userTags.merging(self.reservedTags) { _, reserved in reserved }, now: Self.now()))
+        }
     }
 
     public func members() async throws -> [Member] { try await loop.submit { self.core.members }.get() }

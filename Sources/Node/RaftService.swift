@@ -100,9 +100,11 @@ public final class RaftService: Service, @unchecked Sendable {
     /// Raft addresses peers gave in their frames (used until gossip knows them).
     var heardAt: [String: String] = [:]
     var ticks: UInt64 = 0
-    var lastInitTick: UInt64 = 0
     /// A snapshot is being written off the loop.
     var compacting = false
+    /// This node's cluster id once known (mirrors the state; gossiped as the `cluster` tag).
+    var clusterID = ""
+    public private(set) var foreignFrames = 0
     var server: (any Channel)?
     var ticker: RepeatedTask?
     public private(set) var framesDropped = 0
@@ -128,10 +130,14 @@ public final class RaftService: Service, @unchecked Sendable {
         let fresh = wal.snapshot == nil && wal.entries.isEmpty && wal.hardState.term == Term(0)
         founded = fresh && bootstrap
         if founded {
-            // The first entry names the first voter; it is committed by construction.
+            // The first entries name the first voter and give the cluster its id; committed by
+            // construction (a cluster of one), so the id is known before any peer is contacted.
             var r = Ready()
-            r.entries = [Entry(term: Term(1), index: LogIndex(1), kind: .config, data: ConfigChange.addVoter(name).encoded)]
-            r.hardState = HardState(term: Term(1), vote: name, commit: LogIndex(1))
+            r.entries = [
+                Entry(term: Term(1), index: LogIndex(1), kind: .config, data: ConfigChange.addVoter(name).encoded),
+                Entry(term: Term(1), index: LogIndex(2), data: Request(id: .random(), command: .initCluster(id: Sodium.randomBytes(8).hex)).encoded),
+            ]
+            r.hardState = HardState(term: Term(1), vote: name, commit: LogIndex(2))
             try wal.save(r)
         }
         core = RaftNode(id: name, peers: [], hardState: wal.hardState, snapshot: wal.snapshot, log: wal.entries,
@@ -156,7 +162,10 @@ public final class RaftService: Service, @unchecked Sendable {
             .bind(host: listen.host, port: listen.port).get()
         try await loop.submit {
             self.server = server
-            if let s = self.wal.snapshot { self.onRestore(self.read { $0 }); _ = s }
+            if self.wal.snapshot != nil {
+                self.onRestore(self.read { $0 })
+                self.learnClusterID()
+            }
             self.handle(self.core.tick())  // applies what the log already committed
             if self.core.voters == [self.name] { self.handle(self.core.campaignNow()) }
             self.ticker = self.loop.scheduleRepeatedTask(initialDelay: self.settings.tick, delay: self.settings.tick) { _ in self.onTick() }
@@ -222,7 +231,7 @@ public final class RaftService: Service, @unchecked Sendable {
             scheduleFlush()
             w.sentTo = name
         } else if let l = core.leader {
-            send(AddressedFrame(from: name, fromAddress: listen.description, to: l, frame: .forward(w.bytes)))
+            send(AddressedFrame(from: name, fromAddress: listen.description, cluster: clusterID, to: l, frame: .forward(w.bytes)))
             w.sentTo = l
         } else {
             w.sentTo = nil
@@ -237,7 +246,7 @@ public final class RaftService: Service, @unchecked Sendable {
             // nil: this term has committed nothing yet; the next tick asks again.
             if let ready = core.readIndex(id: id) { handle(ready) } else { reads[id]?.sentTo = nil }
         } else if let l = core.leader {
-            send(AddressedFrame(from: name, fromAddress: listen.description, to: l, frame: .readIndex(id: id)))
+            send(AddressedFrame(from: name, fromAddress: listen.description, cluster: clusterID, to: l, frame: .readIndex(id: id)))
             reads[id]?.sentTo = l
         } else {
             reads[id]?.sentTo = nil
@@ -281,10 +290,7 @@ public final class RaftService: Service, @unchecked Sendable {
             }
         }
         if ticks % 5 == 0 { refreshMembership() }
-        if ticks % 10 == 0 && core.isLeader {
-            manageVoters(now: now)
-            initializeIfNeeded()
-        }
+        if ticks % 10 == 0 && core.isLeader { manageVoters(now: now) }
         flushLinks()
     }
 
@@ -299,7 +305,7 @@ public final class RaftService: Service, @unchecked Sendable {
         let leading = core.isLeader
         func early(_ m: Envelope) -> Bool { if leading, case .append = m.message { true } else { false } }
         if leading {
-            for m in r.messages where early(m) { send(AddressedFrame(from: name, fromAddress: listen.description, to: m.to, frame: .raft(m.message))) }
+            for m in r.messages where early(m) { send(AddressedFrame(from: name, fromAddress: listen.description, cluster: clusterID, to: m.to, frame: .raft(m.message))) }
             flushLinks()
         }
         do {
@@ -308,6 +314,7 @@ public final class RaftService: Service, @unchecked Sendable {
                 let state = try ClusterState(decoding: s.data)
                 stateBox.withLock { $0 = state }
                 onRestore(state)
+                learnClusterID()
             }
             try wal.save(r)
         } catch {
@@ -315,12 +322,12 @@ public final class RaftService: Service, @unchecked Sendable {
             fatalError("stacks: raft log write failed: \(error)")
         }
         for m in r.messages where !early(m) {
-            send(AddressedFrame(from: name, fromAddress: listen.description, to: m.to, frame: .raft(m.message)))
+            send(AddressedFrame(from: name, fromAddress: listen.description, cluster: clusterID, to: m.to, frame: .raft(m.message)))
         }
         for e in r.committed { apply(e) }
         for rs in r.readStates {
             if let remote = remoteReads.removeValue(forKey: rs.id) {
-                send(AddressedFrame(from: name, fromAddress: listen.description, to: remote.from, frame: .readIndexReply(id: remote.id, index: rs.index)))
+                send(AddressedFrame(from: name, fromAddress: listen.description, cluster: clusterID, to: remote.from, frame: .readIndexReply(id: remote.id, index: rs.index)))
             } else {
                 reads[rs.id]?.index = rs.index
             }
@@ -338,6 +345,7 @@ public final class RaftService: Service, @unchecked Sendable {
         }
         let (outcome, duplicate) = stateBox.withLock { $0.apply(req) }
         if !duplicate { onApply(req.command, outcome) }
+        if case .initCluster = req.command { learnClusterID() }
         waiters.removeValue(forKey: req.id)?.promise.succeed(outcome)
     }
 
@@ -382,12 +390,11 @@ public final class RaftService: Service, @unchecked Sendable {
         }
     }
 
-    /// The leader gives a new cluster its identity once everything before is applied.
-    func initializeIfNeeded() {
-        guard read({ $0.clusterID.isEmpty }), core.applied == core.commit, ticks - lastInitTick >= 40 || lastInitTick == 0 else { return }
-        lastInitTick = ticks
-        proposals.append(Request(id: .random(), command: .initCluster(id: Sodium.randomBytes(8).hex)).encoded)
-        scheduleFlush()
+    func learnClusterID() {
+        let id = read { $0.clusterID }
+        guard id != clusterID, !id.isEmpty else { return }
+        clusterID = id
+        gossip.setReservedTag(Self.clusterTag, id)
     }
 
     // MARK: Membership from gossip
@@ -403,6 +410,7 @@ public final class RaftService: Service, @unchecked Sendable {
 
     func address(of node: String) -> String? { members[node]?.tags[RaftService.addressTag] ?? heardAt[node] }
     public static let addressTag = "raft"
+    public static let clusterTag = "cluster"
 
     /// Voter management (leader, every half second): replace voters gossip has reported dead for
     /// longer than `deadVoterAfter`, add new members as learners, promote caught-up healthy
@@ -419,7 +427,11 @@ public final class RaftService: Service, @unchecked Sendable {
         var change: ConfigChange?
         if let dead = voters.sorted().first(where: gone) {
             change = .remove(dead)
-        } else if let newcomer = members.values.filter({ $0.status == .alive && $0.tags[Self.addressTag] != nil && !voters.contains($0.name) && !learners.contains($0.name) }).map(\.name).sorted().first {
+        } else if let newcomer = members.values.filter({
+            // Only nodes of no cluster yet (or of this one): another cluster sharing the gossip key is left alone.
+            $0.status == .alive && $0.tags[Self.addressTag] != nil && ($0.tags[Self.clusterTag] ?? clusterID) == clusterID
+                && !voters.contains($0.name) && !learners.contains($0.name)
+        }).map(\.name).sorted().first {
             change = .addLearner(newcomer)
         } else {
             let nodes = voters.union(learners).filter(healthy).count
@@ -435,6 +447,8 @@ public final class RaftService: Service, @unchecked Sendable {
                 change = .addVoter(pick)
             } else if let deadLearner = learners.sorted().first(where: gone) {
                 change = .remove(deadLearner)
+            } else if let foreign = learners.sorted().first(where: { (members[$0]?.tags[Self.clusterTag] ?? clusterID) != clusterID }) {
+                change = .remove(foreign)  // taken in before its own cluster id was gossiped
             }
         }
         guard let change, let (_, ready) = core.proposeConfigChange(change) else { return }
@@ -520,6 +534,14 @@ public final class RaftService: Service, @unchecked Sendable {
             framesDropped += 1
             return
         }
+        if !clusterID.isEmpty && !f.cluster.isEmpty && f.cluster != clusterID {
+            foreignFrames += 1
+            if foreignFrames & (foreignFrames - 1) == 0 {  // 1st, 2nd, 4th, 8th…
+                logger.warning("dropping Raft frames from another cluster that shares our gossip key",
+                               metadata: ["from": "\(f.from)", "their_cluster": "\(f.cluster)", "ours": "\(clusterID)", "count": "\(foreignFrames)"])
+            }
+            return
+        }
         lastHeard[f.from] = .now()
         if heardAt[f.from] != f.fromAddress, ListenAddress(f.fromAddress) != nil { heardAt[f.from] = f.fromAddress }
         switch f.frame {
@@ -535,7 +557,7 @@ public final class RaftService: Service, @unchecked Sendable {
             remoteReads[lid] = (f.from, id)
             if let r = core.readIndex(id: lid) { handle(r) } else {
                 remoteReads[lid] = nil
-                send(AddressedFrame(from: name, fromAddress: listen.description, to: f.from, frame: .readIndexReply(id: id, index: nil)))
+                send(AddressedFrame(from: name, fromAddress: listen.description, cluster: clusterID, to: f.from, frame: .readIndexReply(id: id, index: nil)))
             }
         case .readIndexReply(let id, let index):
             guard reads[id] != nil else { return }

@@ -134,6 +134,32 @@ def test_status_exits_nonzero_without_quorum(trio):
         trio[2].client(retries={"max_attempts": 1}, read_timeout=30).create_bucket(Bucket="no-quorum-bucket")
 
 
+def test_two_clusters_sharing_a_gossip_key_never_merge(node_factory):
+    # Both found a cluster (no seeds), then gossip is joined by hand: same key, different clusters.
+    a, b = node_factory("ca"), node_factory("cb")
+    out = subprocess.run([str(stacks_binary()), "join", "--data-dir", str(b.data_dir), a.gossip_address],
+                         capture_output=True, text=True, timeout=20)
+    assert out.returncode == 0, out.stderr
+
+    def see_each_other():
+        names = {m["name"] for m in json.loads(subprocess.run(
+            [str(stacks_binary()), "members", "--data-dir", str(a.data_dir), "--format", "json"],
+            capture_output=True, text=True, timeout=20).stdout)}
+        return names == {"ca", "cb"}, f"{names}"
+    wait_for("gossip joined", see_each_other, 15)
+    time.sleep(3)  # several voter-management rounds on both leaders
+    for n, other in ((a, b), (b, a)):
+        rc, s = status(n)
+        assert rc == 0 and s["leader"] == n.name, s
+        roles = {x["name"]: x["raft_role"] for x in s["nodes"]}
+        assert roles[other.name] == "none", roles  # seen in gossip, never taken into this Raft group
+    assert status(a)[1]["cluster_id"] != status(b)[1]["cluster_id"]
+    name = f"only-a-{uuid.uuid4().hex[:8]}"
+    a.client().create_bucket(Bucket=name)
+    assert name not in [x["Name"] for x in b.client().list_buckets()["Buckets"]]
+    assert a.is_running() and b.is_running()
+
+
 def leader_of(nodes):
     for n in nodes:
         if n.is_running():

@@ -66,7 +66,7 @@ import Testing
         let frames: [Frame] = messages.map(Frame.raft) + [.forward([1, 2]), .readIndex(id: 5), .readIndexReply(id: 5, index: LogIndex(3)),
                                                           .readIndexReply(id: 6, index: nil)]
         for f in frames {
-            let a = AddressedFrame(from: "n1", fromAddress: "127.0.0.1:7100", to: "n2", frame: f)
+            let a = AddressedFrame(from: "n1", fromAddress: "127.0.0.1:7100", cluster: "c0ffee", to: "n2", frame: f)
             #expect(try RaftWire.decode(RaftWire.encode(a)) == a)
         }
     }
@@ -74,7 +74,7 @@ import Testing
     /// Damaged or hostile input is refused with an error, never a crash. Seeded; the seed is printed on failure.
     @Test(arguments: 0..<50) func garbageIsRejected(seed: UInt64) {
         var rng = SeededRandom(seed: seed)
-        let good = RaftWire.encode(AddressedFrame(from: "a", fromAddress: "127.0.0.1:1", to: "b",
+        let good = RaftWire.encode(AddressedFrame(from: "a", fromAddress: "127.0.0.1:1", cluster: "", to: "b",
             frame: .raft(.append(term: Term(1), prevIndex: .zero, prevTerm: Term(0), entries: [Entry(term: Term(1), index: LogIndex(1), data: [1])],
                                  commit: .zero, readSeq: 0))))
         for _ in 0..<200 {

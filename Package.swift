@@ -53,6 +53,7 @@ let package = Package(
         .target(name: "Node", dependencies: [
             "S3", "Objects", "Compute", "Security", "Gossip", "ChunkStore", "Raft", "RaftLog", "Cluster",
             .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HTTPTypes", package: "swift-http-types"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -1,6 +1,7 @@
 import Cluster
 import Foundation
 import Gossip
+import HTTPTypes
 import Hummingbird
 import Security
 
@@ -40,12 +41,12 @@ enum AdminAPI {
                 return problem(.badRequest, "key must be 1-255 bytes")
             }
             let body = try await request.body.collect(upTo: 1 << 16)
-            let id = request.headers[.init("X-Request-Id")!].flatMap(RequestID.init(hex:)) ?? .random()
+            let id = request.headers[requestIDHeader].flatMap(RequestID.init(hex:)) ?? .random()
             return try await clusterCall { _ = try await raft.submit(.put(key: key, value: Array(body.readableBytesView)), id: id); return ok() }
         }
         router.delete("/v1/kv/:key") { request, context in
             let key = context.parameters.get("key") ?? ""
-            let id = request.headers[.init("X-Request-Id")!].flatMap(RequestID.init(hex:)) ?? .random()
+            let id = request.headers[requestIDHeader].flatMap(RequestID.init(hex:)) ?? .random()
             return try await clusterCall {
                 let o = try await raft.submit(.delete(key: key), id: id)
                 return o == .ok ? ok() : problem(.notFound, "no such key")
@@ -105,6 +106,9 @@ enum AdminAPI {
         return router
     }
 
+    /// A client's id for a change: retrying with the same id never applies it twice.
+    static let requestIDHeader = HTTPField.Name("X-Request-Id")!
+
     /// Maps "no leader" to 503 so clients know to retry.
     static func clusterCall(_ body: () async throws -> Response) async throws -> Response {
         do { return try await body() } catch let e as ClusterError { return problem(.serviceUnavailable, e.description) }
@@ -135,10 +139,11 @@ enum AdminAPI {
 
     struct BearerToken: RouterMiddleware {
         typealias Context = BasicRequestContext
-        let token: String
+        let expected: [UInt8]
+        init(token: String) { expected = Array("Bearer \(token)".utf8) }
         func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
             let given = request.headers[.authorization] ?? ""
-            guard Sodium.constantTimeEqual(Array(given.utf8), Array("Bearer \(token)".utf8)) else {
+            guard Sodium.constantTimeEqual(Array(given.utf8), expected) else {
                 return problem(.unauthorized, "missing or wrong admin token (see DATA_DIR/admin)")
             }
             return try await next(request, context)

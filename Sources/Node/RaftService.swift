@@ -595,8 +595,6 @@ public final class RaftService: Service, @unchecked Sendable {
 }
 
 extension RequestID {
-    public static func random() -> RequestID {
-        let b = Sodium.randomBytes(16)
-        return RequestID(hi: b[0..<8].reduce(0) { $0 << 8 | UInt64($1) }, lo: b[8..<16].reduce(0) { $0 << 8 | UInt64($1) })
-    }
+    /// Unique, not secret: the system generator, no allocation.
+    public static func random() -> RequestID { RequestID(hi: .random(in: .min ... .max), lo: .random(in: .min ... .max)) }
 }

@@ -41,7 +41,7 @@ extension SWIM {
     mutating func packet(_ m: Message) -> Packet {
         let answered: Bool
         switch m {
-        case .ping, .pingRequest, .pushPull(_, false, _): answered = true
+        case .ping, .pingRequest, .pushPull(_, false, _, false): answered = true
         case .ack, .nack, .pushPull, .gossip: answered = false
         }
         return Packet(from: name, fromAddress: answered ? address : "", message: m, rumors: piggyback())
@@ -77,8 +77,27 @@ extension SWIM {
             targets += pick(1, from: dead).map { entries[$0]!.member.address }
             if targets.isEmpty { targets = seeds }
         }
-        for t in targets {
-            out.append(.send(packet(.pushPull(states: states(), isReply: false, isJoin: !joined)), to: t))
+        for t in targets { sendPushPull(to: t, isReply: false, isJoin: !joined, &out) }
+    }
+
+    /// The full state, in datagrams of at most about `pushPullBytes` of member state each (so a
+    /// cluster of thousands stays within UDP's limit and one lost part costs only that part).
+    mutating func sendPushPull(to address: String, isReply: Bool, isJoin: Bool, _ out: inout [Effect]) {
+        var parts: [[MemberState]] = [[]]
+        var size = 0
+        for s in states() {
+            let n = s.name.utf8.count + s.address.utf8.count + s.tags.reduce(12) { $0 + $1.key.utf8.count + $1.value.utf8.count + 2 }
+            if size + n > settings.pushPullBytes && !parts[parts.count - 1].isEmpty {
+                parts.append([])
+                size = 0
+            }
+            parts[parts.count - 1].append(s)
+            size += n
+        }
+        for (i, part) in parts.enumerated() {
+            let m: Message = i == 0 ? .pushPull(states: part, isReply: isReply, isJoin: isJoin)
+                                    : .pushPull(states: part, isReply: true, isJoin: false, isPart: true)
+            out.append(.send(packet(m), to: address))
         }
     }
 

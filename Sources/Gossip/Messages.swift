@@ -33,7 +33,9 @@ public enum Message: Equatable, Sendable {
     /// path is fine, so a missing indirect ack is not its own slowness.
     case nack(seq: UInt32)
     /// Anti-entropy: full state; `isReply` stops ping-pong, `isJoin` marks a first contact.
-    case pushPull(states: [MemberState], isReply: Bool, isJoin: Bool)
+    /// A state too big for one datagram goes in parts: the first carries the flags, the rest
+    /// have `isPart` set and are only merged (no reply, no join bookkeeping).
+    case pushPull(states: [MemberState], isReply: Bool, isJoin: Bool, isPart: Bool = false)
     /// Carries only rumors.
     case gossip
 }

@@ -123,7 +123,9 @@ public struct SWIM: Sendable {
         joined = self.seeds.isEmpty
         joinSyncStep = 0
         nextPushPullAt = now + (settings.joinSyncSchedule.first ?? settings.pushPullInterval)
-        return self.seeds.map { .send(packet(.pushPull(states: states(), isReply: false, isJoin: true)), to: $0) }
+        var out: [Effect] = []
+        for s in self.seeds { sendPushPull(to: s, isReply: false, isJoin: true, &out) }
+        return out
     }
 
     /// Graceful leave: tells every live member directly, then keeps gossiping until the shell stops.
@@ -180,12 +182,14 @@ public struct SWIM: Sendable {
             }
         case .nack(let s):
             if probe?.seq == s { probe!.nacks += 1 }
-        case .pushPull(let states, let isReply, _):
+        case .pushPull(let states, let isReply, _, let isPart):
             for s in states { merge(s, from: p.from, now: now, &out) }
-            if isReply {
+            if isPart {
+                break
+            } else if isReply {
                 joined = true
             } else {
-                out.append(.send(packet(.pushPull(states: self.states(), isReply: true, isJoin: false)), to: p.fromAddress))
+                sendPushPull(to: p.fromAddress, isReply: true, isJoin: false, &out)
             }
         case .gossip:
             break

@@ -26,6 +26,8 @@ public struct SWIMSettings: Sendable, Equatable {
     public var lifeguard = true
     /// Local health score ceiling: probe interval and timeout stretch by up to (awarenessMax + 1)×.
     public var awarenessMax = 8
+    /// Member state per push-pull datagram (bytes, roughly); a bigger state goes in parts.
+    public var pushPullBytes = 8 << 10
     /// Bound on rumors piggybacked per packet.
     public var maxRumorsPerPacket = 16
     /// Dead and left members stay listed this long, then are forgotten.

@@ -9,7 +9,7 @@
 ///     state   name:str address:str status:u8 incarnation:varint tags
 ///
 /// Messages: ping seq target:str · pingRequest seq target:str targetAddress:str · ack seq ·
-/// nack seq · pushPull flags:u8 (bit 0 reply, bit 1 join) count:varint state* · gossip.
+/// nack seq · pushPull flags:u8 (bit 0 reply, bit 1 join, bit 2 part) count:varint state* · gossip.
 /// Decoding rejects unknown versions, types and kinds, short input, and trailing bytes.
 public enum WireFormat {
     public static let version: UInt8 = 1
@@ -37,8 +37,8 @@ public enum WireFormat {
         case .ping(let seq, let target): w.varint(UInt64(seq)); w.str(target)
         case .pingRequest(let seq, let target, let addr): w.varint(UInt64(seq)); w.str(target); w.str(addr)
         case .ack(let seq), .nack(let seq): w.varint(UInt64(seq))
-        case .pushPull(let states, let isReply, let isJoin):
-            w.bytes.append((isReply ? 1 : 0) | (isJoin ? 2 : 0))
+        case .pushPull(let states, let isReply, let isJoin, let isPart):
+            w.bytes.append((isReply ? 1 : 0) | (isJoin ? 2 : 0) | (isPart ? 4 : 0))
             w.varint(UInt64(states.count))
             for s in states {
                 w.str(s.name); w.str(s.address); w.bytes.append(s.status.rawValue); w.varint(s.incarnation.value); w.tags(s.tags)
@@ -74,7 +74,7 @@ public enum WireFormat {
         case 4: message = .nack(seq: try r.seq())
         case 5:
             let flags = try r.u8()
-            guard flags <= 3 else { throw .malformed("unknown push-pull flags") }
+            guard flags <= 7 else { throw .malformed("unknown push-pull flags") }
             let count = try r.count(max: 100_000)
             var states: [MemberState] = []
             for _ in 0..<count {
@@ -82,7 +82,7 @@ public enum WireFormat {
                 guard let status = MemberStatus(rawValue: try r.u8()) else { throw .malformed("unknown status") }
                 states.append(MemberState(name: name, address: address, status: status, incarnation: Incarnation(try r.varint()), tags: try r.tags()))
             }
-            message = .pushPull(states: states, isReply: flags & 1 != 0, isJoin: flags & 2 != 0)
+            message = .pushPull(states: states, isReply: flags & 1 != 0, isJoin: flags & 2 != 0, isPart: flags & 4 != 0)
         case 6: message = .gossip
         default: throw .malformed("unknown message type \(type)")
         }

@@ -27,6 +27,25 @@ import Testing
         return sim.converged() ? sim.now - start : nil
     }
 
+    /// A member list larger than one UDP datagram (65,507 bytes) still reaches a node that joins
+    /// late, when no rumor about the old members is in flight any more: push-pull goes in parts.
+    @Test func joinerLearnsAStateLargerThanOneDatagram() {
+        var sim = Simulator(seed: 7)
+        sim.maxDatagramBytes = 65_507
+        let n = 150
+        let tags = ["zone": String(repeating: "z", count: 250), "raft": String(repeating: "r", count: 250)]
+        for _ in 0..<n { sim.addNode(tags: tags) }
+        for i in 1..<n { sim.join(i, seeds: [0]) }
+        #expect(Self.converge(&sim, within: .seconds(60), checkEvery: .seconds(1)) != nil, "seed 7: \(n) nodes did not converge")
+        sim.run(until: sim.now + .seconds(20))  // every join rumor has used up its retransmits
+        let late = sim.addNode(tags: tags)
+        sim.join(late, seeds: [0])
+        sim.run(until: sim.now + .seconds(2), stop: { $0.nodes[late].swim.members.count == n + 1 })
+        let known = sim.nodes[late].swim.members.count
+        print("gossip-sim: a node joining \(n) members (~\(n * 530) bytes of state) knows \(known) after the join exchange")
+        #expect(known == n + 1, "seed 7: the late joiner knows \(known) of \(n + 1)")
+    }
+
     @Test func thousandNodesConvergeThroughThreeSeeds() {
         let n = 1000
         var sim = Self.cluster(n, seed: 1, seeds: [0, 1, 2])

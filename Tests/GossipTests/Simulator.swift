@@ -24,6 +24,9 @@ struct Simulator {
     var lossRate = 0.0
     var delayMin = Span.milliseconds(1)
     var delayMax = Span.milliseconds(5)
+    /// Packets whose encoding is larger are dropped, as UDP would (nil: no limit, no encoding cost).
+    var maxDatagramBytes: Int? = nil
+    var oversized = 0
     /// Partition group per node; packets between groups are dropped. nil: one network.
     var groups: [Int]? = nil
     var tickEvery = Span.milliseconds(100)
@@ -63,6 +66,7 @@ struct Simulator {
                 packetsSent += 1
                 guard let dest = index[to] else { continue }
                 if let g = groups, g[from] != g[dest] { continue }
+                if let limit = maxDatagramBytes, WireFormat.encode(p).count > limit { oversized += 1; continue }
                 if lossRate > 0 && Double(rng.next() % 1_000_000) / 1e6 < lossRate { continue }
                 var delay = delayMin.nanoseconds + Int64(rng.next() % UInt64(max(1, delayMax.nanoseconds - delayMin.nanoseconds)))
                 let slow = nodes[dest].slowness.nanoseconds

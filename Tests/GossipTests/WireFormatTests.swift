@@ -14,6 +14,9 @@ import Testing
             MemberState(name: "a", address: "x:1", status: .alive, incarnation: Incarnation(2), tags: [:]),
             MemberState(name: "q", address: "x:9", status: .left, incarnation: Incarnation(5), tags: ["k": "v"]),
         ], isReply: true, isJoin: false), rumors: []),
+        Packet(from: "a", fromAddress: "", message: .pushPull(states: [
+            MemberState(name: "r", address: "x:3", status: .suspect, incarnation: Incarnation(1), tags: ["raft": "x:4"]),
+        ], isReply: true, isJoin: false, isPart: true), rumors: []),
         Packet(from: "a", fromAddress: "x:1", message: .gossip, rumors: [.left(name: "g", incarnation: Incarnation(1))]),
     ]
 

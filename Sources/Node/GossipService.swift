@@ -1,3 +1,4 @@
+import ChunkStore
 import Gossip
 import Logging
 import NIOCore
@@ -88,7 +89,7 @@ public final class GossipService: Service, @unchecked Sendable {
         for e in effects {
             switch e {
             case .send(let packet, let to):
-                send(WireFormat.encode(packet), to: to)
+                send(Self.compress(WireFormat.encode(packet)), to: to)
             case .event(let ev):
                 eventSink.yield(ev)
                 switch ev {
@@ -123,11 +124,34 @@ public final class GossipService: Service, @unchecked Sendable {
     func receive(_ datagram: [UInt8]) {
         stats.packetsReceived += 1
         stats.bytesReceived += datagram.count
-        guard let plain = keyring.open(datagram), let packet = try? WireFormat.decode(plain) else {
+        guard let opened = keyring.open(datagram), let plain = Self.decompress(opened), let packet = try? WireFormat.decode(plain) else {
             stats.packetsDropped += 1
             return
         }
         execute(core.receive(packet, now: Self.now()))
+    }
+
+    /// Big packets (push-pull states: names, addresses and tags repeat a lot) travel LZ4-compressed
+    /// inside the seal: `0xC1 · rawSize:u32 · lz4(packet)`. A plain packet starts with the wire
+    /// format's version byte (1), so the two never mix.
+    static let compressedMarker: UInt8 = 0xC1
+    static let compressAbove = 256
+
+    static func compress(_ plain: [UInt8]) -> [UInt8] {
+        guard plain.count > compressAbove, let c = LZ4.compressIfSmaller(plain) else { return plain }
+        var w = BinaryWriter()
+        w.u8(compressedMarker)
+        w.u32(UInt32(plain.count))
+        return w.bytes + c
+    }
+
+    /// nil for a damaged or oversized compressed packet.
+    static func decompress(_ bytes: [UInt8]) -> [UInt8]? {
+        guard bytes.first == compressedMarker else { return bytes }
+        guard bytes.count > 5 else { return nil }
+        var r = BinaryReader(Array(bytes[1..<5]))
+        guard let raw = try? r.u32(), raw <= 1 << 20 else { return nil }
+        return try? LZ4.decompress(Array(bytes[5...]), rawSize: Int(raw))
     }
 
     final class Inbound: ChannelInboundHandler {

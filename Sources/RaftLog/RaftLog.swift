@@ -14,7 +14,7 @@ public enum RaftLogError: Error, CustomStringConvertible, Equatable {
 
     public var description: String {
         switch self {
-        case .corrupt(let s, let o, let why): "Raft log corrupt in \(s) at byte \(o): \(why); refusing to serve it (restore this node from its peers)"
+        case .corrupt(let s, let o, let why): "Raft log corrupt in \(s) at byte \(o): \(why); refusing to serve it (to restore this node from its peers, move its raft directory aside and restart it with seeds)"
         case .io(let what): "Raft log I/O: \(what)"
         }
     }

@@ -32,3 +32,27 @@ import Testing
         #expect(throws: Keyring.KeyringError.self) { try Keyring.parse(base64: "c2hvcnQ=") }
     }
 }
+
+@Suite struct GossipCompressionTests {
+    @Test func bigPacketsShrinkAndRoundTripSmallOnesStayPlain() {
+        let small: [UInt8] = [1, 2, 3]
+        #expect(GossipService.compress(small) == small)
+        let big = Array((0..<40).map { i in Array("n\(i) 127.0.0.\(i):7946 raft=127.0.0.\(i):7100 cluster=0123456789abcdef".utf8) }.joined())
+        let c = GossipService.compress(big)
+        #expect(c.first == GossipService.compressedMarker && c.count < big.count / 2)
+        #expect(GossipService.decompress(c) == big)
+        #expect(GossipService.decompress(small) == small)
+    }
+
+    @Test func damagedCompressedPacketsAreRefused() {
+        let big = Array(repeating: Array("member-state ".utf8), count: 60).joined()
+        let c = GossipService.compress(Array(big))
+        #expect(GossipService.decompress(Array(c.prefix(4))) == nil)
+        var wrongSize = c
+        wrongSize[1] ^= 0x01
+        #expect(GossipService.decompress(wrongSize) == nil)
+        var huge = c
+        huge[4] = 0xFF  // claims more than 1 MiB
+        #expect(GossipService.decompress(huge) == nil)
+    }
+}

@@ -31,16 +31,7 @@ struct MembersCommand: ParsableCommand {
 
     func run() throws {
         let client = try AdminClient(dataDir: dataDir)
-        var last = ""
-        repeat {
-            let text = try render(try client.get("/v1/members", as: [MemberView].self))
-            if text != last {
-                if watch { FileHandle.standardOutput.write(Data("\u{1B}[H\u{1B}[2J".utf8)) }
-                FileHandle.standardOutput.write(Data(text.utf8))
-                last = text
-            }
-            if watch { Thread.sleep(forTimeInterval: 0.5) }
-        } while watch
+        try Screen.show(watch: watch) { try render(try client.get("/v1/members", as: [MemberView].self)) }
     }
 
     func render(_ all: [MemberView]) throws -> String {
@@ -57,6 +48,22 @@ struct MembersCommand: ParsableCommand {
             [m.name, m.address, m.status, "\(m.incarnation)", m.tags.keys.sorted().map { "\($0)=\(m.tags[$0]!)" }.joined(separator: ",")]
         }
         return Table.render(rows)
+    }
+}
+
+enum Screen {
+    /// Prints what `render` returns; with `watch`, redraws it every half second when it changed.
+    static func show(watch: Bool, _ render: () throws -> String) throws {
+        var last = ""
+        repeat {
+            let text = try render()
+            if text != last {
+                if watch { FileHandle.standardOutput.write(Data("\u{1B}[H\u{1B}[2J".utf8)) }
+                FileHandle.standardOutput.write(Data(text.utf8))
+                last = text
+            }
+            if watch { Thread.sleep(forTimeInterval: 0.5) }
+        } while watch
     }
 }
 

@@ -22,19 +22,13 @@ struct StatusCommand: ParsableCommand {
 
     func run() throws {
         let client = try AdminClient(dataDir: dataDir)
-        var last = ""
-        var status: ClusterStatus
-        repeat {
-            status = try client.get("/v1/status", as: ClusterStatus.self)
-            let text = try render(status)
-            if text != last {
-                if watch { FileHandle.standardOutput.write(Data("\u{1B}[H\u{1B}[2J".utf8)) }
-                FileHandle.standardOutput.write(Data(text.utf8))
-                last = text
-            }
-            if watch { Thread.sleep(forTimeInterval: 0.5) }
-        } while watch
-        if !status.healthy { throw ExitCode(1) }
+        var healthy = true
+        try Screen.show(watch: watch) {
+            let status = try client.get("/v1/status", as: ClusterStatus.self)
+            healthy = status.healthy
+            return try render(status)
+        }
+        if !healthy { throw ExitCode(1) }
     }
 
     func render(_ s: ClusterStatus) throws -> String {

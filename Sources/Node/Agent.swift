@@ -49,6 +49,7 @@ public struct Agent: Sendable {
         let gossip = GossipService(name: config.name, listen: config.gossipListen, tags: config.tags,
                                    reservedTags: [RaftService.addressTag: config.raftListen.description],
                                    seeds: config.seeds + join, keyring: keyring, keyringPath: keyringPath,
+                                   peersPath: "\(config.dataDir)/gossip-peers",
                                    seed: UInt64.random(in: .min ... .max), logger: logger)
         var raftSettings = RaftServiceSettings()
         raftSettings.voters = config.voters

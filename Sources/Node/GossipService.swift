@@ -24,6 +24,13 @@ public final class GossipService: Service, @unchecked Sendable {
     let listen: ListenAddress
     let keyringPath: String
     let seeds: [String]
+    /// The addresses of the members last seen alive, so that a restarted node finds the cluster
+    /// again through them even when it had no seeds or its seeds are gone (Serf's snapshot and
+    /// rejoin). A hint: read at start, rewritten at most once a second while membership changes.
+    let peersPath: String?
+    var peersWritten: [String] = []
+    var peersDirty = false
+    var ticks = 0
     let logger: Logger
     var core: SWIM
     var keyring: Keyring
@@ -45,7 +52,7 @@ public final class GossipService: Service, @unchecked Sendable {
     var userTags: [String: String]
 
     public init(name: String, listen: ListenAddress, tags: [String: String], reservedTags: [String: String] = [:], seeds: [String], keyring: Keyring,
-                keyringPath: String, settings: SWIMSettings = SWIMSettings(), seed: UInt64, logger: Logger) {
+                keyringPath: String, peersPath: String? = nil, settings: SWIMSettings = SWIMSettings(), seed: UInt64, logger: Logger) {
         self.reservedTags = reservedTags
         userTags = tags
         let tags = tags.merging(reservedTags) { _, reserved in reserved }
@@ -53,7 +60,9 @@ public final class GossipService: Service, @unchecked Sendable {
         self.listen = listen
         self.keyring = keyring
         self.keyringPath = keyringPath
-        self.seeds = seeds
+        self.peersPath = peersPath
+        peersWritten = peersPath.map(Self.readPeers) ?? []
+        self.seeds = seeds + peersWritten.filter { !seeds.contains($0) && $0 != listen.description }
         self.logger = logger
         core = SWIM(name: name, address: listen.description, tags: tags, settings: settings, seed: seed, now: Self.now())
         (eventStream, eventSink) = AsyncStream.makeStream(of: MembershipEvent.self, bufferingPolicy: .bufferingNewest(4096))
@@ -71,9 +80,11 @@ public final class GossipService: Service, @unchecked Sendable {
             self.execute(self.core.join(seeds: self.seeds, now: Self.now()))
             return self.loop.scheduleRepeatedTask(initialDelay: Self.tickEvery, delay: Self.tickEvery) { _ in
                 self.execute(self.core.tick(now: Self.now()))
+                self.ticks += 1
+                if self.ticks % 20 == 0 { self.savePeers() }
             }
         }.get()
-        logger.info("gossip listening", metadata: ["address": "\(listen)", "seeds": "\(seeds)"])
+        logger.info("gossip listening", metadata: ["address": "\(listen)", "seeds": "\(seeds)", "remembered": "\(peersWritten.count)"])
         try? await gracefulShutdown()
         try await loop.submit { self.execute(self.core.leave(now: Self.now())) }.get()
         try? await Task.sleep(for: .milliseconds(Self.leaveLinger.nanoseconds / 1_000_000))
@@ -92,6 +103,7 @@ public final class GossipService: Service, @unchecked Sendable {
                 send(Self.compress(WireFormat.encode(packet)), to: to)
             case .event(let ev):
                 eventSink.yield(ev)
+                peersDirty = true
                 switch ev {
                 case .failed(let m), .suspected(let m), .left(let m), .joined(let m):
                     logger.info("member \(m.status)", metadata: ["member": "\(m.name)", "incarnation": "\(m.incarnation)"])
@@ -100,6 +112,27 @@ public final class GossipService: Service, @unchecked Sendable {
                 }
             }
         }
+    }
+
+    func savePeers() {
+        guard let peersPath, peersDirty else { return }
+        peersDirty = false
+        let alive = core.members.filter { $0.name != core.name && ($0.status == .alive || $0.status == .suspect) }
+        let addresses = alive.map(\.address).sorted()
+        // With everyone else gone (the whole cluster down), keep the old list: it is how we come back.
+        guard !addresses.isEmpty, addresses != peersWritten else { return }
+        do {
+            try Files.writeAtomically(Array((addresses.joined(separator: "\n") + "\n").utf8), to: peersPath, mode: 0o644)
+            peersWritten = addresses
+        } catch {
+            logger.warning("cannot remember gossip peers: \(error)")
+        }
+    }
+
+    /// The addresses in a peers file; none when it is missing or unreadable (it is only a hint).
+    static func readPeers(_ path: String) -> [String] {
+        guard Files.exists(path), let bytes = try? Files.read(path, limit: 16 << 20) else { return [] }
+        return String(decoding: bytes, as: UTF8.self).split(separator: "\n").map(String.init).filter { ListenAddress($0) != nil }
     }
 
     func send(_ plaintext: [UInt8], to address: String) {

@@ -2,7 +2,8 @@
 
 `node` is one real `stacks agent` shared by the whole session (started in a temp
 dir on free loopback ports, torn down with SIGTERM/SIGKILL even if tests fail).
-`node_factory` makes extra, independent nodes (the crash test uses its own).
+`node_factory` makes extra, independent nodes that stop when the test ends
+(`module_node_factory`: when the module's tests end).
 `bucket` is a fresh, uniquely named bucket per test, emptied and deleted after.
 
 Binary: $STACKS_BIN, else <repo>/.build/debug/stacks.
@@ -33,9 +34,8 @@ def _kill_all() -> None:
 atexit.register(_kill_all)  # belt and braces; fixtures normally stop nodes first
 
 
-@pytest.fixture(scope="session")
-def node_factory(tmp_path_factory):
-    """Call `node_factory(name)` to get a started node; all are stopped at session end."""
+def _factory(tmp_path_factory):
+    """A `make(name, ...)` that starts nodes, and the list of nodes it made."""
     binary = stacks_binary()
     if not binary.exists():
         pytest.fail(f"stacks binary not found at {binary}: build it first or set STACKS_BIN")
@@ -55,16 +55,39 @@ def node_factory(tmp_path_factory):
             pytest.fail(str(e), pytrace=False)
         return n
 
-    yield make
+    return make, made
+
+
+def _stop(made: list[StacksNode]) -> None:
     for n in made:
         n.stop()
 
 
+# Nodes live as long as the scope that asked for them: a test's nodes stop when the test ends,
+# so a later test does not share two cores with a finished test's cluster.
+@pytest.fixture
+def node_factory(tmp_path_factory):
+    """Call `node_factory(name)` to get a started node; its nodes stop when the test ends."""
+    make, made = _factory(tmp_path_factory)
+    yield make
+    _stop(made)
+
+
+@pytest.fixture(scope="module")
+def module_node_factory(tmp_path_factory):
+    """`node_factory` for module-scoped fixtures: its nodes stop when the module's tests end."""
+    make, made = _factory(tmp_path_factory)
+    yield make
+    _stop(made)
+
+
 @pytest.fixture(scope="session")
-def node(node_factory) -> StacksNode:
+def node(tmp_path_factory) -> StacksNode:
     # The data dir sits 4 directories below the node's temp root so that even a
     # server that (wrongly) resolves "../" in keys stays inside a dir we watch.
-    return node_factory("node1", nested_depth=4)
+    make, made = _factory(tmp_path_factory)
+    yield make("node1", nested_depth=4)
+    _stop(made)
 
 
 @pytest.fixture(scope="session")

@@ -60,11 +60,11 @@ def keyring_cli(node, *args):
 
 
 @pytest.fixture(scope="module")
-def cluster(node_factory):
-    first = node_factory("g1", tags={"zone": "a"})
+def cluster(module_node_factory):
+    first = module_node_factory("g1", tags={"zone": "a"})
     nodes = [first]
     # Start the rest without waiting on each other: a burst join.
-    rest = [node_factory(f"g{i}", start=False, seeds=[first.gossip_address], tags={"zone": "ab"[i % 2]})
+    rest = [module_node_factory(f"g{i}", start=False, seeds=[first.gossip_address], tags={"zone": "ab"[i % 2]})
             for i in range(2, N + 1)]
     for n in rest:
         n.start()
@@ -161,3 +161,22 @@ def test_kill_is_seen_as_dead_and_leave_as_left(cluster):
     wait_for("leave seen as left", everyone_sees(survivors, {leaver.name: "left"}), LEAVE_S)
     wait_for("kill -9 seen as dead", everyone_sees(survivors, {victim.name: "dead"}), DETECT_S)
     assert all(n.is_running() for n in survivors)
+
+
+def test_restarted_founder_finds_the_cluster_again(node_factory):
+    """A node started without seeds (the founder), down long enough to be declared dead, comes back
+    through the members it remembers (DATA_DIR/gossip-peers) at once, instead of waiting until
+    some member's periodic sync (every 30 s) happens to try the dead."""
+    first = node_factory("f1")
+    rest = [node_factory(f"f{i}", seeds=[first.gossip_address]) for i in (2, 3)]
+    nodes = [first] + rest
+    alive = {n.name: "alive" for n in nodes}
+    wait_for("3 nodes converged", everyone_sees(nodes, alive), CONVERGE_S)
+    peers = first.data_dir / "gossip-peers"
+    wait_for("f1 remembers its peers", lambda: (peers.exists() and len(peers.read_text().split()) == 2, "no list"), 10)
+    first.kill()
+    wait_for("f1 seen as dead", everyone_sees(rest, {"f1": "dead"}), DETECT_S)
+    first.start()
+    t0 = time.monotonic()
+    took = wait_for("f1 back in every view and every member in f1's", everyone_sees(nodes, alive), 8) - t0
+    print(f"restarted founder back in every view after {took:.2f} s")

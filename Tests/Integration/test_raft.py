@@ -47,7 +47,8 @@ def healthy_with(nodes, voters: int, without=()):
             roles = {x["name"]: x["raft_role"] for x in s["nodes"]}
             vs = [k for k, r in roles.items() if r in ("leader", "voter")]
             if rc != 0 or len(vs) != voters or s["leader"] is None or set(vs) & set(without):
-                return False, f"{n.name}: rc={rc} leader={s['leader']} voters={vs} problems={s['problems']}"
+                seen = {x["name"]: (x["status"], x.get("last_contact_ms")) for x in s["nodes"]}
+                return False, f"{n.name}: rc={rc} leader={s['leader']} voters={vs} problems={s['problems']} gossip, last contact ms={seen}"
         return True, ""
     return check
 
@@ -72,9 +73,9 @@ class Admin:
 
 
 @pytest.fixture(scope="module")
-def trio(node_factory):
-    first = node_factory("r1")
-    rest = [node_factory(f"r{i}", start=False, seeds=[first.gossip_address]) for i in (2, 3)]
+def trio(module_node_factory):
+    first = module_node_factory("r1")
+    rest = [module_node_factory(f"r{i}", start=False, seeds=[first.gossip_address]) for i in (2, 3)]
     for n in rest:
         n.start()
     nodes = [first] + rest

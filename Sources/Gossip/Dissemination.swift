@@ -152,9 +152,7 @@ extension SWIM {
                 let m = Member(name: n, address: addr, status: .alive, incarnation: inc, tags: t, since: now)
                 entries[n] = Entry(member: m, suspicion: nil)
                 order.append(n)
-                live.append(n)
-                // A new member goes to a random place in the probe round (memberlist does the same).
-                probeList.insert(n, at: Int.random(in: probeIndex...probeList.count, using: &rng))
+                addLive(n)
                 enqueue(r)
                 out.append(.event(.joined(m)))
                 return

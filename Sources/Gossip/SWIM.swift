@@ -36,8 +36,11 @@ public struct SWIM: Sendable {
     var suspects: [String] = []
     /// Suspects this node has probed since their suspicion began.
     var probedSuspects: Set<String> = []
-    var probeList: [String] = []
-    var probeIndex = 0
+    /// Live members and this node, sorted by name: the shared probe ring (see `nextProbeTarget`).
+    var ring: [String] = []
+    /// Added to `now` to number protocol periods on a clock shared between nodes (the shell sets
+    /// wall clock minus its monotonic clock; the simulator's clock is shared already).
+    public var periodClockOffset: Int64 = 0
     var probe: Probe?
     var nextProbeAt: Instant
     var relays: [UInt32: Relay] = [:]
@@ -90,6 +93,7 @@ public struct SWIM: Sendable {
         self.tags = tags
         self.settings = settings
         rng = SeededRandom(seed: seed)
+        ring = [name]
         nextProbeAt = now + settings.probeInterval
         nextGossipAt = now + settings.gossipInterval
         nextPushPullAt = now + settings.pushPullInterval
@@ -225,14 +229,15 @@ public struct SWIM: Sendable {
                 }
             }
         }
-        guard probe == nil, now >= nextProbeAt, let target = nextProbeTarget() else {
-            if probe == nil && now >= nextProbeAt { nextProbeAt = now + settings.probeInterval * probeScale }
-            return
-        }
-        let s = nextSeq()
+        guard probe == nil, now >= nextProbeAt else { return }
+        // Probes keep their own schedule, not the 50 ms tick's: each one is due one interval after
+        // the last was due, so the period numbers a node probes at stay consecutive.
+        let due = now - nextProbeAt < settings.probeInterval ? nextProbeAt : now
         let scale = probeScale
-        probe = Probe(seq: s, target: target.name, timeoutAt: now + settings.probeTimeout * scale, endAt: now + settings.probeInterval * scale)
-        nextProbeAt = now + settings.probeInterval * scale
+        nextProbeAt = due + settings.probeInterval * scale
+        guard let target = nextProbeTarget(due: due) else { return }
+        let s = nextSeq()
+        probe = Probe(seq: s, target: target.name, timeoutAt: now + settings.probeTimeout * scale, endAt: nextProbeAt)
         var pkt = packet(.ping(seq: s, target: target.name))
         if settings.lifeguard && target.status == .suspect {
             // Buddy system (Lifeguard §4.3): tell a suspect it is suspected, so it can refute at once.
@@ -244,23 +249,48 @@ public struct SWIM: Sendable {
     /// A suspect this node has not probed yet comes first: a dead member gets its independent
     /// confirmations sooner, and a live one hears (buddy system) that it must refute, straight
     /// from a member whose suspicion timer is running.
-    mutating func nextProbeTarget() -> Member? {
+    ///
+    /// Otherwise the target comes from one ring shared by all (the live members and this node,
+    /// sorted by name): in protocol period k (numbered on a clock the nodes share) a node probes
+    /// the member 1 + k mod (N-1) places after itself. With views and clocks in step every member
+    /// is probed by exactly one member per period, so a crash is noticed about one period after it
+    /// happens; SWIM's per-node shuffle leaves a member unprobed for a whole period with
+    /// probability ≈ 1/e, which is what makes its detection times spread. Each node still probes
+    /// every other once per N-1 periods; skewed clocks only make the schedule look random again.
+    mutating func nextProbeTarget(due: Instant) -> Member? {
         if let s = suspects.first(where: { !probedSuspects.contains($0) }), let m = entries[s]?.member {
             probedSuspects.insert(s)
             return m
         }
-        for _ in 0..<(probeList.count + 1) {
-            if probeIndex >= probeList.count {
-                probeList = live
-                probeList.shuffle(using: &rng)
-                probeIndex = 0
-                if probeList.isEmpty { return nil }
-            }
-            let n = probeList[probeIndex]
-            probeIndex += 1
-            if let m = entries[n]?.member, m.status == .alive || m.status == .suspect { return m }
+        guard ring.count > 1, let me = ringIndex(of: name) else { return nil }
+        let period = (due.nanoseconds &+ periodClockOffset) / settings.probeInterval.nanoseconds
+        let step = 1 + Int(period.magnitude % UInt64(ring.count - 1))
+        return entries[ring[(me + step) % ring.count]]?.member
+    }
+
+    /// Where `n` is or would go in `ring` (binary search).
+    func ringSlot(_ n: String) -> Int {
+        var lo = 0, hi = ring.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if ring[mid] < n { lo = mid + 1 } else { hi = mid }
         }
-        return nil
+        return lo
+    }
+
+    func ringIndex(of n: String) -> Int? {
+        let i = ringSlot(n)
+        return i < ring.count && ring[i] == n ? i : nil
+    }
+
+    mutating func addLive(_ n: String) {
+        live.append(n)
+        if ringIndex(of: n) == nil { ring.insert(n, at: ringSlot(n)) }
+    }
+
+    mutating func removeLive(_ n: String) {
+        live.removeAll { $0 == n }
+        if let i = ringIndex(of: n) { ring.remove(at: i) }
     }
 
     mutating func expireRelays(now: Instant, _ out: inout [Effect]) {
@@ -314,8 +344,8 @@ public struct SWIM: Sendable {
         guard was != status else { return }
         let n = e.member.name
         let wasLive = was == .alive || was == .suspect, isLive = status == .alive || status == .suspect
-        if wasLive && !isLive { live.removeAll { $0 == n } }
-        if !wasLive && isLive { live.append(n) }
+        if wasLive && !isLive { removeLive(n) }
+        if !wasLive && isLive { addLive(n) }
         if was == .suspect { suspects.removeAll { $0 == n }; probedSuspects.remove(n) }
         if status == .suspect { suspects.append(n) }
         e.member.status = status

@@ -1,4 +1,7 @@
 import ChunkStore
+#if canImport(Glibc)
+import Glibc
+#endif
 import Gossip
 import Logging
 import NIOCore
@@ -65,6 +68,10 @@ public final class GossipService: Service, @unchecked Sendable {
         self.seeds = seeds + peersWritten.filter { !seeds.contains($0) && $0 != listen.description }
         self.logger = logger
         core = SWIM(name: name, address: listen.description, tags: tags, settings: settings, seed: seed, now: Self.now())
+        // Protocol periods are numbered on the wall clock, which nodes share (NTP), for the probe ring.
+        var wall = timespec()
+        clock_gettime(CLOCK_REALTIME, &wall)
+        core.periodClockOffset = Int64(wall.tv_sec) * 1_000_000_000 + Int64(wall.tv_nsec) - Self.now().nanoseconds
         (eventStream, eventSink) = AsyncStream.makeStream(of: MembershipEvent.self, bufferingPolicy: .bufferingNewest(4096))
     }
 

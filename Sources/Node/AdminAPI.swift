@@ -91,19 +91,33 @@ enum AdminAPI {
         ]
         for (op, apply) in operations {
             router.post("/v1/keyring/\(op)") { request, context in
-                let body = try await request.body.collect(upTo: 4096)
-                guard let req = try? JSONDecoder().decode(KeyRequest.self, from: Data(buffer: body)) else {
-                    return problem(.badRequest, "body must be {\"key\": \"BASE64\"}")
-                }
-                do {
-                    let key = try Keyring.parse(base64: req.key)
-                    return try json(KeyringView(try await gossip.changeKeyring { try apply(&$0, key) }))
-                } catch let e as Keyring.KeyringError {
-                    return problem(.badRequest, e.description)
-                }
+                try await keyCall(request) { key in try json(KeyringView(try await gossip.changeKeyring { try apply(&$0, key) })) }
+            }
+        }
+        // The same on every live member (see KeyringQuery.swift): 200 with each member's answer,
+        // 409 when `use`/`remove` would cut a member off (nothing changed), 400 for a bad key.
+        router.get("/v1/cluster/keyring") { _, _ in try json(try await gossip.keyringEverywhere(.list, key: [])) }
+        for op in [KeyringOp.install, .use, .remove] {
+            router.post("/v1/cluster/keyring/\(op.name)") { request, context in
+                try await keyCall(request) { key in try json(try await gossip.keyringEverywhere(op, key: key)) }
             }
         }
         return router
+    }
+
+    /// Reads `{"key": "BASE64"}` and maps keyring errors to 400 and refusals to 409.
+    static func keyCall(_ request: Request, _ body: ([UInt8]) async throws -> Response) async throws -> Response {
+        let data = try await request.body.collect(upTo: 4096)
+        guard let req = try? JSONDecoder().decode(KeyRequest.self, from: Data(buffer: data)) else {
+            return problem(.badRequest, "body must be {\"key\": \"BASE64\"}")
+        }
+        do {
+            return try await body(try Keyring.parse(base64: req.key))
+        } catch let e as Keyring.KeyringError {
+            return problem(.badRequest, e.description)
+        } catch let e as KeyringRefusal {
+            return problem(.conflict, e.description)
+        }
     }
 
     /// A client's id for a change: retrying with the same id never applies it twice.

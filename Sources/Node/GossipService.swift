@@ -40,6 +40,10 @@ public final class GossipService: Service, @unchecked Sendable {
     var channel: (any Channel)?
     var resolved: [String: SocketAddress] = [:]
     var stats = GossipStats()
+    /// Cluster-wide keyring operations this node asked for, by id (see KeyringQuery.swift).
+    var rollouts: [UInt64: Rollout] = [:]
+    /// Keyring requests answered recently: id → (forget after, the reply to send again).
+    var keyringSeen: [UInt64: (expires: Instant, reply: [UInt8])] = [:]
     static let tickEvery = TimeAmount.milliseconds(50)
     /// After a graceful leave, keep answering and gossiping this long so the news spreads.
     static let leaveLinger = TimeAmount.milliseconds(800)
@@ -143,7 +147,12 @@ public final class GossipService: Service, @unchecked Sendable {
     }
 
     func send(_ plaintext: [UInt8], to address: String) {
-        guard let channel, let target = resolve(address) else { return }
+        guard let target = resolve(address) else { return }
+        send(plaintext, to: target)
+    }
+
+    func send(_ plaintext: [UInt8], to target: SocketAddress) {
+        guard let channel else { return }
         let sealed = keyring.seal(plaintext)
         stats.packetsSent += 1
         stats.bytesSent += sealed.count
@@ -161,10 +170,18 @@ public final class GossipService: Service, @unchecked Sendable {
         return a
     }
 
-    func receive(_ datagram: [UInt8]) {
+    func receive(_ datagram: [UInt8], from sender: SocketAddress) {
         stats.packetsReceived += 1
         stats.bytesReceived += datagram.count
-        guard let opened = keyring.open(datagram), let plain = Self.decompress(opened), let packet = try? WireFormat.decode(plain) else {
+        guard let opened = keyring.open(datagram), let plain = Self.decompress(opened) else {
+            stats.packetsDropped += 1
+            return
+        }
+        if plain.first == KeyringMessage.marker {
+            guard let m = try? KeyringMessage.decode(plain) else { stats.packetsDropped += 1; return }
+            return receiveKeyring(m, from: sender)
+        }
+        guard let packet = try? WireFormat.decode(plain) else {
             stats.packetsDropped += 1
             return
         }
@@ -200,7 +217,7 @@ public final class GossipService: Service, @unchecked Sendable {
         init(service: GossipService) { self.service = service }
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             let envelope = unwrapInboundIn(data)
-            service.receive(Array(envelope.data.readableBytesView))
+            service.receive(Array(envelope.data.readableBytesView), from: envelope.remoteAddress)
         }
     }
 

@@ -78,16 +78,21 @@ enum Table {
 
 struct KeyringCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "keyring", abstract: "Manage this node's gossip encryption keys.",
+        commandName: "keyring", abstract: "Manage the cluster's gossip encryption keys.",
         discussion: """
-            Rotate a cluster's key without downtime: `install` the new key on every node, then `use` it on every \
-            node, then `remove` the old one everywhere.
+            Each command runs on every live member through the local node, which prints each member's answer \
+            and exits 1 unless all answered yes. Rotate a key without downtime: `install` the new key, `use` it, \
+            `remove` the old one. `use` refuses (changing nothing) unless every live member holds the key, \
+            `remove` unless no member seals with it. --local acts on the local node alone: for a member that \
+            was down during a rotation.
             """,
         subcommands: [List.self, Install.self, Use.self, Remove.self])
 
     struct Options: ParsableArguments {
         @Option(name: .long, help: "Data directory of the local node.")
         var dataDir = ".stacks"
+        @Flag(name: .long, help: "Only the local node's keyring.")
+        var local = false
     }
 
     static func show(_ k: KeyringView) {
@@ -95,13 +100,37 @@ struct KeyringCommand: ParsableCommand {
         for key in k.keys { print("key:     \(key)") }
     }
 
+    /// One line per key (members holding it, members sealing with it), then who failed or was silent.
+    static func show(_ r: KeyringRollout) throws {
+        if r.op == "list" {
+            print(Table.render([["KEY", "MEMBERS", "PRIMARY ON"]] + r.keys.map { [$0.key, "\($0.nodes)/\(r.ok.count)", "\($0.primary)"] }), terminator: "")
+        }
+        print("\(r.op): \(r.ok.count) of \(r.nodes) members answered ok")
+        for (name, why) in r.failed.sorted(by: { $0.key < $1.key }) { print("\(name): \(why)") }
+        if !r.noReply.isEmpty { print("no answer from \(r.noReply.joined(separator: ", ")) (it may still apply the change later; retry, or run it there with --local)") }
+        if r.ok.count != r.nodes { throw ExitCode(1) }
+    }
+
     static func change(_ op: String, _ key: String, _ options: Options) throws {
-        show(try AdminClient(dataDir: options.dataDir).post("/v1/keyring/\(op)", json: ["key": key], as: KeyringView.self))
+        let client = try AdminClient(dataDir: options.dataDir)
+        if options.local {
+            show(try client.post("/v1/keyring/\(op)", json: ["key": key], as: KeyringView.self))
+        } else {
+            try show(try client.post("/v1/cluster/keyring/\(op)", json: ["key": key], as: KeyringRollout.self))
+        }
     }
 
     struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show the keys and how many members hold and use each.")
         @OptionGroup var options: Options
-        func run() throws { KeyringCommand.show(try AdminClient(dataDir: options.dataDir).get("/v1/keyring", as: KeyringView.self)) }
+        func run() throws {
+            let client = try AdminClient(dataDir: options.dataDir)
+            if options.local {
+                KeyringCommand.show(try client.get("/v1/keyring", as: KeyringView.self))
+            } else {
+                try KeyringCommand.show(try client.get("/v1/cluster/keyring", as: KeyringRollout.self))
+            }
+        }
     }
 
     struct Install: ParsableCommand {
@@ -119,7 +148,7 @@ struct KeyringCommand: ParsableCommand {
     }
 
     struct Remove: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Remove a key that is not the primary.")
+        static let configuration = CommandConfiguration(abstract: "Remove a key that no member seals with.")
         @OptionGroup var options: Options
         @Argument var key: String
         func run() throws { try KeyringCommand.change("remove", key, options) }

@@ -4,6 +4,7 @@ the wrong key is never admitted and harms no one; keys rotate with no node ever 
 import base64
 import json
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -52,11 +53,19 @@ def everyone_sees(nodes, expected: dict[str, str]):
     return check
 
 
-def keyring_cli(node, *args):
+def keyring_cli(node, *args, ok=True):
     out = subprocess.run([str(stacks_binary()), "keyring", *args, "--data-dir", str(node.data_dir)],
                          capture_output=True, text=True, timeout=20)
-    assert out.returncode == 0, out.stderr
-    return out.stdout
+    if ok:
+        assert out.returncode == 0, out.stdout + out.stderr
+    return out
+
+
+def key_counts(node) -> dict[str, tuple[str, str]]:
+    """`stacks keyring list` as {key: (members holding it "k/n", members sealing with it)}."""
+    rows = keyring_cli(node, "list").stdout.splitlines()
+    assert rows[0].split() == ["KEY", "MEMBERS", "PRIMARY", "ON"], rows
+    return {c[0]: (c[1], c[2]) for c in map(str.split, rows[1:]) if len(c) == 3 and "/" in c[1]}
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +129,7 @@ def test_wrong_key_is_never_admitted(cluster, node_factory):
 
 
 def test_key_rotation_without_suspicion(cluster):
+    """One command on one node rotates the key on all 16; steps that would cut a member off are refused."""
     new = subprocess.run([str(stacks_binary()), "keygen"], capture_output=True, text=True, check=True).stdout.strip()
     old = cluster[0].gossip_key
     suspicious: list[str] = []
@@ -136,21 +146,57 @@ def test_key_rotation_without_suspicion(cluster):
     t = threading.Thread(target=watch, daemon=True)
     t.start()
     try:
-        for n in cluster:
-            keyring_cli(n, "install", new)
-        for n in cluster:
-            keyring_cli(n, "use", new)
-        for n in cluster:
-            keyring_cli(n, "remove", old)
+        unknown = keyring_cli(cluster[1], "use", new, ok=False)
+        assert unknown.returncode != 0 and f"only 0 of {N} members hold that key" in unknown.stderr, unknown.stderr
+        assert key_counts(cluster[5]) == {old: (f"{N}/{N}", str(N))}
+
+        assert f"install: {N} of {N} members answered ok" in keyring_cli(cluster[0], "install", new).stdout
+        assert key_counts(cluster[5]) == {old: (f"{N}/{N}", str(N)), new: (f"{N}/{N}", "0")}
+
+        early = keyring_cli(cluster[0], "remove", old, ok=False)
+        assert early.returncode != 0 and f"{N} of {N} members still seal with that key" in early.stderr, early.stderr
+        assert key_counts(cluster[7]) == {old: (f"{N}/{N}", str(N)), new: (f"{N}/{N}", "0")}
+
+        assert f"use: {N} of {N} members answered ok" in keyring_cli(cluster[2], "use", new).stdout
+        assert f"remove: {N} of {N} members answered ok" in keyring_cli(cluster[3], "remove", old).stdout
         time.sleep(3)  # a few protocol periods on the new key alone, watched throughout
     finally:
         stop.set()
         t.join(timeout=30)
     assert not suspicious, suspicious[:5]
-    listing = keyring_cli(cluster[3], "list")
-    assert new in listing and old not in listing
+    assert key_counts(cluster[9]) == {new: (f"{N}/{N}", str(N))}
+    local = keyring_cli(cluster[4], "list", "--local").stdout
+    assert f"primary: {new}" in local and old not in local
     for n in cluster:
         n.gossip_key = new
+
+
+def test_silent_member_is_reported_and_use_is_refused(node_factory):
+    """A member that does not answer (stopped with SIGSTOP) is named, and `use` changes nothing
+    while it is silent; once it answers, a retried install reaches it and `use` goes through."""
+    a = node_factory("ka")
+    b = node_factory("kb", seeds=[a.gossip_address])
+    c = node_factory("kc", seeds=[a.gossip_address])
+    wait_for("3 nodes converged", everyone_sees([a, b, c], {"ka": "alive", "kb": "alive", "kc": "alive"}), CONVERGE_S)
+    new = subprocess.run([str(stacks_binary()), "keygen"], capture_output=True, text=True, check=True).stdout.strip()
+    c.proc.send_signal(signal.SIGSTOP)
+    try:
+        partial = keyring_cli(a, "install", new, ok=False)
+        assert partial.returncode == 1, partial.stdout + partial.stderr
+        assert "install: 2 of 3 members answered ok" in partial.stdout and "no answer from kc" in partial.stdout, partial.stdout
+        refused = keyring_cli(b, "use", new, ok=False)
+        assert refused.returncode != 0 and "no answer from kc" in refused.stderr and "nothing changed" in refused.stderr, refused.stderr
+    finally:
+        c.proc.send_signal(signal.SIGCONT)
+    for n in (a, b):
+        assert keyring_cli(n, "list", "--local").stdout.startswith(f"primary: {a.gossip_key}")
+    # kc may still apply the requests that waited in its socket, and may have been declared dead
+    # meanwhile (it refutes that once it runs again); a retry reaches all three either way.
+    wait_for("kc answers again", lambda: ("list: 3 of 3 members" in keyring_cli(a, "list", ok=False).stdout, "kc silent"), CONVERGE_S)
+    assert "install: 3 of 3 members answered ok" in keyring_cli(c, "install", new).stdout
+    assert key_counts(a)[new] == ("3/3", "0")
+    assert "use: 3 of 3 members answered ok" in keyring_cli(b, "use", new).stdout
+    assert key_counts(c)[new] == ("3/3", "3")
 
 
 def test_kill_is_seen_as_dead_and_leave_as_left(cluster):

@@ -33,6 +33,34 @@ import Testing
     }
 }
 
+@Suite struct KeyringMessageTests {
+    @Test func requestsAndRepliesRoundTrip() throws {
+        let key = try Keyring.parse(base64: Keyring.generateKey())
+        let messages = [
+            KeyringMessage(id: 7, sentAt: 1_800_000_000_000_000_000, from: "n1", body: .request(op: .use, key: key)),
+            KeyringMessage(id: .max, sentAt: -1, from: "", body: .request(op: .list, key: [])),
+            KeyringMessage(id: 9, sentAt: 5, from: "n2", body: .reply(error: nil, keys: [key, key.reversed()])),
+            KeyringMessage(id: 9, sentAt: 5, from: "n2", body: .reply(error: "that key is not in the keyring", keys: [])),
+        ]
+        for m in messages {
+            let bytes = m.encode()
+            #expect(bytes.first == KeyringMessage.marker)
+            #expect(try KeyringMessage.decode(bytes) == m)
+        }
+    }
+
+    /// Every truncation, an unknown kind or operation, and trailing bytes are refused, never crash.
+    @Test func damagedMessagesAreRefused() throws {
+        let bytes = KeyringMessage(id: 1, sentAt: 2, from: "n1", body: .request(op: .install, key: Array(repeating: 7, count: 32))).encode()
+        for n in 0..<bytes.count { #expect(throws: (any Error).self) { try KeyringMessage.decode(Array(bytes.prefix(n))) } }
+        #expect(throws: (any Error).self) { try KeyringMessage.decode(bytes + [0]) }
+        var kind = bytes; kind[1] = 3
+        #expect(throws: (any Error).self) { try KeyringMessage.decode(kind) }
+        var op = bytes; op[op.count - 37] = 9  // op byte: before the key's u32 length and 32 bytes
+        #expect(throws: (any Error).self) { try KeyringMessage.decode(op) }
+    }
+}
+
 @Suite struct GossipCompressionTests {
     @Test func bigPacketsShrinkAndRoundTripSmallOnesStayPlain() {
         let small: [UInt8] = [1, 2, 3]

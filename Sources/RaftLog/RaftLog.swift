@@ -24,12 +24,18 @@ public enum RaftLogError: Error, CustomStringConvertible, Equatable {
 ///
 ///     record  length:u32 crc32c:u32 kind:u8 payload     (crc covers kind and payload)
 ///     kinds   1 entry (term:u64 index:u64 entryKind:u8 data) · 2 truncate-after (index:u64) · 3 hard state (term:u64 commit:u64 vote)
+///             4 batch end ("STKSBEND" seq:u64): closes the records of one fsynced `save`
 ///
 /// Segments are `wal-<16 hex digits>.log`, numbered in order, preallocated to `segmentBytes`
 /// (zeros after the last record); a new one starts when a save would not fit.
-/// On open, records replay in order. A torn tail — the last record of the last segment cut short
-/// or failing its checksum with only zeros after it — is cut off (it was never acknowledged, since
-/// `save` returns only after fdatasync). Damage anywhere else stops the node with `.corrupt`.
+/// On open, records replay in order. Damage in the last segment is a torn tail when it lies in
+/// the last batch: the records after the last intact batch end, which were never acknowledged
+/// (`save` returns only after fdatasync) and whose pages may have reached the disk in any order,
+/// so intact records of that batch may follow the damage. It is cut off there. Damage followed by
+/// a later batch (a second batch end, one numbered two past the last before the damage, or any
+/// record after a batch end) is in data that was fsynced: that, and damage in any other segment,
+/// stops the node with `.corrupt`. (An entry's payload could imitate a batch end only if written
+/// by someone holding the admin token; the worst it does is turn a torn tail into `.corrupt`.)
 /// A snapshot lives beside the segments; saving one rewrites what follows it into a new segment
 /// and deletes the old ones, so the log on disk stays bounded.
 public final class RaftLog {
@@ -46,6 +52,9 @@ public final class RaftLog {
     private var segmentSize = 0
     /// fsyncs done, for tests and metrics (group commit: one per `save`).
     public private(set) var syncs = 0
+    /// The number of the last batch end written or replayed (nil: none seen since open).
+    private var lastBatch: UInt64?
+    static let batchMagic = Array("STKSBEND".utf8)
 
     static let zeroPage = [UInt8](repeating: 0, count: 1 << 16)
 
@@ -70,8 +79,9 @@ public final class RaftLog {
         return "wal-" + String(repeating: "0", count: max(0, 16 - hex.count)) + hex + ".log"
     }
 
-    /// Makes a Ready's durable part durable: truncation, entries, hard state; then one fsync.
-    public func save(_ r: Ready) throws {
+    /// Makes a Ready's durable part durable: truncation, entries, hard state, a batch end; then
+    /// one fsync. `sync` forces it even when only the commit index moved.
+    public func save(_ r: Ready, sync: Bool = false) throws {
         var records: [UInt8] = []
         if let t = r.truncateAfter {
             var w = BinaryWriter(); w.u64(t.value)
@@ -86,7 +96,7 @@ public final class RaftLog {
         // Entries, truncations, term and vote must be on disk before anything depending on them
         // is sent; a commit index that only moved forward need not (etcd's MustSync): after a
         // crash it is learned again from the leader. It is written and rides on the next fsync.
-        var mustSync = !records.isEmpty
+        var mustSync = sync || !records.isEmpty
         if let hs = r.hardState {
             var w = BinaryWriter(); w.u64(hs.term.value); w.u64(hs.commit.value); w.string(hs.vote ?? "")
             records += Self.record(kind: 3, w.bytes)
@@ -94,6 +104,12 @@ public final class RaftLog {
             hardState = hs
         }
         guard !records.isEmpty else { return }
+        if mustSync {
+            let seq = (lastBatch ?? 0) + 1
+            var w = BinaryWriter(); Self.batchMagic.forEach { w.u8($0) }; w.u64(seq)
+            records += Self.record(kind: 4, w.bytes)
+            lastBatch = seq
+        }
         if segmentSize > 0 && segmentSize + records.count > segmentBytes {
             close(fd)
             segment += 1
@@ -169,7 +185,7 @@ public final class RaftLog {
         var r = Ready()
         r.entries = kept
         r.hardState = hardState
-        try save(r)
+        try save(r, sync: true)  // term and vote must be durable here before the old segments go
         for name in old { try? Files.remove("\(directory)/\(name)") }
     }
 
@@ -219,6 +235,9 @@ public final class RaftLog {
         while at < bytes.count {
             func torn(_ why: String) throws -> Int {
                 guard isLast else { throw RaftLogError.corrupt(segment: name, offset: at, why: why) }
+                if Self.laterBatchFollows(bytes, from: at, lastBatch: lastBatch) {
+                    throw RaftLogError.corrupt(segment: name, offset: at, why: "\(why), with fsynced batches after it")
+                }
                 // Cut the torn tail so new records follow the last good one (and zeros follow them).
                 guard truncate(path, off_t(at)) == 0 else { throw RaftLogError.io("truncate \(path): errno \(errno)") }
                 return at
@@ -229,10 +248,7 @@ public final class RaftLog {
             let length = Int(try h.u32()), crc = try h.u32()
             guard length >= 1, bytes.count - at - 8 >= length else { return try torn("record of \(length) bytes runs past the end") }
             let body = Array(bytes[(at + 8)..<(at + 8 + length)])
-            guard Checksum.crc32c(body) == crc else {
-                if zeros(from: at + 8 + length) { return try torn("last record fails its checksum") }
-                throw RaftLogError.corrupt(segment: name, offset: at, why: "checksum mismatch with more records after it")
-            }
+            guard Checksum.crc32c(body) == crc else { return try torn("checksum mismatch") }
             do {
                 var r = BinaryReader(Array(body.dropFirst()))
                 switch body[0] {
@@ -244,6 +260,10 @@ public final class RaftLog {
                 case 3:
                     let t = try r.u64(), c = try r.u64(), v = try r.string()
                     hardState = HardState(term: Term(t), vote: v.isEmpty ? nil : v, commit: LogIndex(c))
+                case 4:
+                    guard body.count == 17, Array(body[1..<9]) == Self.batchMagic else { throw RaftLogError.corrupt(segment: name, offset: at, why: "malformed batch end") }
+                    _ = try (0..<8).map { _ in try r.u8() }
+                    lastBatch = try r.u64()
                 default: throw RaftLogError.corrupt(segment: name, offset: at, why: "unknown record kind \(body[0])")
                 }
                 try r.expectEnd()
@@ -255,6 +275,38 @@ public final class RaftLog {
             at += 8 + length
         }
         return at
+    }
+
+    /// Whether records written after an fsync completed lie beyond the damage at `at`: a second
+    /// batch end, one numbered two or more past `lastBatch`, or an intact record right after one.
+    static func laterBatchFollows(_ bytes: [UInt8], from at: Int, lastBatch: UInt64?) -> Bool {
+        let needle: [UInt8] = [4] + batchMagic
+        var ends: [(seq: UInt64, end: Int)] = []
+        bytes.withUnsafeBytes { raw in
+            var from = at
+            while from < raw.count, let hit = memchr(raw.baseAddress! + from, 4, raw.count - from) {
+                let q = UnsafeRawPointer(hit) - raw.baseAddress!
+                from = q + 1
+                guard q - 8 >= at, raw.count - q >= needle.count, memcmp(hit, needle, needle.count) == 0, q + 17 <= raw.count, let (length, crc) = header(bytes, q - 8), length == 17,
+                      Checksum.crc32c(Array(bytes[q..<(q + 17)])) == crc else { continue }
+                var r = BinaryReader(Array(bytes[(q + 9)..<(q + 17)]))
+                if let seq = try? r.u64() { ends.append((seq, q + 17)) }
+            }
+        }
+        if ends.count >= 2 { return true }
+        if let s = lastBatch, ends.contains(where: { $0.seq >= s + 2 }) { return true }
+        return ends.contains { e in
+            guard let (length, crc) = header(bytes, e.end), length >= 1, bytes.count - e.end - 8 >= length else { return false }
+            return Checksum.crc32c(Array(bytes[(e.end + 8)..<(e.end + 8 + length)])) == crc
+        }
+    }
+
+    /// A record header (length, crc) at `i`, if 8 bytes are there.
+    static func header(_ bytes: [UInt8], _ i: Int) -> (Int, UInt32)? {
+        guard i >= 0, bytes.count - i >= 8 else { return nil }
+        var h = BinaryReader(Array(bytes[i..<(i + 8)]))
+        guard let length = try? h.u32(), let crc = try? h.u32() else { return nil }
+        return (Int(length), crc)
     }
 
     /// Opens segment `n` for writing at `end` (0 for a new one). The segment is preallocated to

@@ -42,9 +42,21 @@ import Testing
         #expect(try Files.list(dir).filter { $0.hasSuffix(".log") }.count > 1)
     }
 
+    /// Where each record of a segment starts (walking the length fields up to the zeros).
+    static func recordStarts(_ bytes: [UInt8]) -> [Int] {
+        var starts: [Int] = [], at = 0
+        while at + 8 <= bytes.count, bytes[at..<(at + 8)].contains(where: { $0 != 0 }) {
+            starts.append(at)
+            at += 8 + Int(bytes[at]) + Int(bytes[at + 1]) << 8 + Int(bytes[at + 2]) << 16 + Int(bytes[at + 3]) << 24
+        }
+        return starts
+    }
+
     /// The last write torn by a crash: its end never reached the disk — the preallocated zeros
-    /// stay (`zeroed`), or on a file system without preallocation the file is short.
-    @Test(arguments: [1, 3, 9, 20], [true, false])
+    /// stay (`zeroed`), or on a file system without preallocation the file is short. A cut inside
+    /// the batch end (the last 25 bytes) leaves the batch's entry whole; it stays (not acknowledged,
+    /// but Raft may keep it, and the leader overwrites it if it lost).
+    @Test(arguments: [1, 9, 24, 26, 30, 45], [true, false])
     func tornTailIsCutAndLoggingContinues(chop: Int, zeroed: Bool) throws {
         do {
             let log = try RaftLog(directory: dir, segmentBytes: 1 << 16)
@@ -54,7 +66,7 @@ import Testing
         let path = dir + "/" + RaftLog.name(0)
         var bytes = try Files.read(path)
         #expect(bytes.count == 1 << 16)  // preallocated
-        let end = bytes.lastIndex(where: { $0 != 0 })! + 1
+        let end = Self.recordStarts(bytes).last! + 25  // the batch end closes the records
         if zeroed {
             for i in (end - chop)..<end { bytes[i] = 0 }
         } else {
@@ -63,10 +75,63 @@ import Testing
         try Files.writeAtomically(bytes, to: path)
         do {
             let log = try RaftLog(directory: dir, segmentBytes: 1 << 16)
-            #expect(log.entries == Self.entries(1...3, term: 1))
+            #expect(log.entries == Self.entries(1...(chop <= 25 ? 4 : 3), term: 1))
             var c = Ready(); c.entries = Self.entries(4...5, term: 2); try log.save(c)
         }
         #expect(try RaftLog(directory: dir, segmentBytes: 1 << 16).entries == Self.entries(1...3, term: 1) + Self.entries(4...5, term: 2))
+    }
+
+    /// A crash mid-batch can leave a later page of the batch on disk and an earlier one not: the
+    /// batch's intact records after the hole were never acknowledged either, and are cut with it.
+    @Test(arguments: [true, false])
+    func holeInTheLastBatchIsATornTail(zeroHeader: Bool) throws {
+        do {
+            let log = try RaftLog(directory: dir, segmentBytes: 1 << 16)
+            var a = Ready(); a.entries = Self.entries(1...3, term: 1); try log.save(a)
+            var b = Ready(); b.entries = Self.entries(4...6, term: 1); try log.save(b)
+        }
+        let path = dir + "/" + RaftLog.name(0)
+        var bytes = try Files.read(path)
+        let starts = Self.recordStarts(bytes)
+        #expect(starts.count == 8)  // 3 entries, batch end, 3 entries, batch end
+        let hole = zeroHeader ? starts[4]..<(starts[4] + 12) : (starts[4] + 10)..<(starts[4] + 20)
+        for i in hole { bytes[i] = 0 }
+        try Files.writeAtomically(bytes, to: path)
+        do {
+            let log = try RaftLog(directory: dir, segmentBytes: 1 << 16)
+            #expect(log.entries == Self.entries(1...3, term: 1))
+            var c = Ready(); c.entries = Self.entries(4...4, term: 2); try log.save(c)
+        }
+        #expect(try RaftLog(directory: dir, segmentBytes: 1 << 16).entries == Self.entries(1...3, term: 1) + Self.entries(4...4, term: 2))
+    }
+
+    /// Damage followed by a later batch is in fsynced data, even in the last segment and even
+    /// when it is a length field that makes the record run past the end or a zeroed record.
+    @Test(arguments: ["length past the end", "length zero", "zeroed record", "payload bit", "batch end bit"])
+    func damageBeforeALaterBatchStopsTheNode(damage: String) throws {
+        do {
+            let log = try RaftLog(directory: dir, segmentBytes: 1 << 16)
+            for i in 1...3 as ClosedRange<UInt64> { var r = Ready(); r.entries = Self.entries(i...i, term: 1); try log.save(r) }
+        }
+        let path = dir + "/" + RaftLog.name(0)
+        var bytes = try Files.read(path)
+        let starts = Self.recordStarts(bytes)
+        #expect(starts.count == 6)  // entry, batch end, three times
+        let second = starts[2]
+        switch damage {
+        case "length past the end": bytes[second + 3] = 0x7F
+        case "length zero": for i in 0..<4 { bytes[second + i] = 0 }
+        case "zeroed record": for i in second..<starts[3] { bytes[i] = 0 }
+        case "payload bit": bytes[second + 12] ^= 1
+        default: bytes[starts[3] + 12] ^= 1
+        }
+        try Files.writeAtomically(bytes, to: path)
+        #expect {
+            try RaftLog(directory: dir, segmentBytes: 1 << 16)
+        } throws: { e in
+            guard case .corrupt(let segment, let offset, _) = e as? RaftLogError else { return false }
+            return segment == RaftLog.name(0) && offset == (damage == "batch end bit" ? starts[3] : second)
+        }
     }
 
     @Test func corruptionInTheMiddleStopsTheNode() throws {
@@ -100,6 +165,22 @@ import Testing
         #expect(reopened.snapshot == snap)
         #expect(reopened.entries == RaftLogTests.entries(7...10, term: 1) + RaftLogTests.entries(11...12, term: 2))
         #expect(reopened.hardState.commit == LogIndex(8))
+    }
+
+    /// A snapshot covering every entry leaves only term and vote for the fresh segment: they are
+    /// fsynced there before the old segments (which held them durably) are deleted.
+    @Test func snapshotOfEverythingKeepsTermAndVoteDurable() throws {
+        do {
+            let log = try RaftLog(directory: dir)
+            var r = Ready(); r.entries = RaftLogTests.entries(1...3, term: 2); r.hardState = HardState(term: Term(2), vote: "r1", commit: LogIndex(3))
+            try log.save(r)
+            let before = log.syncs
+            try log.saveSnapshot(Snapshot(index: LogIndex(3), term: Term(2), voters: ["r1"], learners: [], data: [7]))
+            #expect(log.syncs == before + 1)
+        }
+        let reopened = try RaftLog(directory: dir)
+        #expect(reopened.entries.isEmpty)
+        #expect(reopened.hardState == HardState(term: Term(2), vote: "r1", commit: LogIndex(3)))
     }
 
     @Test func damagedSnapshotRefusesToStart() throws {

@@ -42,6 +42,16 @@ import Testing
         #expect(try Files.list(dir).filter { $0.hasSuffix(".log") }.count > 1)
     }
 
+    /// Saves one batch per range (term 1) in a 64 KiB segment; its path and bytes.
+    func saveBatches(_ batches: [ClosedRange<UInt64>]) throws -> (String, [UInt8]) {
+        do {
+            let log = try RaftLog(directory: dir, segmentBytes: 1 << 16)
+            for b in batches { var r = Ready(); r.entries = Self.entries(b, term: 1); try log.save(r) }
+        }
+        let path = dir + "/" + RaftLog.name(0)
+        return (path, try Files.read(path))
+    }
+
     /// Where each record of a segment starts (walking the length fields up to the zeros).
     static func recordStarts(_ bytes: [UInt8]) -> [Int] {
         var starts: [Int] = [], at = 0
@@ -58,13 +68,8 @@ import Testing
     /// but Raft may keep it, and the leader overwrites it if it lost).
     @Test(arguments: [1, 9, 24, 26, 30, 45], [true, false])
     func tornTailIsCutAndLoggingContinues(chop: Int, zeroed: Bool) throws {
-        do {
-            let log = try RaftLog(directory: dir, segmentBytes: 1 << 16)
-            var a = Ready(); a.entries = Self.entries(1...3, term: 1); try log.save(a)
-            var b = Ready(); b.entries = Self.entries(4...4, term: 1); try log.save(b)
-        }
-        let path = dir + "/" + RaftLog.name(0)
-        var bytes = try Files.read(path)
+        let (path, written) = try saveBatches([1...3, 4...4])
+        var bytes = written
         #expect(bytes.count == 1 << 16)  // preallocated
         let end = Self.recordStarts(bytes).last! + 25  // the batch end closes the records
         if zeroed {
@@ -85,13 +90,8 @@ import Testing
     /// batch's intact records after the hole were never acknowledged either, and are cut with it.
     @Test(arguments: [true, false])
     func holeInTheLastBatchIsATornTail(zeroHeader: Bool) throws {
-        do {
-            let log = try RaftLog(directory: dir, segmentBytes: 1 << 16)
-            var a = Ready(); a.entries = Self.entries(1...3, term: 1); try log.save(a)
-            var b = Ready(); b.entries = Self.entries(4...6, term: 1); try log.save(b)
-        }
-        let path = dir + "/" + RaftLog.name(0)
-        var bytes = try Files.read(path)
+        let (path, written) = try saveBatches([1...3, 4...6])
+        var bytes = written
         let starts = Self.recordStarts(bytes)
         #expect(starts.count == 8)  // 3 entries, batch end, 3 entries, batch end
         let hole = zeroHeader ? starts[4]..<(starts[4] + 12) : (starts[4] + 10)..<(starts[4] + 20)
@@ -109,12 +109,8 @@ import Testing
     /// when it is a length field that makes the record run past the end or a zeroed record.
     @Test(arguments: ["length past the end", "length zero", "zeroed record", "payload bit", "batch end bit"])
     func damageBeforeALaterBatchStopsTheNode(damage: String) throws {
-        do {
-            let log = try RaftLog(directory: dir, segmentBytes: 1 << 16)
-            for i in 1...3 as ClosedRange<UInt64> { var r = Ready(); r.entries = Self.entries(i...i, term: 1); try log.save(r) }
-        }
-        let path = dir + "/" + RaftLog.name(0)
-        var bytes = try Files.read(path)
+        let (path, written) = try saveBatches([1...1, 2...2, 3...3])
+        var bytes = written
         let starts = Self.recordStarts(bytes)
         #expect(starts.count == 6)  // entry, batch end, three times
         let second = starts[2]

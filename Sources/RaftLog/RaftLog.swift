@@ -262,8 +262,9 @@ public final class RaftLog {
                     hardState = HardState(term: Term(t), vote: v.isEmpty ? nil : v, commit: LogIndex(c))
                 case 4:
                     guard body.count == 17, Array(body[1..<9]) == Self.batchMagic else { throw RaftLogError.corrupt(segment: name, offset: at, why: "malformed batch end") }
-                    _ = try (0..<8).map { _ in try r.u8() }
-                    lastBatch = try r.u64()
+                    var seq = BinaryReader(Array(body[9...]))
+                    lastBatch = try seq.u64()
+                    r = seq  // the body is read to its end (checked below)
                 default: throw RaftLogError.corrupt(segment: name, offset: at, why: "unknown record kind \(body[0])")
                 }
                 try r.expectEnd()
@@ -287,7 +288,8 @@ public final class RaftLog {
             while from < raw.count, let hit = memchr(raw.baseAddress! + from, 4, raw.count - from) {
                 let q = UnsafeRawPointer(hit) - raw.baseAddress!
                 from = q + 1
-                guard q - 8 >= at, raw.count - q >= needle.count, memcmp(hit, needle, needle.count) == 0, q + 17 <= raw.count, let (length, crc) = header(bytes, q - 8), length == 17,
+                guard q - 8 >= at, q + 17 <= raw.count, memcmp(hit, needle, needle.count) == 0,
+                      let (length, crc) = header(bytes, q - 8), length == 17,
                       Checksum.crc32c(Array(bytes[q..<(q + 17)])) == crc else { continue }
                 var r = BinaryReader(Array(bytes[(q + 9)..<(q + 17)]))
                 if let seq = try? r.u64() { ends.append((seq, q + 17)) }

@@ -107,7 +107,10 @@ struct KeyringCommand: ParsableCommand {
         }
         print("\(r.op): \(r.ok.count) of \(r.nodes) members answered ok")
         for (name, why) in r.failed.sorted(by: { $0.key < $1.key }) { print("\(name): \(why)") }
-        if !r.noReply.isEmpty { print("no answer from \(r.noReply.joined(separator: ", ")) (it may still apply the change later; retry, or run it there with --local)") }
+        if !r.noReply.isEmpty {
+            let hint = r.op == "list" ? "" : " (it may still apply the change later; retry, or run it there with --local)"
+            print("no answer from \(r.noReply.joined(separator: ", "))\(hint)")
+        }
         if r.ok.count != r.nodes { throw ExitCode(1) }
     }
 

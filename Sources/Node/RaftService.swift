@@ -102,6 +102,10 @@ public final class RaftService: Service, @unchecked Sendable {
     var ticks: UInt64 = 0
     /// A snapshot is being written off the loop.
     var compacting = false
+    /// This node's own extra distance between snapshots (up to a quarter of `compactEvery`), so
+    /// that the members of a group, which apply the same entries, do not all encode and write
+    /// their state at the same moment.
+    lazy var compactOffset = UInt64.random(in: 0...(settings.compactEvery / 4))
     /// This node's cluster id once known (mirrors the state; gossiped as the `cluster` tag).
     var clusterID = ""
     public private(set) var foreignFrames = 0
@@ -363,7 +367,7 @@ public final class RaftService: Service, @unchecked Sendable {
     /// taken here does not change while it is written.
     func maybeCompact() {
         let base = core.snapshot?.index.value ?? 0
-        guard !compacting, core.applied.value - base >= settings.compactEvery else { return }
+        guard !compacting, core.applied.value - base >= settings.compactEvery + compactOffset else { return }
         compacting = true
         let index = core.applied, state = read { $0 }, directory = wal.directory
         let probe = core.snapshot(through: index, data: [])

@@ -73,13 +73,18 @@ public final class GossipService: Service, @unchecked Sendable {
         self.logger = logger
         core = SWIM(name: name, address: listen.description, tags: tags, settings: settings, seed: seed, now: Self.now())
         // Protocol periods are numbered on the wall clock, which nodes share (NTP), for the probe ring.
-        var wall = timespec()
-        clock_gettime(CLOCK_REALTIME, &wall)
-        core.periodClockOffset = Int64(wall.tv_sec) * 1_000_000_000 + Int64(wall.tv_nsec) - Self.now().nanoseconds
+        core.periodClockOffset = Self.wallClock() - Self.now().nanoseconds
         (eventStream, eventSink) = AsyncStream.makeStream(of: MembershipEvent.self, bufferingPolicy: .bufferingNewest(4096))
     }
 
     static func now() -> Instant { Instant(nanoseconds: Int64(NIODeadline.now().uptimeNanoseconds)) }
+
+    /// Nanoseconds since the epoch (CLOCK_REALTIME): comparable between nodes, unlike `now()`.
+    static func wallClock() -> Int64 {
+        var t = timespec()
+        clock_gettime(CLOCK_REALTIME, &t)
+        return Int64(t.tv_sec) * 1_000_000_000 + Int64(t.tv_nsec)
+    }
 
     public func run() async throws {
         let channel = try await DatagramBootstrap(group: loop)
@@ -251,12 +256,18 @@ public final class GossipService: Service, @unchecked Sendable {
 
     /// Applies a keyring change and persists it before returning.
     public func changeKeyring(_ change: @escaping @Sendable (inout Keyring) throws -> Void) async throws -> Keyring {
-        try await loop.submit {
-            var k = self.keyring
-            try change(&k)
-            try k.save(path: self.keyringPath)
-            self.keyring = k
-            return k
-        }.get()
+        try await loop.submit { try self.applyKeyring(change) }.get()
+    }
+
+    /// On the loop: changes the keyring, persisting it first when it changed.
+    @discardableResult
+    func applyKeyring(_ change: (inout Keyring) throws -> Void) throws -> Keyring {
+        var k = keyring
+        try change(&k)
+        if k != keyring {
+            try k.save(path: keyringPath)
+            keyring = k
+        }
+        return k
     }
 }

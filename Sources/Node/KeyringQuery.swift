@@ -1,15 +1,12 @@
 import ChunkStore
 import Gossip
-#if canImport(Glibc)
-import Glibc
-#endif
 import NIOCore
 import Security
 
 /// A keyring operation, on one node or on every live member.
-public enum KeyringOp: UInt8, Sendable, CaseIterable {
+public enum KeyringOp: UInt8, Sendable {
     case list = 0, install = 1, use = 2, remove = 3
-    public var name: String { ["list", "install", "use", "remove"][Int(rawValue)] }
+    public var name: String { "\(self)" }
 }
 
 /// Keyring changes for the whole cluster in one command (Serf's `serf keys`): the node asked
@@ -78,12 +75,6 @@ struct KeyringMessage: Equatable {
         return KeyringMessage(id: id, sentAt: sentAt, from: from, body: body)
     }
 
-    static func wallClock() -> Int64 {
-        var t = timespec()
-        clock_gettime(CLOCK_REALTIME, &t)
-        return Int64(t.tv_sec) * 1_000_000_000 + Int64(t.tv_nsec)
-    }
-
     static let maxClockSkew: Int64 = 60_000_000_000
 }
 
@@ -135,13 +126,14 @@ extension GossipService {
         let id: UInt64
         var pending: [String: String]  // name → gossip address
         var answers: [String: (error: String?, keys: [[UInt8]])] = [:]
-        let asked: [String]
+        /// Members asked, this node included.
+        let nodes: Int
         let promise: EventLoopPromise<KeyringRollout>
         var resend: RepeatedTask?
         var deadline: Scheduled<Void>?
 
         init(op: KeyringOp, key: [UInt8], id: UInt64, targets: [String: String], promise: EventLoopPromise<KeyringRollout>) {
-            self.op = op; self.key = key; self.id = id; pending = targets; asked = Array(targets.keys); self.promise = promise
+            self.op = op; self.key = key; self.id = id; pending = targets; nodes = targets.count + 1; self.promise = promise
         }
     }
 
@@ -187,7 +179,7 @@ extension GossipService {
     }
 
     func sendRequests(_ r: Rollout) {
-        let m = KeyringMessage(id: r.id, sentAt: KeyringMessage.wallClock(), from: core.name, body: .request(op: r.op, key: r.key))
+        let m = KeyringMessage(id: r.id, sentAt: Self.wallClock(), from: core.name, body: .request(op: r.op, key: r.key))
         let bytes = m.encode()
         for address in r.pending.values { send(bytes, to: address) }
     }
@@ -206,7 +198,7 @@ extension GossipService {
             }
         }
         r.promise.succeed(KeyringRollout(
-            op: r.op.name, nodes: r.asked.count + 1,
+            op: r.op.name, nodes: r.nodes,
             ok: r.answers.filter { $0.value.error == nil }.map(\.key).sorted(),
             failed: r.answers.compactMapValues(\.error),
             noReply: r.pending.keys.sorted(),
@@ -223,26 +215,21 @@ extension GossipService {
                 send(seen.reply, to: sender)
                 return
             }
-            guard abs(KeyringMessage.wallClock() - m.sentAt) <= KeyringMessage.maxClockSkew else {
+            guard abs(Self.wallClock() - m.sentAt) <= KeyringMessage.maxClockSkew else {
                 stats.packetsDropped += 1
                 logger.warning("keyring request from \(m.from) dropped: its clock is over a minute from ours (or it is a replay)")
                 return
             }
             var failure: String?
             do {
-                var ring = keyring
-                try ring.apply(op, key)
-                if ring != keyring {
-                    try ring.save(path: keyringPath)
-                    keyring = ring
-                    logger.notice("keyring \(op.name) from \(m.from)")
-                }
+                let before = keyring
+                if try applyKeyring({ try $0.apply(op, key) }) != before { logger.notice("keyring \(op.name) from \(m.from)") }
             } catch {
                 failure = "\(error)"
             }
             // Sealed with the keyring as it is now: after `use`, with the new primary, which the
             // asking node holds (it checked that everyone does, itself included).
-            let r = KeyringMessage(id: m.id, sentAt: KeyringMessage.wallClock(), from: core.name,
+            let r = KeyringMessage(id: m.id, sentAt: Self.wallClock(), from: core.name,
                                    body: .reply(error: failure, keys: failure == nil ? keyring.keys : []))
             let bytes = r.encode()
             keyringSeen[m.id] = (now + Span.seconds(120), bytes)

@@ -243,9 +243,7 @@ public final class RaftLog {
                 return at
             }
             if bytes[at] == 0 && zeros(from: at) { return at }  // end of the records; preallocated space follows
-            guard bytes.count - at >= 8 else { return try torn("record header cut short") }
-            var h = BinaryReader(Array(bytes[at..<(at + 8)]))
-            let length = Int(try h.u32()), crc = try h.u32()
+            guard let (length, crc) = Self.header(bytes, at) else { return try torn("record header cut short") }
             guard length >= 1, bytes.count - at - 8 >= length else { return try torn("record of \(length) bytes runs past the end") }
             let body = Array(bytes[(at + 8)..<(at + 8 + length)])
             guard Checksum.crc32c(body) == crc else { return try torn("checksum mismatch") }
@@ -262,9 +260,8 @@ public final class RaftLog {
                     hardState = HardState(term: Term(t), vote: v.isEmpty ? nil : v, commit: LogIndex(c))
                 case 4:
                     guard body.count == 17, Array(body[1..<9]) == Self.batchMagic else { throw RaftLogError.corrupt(segment: name, offset: at, why: "malformed batch end") }
-                    var seq = BinaryReader(Array(body[9...]))
-                    lastBatch = try seq.u64()
-                    r = seq  // the body is read to its end (checked below)
+                    for _ in Self.batchMagic { _ = try r.u8() }
+                    lastBatch = try r.u64()
                 default: throw RaftLogError.corrupt(segment: name, offset: at, why: "unknown record kind \(body[0])")
                 }
                 try r.expectEnd()
@@ -288,19 +285,22 @@ public final class RaftLog {
             while from < raw.count, let hit = memchr(raw.baseAddress! + from, 4, raw.count - from) {
                 let q = UnsafeRawPointer(hit) - raw.baseAddress!
                 from = q + 1
-                guard q - 8 >= at, q + 17 <= raw.count, memcmp(hit, needle, needle.count) == 0,
-                      let (length, crc) = header(bytes, q - 8), length == 17,
-                      Checksum.crc32c(Array(bytes[q..<(q + 17)])) == crc else { continue }
+                guard q - 8 >= at, raw.count - q >= needle.count, memcmp(hit, needle, needle.count) == 0,
+                      intactRecord(bytes, q - 8) == 17 else { continue }
                 var r = BinaryReader(Array(bytes[(q + 9)..<(q + 17)]))
                 if let seq = try? r.u64() { ends.append((seq, q + 17)) }
             }
         }
         if ends.count >= 2 { return true }
         if let s = lastBatch, ends.contains(where: { $0.seq >= s + 2 }) { return true }
-        return ends.contains { e in
-            guard let (length, crc) = header(bytes, e.end), length >= 1, bytes.count - e.end - 8 >= length else { return false }
-            return Checksum.crc32c(Array(bytes[(e.end + 8)..<(e.end + 8 + length)])) == crc
-        }
+        return ends.contains { intactRecord(bytes, $0.end) != nil }
+    }
+
+    /// The body length of the record at `i` if its header is there and its checksum holds.
+    static func intactRecord(_ bytes: [UInt8], _ i: Int) -> Int? {
+        guard let (length, crc) = header(bytes, i), length >= 1, bytes.count - i - 8 >= length,
+              Checksum.crc32c(Array(bytes[(i + 8)..<(i + 8 + length)])) == crc else { return nil }
+        return length
     }
 
     /// A record header (length, crc) at `i`, if 8 bytes are there.

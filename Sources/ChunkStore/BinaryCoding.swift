@@ -33,6 +33,13 @@ public struct BinaryReader {
         try take(8).reversed().reduce(0) { $0 << 8 | UInt64($1) }
     }
     public mutating func i64() throws(ChunkStoreError) -> Int64 { Int64(bitPattern: try u64()) }
+    /// A u64 used as a size, count or offset: refused unless it is at most `max`, so that bit
+    /// rot or a hostile peer fails the check instead of trapping a conversion or a sum.
+    public mutating func int(max: Int) throws(ChunkStoreError) -> Int {
+        let v = try u64()
+        guard v <= UInt64(max) else { throw .corrupt("value \(v) exceeds \(max)") }
+        return Int(v)
+    }
     public mutating func blob(max: Int = 1 << 24) throws(ChunkStoreError) -> [UInt8] {
         let n = Int(try u32())
         guard n <= max else { throw .corrupt("field of \(n) bytes exceeds \(max)") }

@@ -132,7 +132,7 @@ public final class ShardReader: Sendable {
             let footer = try Files.readExactly(fd: fd, count: ShardFormat.footerBytes, at: fileSize - ShardFormat.footerBytes, path: path)
             guard Array(footer[24...]) == ShardFormat.endMagic else { throw ChunkStoreError.corrupt("\(path): missing footer (torn write?)") }
             var fr = BinaryReader(Array(footer[0..<24]))
-            let indexOffset = Int(try fr.u64()), count = Int(try fr.u32()), rawSize = Int(try fr.u64()), crc = try fr.u32()
+            let indexOffset = try fr.int(max: fileSize), count = Int(try fr.u32()), rawSize = try fr.int(max: 1 << 50), crc = try fr.u32()
             guard indexOffset + count * 8 + ShardFormat.footerBytes == fileSize, blockSize > 0 else {
                 throw ChunkStoreError.corrupt("\(path): footer does not match file size")
             }
@@ -142,7 +142,11 @@ public final class ShardReader: Sendable {
             }
             var ir = BinaryReader(index)
             var offsets: [UInt64] = []
-            for _ in 0..<count { offsets.append(try ir.u64()) }
+            for _ in 0..<count {
+                let o = try ir.u64()
+                guard o < UInt64(indexOffset), Int(o) + ShardFormat.blockHeaderBytes <= indexOffset else { throw ChunkStoreError.corrupt("\(path): block offset past the index") }
+                offsets.append(o)
+            }
             guard count == (rawSize + blockSize - 1) / blockSize else { throw ChunkStoreError.corrupt("\(path): block count mismatch") }
             self.offsets = offsets
             self.rawSize = rawSize
@@ -165,7 +169,8 @@ public final class ShardReader: Sendable {
         var r = BinaryReader(head)
         let raw = Int(try r.u32()), storedLength = Int(try r.u32()), flags = try r.u8(), crc = try r.u32()
         let expectedRaw = min(blockSize, rawSize - i * blockSize)
-        guard raw == expectedRaw, storedLength <= blockSize + 64, flags <= 1 else {
+        // A raw block is stored as is: its stored length is its raw length.
+        guard raw == expectedRaw, storedLength <= blockSize + 64, flags <= 1, flags == 1 || storedLength == raw else {
             throw .corrupt("\(path): block \(i) header damaged")
         }
         let stored = try Files.readExactly(fd: fd, count: storedLength, at: at + ShardFormat.blockHeaderBytes, path: path)

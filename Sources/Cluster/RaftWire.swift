@@ -98,7 +98,8 @@ public enum RaftWire {
             switch try r.u8() { case 0: return false; case 1: return true; default: throw .corrupt("bad boolean") }
         }
         func int() throws(ChunkStoreError) -> Int {
-            guard let v = Int(exactly: try r.u64()), v <= maxFrameBytes else { throw .corrupt("offset out of range") }; return v
+            // Offsets run through a whole snapshot, which may be far larger than one frame.
+            guard let v = Int(exactly: try r.u64()), v <= Snapshot.maxBytes else { throw .corrupt("offset out of range") }; return v
         }
         func count(_ limit: Int) throws(ChunkStoreError) -> Int {
             let n = Int(try r.u32()); guard n <= limit else { throw .corrupt("count \(n) over \(limit)") }; return n

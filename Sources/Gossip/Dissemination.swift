@@ -21,15 +21,21 @@ extension SWIM {
         return settings.retransmitMultiplier * max(1, digits)
     }
 
-    /// Takes the least-sent rumors for one packet and counts the transmission.
-    mutating func piggyback() -> [Rumor] {
+    /// Takes the least-sent rumors that fit in `budget` bytes for one packet and counts the
+    /// transmission (a rumor that does not fit waits for a packet with room).
+    mutating func piggyback(budget: Int) -> [Rumor] {
         guard !rumorOrder.isEmpty else { return [] }
         let limit = retransmitLimit
-        let chosen = rumorOrder.enumerated().sorted { (rumors[$0.element]!.transmits, $0.offset) < (rumors[$1.element]!.transmits, $1.offset) }
-            .prefix(settings.maxRumorsPerPacket).map(\.element)
+        let ranked = rumorOrder.enumerated().sorted { (rumors[$0.element]!.transmits, $0.offset) < (rumors[$1.element]!.transmits, $1.offset) }
+        let most = settings.maxRumorsPerPacket
         var out: [Rumor] = []
-        for subject in chosen {
-            out.append(rumors[subject]!.rumor)
+        var left = budget
+        for (_, subject) in ranked {
+            if out.count == most || left <= 0 { break }
+            let r = rumors[subject]!.rumor, n = Self.estimatedBytes(r)
+            guard n <= left else { continue }
+            left -= n
+            out.append(r)
             rumors[subject]!.transmits += 1
             if rumors[subject]!.transmits >= limit { rumors[subject] = nil }
         }
@@ -44,7 +50,31 @@ extension SWIM {
         case .ping, .pingRequest, .pushPull(_, false, _, false): answered = true
         case .ack, .nack, .pushPull, .gossip: answered = false
         }
-        return Packet(from: name, fromAddress: answered ? address : "", message: m, rumors: piggyback())
+        let base = name.utf8.count + address.utf8.count + Self.estimatedBytes(m)
+        return Packet(from: name, fromAddress: answered ? address : "", message: m, rumors: piggyback(budget: settings.maxPacketBytes - base))
+    }
+
+    /// An upper bound on a state's encoded size (each string has a one-byte length, each
+    /// varint at most ten bytes).
+    static func estimatedBytes(name: String, address: String, tags: [String: String]) -> Int {
+        24 + name.utf8.count + address.utf8.count + tags.reduce(0) { $0 + $1.key.utf8.count + $1.value.utf8.count + 2 }
+    }
+
+    static func estimatedBytes(_ r: Rumor) -> Int {
+        switch r {
+        case .alive(let n, let a, _, let t): estimatedBytes(name: n, address: a, tags: t)
+        case .suspect(let n, _, let f), .dead(let n, _, let f): estimatedBytes(name: n, address: f, tags: [:])
+        case .left(let n, _): estimatedBytes(name: n, address: "", tags: [:])
+        }
+    }
+
+    static func estimatedBytes(_ m: Message) -> Int {
+        switch m {
+        case .ping(_, let t): 24 + t.utf8.count
+        case .pingRequest(_, let t, let a): 24 + t.utf8.count + a.utf8.count
+        case .ack, .nack, .gossip: 24
+        case .pushPull(let states, _, _, _): states.reduce(24) { $0 + estimatedBytes(name: $1.name, address: $1.address, tags: $1.tags) }
+        }
     }
 
     mutating func gossip(_ out: inout [Effect]) {
@@ -86,7 +116,7 @@ extension SWIM {
         var parts: [[MemberState]] = [[]]
         var size = 0
         for s in states() {
-            let n = s.name.utf8.count + s.address.utf8.count + s.tags.reduce(12) { $0 + $1.key.utf8.count + $1.value.utf8.count + 2 }
+            let n = Self.estimatedBytes(name: s.name, address: s.address, tags: s.tags)
             if size + n > settings.pushPullBytes && !parts[parts.count - 1].isEmpty {
                 parts.append([])
                 size = 0
@@ -119,7 +149,7 @@ extension SWIM {
     }
 
     mutating func refute(_ heard: Incarnation, _ out: inout [Effect]) {
-        incarnation = Incarnation(max(heard.value, incarnation.value) + 1)
+        incarnation = max(heard, incarnation).next
         if settings.lifeguard { awareness = min(settings.awarenessMax, awareness + 1) }
         enqueue(.alive(name: name, address: address, incarnation: incarnation, tags: tags))
     }
@@ -198,7 +228,14 @@ extension SWIM {
             enqueue(r)
             out.append(.event(.failed(e.member)))
         case .left(let n, let inc):
-            guard n != name, var e = entries[n], inc >= e.member.incarnation, e.member.status != .left else { return }
+            if n == name {
+                // An earlier life of this node left gracefully and this one is back: refute, or
+                // peers keep it "left" (its fresh alive rumor has no higher incarnation). memberlist
+                // does the same.
+                if !isLeaving { answerAccusation(inc, accuser: "", &out) }
+                return
+            }
+            guard var e = entries[n], inc >= e.member.incarnation, e.member.status != .left else { return }
             setStatus(&e, .left, now: now)
             e.member.incarnation = inc; e.suspicion = nil
             entries[n] = e

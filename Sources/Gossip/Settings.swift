@@ -30,6 +30,10 @@ public struct SWIMSettings: Sendable, Equatable {
     public var pushPullBytes = 8 << 10
     /// Bound on rumors piggybacked per packet.
     public var maxRumorsPerPacket = 16
+    /// Bound on a packet's encoded size: rumors are piggybacked only while they fit. Room is left
+    /// under UDP's 65,507 bytes for the seal; one member's largest state (64 tags of 255-byte
+    /// keys and values, about 33 KB) always fits.
+    public var maxPacketBytes = 60_000
     /// Dead and left members stay listed this long, then are forgotten.
     public var deadRetention = Span.seconds(3600)
 

@@ -29,7 +29,12 @@ public struct Incarnation: Comparable, Hashable, Sendable, CustomStringConvertib
     public var value: UInt64
     public init(_ value: UInt64) { self.value = value }
     public static func < (a: Incarnation, b: Incarnation) -> Bool { a.value < b.value }
-    public var next: Incarnation { Incarnation(value &+ 1) }
+    /// The highest incarnation a decoder accepts. Only the member raises its own, by one per
+    /// refutation or tag change, so honest members never come near it; bounding what peers may
+    /// say keeps `refute` (one past what was heard) from overflowing.
+    public static let limit = Incarnation(1 << 62)
+    /// One more, saturating far above `limit` (never reached: see `limit`).
+    public var next: Incarnation { Incarnation(value < UInt64.max ? value + 1 : value) }
     public var description: String { "\(value)" }
 }
 

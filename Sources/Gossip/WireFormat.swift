@@ -12,6 +12,9 @@
 /// nack seq · pushPull flags:u8 (bit 0 reply, bit 1 join, bit 2 part) count:varint state* · gossip.
 /// Decoding rejects unknown versions, types and kinds, short input, and trailing bytes.
 public enum WireFormat {
+    /// Tags per member a decoder accepts (user tags and the node's reserved ones together).
+    public static let maxTags = 64
+
     public static let version: UInt8 = 1
 
     public enum DecodeError: Error, Equatable, CustomStringConvertible {
@@ -80,7 +83,7 @@ public enum WireFormat {
             for _ in 0..<count {
                 let name = try r.str(), address = try r.str()
                 guard let status = MemberStatus(rawValue: try r.u8()) else { throw .malformed("unknown status") }
-                states.append(MemberState(name: name, address: address, status: status, incarnation: Incarnation(try r.varint()), tags: try r.tags()))
+                states.append(MemberState(name: name, address: address, status: status, incarnation: try r.incarnation(), tags: try r.tags()))
             }
             message = .pushPull(states: states, isReply: flags & 1 != 0, isJoin: flags & 2 != 0, isPart: flags & 4 != 0)
         case 6: message = .gossip
@@ -90,7 +93,7 @@ public enum WireFormat {
         var rumors: [Rumor] = []
         for _ in 0..<count {
             let kind = try r.u8()
-            let name = try r.str(), inc = Incarnation(try r.varint())
+            let name = try r.str(), inc = try r.incarnation()
             switch kind {
             case 1: rumors.append(.alive(name: name, address: try r.str(), incarnation: inc, tags: try r.tags()))
             case 2: rumors.append(.suspect(name: name, incarnation: inc, from: try r.str()))
@@ -157,8 +160,15 @@ public enum WireFormat {
         }
         mutating func tags() throws(DecodeError) -> [String: String] {
             var t: [String: String] = [:]
-            for _ in 0..<(try count(max: 64)) { t[try str()] = try str() }
+            for _ in 0..<(try count(max: WireFormat.maxTags)) { t[try str()] = try str() }
             return t
+        }
+        /// Incarnations past `Incarnation.limit` are refused: a member refutes with one more than
+        /// what it heard, so an accusation at `UInt64.max` would otherwise trap it.
+        mutating func incarnation() throws(DecodeError) -> Incarnation {
+            let v = try varint()
+            guard v <= Incarnation.limit.value else { throw .malformed("incarnation \(v) out of range") }
+            return Incarnation(v)
         }
     }
 }

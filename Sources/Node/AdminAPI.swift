@@ -75,9 +75,9 @@ enum AdminAPI {
         }
         router.post("/v1/tags") { request, _ in
             let body = try await request.body.collect(upTo: 65536)
-            guard let req = try? JSONDecoder().decode(TagsRequest.self, from: Data(buffer: body)), req.tags.count <= 64,
+            guard let req = try? JSONDecoder().decode(TagsRequest.self, from: Data(buffer: body)), req.tags.count <= GossipService.maxUserTags,
                   req.tags.allSatisfy({ $0.key.utf8.count <= 255 && $0.value.utf8.count <= 255 && !$0.key.isEmpty }) else {
-                return problem(.badRequest, "body must be {\"tags\": {\"key\": \"value\"}} with at most 64 tags of 255 bytes")
+                return problem(.badRequest, "body must be {\"tags\": {\"key\": \"value\"}} with at most \(GossipService.maxUserTags) tags of 255 bytes")
             }
             try await gossip.setTags(req.tags)
             return try json(req.tags)

@@ -149,6 +149,9 @@ public struct NodeConfig: Sendable, Equatable {
             }
             tags[name] = v
         }
+        if tags.count > GossipService.maxUserTags {
+            throw ConfigError(file: file, key: "tags", line: nil, problem: "has \(tags.count) tags; peers accept at most \(GossipService.maxUserTags)")
+        }
         raftListen = try address("raft.listen", "127.0.0.1:7100")
         func integer(_ key: String, _ fallback: Int, _ allowed: String, _ ok: (Int) -> Bool) throws(ConfigError) -> Int {
             guard let e = doc.values[key] else { return fallback }

@@ -45,6 +45,10 @@ public final class GossipService: Service, @unchecked Sendable {
     /// Keyring requests answered recently: id → (forget after, the reply to send again).
     var keyringSeen: [UInt64: (expires: Instant, reply: [UInt8])] = [:]
     static let tickEvery = TimeAmount.milliseconds(50)
+    /// The largest UDP payload over IPv4 (65,535 − 8 − 20).
+    static let maxDatagramBytes = 65_507
+    /// User tags a node may set: what every peer's decoder accepts, less room for the reserved ones.
+    public static let maxUserTags = WireFormat.maxTags - 4
     /// After a graceful leave, keep answering and gossiping this long so the news spreads.
     static let leaveLinger = TimeAmount.milliseconds(800)
 
@@ -89,6 +93,9 @@ public final class GossipService: Service, @unchecked Sendable {
     public func run() async throws {
         let channel = try await DatagramBootstrap(group: loop)
             .channelOption(.socketOption(.so_reuseaddr), value: 1)
+            // NIO reads datagrams into 2,048-byte buffers by default and truncates the rest: big
+            // tags and push-pull parts would arrive cut and fail to open. Room for any datagram.
+            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: Self.maxDatagramBytes))
             .channelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(Inbound(service: self)) } }
             .bind(host: listen.host, port: listen.port).get()
         let ticker = try await loop.submit {

@@ -416,15 +416,17 @@ public final class RaftService: Service, @unchecked Sendable {
     public static let addressTag = "raft"
     public static let clusterTag = "cluster"
 
-    /// Voter management (leader, every half second): replace voters gossip has reported dead for
-    /// longer than `deadVoterAfter`, add new members as learners, promote caught-up healthy
+    /// Voter management (leader, every half second): replace voters gossip has reported dead or
+    /// left for longer than `deadVoterAfter`, add new members as learners, promote caught-up healthy
     /// learners (distinct zones first) up to min(nodes, `voters`), one change at a time.
     func manageVoters(now: NIODeadline) {
         guard case .leader(let progress) = core.role else { return }
         let nowInstant = Instant(nanoseconds: Int64(now.uptimeNanoseconds))
         func gone(_ n: String) -> Bool {
             guard n != name, let m = members[n], m.status == .dead || m.status == .left else { return false }
-            return m.status == .left || nowInstant.nanoseconds - m.since.nanoseconds >= settings.deadVoterAfter.nanoseconds
+            // A left node waits out the grace too: a voter restarted after a graceful stop comes
+            // back (refuting its "left") and keeps its vote.
+            return nowInstant.nanoseconds - m.since.nanoseconds >= settings.deadVoterAfter.nanoseconds
         }
         func healthy(_ n: String) -> Bool { n == name || members[n].map { $0.status == .alive } ?? false }
         let voters = core.voters, learners = core.learners

@@ -70,6 +70,8 @@ public struct UploadedPart: Sendable, Equatable {
 // MARK: - Binary records (version byte first; decoders reject unknown versions and trailing bytes)
 
 enum RecordKind: UInt8 { case object = 1, bucket = 2, upload = 3, part = 4 }
+/// Sizes in records are at most S3's 5 TiB object limit (10,000 of them still sum in an Int).
+let maxObjectBytes = 5 << 40
 let recordVersion: UInt8 = 1
 
 extension BinaryWriter {
@@ -94,7 +96,7 @@ extension BinaryReader {
         return out
     }
     mutating func part() throws(ChunkStoreError) -> PartRef {
-        PartRef(shardID: try string(), size: Int(try u64()), etag: try string())
+        PartRef(shardID: try string(), size: try int(max: maxObjectBytes), etag: try string())
     }
 }
 
@@ -112,7 +114,7 @@ extension ObjectInfo {
     init(decoding bytes: [UInt8]) throws(ChunkStoreError) {
         var r = BinaryReader(bytes)
         try r.header(.object)
-        bucket = try r.string(); key = try r.string(); versionID = try r.string(); size = Int(try r.u64())
+        bucket = try r.string(); key = try r.string(); versionID = try r.string(); size = try r.int(max: maxObjectBytes)
         etag = try r.string(); contentType = try r.string(); lastModifiedMs = try r.i64(); userMetadata = try r.metadata()
         let n = Int(try r.u32())
         guard n <= 10_000 else { throw .corrupt("\(n) parts") }

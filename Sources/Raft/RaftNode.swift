@@ -58,6 +58,8 @@ public struct RaftNode: Sendable {
     /// Leadership transfer in progress: proposals wait; abandoned after an election timeout.
     public internal(set) var transferTarget: String?
     var transferElapsed = 0
+    /// Messages dropped as malformed (see `admissible`) or as contradicting committed entries.
+    public internal(set) var rejected = 0
 
     struct PendingRead: Sendable {
         var id: UInt64
@@ -226,9 +228,16 @@ public struct RaftNode: Sendable {
         for r in confirmed { ready.readStates.append(ReadState(id: r.id, index: r.index)) }
     }
 
-    /// Handles one message from a peer.
+    /// Handles one message from a peer. A message no correct peer sends (numbers past the
+    /// limits, entries that are not consecutive, a reply claiming entries this leader does not
+    /// have) is dropped and counted in `rejected`, never acted on: a peer's bad frame must not
+    /// trap the node or corrupt its log.
     public mutating func step(_ env: Envelope) -> Ready {
         let m = env.message
+        guard admissible(m) else {
+            rejected += 1
+            return takeReady()
+        }
         switch m {
         case .preVote:
             // Pre-votes carry a proposed term: they never change ours.
@@ -296,6 +305,34 @@ public struct RaftNode: Sendable {
             if case .follower(let l) = role, l == env.from, voters.contains(id) { campaign(pre: false, transfer: true) }
         }
         return takeReady()
+    }
+
+    /// Every number bounded before any arithmetic touches it; append entries consecutive after
+    /// `prevIndex`, of no later term than the message; replies name no index past our log.
+    func admissible(_ m: RaftMessage) -> Bool {
+        guard m.term < Term.limit else { return false }
+        switch m {
+        case .preVote(_, let li, let lt), .vote(_, let li, let lt, _):
+            return li < LogIndex.limit && lt <= m.term
+        case .preVoteReply, .voteReply, .timeoutNow:
+            return true
+        case .append(let t, let prevIndex, let prevTerm, let entries, let c, _):
+            guard prevIndex < LogIndex.limit, c < LogIndex.limit, prevTerm <= t,
+                  UInt64(entries.count) < LogIndex.limit.value - prevIndex.value else { return false }
+            var last = prevTerm
+            for (i, e) in entries.enumerated() {
+                guard e.index == prevIndex + UInt64(i + 1), e.term >= last, e.term <= t else { return false }
+                last = e.term
+            }
+            return true
+        case .appendReply(_, let success, let index, _):
+            return index < LogIndex.limit && (!success || index <= lastIndex)
+        case .installSnapshot(_, let meta, let offset, _):
+            return meta.index < LogIndex.limit && meta.term <= m.term && offset >= 0
+                && offset <= Snapshot.maxBytes - meta.data.count
+        case .installSnapshotReply(_, let index, let offset, _):
+            return index <= lastIndex && offset >= 0 && offset <= Snapshot.maxBytes
+        }
     }
 
     /// Check-quorum lease: while a leader was heard within the election timeout, vote and pre-vote
@@ -402,12 +439,17 @@ public struct RaftNode: Sendable {
             send(leader, .appendReply(term: term, success: false, index: min(lastIndex, prevIndex - (prevIndex > .zero ? 1 : 0)), readSeq: readSeq))
             return
         }
+        // A correct leader never contradicts a committed entry (Raft's Leader Completeness); one
+        // that does is not followed, and nothing is truncated.
+        guard !entries.contains(where: { e in e.index <= commit && term(at: e.index).map { $0 != e.term } ?? false }) else {
+            rejected += 1
+            return
+        }
         var newEntries: [Entry] = []
         for e in entries where e.index.value > offset {
             if let t = term(at: e.index) {
                 if t == e.term { continue }
-                // Conflict: drop it and everything after (never below commit: Raft guarantees that).
-                precondition(e.index > commit, "leader overwrote a committed entry at \(e.index)")
+                // Conflict: drop it and everything after (above commit, checked above).
                 let droppedConfig = log[pos(e.index)...].contains { $0.kind == .config }
                 log.removeSubrange(pos(e.index)...)
                 ready.truncateAfter = e.index - 1
@@ -419,7 +461,7 @@ public struct RaftNode: Sendable {
         appendLocal(newEntries)
         let lastNew = prevIndex + UInt64(entries.count)
         if leaderCommit > commit {
-            setCommit(min(leaderCommit, lastNew))
+            setCommit(min(leaderCommit, lastNew, lastIndex))
         }
         send(leader, .appendReply(term: term, success: true, index: lastNew, readSeq: readSeq))
     }

@@ -46,6 +46,11 @@ extension RaftNode {
             send(leader, .installSnapshotReply(term: term, index: meta.index, offset: have, done: false))
             return
         }
+        guard inc.data.count + meta.data.count <= Snapshot.maxBytes else {
+            incoming = nil
+            rejected += 1
+            return
+        }
         inc.data += meta.data
         incoming = inc
         guard done else {

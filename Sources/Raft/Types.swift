@@ -5,6 +5,9 @@ public struct Term: Comparable, Hashable, Sendable, CustomStringConvertible {
     public var value: UInt64
     public init(_ value: UInt64) { self.value = value }
     public static func < (a: Term, b: Term) -> Bool { a.value < b.value }
+    /// The highest term a message may carry: a node's own term only grows by one per
+    /// election, so honest terms never come near it, and `next` cannot overflow.
+    public static let limit = Term(1 << 62)
     public var next: Term { Term(value + 1) }
     public var description: String { "\(value)" }
 }
@@ -17,6 +20,8 @@ public struct LogIndex: Comparable, Hashable, Sendable, CustomStringConvertible 
     public static func + (a: LogIndex, n: UInt64) -> LogIndex { LogIndex(a.value + n) }
     public static func - (a: LogIndex, n: UInt64) -> LogIndex { LogIndex(a.value - n) }
     public static let zero = LogIndex(0)
+    /// The highest index a message may name (a peer's `index + 1` must not overflow).
+    public static let limit = LogIndex(1 << 62)
     public var description: String { "\(value)" }
 }
 
@@ -117,6 +122,8 @@ public struct Snapshot: Equatable, Sendable {
     public var voters: Set<String>
     public var learners: Set<String>
     public var data: [UInt8]
+    /// The largest snapshot a node accepts (the cluster state is held in memory whole).
+    public static let maxBytes = 1 << 32
     public init(index: LogIndex, term: Term, voters: Set<String>, learners: Set<String>, data: [UInt8]) {
         self.index = index; self.term = term; self.voters = voters; self.learners = learners; self.data = data
     }

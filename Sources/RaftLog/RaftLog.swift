@@ -86,12 +86,12 @@ public final class RaftLog {
         if let t = r.truncateAfter {
             var w = BinaryWriter(); w.u64(t.value)
             records += Self.record(kind: 2, w.bytes)
-            apply(truncateAfter: t)
+            try apply(truncateAfter: t)
         }
         for e in r.entries {
             var w = BinaryWriter(); w.u64(e.term.value); w.u64(e.index.value); w.u8(e.kind.rawValue); w.blob(e.data)
             records += Self.record(kind: 1, w.bytes)
-            apply(e)
+            try apply(e)
         }
         // Entries, truncations, term and vote must be on disk before anything depending on them
         // is sent; a commit index that only moved forward need not (etcd's MustSync): after a
@@ -129,16 +129,23 @@ public final class RaftLog {
         return w.bytes + body
     }
 
-    private func apply(_ e: Entry) {
+    /// Replays one entry record: it overwrites from its index on, and must follow the entries
+    /// before it (a gap would shift every later position).
+    private func apply(_ e: Entry) throws(ChunkStoreError) {
         guard e.index.value > offset else { return }  // folded into the snapshot
+        guard e.index < LogIndex.limit, e.index.value - offset - 1 <= UInt64(entries.count) else {
+            throw .corrupt("entry \(e.index) does not follow entry \(offset + UInt64(entries.count))")
+        }
         let i = Int(e.index.value - offset) - 1
         if i < entries.count { entries.removeSubrange(i...) }
         entries.append(e)
     }
 
-    private func apply(truncateAfter t: LogIndex) {
-        let keep = Int(t.value) - Int(offset)
-        if keep >= 0 && keep < entries.count { entries.removeSubrange(keep...) }
+    private func apply(truncateAfter t: LogIndex) throws(ChunkStoreError) {
+        guard t < LogIndex.limit else { throw .corrupt("truncation at \(t) out of range") }
+        guard t.value >= offset else { return }
+        let keep = Int(t.value - offset)
+        if keep < entries.count { entries.removeSubrange(keep...) }
     }
 
     /// Persists a snapshot (from `RaftNode.compact` or a Ready's InstallSnapshot), then starts a
@@ -200,6 +207,7 @@ public final class RaftLog {
             }
             var r = BinaryReader(body)
             let index = LogIndex(try r.u64()), term = Term(try r.u64())
+            guard index < LogIndex.limit, term < Term.limit else { throw RaftLogError.corrupt(segment: "snapshot", offset: 0, why: "index or term out of range") }
             var voters = Set<String>(), learners = Set<String>()
             for _ in 0..<(try r.u32()) { voters.insert(try r.string()) }
             for _ in 0..<(try r.u32()) { learners.insert(try r.string()) }
@@ -252,9 +260,10 @@ public final class RaftLog {
                 switch body[0] {
                 case 1:
                     let t = Term(try r.u64()), i = LogIndex(try r.u64())
+                    guard t < Term.limit else { throw RaftLogError.corrupt(segment: name, offset: at, why: "term out of range") }
                     guard let kind = Entry.Kind(rawValue: try r.u8()) else { throw RaftLogError.corrupt(segment: name, offset: at, why: "unknown entry kind") }
-                    apply(Entry(term: t, index: i, kind: kind, data: try r.blob(max: 1 << 30)))
-                case 2: apply(truncateAfter: LogIndex(try r.u64()))
+                    try apply(Entry(term: t, index: i, kind: kind, data: try r.blob(max: 1 << 30)))
+                case 2: try apply(truncateAfter: LogIndex(try r.u64()))
                 case 3:
                     let t = try r.u64(), c = try r.u64(), v = try r.string()
                     hardState = HardState(term: Term(t), vote: v.isEmpty ? nil : v, commit: LogIndex(c))

@@ -53,13 +53,20 @@ enum HTTPDate {
         return "\(y)\(two(m))\(two(d))T\(two(s / 3600))\(two(s / 60 % 60))\(two(s % 60))Z"
     }
 
-    /// Parses "Wed, 21 Oct 2015 07:28:00 GMT" (the only form S3 clients send).
+    /// Parses "Wed, 21 Oct 2015 07:28:00 GMT" (the only form S3 clients send). Every field is
+    /// range-checked before arithmetic: the header comes from anyone, before any signature check.
     static func parse(_ s: String) -> Int64? {
         let parts = s.split(separator: " ")
-        guard parts.count == 6, parts[5] == "GMT", let d = Int64(parts[1]), let mi = months.firstIndex(of: String(parts[2])),
-              let y = Int64(parts[3]) else { return nil }
-        let hms = parts[4].split(separator: ":").compactMap { Int64($0) }
-        guard hms.count == 3 else { return nil }
-        return daysFromCivil(y, Int64(mi + 1), d) * 86_400 + hms[0] * 3600 + hms[1] * 60 + hms[2]
+        guard parts.count == 6, parts[5] == "GMT", let mi = months.firstIndex(of: String(parts[2])),
+              let d = number(parts[1], 1...31), let y = number(parts[3], 1...9999) else { return nil }
+        let hms = parts[4].split(separator: ":", omittingEmptySubsequences: false)
+        guard hms.count == 3, let h = number(hms[0], 0...23), let m = number(hms[1], 0...59), let sec = number(hms[2], 0...60) else { return nil }
+        return daysFromCivil(y, Int64(mi + 1), d) * 86_400 + h * 3600 + m * 60 + sec
+    }
+
+    /// Decimal digits only (no sign), at most four of them, within `range`.
+    static func number(_ s: Substring, _ range: ClosedRange<Int64>) -> Int64? {
+        guard !s.isEmpty, s.utf8.count <= 4, s.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let v = Int64(s), range.contains(v) else { return nil }
+        return v
     }
 }

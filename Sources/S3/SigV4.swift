@@ -166,9 +166,9 @@ struct SigV4 {
     static func epochSeconds(_ s: String) -> Int64? {
         let u = Array(s.utf8)
         guard u.count == 16, u[8] == UInt8(ascii: "T"), u[15] == UInt8(ascii: "Z") else { return nil }
-        func num(_ r: Range<Int>) -> Int64? { Int64(String(decoding: u[r], as: UTF8.self)) }
-        guard let y = num(0..<4), let mo = num(4..<6), let d = num(6..<8), let h = num(9..<11), let mi = num(11..<13),
-              let se = num(13..<15), (1...12).contains(mo), (1...31).contains(d), h < 24, mi < 60, se < 61 else { return nil }
+        func num(_ r: Range<Int>, _ range: ClosedRange<Int64>) -> Int64? { HTTPDate.number(Substring(String(decoding: u[r], as: UTF8.self)), range) }
+        guard let y = num(0..<4, 1...9999), let mo = num(4..<6, 1...12), let d = num(6..<8, 1...31), let h = num(9..<11, 0...23),
+              let mi = num(11..<13, 0...59), let se = num(13..<15, 0...60) else { return nil }
         return HTTPDate.daysFromCivil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + se
     }
 

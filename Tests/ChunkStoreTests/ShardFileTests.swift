@@ -1,4 +1,5 @@
 import Foundation
+import Erasure
 import Testing
 @testable import ChunkStore
 
@@ -87,5 +88,55 @@ import Testing
         var long = BinaryReader(w.bytes + [0])
         _ = try long.u32(); _ = try long.string()
         #expect(throws: ChunkStoreError.self) { try long.expectEnd() }
+    }
+}
+
+/// Shard files come from disk: damage that keeps the checksums valid (or a crafted file) must
+/// fail the read with `corrupt`, never trap on a conversion or serve a block of the wrong length.
+@Suite struct ShardFileDamageTests {
+    let files = ShardFileTests()
+
+    /// Rewrites the footer's fields and recomputes its checksum, as a forger would.
+    func forgeFooter(_ path: String, indexOffset: UInt64? = nil, rawSize: UInt64? = nil) throws {
+        var raw = try Files.read(path)
+        let f = raw.count - ShardFormat.footerBytes
+        var r = BinaryReader(Array(raw[f..<(f + 20)]))
+        let io = try r.u64(), count = try r.u32(), rs = try r.u64()
+        var w = BinaryWriter()
+        w.u64(indexOffset ?? io); w.u32(count); w.u64(rawSize ?? rs)
+        let index = Array(raw[Int(io)..<f])
+        w.u32(Checksum.crc32c(w.bytes[...], seed: Checksum.crc32c(index)))
+        raw.replaceSubrange(f..<(f + 24), with: w.bytes)
+        try Files.writeAtomically(raw, to: path)
+    }
+
+    @Test(arguments: [UInt64.max, UInt64(1) << 63, UInt64(Int.max)])
+    func absurdFooterSizesAreCorrupt(value: UInt64) throws {
+        let path = try files.write(ShardFileTests.sample(10_000, compressible: false), blockSize: 4096, name: "raw-\(value)")
+        try forgeFooter(path, rawSize: value)
+        #expect(throws: ChunkStoreError.self) { try ShardReader(path: path) }
+        let path2 = try files.write(ShardFileTests.sample(10_000, compressible: false), blockSize: 4096, name: "io-\(value)")
+        try forgeFooter(path2, indexOffset: value)
+        #expect(throws: ChunkStoreError.self) { try ShardReader(path: path2) }
+    }
+
+    /// An uncompressed block's header says it stores fewer bytes than its raw length, with a
+    /// checksum that matches: the read must fail, not hand back a short block.
+    @Test func rawBlockShorterThanItsLengthIsCorrupt() throws {
+        let data = ShardFileTests.sample(10_000, compressible: false)
+        let path = try files.write(data, blockSize: 4096, name: "short")
+        var raw = try Files.read(path)
+        let at = ShardFormat.headerBytes  // block 0's header
+        var h = BinaryReader(Array(raw[at..<(at + ShardFormat.blockHeaderBytes)]))
+        let rawLen = try h.u32(), stored = try h.u32(), flags = try h.u8()
+        #expect(flags == 0 && stored == rawLen)
+        var w = BinaryWriter()
+        w.u32(rawLen); w.u32(stored - 1); w.u8(0)
+        let body = Array(raw[(at + ShardFormat.blockHeaderBytes)..<(at + ShardFormat.blockHeaderBytes + Int(stored) - 1)])
+        w.u32(Checksum.crc32c(body[...], seed: Checksum.crc32c(w.bytes[...])))
+        raw.replaceSubrange(at..<(at + ShardFormat.blockHeaderBytes), with: w.bytes)
+        try Files.writeAtomically(raw, to: path)
+        let r = try ShardReader(path: path)
+        #expect(throws: ChunkStoreError.self) { try r.block(0) }
     }
 }

@@ -1,0 +1,86 @@
+import Foundation
+import Testing
+@testable import S3
+
+/// Headers and bodies reach the parsers before any signature check, from anyone: absurd numbers
+/// and hostile XML are refused, never trapped on.
+@Suite struct HostileHeaderTests {
+    @Test func httpDatesParse() {
+        #expect(HTTPDate.parse("Wed, 21 Oct 2015 07:28:00 GMT") == 1_445_412_480)
+        #expect(HTTPDate.parse("Thu, 01 Jan 1970 00:00:00 GMT") == 0)
+        #expect(HTTPDate.parse(HTTPDate.rfc7231(epochSeconds: 1_700_000_000)) == 1_700_000_000)
+    }
+
+    @Test(arguments: [
+        "Wed, 21 Oct 2015 9999999999999999:00:00 GMT",
+        "Wed, 21 Oct 2015 07:9223372036854775807:00 GMT",
+        "Wed, 21 Oct 2015 07:28:9223372036854775807 GMT",
+        "Wed, 9223372036854775807 Oct 2015 07:28:00 GMT",
+        "Wed, 21 Oct 9223372036854775807 07:28:00 GMT",
+        "Wed, 21 Oct -9223372036854775807 07:28:00 GMT",
+        "Wed, 21 Oct 2015 -1:28:00 GMT",
+        "Wed, 21 Oct 2015 +7:28:00 GMT",
+        "Wed, 21 Oct 2015 24:00:00 GMT",
+        "Wed, 32 Oct 2015 07:28:00 GMT",
+        "Wed, 21 Oct 2015 07:28 GMT",
+        "Wed, 21 Oct 2015 07::00 GMT",
+        "Wed, 21 Oct 2015 07:28:00:00 GMT",
+        "",
+    ])
+    func absurdHTTPDatesAreRefused(s: String) {
+        #expect(HTTPDate.parse(s) == nil)
+    }
+
+    @Test(arguments: ["99999999T000000Z", "2015102 T072800Z", "20151021T-10000Z", "20151021T992800Z", "+0151021T072800Z"])
+    func absurdAmzDatesAreRefused(s: String) {
+        #expect(SigV4.epochSeconds(s) == nil)
+    }
+
+    /// The request that killed a node: an unsigned Authorization with a hostile Date header.
+    @Test func hostileDateHeaderIsRefusedBeforeTheSignature() {
+        let r = SignedRequest(method: "GET", rawPath: "/", query: [], headers: [
+            "host": "127.0.0.1:9000", "date": "Wed, 21 Oct 2015 9999999999999999:00:00 GMT",
+            "authorization": "AWS4-HMAC-SHA256 Credential=x,SignedHeaders=host,Signature=x",
+        ])
+        #expect(throws: S3Error.self) { try SigV4(credentials: FixedKeys(), region: "us-east-1", nowMs: 1_700_000_000_000).verify(r) }
+    }
+
+    @Test(arguments: ["if-modified-since", "if-unmodified-since"])
+    func hostileConditionalDatesAreIgnored(header: String) {
+        let h = [header: "Wed, 21 Oct 2015 07:28:9999999999999999 GMT"]
+        #expect(Conditions.evaluate(h, etag: "e", lastModifiedMs: 1_000, isRead: true) == nil)
+    }
+
+    @Test func s3BodiesStillParse() throws {
+        let body = Array("<Delete><Quiet>true</Quiet><Object><Key>a</Key></Object><Object><Key>b</Key></Object></Delete>".utf8)
+        let root = try #require(XMLNode.parse(body))
+        #expect(root.all("Object").compactMap { $0.child("Key")?.text } == ["a", "b"])
+        let parts = (1...10_000).map { "<Part><PartNumber>\($0)</PartNumber><ETag>\"e\"</ETag></Part>" }.joined()
+        #expect(XMLNode.parse(Array("<CompleteMultipartUpload>\(parts)</CompleteMultipartUpload>".utf8))?.children.count == 10_000)
+    }
+
+    /// 200,000 nested elements (3.4 MB, under the 4 MiB body cap) once killed the node.
+    @Test func deeplyNestedXMLIsRefused() {
+        let n = 200_000
+        let doc = "<Delete>" + String(repeating: "<a>", count: n) + String(repeating: "</a>", count: n) + "</Delete>"
+        #expect(XMLNode.parse(Array(doc.utf8)) == nil)
+        let ok = String(repeating: "<a>", count: XMLNode.maxDepth) + String(repeating: "</a>", count: XMLNode.maxDepth)
+        #expect(XMLNode.parse(Array(ok.utf8)) != nil)
+        let deep = String(repeating: "<a>", count: XMLNode.maxDepth + 1) + String(repeating: "</a>", count: XMLNode.maxDepth + 1)
+        #expect(XMLNode.parse(Array(deep.utf8)) == nil)
+    }
+
+    @Test func tooManyElementsAreRefused() {
+        let doc = "<Delete>" + String(repeating: "<Object><Key>k</Key></Object>", count: XMLNode.maxElements / 2) + "</Delete>"
+        #expect(XMLNode.parse(Array(doc.utf8)) == nil)
+    }
+
+    @Test(arguments: [
+        "<?xml version=\"1.0\"?><!DOCTYPE lolz [<!ENTITY lol \"lol\"><!ENTITY lol2 \"&lol;&lol;&lol;&lol;\">]><Delete><Object><Key>&lol2;</Key></Object></Delete>",
+        "<?xml version=\"1.0\"?><!DOCTYPE d [<!ENTITY x SYSTEM \"file:///etc/passwd\">]><Delete><Object><Key>&x;</Key></Object></Delete>",
+        "<Delete><Object><Key>&undefined;</Key></Object></Delete>",
+    ])
+    func documentTypesAndEntitiesAreRefused(doc: String) {
+        #expect(XMLNode.parse(Array(doc.utf8)) == nil)
+    }
+}

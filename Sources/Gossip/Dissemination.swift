@@ -11,7 +11,7 @@ extension SWIM {
     /// that misses a refutation will otherwise declare a healthy node dead.
     mutating func enqueue(_ r: Rumor) {
         if rumors[r.subject] == nil { rumorOrder.append(r.subject) }
-        rumors[r.subject] = QueuedRumor(rumor: r, transmits: r.subject == name ? -retransmitLimit : 0)
+        rumors[r.subject] = QueuedRumor(rumor: r, transmits: r.subject == name ? -retransmitLimit : 0, bytes: Self.estimatedBytes(r))
     }
 
     var retransmitLimit: Int {
@@ -32,10 +32,10 @@ extension SWIM {
         var left = budget
         for (_, subject) in ranked {
             if out.count == most || left <= 0 { break }
-            let r = rumors[subject]!.rumor, n = Self.estimatedBytes(r)
-            guard n <= left else { continue }
-            left -= n
-            out.append(r)
+            let q = rumors[subject]!
+            guard q.bytes <= left else { continue }
+            left -= q.bytes
+            out.append(q.rumor)
             rumors[subject]!.transmits += 1
             if rumors[subject]!.transmits >= limit { rumors[subject] = nil }
         }

@@ -84,6 +84,8 @@ public struct SWIM: Sendable {
     struct QueuedRumor: Sendable {
         var rumor: Rumor
         var transmits: Int
+        /// `estimatedBytes(rumor)`, computed once at enqueue rather than for every packet.
+        var bytes: Int
     }
 
     public init(name: String, address: String, tags: [String: String] = [:], settings: SWIMSettings = SWIMSettings(),

@@ -55,6 +55,13 @@ public enum Files {
         if unlink(path) != 0 && errno != ENOENT { throw fail("unlink", path) }
     }
 
+    /// Renames `from` to `to` (same file system) and makes both directory entries durable.
+    public static func move(_ from: String, to: String) throws(ChunkStoreError) {
+        guard rename(from, to) == 0 else { throw fail("rename", from) }
+        try syncDirectory(of: to)
+        try syncDirectory(of: from)
+    }
+
     public static func removeDirectory(_ path: String) throws(ChunkStoreError) {
         if rmdir(path) != 0 && errno != ENOENT { throw fail("rmdir", path) }
     }

@@ -30,6 +30,7 @@ public struct Agent: Sendable {
         try Files.makeDirectory(config.dataDir)
         try Files.writeAtomically(Array("\(getpid())\n".utf8), to: "\(config.dataDir)/pid")
         let store = try ObjectStore(root: "\(config.dataDir)/store", clock: Self.nowMs)
+        for q in store.quarantined { logger.warning("object record quarantined at \(q.path): \(q.reason)") }
         let config = self.config, logger = self.logger
         let envPath = "\(config.dataDir)/env", adminPath = "\(config.dataDir)/admin"
         try? Files.remove(envPath)  // the env file appears only once this run's endpoint answers

@@ -44,25 +44,52 @@ struct UploadEntry {
 struct Index {
     var buckets: [String: BucketEntry] = [:]
     var uploads: [String: UploadEntry] = [:]
+    /// Object records start-up set aside under `quarantine/` (paths there), with the reason.
+    var quarantined: [(path: String, reason: String)] = []
 }
 
-/// Start-up: read every record, drop half-finished work, collect unreferenced shards.
+/// Start-up: read every record, drop half-finished work, collect unreferenced shards. An object
+/// record that cannot be read or whose bucket is missing is moved to `quarantine/`, never deleted,
+/// and the shards it names are kept.
 enum Recovery {
+    static func quarantine(_ path: String, name: String, because reason: String, root: String, into index: inout Index) throws(ChunkStoreError) {
+        var dest = "\(root)/quarantine/\(name)", n = 1
+        while Files.exists(dest) { dest = "\(root)/quarantine/\(name).\(n)"; n += 1 }
+        try Files.move(path, to: dest)
+        index.quarantined.append((dest, reason))
+    }
+
     static func load(root: String) throws(ChunkStoreError) -> Index {
         var index = Index()
+        var referenced = Set<String>()
+        // Shards named by records quarantined on an earlier start stay with them.
+        for name in try Files.list("\(root)/quarantine") {
+            if let o = try? ObjectInfo(decoding: try Files.read("\(root)/quarantine/\(name)")) {
+                for p in o.parts { referenced.insert(p.shardID) }
+            }
+        }
         for name in try Files.list("\(root)/buckets") {
             let path = "\(root)/buckets/\(name)"
             if name.hasSuffix(".tmp") { try Files.remove(path); continue }
             let b = try BucketInfo(decoding: try Files.read(path))
             index.buckets[b.name] = BucketEntry(info: b)
         }
-        var referenced = Set<String>()
         for dir in try Files.list("\(root)/objects") {
             for name in try Files.list("\(root)/objects/\(dir)") {
                 let path = "\(root)/objects/\(dir)/\(name)"
                 if name.hasSuffix(".tmp") { try Files.remove(path); continue }
-                let o = try ObjectInfo(decoding: try Files.read(path))
-                guard index.buckets[o.bucket] != nil else { try Files.remove(path); continue }
+                let o: ObjectInfo
+                do throws(ChunkStoreError) { o = try ObjectInfo(decoding: try Files.read(path)) } catch {
+                    try quarantine(path, name: name, because: "unreadable: \(error)", root: root, into: &index)
+                    continue
+                }
+                guard index.buckets[o.bucket] != nil else {
+                    // Its bucket record is gone (damaged or deleted by hand): keep the object,
+                    // record and shards, out of the way, for an operator to look at.
+                    for p in o.parts { referenced.insert(p.shardID) }
+                    try quarantine(path, name: name, because: "bucket \(o.bucket) is missing (key \(o.key))", root: root, into: &index)
+                    continue
+                }
                 _ = index.buckets[o.bucket]!.insert(o)
                 for p in o.parts { referenced.insert(p.shardID) }
             }

@@ -11,6 +11,7 @@ import Synchronization
 ///     shards/<id:2>/<id>                  shard files, id random
 ///     uploads/<uploadID>.upload           multipart upload record
 ///     uploads/<uploadID>.<n>.part         uploaded part record
+///     quarantine/<h>.meta                 object record start-up could not place (kept, with its shards)
 ///
 /// A write streams into a fresh shard file, fsyncs it, then commits by atomically replacing the
 /// metadata record; only then are the replaced version's shards removed. A crash at any instant
@@ -32,15 +33,20 @@ public final class ObjectStore: Sendable {
         self.clock = clock
         stripes = (0..<64).map { _ in Stripe() }
         do throws(ChunkStoreError) {
-            for d in ["buckets", "uploads"] { try Files.makeDirectory("\(root)/\(d)") }
+            for d in ["buckets", "uploads", "quarantine"] { try Files.makeDirectory("\(root)/\(d)") }
             // objects/ and shards/ fan out by the first two hex digits of a hash or random id.
             let hex = Array("0123456789abcdef")
             for d in ["objects", "shards"] {
                 for a in hex { for b in hex { try Files.makeDirectory("\(root)/\(d)/\(a)\(b)") } }
             }
-            state = Mutex(try Recovery.load(root: root))
+            let index = try Recovery.load(root: root)
+            quarantined = index.quarantined
+            state = Mutex(index)
         } catch { throw .storage(error) }
     }
+
+    /// What this start moved to `quarantine/` and why; the agent logs it.
+    public let quarantined: [(path: String, reason: String)]
 
     // MARK: Paths
 
@@ -151,18 +157,30 @@ public final class ObjectStore: Sendable {
 
     /// Writes the record atomically, updates the index and removes the replaced version's shards.
     func commit(_ info: ObjectInfo, alsoRemoving extraPaths: [String] = []) throws(ObjectError) {
-        let path = objectPath(info.bucket, info.key)
         try stripe(info.bucket, info.key).lock.withLock { (_: inout Void) throws(ObjectError) in
-            _ = try bucket(info.bucket)
-            do throws(ChunkStoreError) { try Files.writeAtomically(info.encoded(), to: path) } catch { throw .storage(error) }
-            let old = try state.withLock { (s: inout Index) throws(ObjectError) -> ObjectInfo? in
-                guard s.buckets[info.bucket] != nil else { throw .noSuchBucket(info.bucket) }
-                return s.buckets[info.bucket]!.insert(info)
-            }
-            let keep = Set(info.parts.map(\.shardID))
-            for p in old?.parts ?? [] where !keep.contains(p.shardID) { try? Files.remove(shardPath(p.shardID)) }
-            for p in extraPaths { try? Files.remove(p) }
+            try commitLocked(info, alsoRemoving: extraPaths)
         }
+    }
+
+    /// `commit` for a caller that holds the key's stripe lock.
+    func commitLocked(_ info: ObjectInfo, alsoRemoving extraPaths: [String] = []) throws(ObjectError) {
+        let path = objectPath(info.bucket, info.key)
+        _ = try bucket(info.bucket)
+        do throws(ChunkStoreError) { try Files.writeAtomically(info.encoded(), to: path) } catch { throw .storage(error) }
+        let old = state.withLock { (s: inout Index) -> ObjectInfo?? in
+            guard s.buckets[info.bucket] != nil else { return .none }
+            return .some(s.buckets[info.bucket]!.insert(info))
+        }
+        guard let old else {
+            // The bucket was deleted while the record was written (it was empty, so no older
+            // version sits at this path): take the record back rather than leave an orphan.
+            try? Files.remove(path)
+            try? Files.syncDirectory(of: path)
+            throw .noSuchBucket(info.bucket)
+        }
+        let keep = Set(info.parts.map(\.shardID))
+        for p in old?.parts ?? [] where !keep.contains(p.shardID) { try? Files.remove(shardPath(p.shardID)) }
+        for p in extraPaths { try? Files.remove(p) }
     }
 
     public func deleteObject(bucket: String, key: String) throws(ObjectError) {

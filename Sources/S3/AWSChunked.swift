@@ -11,6 +11,8 @@ struct AWSChunkedDecoder {
 
     /// nil for unsigned payloads (STREAMING-UNSIGNED-PAYLOAD-TRAILER).
     let signer: Principal?
+    /// Whether the variant carries trailers (`-TRAILER`); a signed one must then sign them.
+    let withTrailers: Bool
     private(set) var state: State = .header
     private(set) var trailers: [String: String] = [:]
     private var line: [UInt8] = []
@@ -19,10 +21,14 @@ struct AWSChunkedDecoder {
     private var chunkDigest = Digest(.sha256)
     private var trailerText = ""
     static let maxLine = 4096
+    /// Bounds on the trailer section: total bytes and header lines.
+    static let maxTrailerBytes = 16 << 10, maxTrailers = 16
+    private var trailerBytes = 0
     static let emptyHash = Digest.sha256([UInt8]()).hex
 
-    init(signer: Principal?) {
+    init(signer: Principal?, withTrailers: Bool) {
         self.signer = signer
+        self.withTrailers = withTrailers
         previousSignature = signer?.seedSignature ?? ""
     }
 
@@ -81,6 +87,11 @@ struct AWSChunkedDecoder {
                 state = .done
                 return
             }
+            guard withTrailers else { throw malformed("trailers in a variant without them (use a -TRAILER x-amz-content-sha256)") }
+            trailerBytes += text.utf8.count + 2
+            guard trailerBytes <= Self.maxTrailerBytes, trailers.count < Self.maxTrailers else {
+                throw malformed("trailer section over \(Self.maxTrailers) lines or \(Self.maxTrailerBytes) bytes")
+            }
             let kv = text.split(separator: ":", maxSplits: 1)
             guard kv.count == 2 else { throw malformed("bad trailer line") }
             let name = kv[0].lowercased().trimmingSpaces, value = kv[1].trimmingSpaces
@@ -102,7 +113,8 @@ struct AWSChunkedDecoder {
     }
 
     private func verifyTrailer() throws(S3Error) {
-        guard let signer, let sig = trailers["x-amz-trailer-signature"] else { return }
+        guard let signer, withTrailers else { return }
+        guard let sig = trailers["x-amz-trailer-signature"] else { throw malformed("x-amz-trailer-signature missing") }
         let hash = Digest.sha256(Array(trailerText.utf8)).hex
         let toSign = "AWS4-HMAC-SHA256-TRAILER\n\(signer.amzDate)\n\(signer.scope)\n\(previousSignature)\n\(hash)"
         let expected = Digest.hmacSHA256(key: signer.signingKey, Array(toSign.utf8)).hex

@@ -25,8 +25,9 @@ extension S3Responder {
         let expected: Int
         if chunked {
             switch contentSHA {
-            case "STREAMING-AWS4-HMAC-SHA256-PAYLOAD", "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER": decoder = AWSChunkedDecoder(signer: principal)
-            case "STREAMING-UNSIGNED-PAYLOAD-TRAILER": decoder = AWSChunkedDecoder(signer: nil)
+            case "STREAMING-AWS4-HMAC-SHA256-PAYLOAD": decoder = AWSChunkedDecoder(signer: principal, withTrailers: false)
+            case "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER": decoder = AWSChunkedDecoder(signer: principal, withTrailers: true)
+            case "STREAMING-UNSIGNED-PAYLOAD-TRAILER": decoder = AWSChunkedDecoder(signer: nil, withTrailers: true)
             default: throw S3Error.invalidArgument("unsupported x-amz-content-sha256 \(contentSHA)")
             }
             guard let n = h["x-amz-decoded-content-length"].flatMap(Int.init), n >= 0 else {

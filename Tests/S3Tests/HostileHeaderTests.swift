@@ -1,4 +1,5 @@
 import Foundation
+import Security
 import Testing
 @testable import S3
 
@@ -82,5 +83,61 @@ import Testing
     ])
     func documentTypesAndEntitiesAreRefused(doc: String) {
         #expect(XMLNode.parse(Array(doc.utf8)) == nil)
+    }
+}
+
+/// The three aws-chunked variants: signed without trailers, signed with signed trailers, unsigned
+/// with trailers. Each accepts only its own shape, and the trailer section is bounded.
+@Suite struct AWSChunkedTrailerTests {
+    let signer = Principal(accessKey: "AK", signingKey: Array(repeating: 7, count: 32), amzDate: "20261202T000000Z",
+                           scope: "20261202/us-east-1/s3/aws4_request", seedSignature: String(repeating: "a", count: 64))
+    static let emptyHash = Digest.sha256([UInt8]()).hex
+
+    func hmac(_ s: String) -> String { Digest.hmacSHA256(key: signer.signingKey, Array(s.utf8)).hex }
+
+    /// A signed body of one data chunk and the final chunk, then `trailers` (already signed or not).
+    func signedBody(_ data: String, trailers: [String], trailerSignature: ((String) -> String)? = nil) -> [UInt8] {
+        let s1 = hmac("AWS4-HMAC-SHA256-PAYLOAD\n\(signer.amzDate)\n\(signer.scope)\n\(signer.seedSignature)\n\(Self.emptyHash)\n\(Digest.sha256(Array(data.utf8)).hex)")
+        let s0 = hmac("AWS4-HMAC-SHA256-PAYLOAD\n\(signer.amzDate)\n\(signer.scope)\n\(s1)\n\(Self.emptyHash)\n\(Self.emptyHash)")
+        var text = "\(String(data.utf8.count, radix: 16));chunk-signature=\(s1)\r\n\(data)\r\n0;chunk-signature=\(s0)\r\n"
+        for t in trailers { text += t + "\r\n" }
+        if let trailerSignature {
+            let canonical = trailers.map { $0.replacingOccurrences(of: ": ", with: ":") + "\n" }.joined()
+            text += "x-amz-trailer-signature:\(trailerSignature(hmac("AWS4-HMAC-SHA256-TRAILER\n\(signer.amzDate)\n\(signer.scope)\n\(s0)\n\(Digest.sha256(Array(canonical.utf8)).hex)")))\r\n"
+        }
+        return Array((text + "\r\n").utf8)
+    }
+
+    func decode(_ body: [UInt8], signed: Bool, withTrailers: Bool) throws(S3Error) -> (out: [UInt8], trailers: [String: String]) {
+        var d = AWSChunkedDecoder(signer: signed ? signer : nil, withTrailers: withTrailers)
+        let out = try d.feed(body[...])
+        #expect(d.isDone)
+        return (out, d.trailers)
+    }
+
+    let crc = "x-amz-checksum-crc32:NhCmhg=="
+
+    @Test func signedTrailersMustBeSigned() throws {
+        let ok = try decode(signedBody("hello", trailers: [crc], trailerSignature: { $0 }), signed: true, withTrailers: true)
+        #expect(ok.out == Array("hello".utf8))
+        #expect(ok.trailers["x-amz-checksum-crc32"] == "NhCmhg==")
+        #expect(throws: S3Error.signatureMismatch()) {
+            try decode(signedBody("hello", trailers: [crc], trailerSignature: { String($0.reversed()) }), signed: true, withTrailers: true)
+        }
+        #expect(throws: S3Error(400, "IncompleteBody", "malformed aws-chunked body: x-amz-trailer-signature missing")) {
+            try decode(signedBody("hello", trailers: [crc]), signed: true, withTrailers: true)
+        }
+    }
+
+    @Test func trailersAreRefusedWhereTheVariantHasNone() throws {
+        #expect(try decode(signedBody("hello", trailers: []), signed: true, withTrailers: false).out == Array("hello".utf8))
+        #expect(throws: S3Error.self) { try decode(signedBody("hello", trailers: [crc]), signed: true, withTrailers: false) }
+    }
+
+    @Test func trailerSectionIsBounded() throws {
+        let many = Array("5\r\nhello\r\n0\r\n".utf8) + (0..<10_000).flatMap { Array("x-amz-meta-\($0):v\r\n".utf8) } + Array("\r\n".utf8)
+        #expect(throws: S3Error.self) { try decode(many, signed: false, withTrailers: true) }
+        let long = Array("5\r\nhello\r\n0\r\n".utf8) + (0..<8).flatMap { _ in Array("x-amz-meta-a:\(String(repeating: "v", count: 4000))\r\n".utf8) } + Array("\r\n".utf8)
+        #expect(throws: S3Error.self) { try decode(long, signed: false, withTrailers: true) }
     }
 }

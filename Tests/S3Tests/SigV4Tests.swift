@@ -50,7 +50,7 @@ struct FixedKeys: CredentialStore {
                 + [UInt8](repeating: 97, count: 1024) + Array("\r\n".utf8)
                 + Array("0;chunk-signature=b6c6ea8a5354eaf15b3cb7646744f4275b71ea724fed81ceb9323e279d449df9\r\n\r\n".utf8)
         }
-        var d = AWSChunkedDecoder(signer: p)
+        var d = AWSChunkedDecoder(signer: p, withTrailers: false)
         let good = body("ad80c730a21e5b8d04586a2213dd63b9a0e99e0e2307b0ade35a65485a288648")
         var out: [UInt8] = []
         var i = 0
@@ -61,14 +61,14 @@ struct FixedKeys: CredentialStore {
         #expect(d.isDone)
         #expect(out == [UInt8](repeating: 97, count: 66560))
 
-        var bad = AWSChunkedDecoder(signer: p)
+        var bad = AWSChunkedDecoder(signer: p, withTrailers: false)
         #expect(throws: S3Error.signatureMismatch()) {
             _ = try bad.feed(body("ad80c730a21e5b8d04586a2213dd63b9a0e99e0e2307b0ade35a65485a288649")[...])
         }
     }
 
     @Test func unsignedTrailerBody() throws {
-        var d = AWSChunkedDecoder(signer: nil)
+        var d = AWSChunkedDecoder(signer: nil, withTrailers: true)
         let out = try d.feed(Array("5\r\nhello\r\n0\r\nx-amz-checksum-crc32:NhCmhg==\r\n\r\n".utf8)[...])
         #expect(out == Array("hello".utf8))
         #expect(d.isDone)

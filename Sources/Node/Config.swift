@@ -20,6 +20,13 @@ public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
     public var host: String
     public var port: Int
     public var description: String { "\(host):\(port)" }
+    /// 127.0.0.0/8, ::1 or localhost.
+    public var isLoopback: Bool {
+        let h = String(host.filter { $0 != "[" && $0 != "]" }).lowercased()
+        if h == "localhost" || h == "::1" { return true }
+        let octets = h.split(separator: ".", omittingEmptySubsequences: false)
+        return octets.count == 4 && octets[0] == "127" && octets.allSatisfy { UInt8($0) != nil }
+    }
 
     init?(_ s: String) {
         guard let colon = s.lastIndex(of: ":"), let port = Int(s[s.index(after: colon)...]), (0...65535).contains(port) else { return nil }
@@ -58,12 +65,13 @@ public struct NodeConfig: Sendable, Equatable {
     public var snapshotEvery: Int
 
     /// The embedded default: one node, data under `./.stacks/`, S3 on loopback.
-    /// nil when `s3Listen` is not host:port.
+    /// nil when an address is not host:port or the admin address is not loopback (serving the
+    /// admin API elsewhere takes a config file with `admin.allow_remote`).
     public static func development(dataDir: String = ".stacks", s3Listen: String = "127.0.0.1:9000",
                                    gossipListen: String = "127.0.0.1:7946", adminListen: String = "127.0.0.1:9001",
                                    raftListen: String = "127.0.0.1:7100") -> NodeConfig? {
         guard let s3 = ListenAddress(s3Listen), let g = ListenAddress(gossipListen), let a = ListenAddress(adminListen),
-              let r = ListenAddress(raftListen) else { return nil }
+              let r = ListenAddress(raftListen), a.isLoopback else { return nil }
         return NodeConfig(name: "dev", dataDir: dataDir, s3Listen: s3, region: "us-east-1", baseDomain: nil,
                           gossipListen: g, seeds: [], gossipKey: nil, adminListen: a, tags: [:], raftListen: r)
     }
@@ -79,6 +87,7 @@ public struct NodeConfig: Sendable, Equatable {
         "gossip.seeds": "gossip addresses of members to join through (array of strings)",
         "gossip.key": "initial gossip encryption key, base64 of 32 bytes (string; `stacks keygen` makes one)",
         "admin.listen": "loopback admin API address host:port (string)",
+        "admin.allow_remote": "let admin.listen be a non-loopback address; the API is plain HTTP with a bearer token (boolean, default false)",
         "raft.listen": "Raft transport TCP address host:port (string)",
         "raft.bootstrap": "start a new cluster if this node has no Raft state (boolean; default: true only without seeds)",
         "raft.voters": "voters to keep when the cluster is big enough: 1, 3, 5 or 7 (integer, default 5)",
@@ -127,6 +136,15 @@ public struct NodeConfig: Sendable, Equatable {
         }
         gossipListen = try address("gossip.listen", "127.0.0.1:7946")
         adminListen = try address("admin.listen", "127.0.0.1:9001")
+        var allowRemote = false
+        if let e = doc.values["admin.allow_remote"] {
+            guard case .boolean(let b) = e.value else { throw ConfigError(file: file, key: "admin.allow_remote", line: e.line, problem: "must be true or false, got \(e.value)") }
+            allowRemote = b
+        }
+        guard allowRemote || adminListen.isLoopback else {
+            throw ConfigError(file: file, key: "admin.listen", line: line("admin.listen"),
+                              problem: "is \(adminListen), not a loopback address: the admin API is plain HTTP with a bearer token; set admin.allow_remote = true to serve it there anyway")
+        }
         seeds = []
         if let e = doc.values["gossip.seeds"] {
             guard case .array(let items) = e.value else { throw ConfigError(file: file, key: "gossip.seeds", line: e.line, problem: "must be an array of \"host:port\" strings") }

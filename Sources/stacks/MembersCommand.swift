@@ -95,6 +95,33 @@ struct KeyringCommand: ParsableCommand {
         var local = false
     }
 
+    /// The key as an argument (visible in `ps` and shell history) or, better, from a file or stdin.
+    struct KeyInput: ParsableArguments {
+        @Argument(help: "The key, base64 of 32 bytes. Visible to other users in `ps` and kept in shell history: prefer --key-file.")
+        var key: String?
+        @Option(name: .long, help: "Read the key from this file (its first line), or from standard input with -.")
+        var keyFile: String?
+
+        func validate() throws {
+            guard (key == nil) != (keyFile == nil) else { throw ValidationError("give the key either as an argument or with --key-file, not both or neither") }
+        }
+
+        func read() throws -> String {
+            if let key { return key }
+            let data: Data
+            if keyFile == "-" {
+                data = FileHandle.standardInput.readData(ofLength: 4096)
+            } else {
+                guard let h = FileHandle(forReadingAtPath: keyFile!) else { throw ValidationError("cannot read --key-file \(keyFile!)") }
+                data = h.readData(ofLength: 4096)
+            }
+            let first = String(decoding: data, as: UTF8.self).split(whereSeparator: \.isNewline).first ?? ""
+            let trimmed = first.trimmingCharacters(in: .whitespaces)
+            guard !trimmed.isEmpty else { throw ValidationError("--key-file \(keyFile!) holds no key") }
+            return trimmed
+        }
+    }
+
     static func show(_ k: KeyringView) {
         print("primary: \(k.primary)")
         for key in k.keys { print("key:     \(key)") }
@@ -139,22 +166,22 @@ struct KeyringCommand: ParsableCommand {
     struct Install: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Add a key (base64, 32 bytes) used to open packets.")
         @OptionGroup var options: Options
-        @Argument var key: String
-        func run() throws { try KeyringCommand.change("install", key, options) }
+        @OptionGroup var key: KeyInput
+        func run() throws { try KeyringCommand.change("install", key.read(), options) }
     }
 
     struct Use: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Make an installed key the one packets are sealed with.")
         @OptionGroup var options: Options
-        @Argument var key: String
-        func run() throws { try KeyringCommand.change("use", key, options) }
+        @OptionGroup var key: KeyInput
+        func run() throws { try KeyringCommand.change("use", key.read(), options) }
     }
 
     struct Remove: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Remove a key that no member seals with.")
         @OptionGroup var options: Options
-        @Argument var key: String
-        func run() throws { try KeyringCommand.change("remove", key, options) }
+        @OptionGroup var key: KeyInput
+        func run() throws { try KeyringCommand.change("remove", key.read(), options) }
     }
 }
 

@@ -60,7 +60,7 @@ struct AgentCommand: AsyncParsableCommand {
             guard let c = NodeConfig.development(dataDir: dataDir ?? ".stacks", s3Listen: s3Listen ?? "127.0.0.1:9000",
                                                  gossipListen: gossipListen ?? "127.0.0.1:7946", adminListen: adminListen ?? "127.0.0.1:9001",
                                                  raftListen: raftListen ?? "127.0.0.1:7100") else {
-                throw ValidationError("--s3-listen, --gossip-listen, --admin-listen and --raft-listen must be host:port")
+                throw ValidationError("--s3-listen, --gossip-listen, --admin-listen and --raft-listen must be host:port, and --admin-listen a loopback address (admin.allow_remote in a config file serves it elsewhere)")
             }
             nodeConfig = c
         }

@@ -53,9 +53,9 @@ def everyone_sees(nodes, expected: dict[str, str]):
     return check
 
 
-def keyring_cli(node, *args, ok=True):
+def keyring_cli(node, *args, ok=True, stdin=None):
     out = subprocess.run([str(stacks_binary()), "keyring", *args, "--data-dir", str(node.data_dir)],
-                         capture_output=True, text=True, timeout=20)
+                         capture_output=True, text=True, timeout=20, input=stdin)
     if ok:
         assert out.returncode == 0, out.stdout + out.stderr
     return out
@@ -150,14 +150,19 @@ def test_key_rotation_without_suspicion(cluster):
         assert unknown.returncode != 0 and f"only 0 of {N} members hold that key" in unknown.stderr, unknown.stderr
         assert key_counts(cluster[5]) == {old: (f"{N}/{N}", str(N))}
 
-        assert f"install: {N} of {N} members answered ok" in keyring_cli(cluster[0], "install", new).stdout
+        # The key from a file and from stdin, as an operator keeps it out of `ps` and shell history.
+        key_file = cluster[0].data_dir / "new.key"
+        key_file.write_text(new + "\n")
+        both = keyring_cli(cluster[0], "install", new, "--key-file", str(key_file), ok=False)
+        assert both.returncode != 0 and "not both or neither" in both.stderr, both.stderr
+        assert f"install: {N} of {N} members answered ok" in keyring_cli(cluster[0], "install", "--key-file", str(key_file)).stdout
         assert key_counts(cluster[5]) == {old: (f"{N}/{N}", str(N)), new: (f"{N}/{N}", "0")}
 
         early = keyring_cli(cluster[0], "remove", old, ok=False)
         assert early.returncode != 0 and f"{N} of {N} members still seal with that key" in early.stderr, early.stderr
         assert key_counts(cluster[7]) == {old: (f"{N}/{N}", str(N)), new: (f"{N}/{N}", "0")}
 
-        assert f"use: {N} of {N} members answered ok" in keyring_cli(cluster[2], "use", new).stdout
+        assert f"use: {N} of {N} members answered ok" in keyring_cli(cluster[2], "use", "--key-file", "-", stdin=new + "\n").stdout
         assert f"remove: {N} of {N} members answered ok" in keyring_cli(cluster[3], "remove", old).stdout
         time.sleep(3)  # a few protocol periods on the new key alone, watched throughout
     finally:

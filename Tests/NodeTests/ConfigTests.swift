@@ -42,6 +42,15 @@ import Testing
         #expect(c.gossipKey != nil)
     }
 
+    @Test func adminOffLoopbackOnlyWhenAllowed() throws {
+        let remote = try NodeConfig(toml: "[node]\ndata_dir = \"/d\"\n[admin]\nlisten = \"10.1.2.3:9001\"\nallow_remote = true", file: "n.toml")
+        #expect(remote.adminListen == ListenAddress("10.1.2.3:9001"))
+        for host in ["127.0.0.1", "127.9.8.7", "localhost", "[::1]"] {
+            #expect(try NodeConfig(toml: "[node]\ndata_dir = \"/d\"\n[admin]\nlisten = \"\(host):9001\"", file: "n.toml").adminListen.isLoopback)
+        }
+        for host in ["0.0.0.0", "128.0.0.1", "127.0.0.1.evil", "[::]"] { #expect(ListenAddress("\(host):9001")?.isLoopback == false) }
+    }
+
     @Test(arguments: [
         ("[node]\ndata_dir = \"/d\"\nlisten = \"x\"", "n.toml:3: node.listen is not a known setting"),
         ("[node]\ndata_dir = 5", "n.toml:2: node.data_dir must be a string"),
@@ -56,6 +65,8 @@ import Testing
         ("[node]\ndata_dir = \"/d\"\n[raft]\nvoters = 4", "n.toml:4: raft.voters must be an integer 1, 3, 5 or 7"),
         ("[node]\ndata_dir = \"/d\"\n[raft]\nbootstrap = \"yes\"", "n.toml:4: raft.bootstrap must be true or false"),
         ("[node]\ndata_dir = \"/d\"\n[raft]\nlisten = \"7100\"", "n.toml:4: raft.listen must be host:port"),
+        ("[node]\ndata_dir = \"/d\"\n[admin]\nlisten = \"0.0.0.0:9001\"", "n.toml:4: admin.listen is 0.0.0.0:9001, not a loopback address"),
+        ("[node]\ndata_dir = \"/d\"\n[admin]\nlisten = \"10.1.2.3:9001\"\nallow_remote = \"yes\"", "n.toml:5: admin.allow_remote must be true or false"),
     ])
     func errorsNameKeyFileAndLine(text: String, expected: String) {
         do {

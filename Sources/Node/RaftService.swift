@@ -146,6 +146,7 @@ public final class RaftService: Service, @unchecked Sendable {
         }
         core = RaftNode(id: name, peers: [], hardState: wal.hardState, snapshot: wal.snapshot, log: wal.entries,
                         settings: settings.raft, seed: UInt64.random(in: .min ... .max))
+        core.snapshotCheck = { (try? ClusterState(decoding: $0)) != nil }
         if let s = wal.snapshot {
             let state = try ClusterState(decoding: s.data)
             stateBox.withLock { $0 = state }
@@ -314,8 +315,8 @@ public final class RaftService: Service, @unchecked Sendable {
         }
         do {
             if let s = r.snapshot {
+                let state = try ClusterState(decoding: s.data)  // before it replaces what is on disk
                 try wal.saveSnapshot(s)
-                let state = try ClusterState(decoding: s.data)
                 stateBox.withLock { $0 = state }
                 onRestore(state)
                 learnClusterID()

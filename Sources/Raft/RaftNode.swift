@@ -60,6 +60,9 @@ public struct RaftNode: Sendable {
     var transferElapsed = 0
     /// Messages dropped as malformed (see `admissible`) or as contradicting committed entries.
     public internal(set) var rejected = 0
+    /// Whether a fully received snapshot's data is one the state machine can restore; one it
+    /// cannot is dropped and counted in `rejected` before anything changes or reaches the disk.
+    public var snapshotCheck: @Sendable ([UInt8]) -> Bool = { _ in true }
 
     struct PendingRead: Sendable {
         var id: UInt64

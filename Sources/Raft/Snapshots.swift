@@ -60,6 +60,10 @@ extension RaftNode {
         var s = inc.meta
         s.data = inc.data
         incoming = nil
+        guard snapshotCheck(s.data) else {
+            rejected += 1
+            return
+        }
         // Keep entries after the snapshot if our log agrees with it there; otherwise drop them all.
         if term(at: s.index) == s.term, s.index <= lastIndex {
             log.removeSubrange(...pos(s.index))

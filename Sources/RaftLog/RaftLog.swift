@@ -54,6 +54,8 @@ public final class RaftLog {
     public private(set) var syncs = 0
     /// The number of the last batch end written or replayed (nil: none seen since open).
     private var lastBatch: UInt64?
+    /// Records written to the open segment since its last fsync.
+    private var unsynced = false
     static let batchMagic = Array("STKSBEND".utf8)
 
     static let zeroPage = [UInt8](repeating: 0, count: 1 << 16)
@@ -111,14 +113,27 @@ public final class RaftLog {
             lastBatch = seq
         }
         if segmentSize > 0 && segmentSize + records.count > segmentBytes {
-            close(fd)
+            // Replay allows a torn tail only in the last segment: what this one holds unsynced
+            // (commit-only records) must be on disk before records go to the next.
+            try closeSegment()
             segment += 1
             try openSegment(segment, truncate: true)
         }
         try write(records)
+        unsynced = !mustSync
         guard mustSync else { return }
+        try syncSegment()
+    }
+
+    private func syncSegment() throws {
         guard fdatasync(fd) == 0 else { throw RaftLogError.io("fdatasync \(Self.name(segment)): errno \(errno)") }
         syncs += 1
+        unsynced = false
+    }
+
+    private func closeSegment() throws {
+        if unsynced { try syncSegment() }
+        close(fd)
     }
 
     static func record(kind: UInt8, _ payload: [UInt8]) -> [UInt8] {
@@ -186,7 +201,7 @@ public final class RaftLog {
         snapshot = s
         entries = []
         let old = try Files.list(directory).filter { $0.hasPrefix("wal-") && $0.hasSuffix(".log") }
-        close(fd)
+        try closeSegment()  // a crash before the old segments go replays them
         segment += 1
         try openSegment(segment, truncate: true)
         var r = Ready()

@@ -42,6 +42,33 @@ import Testing
         #expect(try Files.list(dir).filter { $0.hasSuffix(".log") }.count > 1)
     }
 
+    /// Replay forgives a torn tail only in the last segment, so a segment is never left behind
+    /// with records a power loss could tear: commit-only records (written without an fsync of
+    /// their own) are fsynced when their segment is closed on rollover.
+    @Test func rolloverSyncsTheClosedSegmentsCommitOnlyRecords() throws {
+        let log = try RaftLog(directory: dir, segmentBytes: 400)
+        var first = Ready()
+        first.entries = Self.entries(1...2, term: 1)
+        first.hardState = HardState(term: Term(1), vote: "r1", commit: LogIndex(1))
+        try log.save(first)
+        func segments() throws -> Int { try Files.list(dir).filter { $0.hasSuffix(".log") }.count }
+        var commit: UInt64 = 1
+        while try segments() == 1 {
+            commit += 1
+            #expect(commit < 100, "no rollover")
+            let before = log.syncs, rolls = try segments() == 1
+            var r = Ready()
+            r.hardState = HardState(term: Term(1), vote: "r1", commit: LogIndex(commit))
+            try log.save(r)
+            let rolled = try segments() == 2
+            if rolls && rolled {
+                #expect(log.syncs == before + 1, "the closed segment's commit-only tail was not fsynced")
+            } else {
+                #expect(log.syncs == before, "a commit-only save fsynced in place")
+            }
+        }
+    }
+
     /// Saves one batch per range (term 1) in a 64 KiB segment; its path and bytes.
     func saveBatches(_ batches: [ClosedRange<UInt64>]) throws -> (String, [UInt8]) {
         do {

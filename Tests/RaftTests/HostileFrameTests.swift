@@ -80,4 +80,20 @@ import Testing
         guard case .leader(let p) = l.role else { return }
         #expect((p.match["f"] ?? .zero) <= l.lastIndex, "\(what): follower's match moved past the log")
     }
+
+    /// A snapshot the state machine cannot restore is refused before it replaces anything: were it
+    /// installed (and saved), every later start would fail on it.
+    @Test func undecodableSnapshotIsRefusedBeforeItIsInstalled() {
+        var f = Self.follower()
+        f.snapshotCheck = { $0.first == 1 }
+        let (log, commit) = (f.log, f.commit)
+        func chunk(_ data: [UInt8]) -> RaftMessage {
+            .installSnapshot(term: Term(1), meta: Snapshot(index: LogIndex(9), term: Term(1), voters: ["l", "f"], learners: [], data: data), offset: 0, done: true)
+        }
+        let bad = f.step(Envelope(from: "l", to: "f", message: chunk([0, 0, 0])))
+        #expect(bad.snapshot == nil && bad.hardState == nil && bad.messages.isEmpty)
+        #expect(f.rejected == 1 && f.log == log && f.commit == commit && f.snapshot == nil)
+        let good = f.step(Envelope(from: "l", to: "f", message: chunk([1, 2, 3])))
+        #expect(good.snapshot?.data == [1, 2, 3] && f.commit == LogIndex(9))
+    }
 }

@@ -87,9 +87,11 @@ public struct Agent: Sendable {
             },
             logger: logger
         )
+        let connections = ConnectionCounter(limit: config.s3Limits.maxConnections)
         let app = Application(
             responder: responder,
-            server: .http1(configuration: .init(additionalChannelHandlers: [ExpectContinueHandler()])),
+            server: .http1(configuration: .init(additionalChannelHandlers: [connections.handler(), ExpectContinueHandler()],
+                                                idleTimeout: TimeAmount.nanoseconds(Int64(config.s3Limits.idleTimeout.components.seconds) * 1_000_000_000))),
             configuration: .init(address: .hostname(config.s3Listen.host, port: config.s3Listen.port), serverName: "Stacks"),
             services: [gossip, raft, admin],
             onServerRunning: { channel in

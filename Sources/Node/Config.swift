@@ -1,3 +1,4 @@
+import S3
 import Security
 
 /// A configuration problem, naming the file, the key and (when known) the line.
@@ -61,6 +62,8 @@ public struct NodeConfig: Sendable, Equatable {
     public var voters: Int
     /// Seconds a voter must be dead (or left) in gossip before a learner replaces it.
     public var deadVoterAfter: Int
+    /// S3 connection bounds (`s3.max_connections`, `s3.idle_timeout`).
+    public var s3Limits = S3Limits()
     /// Applied entries between snapshots of the cluster state (etcd's --snapshot-count).
     public var snapshotEvery: Int
 
@@ -83,6 +86,8 @@ public struct NodeConfig: Sendable, Equatable {
         "s3.listen": "S3 endpoint address host:port (string)",
         "s3.region": "region clients sign for (string)",
         "s3.base_domain": "domain for virtual-host style bucket addressing (string)",
+        "s3.max_connections": "connections served at once; more are answered 503 SlowDown (integer, default 1024)",
+        "s3.idle_timeout": "seconds a connection may send nothing before it is closed (integer, default 60)",
         "gossip.listen": "gossip UDP address host:port (string)",
         "gossip.seeds": "gossip addresses of members to join through (array of strings)",
         "gossip.key": "initial gossip encryption key, base64 of 32 bytes (string; `stacks keygen` makes one)",
@@ -181,6 +186,8 @@ public struct NodeConfig: Sendable, Equatable {
         voters = try integer("raft.voters", 5, "1, 3, 5 or 7") { [1, 3, 5, 7].contains($0) }
         deadVoterAfter = try integer("raft.dead_voter_after", 10, "from 1 to 86400") { (1...86_400).contains($0) }
         snapshotEvery = try integer("raft.snapshot_every", 100_000, "from 100 to 10000000") { (100...10_000_000).contains($0) }
+        s3Limits = S3Limits(maxConnections: try integer("s3.max_connections", 1024, "from 1 to 1000000") { (1...1_000_000).contains($0) },
+                            idleTimeout: .seconds(try integer("s3.idle_timeout", 60, "from 1 to 86400") { (1...86_400).contains($0) }))
         if let e = doc.values["raft.bootstrap"] {
             guard case .boolean(let b) = e.value else { throw ConfigError(file: file, key: "raft.bootstrap", line: e.line, problem: "must be true or false, got \(e.value)") }
             bootstrap = b

@@ -34,6 +34,14 @@ public struct RaftServiceSettings: Sendable {
     public var compactEvery: UInt64 = 100_000
     /// How long a change or a linearizable read may wait for a leader.
     public var requestTimeout = TimeAmount.seconds(10)
+    /// A connection must prove the key (its hello) this soon after connecting, or is closed.
+    public var helloTimeout = TimeAmount.seconds(2)
+    /// An accepted connection that sends nothing for this long is closed (links carry
+    /// heartbeats or replies every few ticks; an idle one reconnects when next needed).
+    public var idleTimeout = TimeAmount.seconds(60)
+    /// Accepted connections at once from one host, and in all; more are closed at accept.
+    public var maxInboundPerHost = 64
+    public var maxInbound = 1024
     public init() {}
 }
 
@@ -87,11 +95,20 @@ public final class RaftService: Service, @unchecked Sendable {
     final class Link: @unchecked Sendable {  // touched only on the loop
         var address: String
         var channel: (any Channel)?
+        /// The acceptor's challenge once read; frames wait in `pending` until then.
+        var challenge: [UInt8]?
+        var seq: UInt64 = 0
         var connecting = false
-        var pending: [ByteBuffer] = []
+        /// Frames' plaintext, sealed when the connection's challenge is known.
+        var pending: [[UInt8]] = []
         var retryAt = NIODeadline.uptimeNanoseconds(0)
         init(address: String) { self.address = address }
     }
+    /// Accepted connections per remote host and in all (bounded by the settings).
+    var inboundByHost: [String: Int] = [:]
+    var inbound = 0
+    /// Connections refused at accept for crossing those bounds.
+    public internal(set) var inboundRefused = 0
     var links: [String: Link] = [:]
     var dirty: Set<String> = []
     var members: [String: Member] = [:]
@@ -111,7 +128,7 @@ public final class RaftService: Service, @unchecked Sendable {
     public private(set) var foreignFrames = 0
     var server: (any Channel)?
     var ticker: RepeatedTask?
-    public private(set) var framesDropped = 0
+    public internal(set) var framesDropped = 0
     /// Raft gets a thread of its own: its fdatasync blocks only Raft, never an HTTP connection
     /// that happens to share an event loop with it.
     static let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
@@ -163,7 +180,7 @@ public final class RaftService: Service, @unchecked Sendable {
         let server = try await ServerBootstrap(group: loop)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .childChannelInitializer { ch in ch.eventLoop.makeCompletedFuture { try self.addHandlers(ch) } }
+            .childChannelInitializer { ch in ch.eventLoop.makeCompletedFuture { try self.addAcceptedHandlers(ch) } }
             .bind(host: listen.host, port: listen.port).get()
         try await loop.submit {
             self.server = server
@@ -465,67 +482,9 @@ public final class RaftService: Service, @unchecked Sendable {
 
     // MARK: Transport
 
-    func addHandlers(_ ch: any Channel) throws {
-        try ch.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder()))
-        try ch.pipeline.syncOperations.addHandler(Inbound(service: self))
-    }
-
-    func send(_ f: AddressedFrame) {
-        guard let address = address(of: f.to) else { return }  // not known yet: Raft resends
-        let sealed = keyring.seal(RaftWire.encode(f))
-        var buf = ByteBufferAllocator().buffer(capacity: 4 + sealed.count)
-        buf.writeInteger(UInt32(sealed.count), endianness: .little)
-        buf.writeBytes(sealed)
-        var link = links[f.to] ?? Link(address: address)
-        if link.address != address {
-            link.channel?.close(promise: nil)
-            link = Link(address: address)
-        }
-        links[f.to] = link
-        if let ch = link.channel {
-            ch.write(buf, promise: nil)
-            dirty.insert(f.to)
-        } else {
-            if link.pending.count >= 1024 { link.pending.removeFirst() }
-            link.pending.append(buf)
-            connect(f.to, link)
-        }
-    }
-
     func flushLinks() {
         for n in dirty { links[n]?.channel?.flush() }
         dirty = []
-    }
-
-    func connect(_ peer: String, _ link: Link) {
-        let now = NIODeadline.now()
-        guard !link.connecting, now >= link.retryAt, let a = ListenAddress(link.address) else { return }
-        link.connecting = true
-        ClientBootstrap(group: loop)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            .connectTimeout(.milliseconds(500))
-            .channelInitializer { ch in ch.eventLoop.makeCompletedFuture { try self.addHandlers(ch) } }
-            .connect(host: a.host, port: a.port)
-            .whenComplete { result in
-                link.connecting = false
-                switch result {
-                case .success(let ch):
-                    guard self.links[peer] === link else { ch.close(promise: nil); return }
-                    link.channel = ch
-                    for b in link.pending { ch.write(b, promise: nil) }
-                    link.pending = []
-                    ch.flush()
-                    ch.closeFuture.whenComplete { _ in
-                        guard link.channel === ch else { return }
-                        link.channel = nil
-                        self.lostConnection(to: peer)
-                    }
-                case .failure:
-                    link.retryAt = NIODeadline.now() + .milliseconds(100)
-                    link.pending = []
-                    self.lostConnection(to: peer)
-                }
-            }
     }
 
     /// A closed or refused connection to the leader usually means it died: stand soon (see
@@ -536,8 +495,9 @@ public final class RaftService: Service, @unchecked Sendable {
         handle(core.peerUnreachable(peer))
     }
 
-    func receive(_ sealed: [UInt8]) {
-        guard let plain = keyring.open(sealed), let f = try? RaftWire.decode(plain), f.to == name else {
+    /// One frame's plaintext, from a connection whose hello proved the key (see `RaftSession`).
+    func receive(_ plain: [UInt8]) {
+        guard let f = try? RaftWire.decode(plain), f.to == name else {
             framesDropped += 1
             return
         }
@@ -572,32 +532,6 @@ public final class RaftService: Service, @unchecked Sendable {
             serveReads()
         }
         flushLinks()
-    }
-
-    struct FrameDecoder: ByteToMessageDecoder {
-        typealias InboundOut = ByteBuffer
-        struct TooLarge: Error {}
-        mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
-            guard let n = buffer.getInteger(at: buffer.readerIndex, endianness: .little, as: UInt32.self) else { return .needMoreData }
-            guard Int(n) <= RaftWire.maxFrameBytes + 64 else { throw TooLarge() }
-            guard buffer.readableBytes >= 4 + Int(n) else { return .needMoreData }
-            buffer.moveReaderIndex(forwardBy: 4)
-            context.fireChannelRead(wrapInboundOut(buffer.readSlice(length: Int(n))!))
-            return .continue
-        }
-    }
-
-    final class Inbound: ChannelInboundHandler {
-        typealias InboundIn = ByteBuffer
-        let service: RaftService
-        init(service: RaftService) { self.service = service }
-        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            service.receive(Array(unwrapInboundIn(data).readableBytesView))
-        }
-        func errorCaught(context: ChannelHandlerContext, error: any Error) {
-            service.framesDropped += 1
-            context.close(promise: nil)
-        }
     }
 }
 

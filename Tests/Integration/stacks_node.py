@@ -101,7 +101,7 @@ def s3_config(**overrides) -> Config:
 class StacksNode:
     def __init__(self, root: Path, name: str = "node1", data_dir: Path | None = None,
                  seeds: list[str] | None = None, gossip_key: str | None = None, tags: dict[str, str] | None = None,
-                 raft: dict[str, object] | None = None, wait_env: bool = True):
+                 raft: dict[str, object] | None = None, wait_env: bool = True, s3: dict[str, object] | None = None):
         self.root = Path(root)
         self.name = name
         self.data_dir = Path(data_dir) if data_dir else self.root / name
@@ -114,6 +114,8 @@ class StacksNode:
         self.raft_port = free_port()
         # Extra [raft] settings (bootstrap, voters, dead_voter_after).
         self.raft = raft or {}
+        # Extra [s3] settings (max_connections, idle_timeout).
+        self.s3 = s3 or {}
         # A joining node writes its env file only once the cluster's state (and a key) reached it;
         # a node that can never join (wrong key) is ready without one.
         self.wait_env = wait_env
@@ -136,7 +138,8 @@ class StacksNode:
             "\n[s3]\n"
             f'listen = "127.0.0.1:{self.s3_port}"\n'
             'region = "us-east-1"\n'
-            "\n[gossip]\n"
+            + "".join(f"{k} = {v}\n" for k, v in self.s3.items())
+            + "\n[gossip]\n"
             f'listen = "{self.gossip_address}"\n'
             f"seeds = [{', '.join(f'{chr(34)}{x}{chr(34)}' for x in self.seeds)}]\n"
             f'key = "{self.gossip_key}"\n'

@@ -1,0 +1,210 @@
+import Cluster
+import NIOCore
+import NIOPosix
+import Security
+
+/// The Raft shell's TCP transport. Each connection carries frames one way, from the connecting
+/// side to the acceptor, bound to the acceptor's challenge (`RaftSession`): the acceptor writes
+/// its challenge, the connector answers with a sealed hello, then frames numbered in order. Before
+/// the hello nothing larger than `RaftSession.helloMaxBytes` is read, and a connection that does
+/// not prove the key within `helloTimeout` is closed; accepted connections are capped per host
+/// and in all, and closed when idle.
+extension RaftService {
+    func addAcceptedHandlers(_ ch: any Channel) throws {
+        try ch.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: settings.idleTimeout))
+        try ch.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder()))
+        try ch.pipeline.syncOperations.addHandler(Accepted(service: self))
+    }
+
+    func send(_ f: AddressedFrame) {
+        guard let address = address(of: f.to) else { return }  // not known yet: Raft resends
+        var link = links[f.to] ?? Link(address: address)
+        if link.address != address {
+            link.channel?.close(promise: nil)
+            link = Link(address: address)
+        }
+        links[f.to] = link
+        let plain = RaftWire.encode(f)
+        if let ch = link.channel, link.challenge != nil {
+            ch.write(sealed(plain, on: link), promise: nil)
+            dirty.insert(f.to)
+        } else {
+            if link.pending.count >= 1024 { link.pending.removeFirst() }
+            link.pending.append(plain)
+            connect(f.to, link)
+        }
+    }
+
+    /// `plain` sealed as the link's next frame, length-prefixed.
+    func sealed(_ plain: [UInt8], on link: Link) -> ByteBuffer {
+        let sealed = keyring.seal(RaftSession.bind(challenge: link.challenge!, seq: link.seq, plain))
+        link.seq += 1
+        var buf = ByteBufferAllocator().buffer(capacity: 4 + sealed.count)
+        buf.writeInteger(UInt32(sealed.count), endianness: .little)
+        buf.writeBytes(sealed)
+        return buf
+    }
+
+    func connect(_ peer: String, _ link: Link) {
+        let now = NIODeadline.now()
+        guard !link.connecting, link.channel == nil, now >= link.retryAt, let a = ListenAddress(link.address) else { return }
+        link.connecting = true
+        ClientBootstrap(group: loop)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .connectTimeout(.milliseconds(500))
+            .channelInitializer { ch in
+                ch.eventLoop.makeCompletedFuture {
+                    try ch.pipeline.syncOperations.addHandler(ChallengeReader { challenge in self.established(peer, link, ch, challenge) })
+                }
+            }
+            .connect(host: a.host, port: a.port)
+            .whenComplete { result in
+                link.connecting = false
+                switch result {
+                case .success(let ch):
+                    guard self.links[peer] === link else { ch.close(promise: nil); return }
+                    link.channel = ch
+                    link.challenge = nil
+                    // An acceptor that never sends its challenge (not a Stacks node) is let go.
+                    let timer = ch.eventLoop.scheduleTask(in: self.settings.helloTimeout) { if link.channel === ch && link.challenge == nil { ch.close(promise: nil) } }
+                    ch.closeFuture.whenComplete { _ in
+                        timer.cancel()
+                        guard link.channel === ch else { return }
+                        link.channel = nil
+                        link.challenge = nil
+                        link.retryAt = NIODeadline.now() + .milliseconds(100)
+                        self.lostConnection(to: peer)
+                    }
+                case .failure:
+                    link.retryAt = NIODeadline.now() + .milliseconds(100)
+                    link.pending = []
+                    self.lostConnection(to: peer)
+                }
+            }
+    }
+
+    /// The acceptor's challenge arrived: say hello, then send what waited.
+    func established(_ peer: String, _ link: Link, _ ch: any Channel, _ challenge: [UInt8]) {
+        guard link.channel === ch, link.challenge == nil else { return }
+        link.challenge = challenge
+        link.seq = 0
+        let hello = keyring.seal(RaftSession.hello(challenge: challenge))
+        link.seq = 1
+        var buf = ByteBufferAllocator().buffer(capacity: 4 + hello.count)
+        buf.writeInteger(UInt32(hello.count), endianness: .little)
+        buf.writeBytes(hello)
+        ch.write(buf, promise: nil)
+        for p in link.pending { ch.write(sealed(p, on: link), promise: nil) }
+        link.pending = []
+        ch.flush()
+    }
+
+    func admitInbound(_ host: String) -> Bool {
+        guard inbound < settings.maxInbound, inboundByHost[host, default: 0] < settings.maxInboundPerHost else {
+            inboundRefused += 1
+            if inboundRefused & (inboundRefused - 1) == 0 {  // 1st, 2nd, 4th, 8th…
+                logger.warning("refusing Raft connections over the limit", metadata: ["from": "\(host)", "count": "\(inboundRefused)"])
+            }
+            return false
+        }
+        inbound += 1
+        inboundByHost[host, default: 0] += 1
+        return true
+    }
+
+    func releaseInbound(_ host: String) {
+        inbound -= 1
+        inboundByHost[host, default: 1] -= 1
+        if inboundByHost[host] == 0 { inboundByHost[host] = nil }
+    }
+
+    /// Length-prefixed sealed frames; the first (the hello) must be small.
+    struct FrameDecoder: ByteToMessageDecoder {
+        typealias InboundOut = ByteBuffer
+        struct TooLarge: Error {}
+        var first = true
+        mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+            guard let n = buffer.getInteger(at: buffer.readerIndex, endianness: .little, as: UInt32.self) else { return .needMoreData }
+            guard Int(n) <= (first ? RaftSession.helloMaxBytes : RaftWire.maxFrameBytes + 64) else { throw TooLarge() }
+            guard buffer.readableBytes >= 4 + Int(n) else { return .needMoreData }
+            buffer.moveReaderIndex(forwardBy: 4)
+            first = false
+            context.fireChannelRead(wrapInboundOut(buffer.readSlice(length: Int(n))!))
+            return .continue
+        }
+    }
+
+    /// The acceptor's end of one connection.
+    final class Accepted: ChannelInboundHandler {
+        typealias InboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+        let service: RaftService
+        var challenge: [UInt8] = []
+        var seq: UInt64 = 0
+        var host: String?
+        var helloTimer: Scheduled<Void>?
+        init(service: RaftService) { self.service = service }
+
+        func channelActive(context: ChannelHandlerContext) {
+            let host = context.remoteAddress?.ipAddress ?? "unknown"
+            guard service.admitInbound(host) else { context.close(promise: nil); return }
+            self.host = host
+            challenge = Sodium.randomBytes(RaftSession.challengeBytes)
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: challenge)), promise: nil)
+            let ch = context.channel, me = NIOLoopBound(self, eventLoop: context.eventLoop)
+            helloTimer = context.eventLoop.scheduleTask(in: service.settings.helloTimeout) {
+                if me.value.seq == 0 { ch.close(promise: nil) }
+            }
+            context.fireChannelActive()
+        }
+
+        func channelInactive(context: ChannelHandlerContext) {
+            helloTimer?.cancel()
+            if let host { service.releaseInbound(host); self.host = nil }
+            challenge = []
+            context.fireChannelInactive()
+        }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            guard !challenge.isEmpty else { return }  // refused or closing
+            let sealed = Array(unwrapInboundIn(data).readableBytesView)
+            guard let plain = service.keyring.open(sealed),
+                  let body = seq == 0 ? (RaftSession.isHello(plain, challenge: challenge) ? [] : nil)
+                                      : RaftSession.unbind(plain, challenge: challenge, seq: seq) else {
+                // Garbage, another key, a replay or a frame out of order: nothing more from here.
+                service.framesDropped += 1
+                challenge = []
+                context.close(promise: nil)
+                return
+            }
+            seq += 1
+            if seq == 1 { helloTimer?.cancel(); return }
+            service.receive(body)
+        }
+
+        func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+            if event is IdleStateHandler.IdleStateEvent { context.close(promise: nil) } else { context.fireUserInboundEventTriggered(event) }
+        }
+
+        func errorCaught(context: ChannelHandlerContext, error: any Error) {
+            service.framesDropped += 1
+            challenge = []
+            context.close(promise: nil)
+        }
+    }
+
+    /// The connector's end: reads the acceptor's challenge, then ignores the (empty) rest.
+    final class ChallengeReader: ChannelInboundHandler {
+        typealias InboundIn = ByteBuffer
+        var got: [UInt8] = []
+        let done: ([UInt8]) -> Void
+        init(done: @escaping ([UInt8]) -> Void) { self.done = done }
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            guard got.count < RaftSession.challengeBytes else { return }
+            let bytes = unwrapInboundIn(data).readableBytesView
+            got += bytes.prefix(RaftSession.challengeBytes - got.count)
+            if got.count == RaftSession.challengeBytes { done(got) }
+        }
+        func errorCaught(context: ChannelHandlerContext, error: any Error) { context.close(promise: nil) }
+    }
+}

@@ -1,8 +1,12 @@
 // swift-tools-version:6.1
 // Stacks: one binary per node; see docs/ARCHITECTURE.md for the module map.
+import Foundation
 import PackageDescription
 
-let strict: [SwiftSetting] = [.swiftLanguageMode(.v6)]
+/// tools/fuzz sets STACKS_FUZZ=1 (in its own build directory): the project's modules get
+/// libFuzzer's coverage instrumentation and AddressSanitizer, and the StacksFuzz driver exists.
+let fuzzing = ProcessInfo.processInfo.environment["STACKS_FUZZ"] == "1"
+let strict: [SwiftSetting] = [.swiftLanguageMode(.v6)] + (fuzzing ? [.unsafeFlags(["-sanitize=fuzzer,address"])] : [])
 
 func system(_ name: String, _ pkg: String, _ apt: String) -> Target {
     .systemLibrary(name: name, pkgConfig: pkg, providers: [.apt([apt])])
@@ -76,3 +80,10 @@ let package = Package(
         .testTarget(name: "NodeTests", dependencies: ["Node", "Cluster", "Raft"], swiftSettings: strict),
     ]
 )
+
+if fuzzing {
+    package.targets.append(.executableTarget(
+        name: "StacksFuzz", dependencies: ["S3", "Objects", "ChunkStore", "Cluster", "Gossip"], path: "Tests/Fuzz",
+        swiftSettings: strict + [.unsafeFlags(["-parse-as-library"])],
+        linkerSettings: [.unsafeFlags(["-sanitize=fuzzer,address"])]))
+}

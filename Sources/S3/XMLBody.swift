@@ -20,7 +20,9 @@ final class XMLNode {
     func all(_ name: String) -> [XMLNode] { children.filter { $0.name == name } }
 
     static func parse(_ bytes: [UInt8]) -> XMLNode? {
-        guard !containsDocumentType(bytes) else { return nil }
+        // Invalid UTF-8 in a name reaches Foundation's XMLParser as a C string it force-decodes:
+        // the process traps (found by tools/fuzz). S3 bodies are UTF-8; refuse anything else.
+        guard String(validating: bytes, as: UTF8.self) != nil, !containsDocumentType(bytes) else { return nil }
         let delegate = TreeBuilder()
         let parser = XMLParser(data: Data(bytes))
         parser.shouldResolveExternalEntities = false

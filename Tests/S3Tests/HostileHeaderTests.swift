@@ -71,6 +71,13 @@ import Testing
         #expect(XMLNode.parse(Array(deep.utf8)) == nil)
     }
 
+    /// Found by `tools/fuzz xml`: invalid UTF-8 in an element name trapped inside XMLParser.
+    @Test func invalidUTF8InANameIsRefused() {
+        let body: [UInt8] = Array("<Com".utf8) + [0xC4] + Array("pleteMultipartUpload><Part><PartNumber>1</PartNumber></Part></CompleteMultipartUpload>".utf8)
+        #expect(XMLNode.parse(body) == nil)
+        #expect(XMLNode.parse(Array("<Delete><Object><Key>caf\u{e9}</Key></Object></Delete>".utf8))?.child("Object")?.child("Key")?.text == "caf\u{e9}")
+    }
+
     @Test func tooManyElementsAreRefused() {
         let doc = "<Delete>" + String(repeating: "<Object><Key>k</Key></Object>", count: XMLNode.maxElements / 2) + "</Delete>"
         #expect(XMLNode.parse(Array(doc.utf8)) == nil)

@@ -1,0 +1,93 @@
+// libFuzzer entry for every decoder that reads the network or the disk. One binary; the target
+// is chosen by STACKS_FUZZ_TARGET (tools/fuzz sets it). Built only by tools/fuzz, with
+// `-sanitize=fuzzer,address` on the project's own modules (STACKS_FUZZ=1 in Package.swift).
+// A decoder may refuse an input however it likes; trapping, hanging or overflowing is the bug.
+import ChunkStore
+import Cluster
+import Foundation
+import Gossip
+@testable import Objects
+@testable import S3
+
+struct NoKeys: CredentialStore { func secret(forAccessKey id: String) -> String? { id == "AK" ? "secret" : nil } }
+
+let targets: [String: @Sendable ([UInt8]) -> Void] = [
+    "http-date": { b in
+        let s = String(decoding: b, as: UTF8.self)
+        _ = HTTPDate.parse(s)
+        _ = SigV4.epochSeconds(s)
+    },
+    "range": { b in
+        guard b.count >= 8 else { return }
+        let size = Int(b[0..<8].reduce(UInt64(0)) { $0 << 8 | UInt64($1) } >> 2)  // up to 2^62
+        _ = ByteRange.parse(String(decoding: b[8...], as: UTF8.self), size: size)
+    },
+    "sigv4": { b in
+        // Lines: method, raw path, then "name: value" headers, then "?" query lines "name=value".
+        let lines = String(decoding: b, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        var headers: [String: String] = [:], query: [(String, String)] = []
+        for l in lines.dropFirst(2) {
+            if l.hasPrefix("?") {
+                let kv = l.dropFirst().split(separator: "=", maxSplits: 1).map(String.init)
+                query.append((kv.first ?? "", kv.count > 1 ? kv[1] : ""))
+            } else if let c = l.firstIndex(of: ":") {
+                headers[l[..<c].lowercased()] = String(l[l.index(after: c)...]).trimmingCharacters(in: .whitespaces)
+            }
+        }
+        let r = SignedRequest(method: lines.first ?? "GET", rawPath: lines.count > 1 ? lines[1] : "/", query: query, headers: headers)
+        _ = try? SigV4(credentials: NoKeys(), region: "us-east-1", nowMs: 1_764_633_600_000).verify(r)
+    },
+    "aws-chunked": { b in
+        guard let mode = b.first else { return }
+        var d = AWSChunkedDecoder(signer: nil, withTrailers: mode & 1 == 1)
+        var i = 1
+        while i < b.count {  // arbitrary pieces, as the network cuts them
+            let n = min(b.count - i, Int(b[i]) + 1)
+            guard (try? d.feed(b[i..<(i + n)])) != nil else { return }
+            i += n
+        }
+    },
+    "xml": { b in _ = XMLNode.parse(b) },
+    "gossip-wire": { b in _ = try? WireFormat.decode(b) },
+    "raft-frame": { b in _ = try? RaftWire.decode(b) },
+    "cluster-state": { b in _ = try? ClusterState(decoding: b) },
+    "records": { b in
+        _ = try? ObjectInfo(decoding: b)
+        _ = try? UploadInfo(decoding: b)
+        _ = try? UploadedPart(decoding: b)
+        _ = try? BucketInfo(decoding: b)
+    },
+    "shard-file": { b in
+        let path = (Files.exists("/dev/shm") ? "/dev/shm/" : NSTemporaryDirectory()) + "stacks-fuzz-shard-\(getpid())"
+        guard (try? Files.writeAtomically(b, to: path)) != nil else { return }
+        defer { try? Files.remove(path) }
+        guard let r = try? ShardReader(path: path), r.rawSize <= 1 << 24 else { return }
+        try? r.forEachSlice(of: 0..<r.rawSize) { _ in }
+    },
+]
+
+let chosen: @Sendable ([UInt8]) -> Void = {
+    let name = ProcessInfo.processInfo.environment["STACKS_FUZZ_TARGET"] ?? ""
+    guard let t = targets[name] else {
+        FileHandle.standardError.write(Data("STACKS_FUZZ_TARGET must be one of: \(targets.keys.sorted().joined(separator: " "))\n".utf8))
+        exit(2)
+    }
+    return t
+}()
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+    chosen(Array(UnsafeBufferPointer(start: data, count: size)))
+    return 0
+}
+
+// SwiftPM links an executable's entry as `<module>_main`; hand control to libFuzzer's driver.
+@_silgen_name("LLVMFuzzerRunDriver")
+func LLVMFuzzerRunDriver(_ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
+                         _ callback: @convention(c) (UnsafePointer<UInt8>, Int) -> CInt) -> CInt
+
+@_cdecl("StacksFuzz_main")
+public func stacksFuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
+    var c = argc, v = argv
+    return LLVMFuzzerRunDriver(&c, &v) { data, size in fuzz(data, size) }
+}

@@ -83,6 +83,7 @@ enum AdminAPI {
             return try json(req.tags)
         }
         router.get("/v1/gossip/stats") { _, _ in try json(try await gossip.statistics()) }
+        router.get("/v1/raft/stats") { _, _ in try json(try await raft.statistics()) }
         router.get("/v1/keyring") { _, _ in try json(KeyringView(try await gossip.keys())) }
         let operations: [(String, @Sendable (inout Keyring, [UInt8]) throws -> Void)] = [
             ("install", { @Sendable k, key in k.install(key) }),

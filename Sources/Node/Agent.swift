@@ -91,7 +91,7 @@ public struct Agent: Sendable {
         let app = Application(
             responder: responder,
             server: .http1(configuration: .init(additionalChannelHandlers: [connections.handler(), ExpectContinueHandler()],
-                                                idleTimeout: TimeAmount.nanoseconds(Int64(config.s3Limits.idleTimeout.components.seconds) * 1_000_000_000))),
+                                                idleTimeout: TimeAmount(config.s3Limits.idleTimeout))),
             configuration: .init(address: .hostname(config.s3Listen.host, port: config.s3Listen.port), serverName: "Stacks"),
             services: [gossip, raft, admin],
             onServerRunning: { channel in

@@ -28,6 +28,7 @@ struct ClusterCatalog: BucketCatalog, CredentialStore {
 
     private func submit(_ c: Command) async throws -> Outcome {
         do { return try await raft.submit(c) } catch let e as ClusterError {
+            if case .busy = e { throw S3Error(503, "SlowDown", "\(e.description); reduce your request rate") }
             throw S3Error(503, "ServiceUnavailable", "\(e.description); retry shortly")
         }
     }

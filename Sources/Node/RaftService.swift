@@ -12,8 +12,13 @@ import Synchronization
 
 public enum ClusterError: Error, CustomStringConvertible, Equatable {
     case unavailable(String)
+    /// A bound in `RaftServiceSettings` is reached: retry after a moment.
+    case busy(String)
     public var description: String {
-        switch self { case .unavailable(let why): "cluster unavailable: \(why)" }
+        switch self {
+        case .unavailable(let why): "cluster unavailable: \(why)"
+        case .busy(let why): "cluster busy: \(why)"
+        }
     }
 }
 
@@ -42,6 +47,11 @@ public struct RaftServiceSettings: Sendable {
     /// Accepted connections at once from one host, and in all; more are closed at accept.
     public var maxInboundPerHost = 64
     public var maxInbound = 1024
+    /// Changes and linearizable reads waiting on this node; past it a new one is refused (busy).
+    public var maxWaiting = 10_000
+    /// On the leader: proposals queued for the next batch and followers' reads relayed; past it a
+    /// forwarded request or read is dropped (the follower resends).
+    public var maxQueued = 10_000
     public init() {}
 }
 
@@ -222,6 +232,9 @@ public final class RaftService: Service, @unchecked Sendable {
         return try await loop.flatSubmit { () -> EventLoopFuture<Outcome> in
             if let o = self.read({ $0.outcome(of: id) }) { return self.loop.makeSucceededFuture(o) }
             if let w = self.waiters[id] { return w.promise.futureResult }
+            guard self.waiters.count < self.settings.maxWaiting else {
+                return self.loop.makeFailedFuture(ClusterError.busy("\(self.settings.maxWaiting) changes are waiting on this node"))
+            }
             let now = NIODeadline.now()
             var w = Waiter(promise: self.loop.makePromise(), bytes: bytes, deadline: now + self.settings.requestTimeout, sentTo: nil, sentAt: now)
             self.route(&w, now: now)
@@ -235,6 +248,9 @@ public final class RaftService: Service, @unchecked Sendable {
     /// (ReadIndex through the leader); read the local state afterwards.
     public func linearizableBarrier() async throws {
         try await loop.flatSubmit { () -> EventLoopFuture<Void> in
+            guard self.reads.count < self.settings.maxWaiting else {
+                return self.loop.makeFailedFuture(ClusterError.busy("\(self.settings.maxWaiting) reads are waiting on this node"))
+            }
             let id = self.nextReadID
             self.nextReadID += 1
             let now = NIODeadline.now()
@@ -515,10 +531,12 @@ public final class RaftService: Service, @unchecked Sendable {
         case .raft(let m):
             handle(core.step(Envelope(from: f.from, to: name, message: m)))
         case .forward(let bytes):
-            guard core.isLeader, let req = try? Request(decoding: bytes), read({ $0.outcome(of: req.id) }) == nil else { return }
+            guard core.isLeader, proposals.count < settings.maxQueued, let req = try? Request(decoding: bytes),
+                  read({ $0.outcome(of: req.id) }) == nil else { return }
             proposals.append(bytes)
             scheduleFlush()
         case .readIndex(let id):
+            guard remoteReads.count < settings.maxQueued else { return }  // the follower asks again
             let lid = nextReadID
             nextReadID += 1
             remoteReads[lid] = (f.from, id)

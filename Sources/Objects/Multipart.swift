@@ -5,6 +5,8 @@ extension ObjectStore {
     public func createUpload(bucket: String, key: String, contentType: String, userMetadata: [Metadatum]) throws(ObjectError) -> UploadInfo {
         try Names.checkKey(key)
         _ = try self.bucket(bucket)
+        let inBucket = state.withLock { s in s.uploads.values.count { $0.info.bucket == bucket } }
+        guard inBucket < maxUploadsPerBucket else { throw .tooManyUploads(bucket: bucket, limit: maxUploadsPerBucket) }
         let info = UploadInfo(uploadID: Self.randomID(), bucket: bucket, key: key, contentType: contentType,
                               userMetadata: userMetadata, initiatedMs: clock())
         do throws(ChunkStoreError) { try Files.writeAtomically(info.encoded(), to: uploadPath(info.uploadID)) } catch { throw .storage(error) }

@@ -14,6 +14,8 @@ public enum ObjectError: Error, CustomStringConvertible, Equatable {
     case invalidPartOrder
     case entityTooSmall(part: Int, size: Int)
     case storage(ChunkStoreError)
+    /// `ObjectStore.maxUploadsPerBucket` uploads are in progress in the bucket.
+    case tooManyUploads(bucket: String, limit: Int)
 
     public var description: String {
         switch self {
@@ -29,6 +31,7 @@ public enum ObjectError: Error, CustomStringConvertible, Equatable {
         case .invalidPartOrder: "parts must be listed in ascending order"
         case .entityTooSmall(let n, let size): "part \(n) is \(size) bytes; every part but the last must be at least 5 MiB"
         case .storage(let e): "storage: \(e)"
+        case .tooManyUploads(let b, let n): "bucket \(b) has \(n) multipart uploads in progress, the most it holds; complete or abort some"
         }
     }
 }

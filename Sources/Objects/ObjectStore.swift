@@ -21,6 +21,8 @@ public final class ObjectStore: Sendable {
     public let root: String
     let clock: @Sendable () -> Int64
     let state: Mutex<Index>
+    /// Multipart uploads in progress per bucket; past it CreateMultipartUpload is refused.
+    public let maxUploadsPerBucket: Int
     /// Commits to the same (bucket, key) are serialized so the record on disk and the index agree.
     private let stripes: [Stripe]
 
@@ -28,8 +30,9 @@ public final class ObjectStore: Sendable {
 
     /// Opens (creating if needed) the store at `root` and rebuilds the index from disk.
     /// `clock` returns milliseconds since the Unix epoch.
-    public init(root: String, clock: @escaping @Sendable () -> Int64) throws(ObjectError) {
+    public init(root: String, maxUploadsPerBucket: Int = 10_000, clock: @escaping @Sendable () -> Int64) throws(ObjectError) {
         self.root = root
+        self.maxUploadsPerBucket = maxUploadsPerBucket
         self.clock = clock
         stripes = (0..<64).map { _ in Stripe() }
         do throws(ChunkStoreError) {

@@ -46,6 +46,7 @@ public struct S3Error: Error, CustomStringConvertible, Equatable {
         case .invalidPart: self.init(400, "InvalidPart", e.description)
         case .invalidPartOrder: self.init(400, "InvalidPartOrder", "The list of parts was not in ascending order. Parts must be ordered by part number.")
         case .entityTooSmall: self.init(400, "EntityTooSmall", "Your proposed upload is smaller than the minimum allowed object size.")
+        case .tooManyUploads: self.init(503, "SlowDown", e.description)
         case .storage(let s): self.init(500, "InternalError", "We encountered an internal error. Please try again. (\(s))")
         }
     }

@@ -108,4 +108,17 @@ import Testing
         #expect(try read(store, store.head(bucket: "mp1", key: "big")) == p1 + p2)
         #expect(throws: ObjectError.noSuchUpload(u.uploadID)) { try store.listParts(uploadID: u.uploadID, bucket: "mp1", key: "big") }
     }
+
+    @Test func uploadsPerBucketAreBounded() throws {
+        let store = try ObjectStore(root: root, maxUploadsPerBucket: 3, clock: { 1_700_000_000_000 })
+        try store.createBucket("full")
+        try store.createBucket("other")
+        let ids = try (0..<3).map { try store.createUpload(bucket: "full", key: "k\($0)", contentType: "x", userMetadata: []).uploadID }
+        #expect(throws: ObjectError.tooManyUploads(bucket: "full", limit: 3)) {
+            try store.createUpload(bucket: "full", key: "k3", contentType: "x", userMetadata: [])
+        }
+        _ = try store.createUpload(bucket: "other", key: "k", contentType: "x", userMetadata: [])  // per bucket
+        try store.abortUpload(uploadID: ids[0], bucket: "full", key: "k0")
+        _ = try store.createUpload(bucket: "full", key: "k3", contentType: "x", userMetadata: [])  // room again
+    }
 }

@@ -77,7 +77,11 @@ let package = Package(
         .testTarget(name: "RaftTests", dependencies: ["Raft"], swiftSettings: strict),
         .testTarget(name: "RaftLogTests", dependencies: ["RaftLog", "Raft", "ChunkStore"], swiftSettings: strict),
         .testTarget(name: "ComputeTests", dependencies: ["Compute"], swiftSettings: strict),
-        .testTarget(name: "NodeTests", dependencies: ["Node", "Cluster", "Raft"], swiftSettings: strict),
+        .testTarget(name: "NodeTests", dependencies: [
+            "Node", "Cluster", "Raft", "Gossip",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ], swiftSettings: strict),
     ]
 )
 

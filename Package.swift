@@ -87,7 +87,7 @@ let package = Package(
 
 if fuzzing {
     package.targets.append(.executableTarget(
-        name: "StacksFuzz", dependencies: ["S3", "Objects", "ChunkStore", "Cluster", "Gossip"], path: "Tests/Fuzz", exclude: ["corpus"],
+        name: "StacksFuzz", dependencies: ["S3", "Objects", "ChunkStore", "Cluster", "Gossip", "RaftLog"], path: "Tests/Fuzz", exclude: ["corpus"],
         swiftSettings: strict + [.unsafeFlags(["-parse-as-library"])],
         linkerSettings: [.unsafeFlags(["-sanitize=fuzzer,address"])]))
 }

@@ -22,13 +22,29 @@ final class XMLNode {
     static func parse(_ bytes: [UInt8]) -> XMLNode? {
         // Invalid UTF-8 in a name reaches Foundation's XMLParser as a C string it force-decodes:
         // the process traps (found by tools/fuzz). S3 bodies are UTF-8; refuse anything else.
-        guard String(validating: bytes, as: UTF8.self) != nil, !containsDocumentType(bytes) else { return nil }
+        // A processing instruction without data reaches it as a NULL it calls strlen on (also
+        // found by tools/fuzz): S3 bodies have none, so only a leading `<?xml ` declaration passes.
+        guard String(validating: bytes, as: UTF8.self) != nil, !containsDocumentType(bytes), !containsProcessingInstruction(bytes) else { return nil }
         let delegate = TreeBuilder()
         let parser = XMLParser(data: Data(bytes))
         parser.shouldResolveExternalEntities = false
         parser.delegate = delegate
         guard parser.parse(), !delegate.overLimit, delegate.closed, let root = delegate.root else { return nil }  // an unclosed root is not a document
         return root
+    }
+
+    /// `<?` anywhere but a leading XML declaration.
+    static func containsProcessingInstruction(_ bytes: [UInt8]) -> Bool {
+        var i = bytes.startIndex
+        while let lt = bytes[i...].firstIndex(of: UInt8(ascii: "<")) {
+            if lt + 1 < bytes.endIndex, bytes[lt + 1] == UInt8(ascii: "?") {
+                let declaration = lt == bytes.startIndex && bytes.count > 6 && bytes[2..<5].elementsEqual("xml".utf8)
+                    && [UInt8(ascii: " "), 9, 10, 13].contains(bytes[5])
+                if !declaration { return true }
+            }
+            i = lt + 1
+        }
+        return false
     }
 
     /// `<!DOCTYPE` or `<!ENTITY` anywhere (they are case-sensitive in XML).

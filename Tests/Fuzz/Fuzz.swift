@@ -7,6 +7,7 @@ import Cluster
 import Foundation
 import Gossip
 @testable import Objects
+import RaftLog
 @testable import S3
 
 struct NoKeys: CredentialStore { func secret(forAccessKey id: String) -> String? { id == "AK" ? "secret" : nil } }
@@ -56,6 +57,22 @@ let targets: [String: @Sendable ([UInt8]) -> Void] = [
         _ = try? UploadInfo(decoding: b)
         _ = try? UploadedPart(decoding: b)
         _ = try? BucketInfo(decoding: b)
+    },
+    "raft-log": { b in
+        // A log directory holding one segment of these bytes (and a snapshot when the first byte says so).
+        let dir = (Files.exists("/dev/shm") ? "/dev/shm/" : NSTemporaryDirectory()) + "stacks-fuzz-raftlog-\(getpid())"
+        try? Files.makeDirectory(dir)
+        defer { for n in (try? Files.list(dir)) ?? [] { try? Files.remove("\(dir)/\(n)") } }
+        guard let mode = b.first else { return }
+        let body = Array(b.dropFirst())
+        if mode & 1 == 1 {
+            let cut = min(body.count, Int(mode >> 1) * 64)
+            try? Files.writeAtomically(Array(body[..<cut]), to: "\(dir)/snapshot")
+            try? Files.writeAtomically(Array(body[cut...]), to: "\(dir)/wal-0000000000000000.log")
+        } else {
+            try? Files.writeAtomically(body, to: "\(dir)/wal-0000000000000000.log")
+        }
+        _ = try? RaftLog(directory: dir, segmentBytes: 1 << 16)
     },
     "shard-file": { b in
         let path = (Files.exists("/dev/shm") ? "/dev/shm/" : NSTemporaryDirectory()) + "stacks-fuzz-shard-\(getpid())"

@@ -147,6 +147,7 @@ def test_broken_aws_chunked_framing(nodes, stored, chunked):
     b'<!DOCTYPE d [<!ENTITY x SYSTEM "file:///etc/passwd">]><Delete><Object><Key>&x;</Key></Object></Delete>',
     b"<Delete>" + b"<Object><Key>k</Key></Object>" * 120_000 + b"</Delete>",
     b"<Com\xc4pleteMultipartUpload><Part><PartNumber>1</PartNumber></Part></CompleteMultipartUpload>",  # found by tools/fuzz
+    b"<?l?>?<?~>",  # found by tools/fuzz: a processing instruction without data
 ])
 def test_hostile_xml_is_refused(nodes, stored, xml):
     bucket = next(iter(stored))[0]

@@ -54,7 +54,7 @@ import Testing
         let fakes = (0..<200).map { "member-\($0)" }
         // Random tag values: the compressed push-pull parts stay near their 8 KiB budget.
         let racks = Dictionary(uniqueKeysWithValues: fakes.map { ($0, (0..<24).map { _ in String(UInt8.random(in: 0...255), radix: 16) }.joined()) })
-        try await Self.waitFor("a knows the 200", seconds: 10) {
+        try await Self.waitFor("a knows the 200", seconds: 120) {
             for batch in stride(from: 0, to: fakes.count, by: 10) {
                 let rumors = fakes[batch..<(batch + 10)].map { name in
                     Rumor.alive(name: name, address: "127.0.0.1:9", incarnation: Incarnation(1), tags: ["zone": "zone-\(name.suffix(1))", "rack": racks[name]!])
@@ -70,7 +70,7 @@ import Testing
         let groupB = ServiceGroup(services: [b], logger: logger)
         let runningB = Task { try await groupB.run() }
         defer { runningB.cancel() }
-        try await Self.waitFor("b learns the 200", seconds: 10) { Set(try await b.members().map(\.name)).isSuperset(of: fakes + ["a"]) }
+        try await Self.waitFor("b learns the 200", seconds: 120) { Set(try await b.members().map(\.name)).isSuperset(of: fakes + ["a"]) }
         let stats = try await b.statistics()
         #expect(stats.packetsDropped == 0, "datagrams arrived cut and failed to open")
         await group.triggerGracefulShutdown()

@@ -78,6 +78,13 @@ import Testing
         #expect(XMLNode.parse(Array("<Delete><Object><Key>caf\u{e9}</Key></Object></Delete>".utf8))?.child("Object")?.child("Key")?.text == "caf\u{e9}")
     }
 
+    /// Found by `tools/fuzz xml`: a processing instruction without data made XMLParser strlen(NULL).
+    @Test func processingInstructionsAreRefused() {
+        #expect(XMLNode.parse(Array("<?l?>?<?~>".utf8)) == nil)
+        #expect(XMLNode.parse(Array("<Delete><?pi?><Object><Key>k</Key></Object></Delete>".utf8)) == nil)
+        #expect(XMLNode.parse(Array("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Delete><Object><Key>k</Key></Object></Delete>".utf8))?.name == "Delete")
+    }
+
     @Test func tooManyElementsAreRefused() {
         let doc = "<Delete>" + String(repeating: "<Object><Key>k</Key></Object>", count: XMLNode.maxElements / 2) + "</Delete>"
         #expect(XMLNode.parse(Array(doc.utf8)) == nil)

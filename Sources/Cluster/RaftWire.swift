@@ -146,7 +146,7 @@ public enum RaftSession {
     public static let challengeBytes = 16
     /// The largest sealed frame the acceptor reads before the hello has proved the key.
     public static let helloMaxBytes = 128
-    static let helloBody = Array("STKSHELO".utf8)
+    public static let helloBody = Array("STKSHELO".utf8)
 
     public static func bind(challenge: [UInt8], seq: UInt64, _ body: [UInt8]) -> [UInt8] {
         var w = BinaryWriter()
@@ -163,7 +163,4 @@ public enum RaftSession {
         guard let s = try? r.u64(), s == seq else { return nil }
         return Array(plain[(challengeBytes + 8)...])
     }
-
-    public static func hello(challenge: [UInt8]) -> [UInt8] { bind(challenge: challenge, seq: 0, helloBody) }
-    public static func isHello(_ plain: [UInt8], challenge: [UInt8]) -> Bool { unbind(plain, challenge: challenge, seq: 0) == helloBody }
 }

@@ -109,12 +109,7 @@ extension RaftService {
         guard link.channel === ch, link.challenge == nil else { return }
         link.challenge = challenge
         link.seq = 0
-        let hello = keyring.seal(RaftSession.hello(challenge: challenge))
-        link.seq = 1
-        var buf = ByteBufferAllocator().buffer(capacity: 4 + hello.count)
-        buf.writeInteger(UInt32(hello.count), endianness: .little)
-        buf.writeBytes(hello)
-        ch.write(buf, promise: nil)
+        ch.write(sealed(RaftSession.helloBody, on: link), promise: nil)
         for p in link.pending { ch.write(sealed(p, on: link), promise: nil) }
         link.pending = []
         ch.flush()
@@ -189,9 +184,8 @@ extension RaftService {
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             guard !challenge.isEmpty else { return }  // refused or closing
             let sealed = Array(unwrapInboundIn(data).readableBytesView)
-            guard let plain = service.keyring.open(sealed),
-                  let body = seq == 0 ? (RaftSession.isHello(plain, challenge: challenge) ? [] : nil)
-                                      : RaftSession.unbind(plain, challenge: challenge, seq: seq) else {
+            guard let plain = service.keyring.open(sealed), let body = RaftSession.unbind(plain, challenge: challenge, seq: seq),
+                  seq > 0 || body == RaftSession.helloBody else {
                 // Garbage, another key, a replay or a frame out of order: nothing more from here.
                 service.framesDropped += 1
                 challenge = []

@@ -170,11 +170,13 @@ public final class ObjectStore: Sendable {
         let path = objectPath(info.bucket, info.key)
         _ = try bucket(info.bucket)
         do throws(ChunkStoreError) { try Files.writeAtomically(info.encoded(), to: path) } catch { throw .storage(error) }
-        let old = state.withLock { (s: inout Index) -> ObjectInfo?? in
-            guard s.buckets[info.bucket] != nil else { return .none }
-            return .some(s.buckets[info.bucket]!.insert(info))
+        var old: ObjectInfo?
+        let placed = state.withLock { (s: inout Index) -> Bool in
+            guard s.buckets[info.bucket] != nil else { return false }
+            old = s.buckets[info.bucket]!.insert(info)
+            return true
         }
-        guard let old else {
+        guard placed else {
             // The bucket was deleted while the record was written (it was empty, so no older
             // version sits at this path): take the record back rather than leave an orphan.
             try? Files.remove(path)

@@ -16,10 +16,10 @@ import Testing
 
     @Test func framesBindToTheirConnectionAndPosition() throws {
         let first = Sodium.randomBytes(RaftSession.challengeBytes), second = Sodium.randomBytes(RaftSession.challengeBytes)
-        let hello = keyring.seal(RaftSession.hello(challenge: first))
-        #expect(hello.count + 4 <= RaftSession.helloMaxBytes + 4)
-        #expect(RaftSession.isHello(try #require(keyring.open(hello)), challenge: first))
-        #expect(!RaftSession.isHello(try #require(keyring.open(hello)), challenge: second), "a recorded hello proves nothing on another connection")
+        let hello = keyring.seal(RaftSession.bind(challenge: first, seq: 0, RaftSession.helloBody))
+        #expect(hello.count <= RaftSession.helloMaxBytes)
+        #expect(RaftSession.unbind(try #require(keyring.open(hello)), challenge: first, seq: 0) == RaftSession.helloBody)
+        #expect(RaftSession.unbind(try #require(keyring.open(hello)), challenge: second, seq: 0) == nil, "a recorded hello proves nothing on another connection")
 
         let recorded = keyring.seal(RaftSession.bind(challenge: first, seq: 1, frame(9)))
         let plain = try #require(keyring.open(recorded))

@@ -78,7 +78,7 @@ let package = Package(
         .testTarget(name: "RaftLogTests", dependencies: ["RaftLog", "Raft", "ChunkStore"], swiftSettings: strict),
         .testTarget(name: "ComputeTests", dependencies: ["Compute"], swiftSettings: strict),
         .testTarget(name: "NodeTests", dependencies: [
-            "Node", "Cluster", "Raft", "Gossip",
+            "Node", "Cluster", "Raft", "Gossip", "Objects", "S3",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ], swiftSettings: strict),

@@ -179,6 +179,10 @@ extension SWIM {
                 return
             }
             guard var e = entries[n] else {
+                guard entries.count < settings.maxMembers else {
+                    refusedAtBounds += 1
+                    return
+                }
                 let m = Member(name: n, address: addr, status: .alive, incarnation: inc, tags: t, since: now)
                 entries[n] = Entry(member: m, suspicion: nil)
                 order.append(n)
@@ -205,7 +209,10 @@ extension SWIM {
             case .dead, .left:
                 return
             case .suspect where inc == e.member.incarnation:
-                guard from != e.suspicion?.accuser, e.suspicion?.confirmations.insert(from).inserted == true else { return }
+                // Only listed members (and this node) confirm, so the set stays within `maxMembers` whatever
+                // names a key holder invents.
+                guard from != e.suspicion?.accuser, from == name || entries[from] != nil,
+                      e.suspicion?.confirmations.insert(from).inserted == true else { return }
                 entries[n] = e
                 enqueue(r)  // confirmations travel too: others' timers shrink with them
             case .alive, .suspect:

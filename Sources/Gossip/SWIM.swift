@@ -25,6 +25,8 @@ public struct SWIM: Sendable {
     /// Lifeguard local health: 0 is healthy; probes stretch by (awareness + 1).
     public internal(set) var awareness = 0
     public private(set) var isLeaving = false
+    /// Rumors about new members and ping requests refused at `maxMembers` and `maxRelays`.
+    public internal(set) var refusedAtBounds = 0
 
     var rng: SeededRandom
     var entries: [String: Entry] = [:]
@@ -174,6 +176,10 @@ public struct SWIM: Sendable {
         case .ping(let s, let target):
             if target == name { out.append(.send(packet(.ack(seq: s)), to: p.fromAddress)) }
         case .pingRequest(let s, let target, let targetAddress):
+            guard relays.count < settings.maxRelays else {
+                refusedAtBounds += 1
+                break
+            }
             let mine = nextSeq()
             // The nack must reach the prober before its probe period ends (it asked us probeTimeout
             // into a period of probeInterval), or the prober counts it missing and blames itself.

@@ -36,6 +36,14 @@ public struct SWIMSettings: Sendable, Equatable {
     public var maxPacketBytes = 60_000
     /// Dead and left members stay listed this long, then are forgotten.
     public var deadRetention = Span.seconds(3600)
+    /// Bound on members listed (any status). Past it, rumors about members not yet listed are
+    /// refused and counted: a key holder cannot grow the table without end. Serf and memberlist
+    /// have no cap; 10,000 is far past the clusters they are run at.
+    public var maxMembers = 10_000
+    /// Bound on indirect probes relayed for others at once (each lives under a probe timeout).
+    /// Past it, ping requests are refused and counted, so a flood cannot grow the table or use
+    /// this node to ping others on its behalf without end.
+    public var maxRelays = 1_024
 
     public init() {}
 

@@ -17,6 +17,9 @@ public struct GossipStats: Sendable, Codable, Equatable {
     public var bytesReceived = 0
     /// Packets that failed to authenticate or decode: dropped and counted, never acted on.
     public var packetsDropped = 0
+    /// Rumors about new members and ping requests refused at the core's bounds (`maxMembers`,
+    /// `maxRelays`).
+    public var refusedAtBounds = 0
 }
 
 /// The UDP shell around the SWIM core: one event loop owns the core, the keyring and the socket,
@@ -258,7 +261,11 @@ public final class GossipService: Service, @unchecked Sendable {
     }
 
     public func members() async throws -> [Member] { try await loop.submit { self.core.members }.get() }
-    public func statistics() async throws -> GossipStats { try await loop.submit { self.stats }.get() }
+    public func statistics() async throws -> GossipStats { try await loop.submit {
+        var s = self.stats
+        s.refusedAtBounds = self.core.refusedAtBounds
+        return s
+    }.get() }
     public func keys() async throws -> Keyring { try await loop.submit { self.keyring }.get() }
 
     /// Applies a keyring change and persists it before returning.

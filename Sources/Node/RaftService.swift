@@ -52,6 +52,10 @@ public struct RaftServiceSettings: Sendable {
     /// On the leader: proposals queued for the next batch and followers' reads relayed; past it a
     /// forwarded request or read is dropped (the follower resends).
     public var maxQueued = 10_000
+    /// Peers remembered as heard from (when, and at which Raft address). Past it, names that are
+    /// neither in the Raft configuration nor gossip members are forgotten; if all are, a new
+    /// name's frames are still handled but it is not remembered.
+    public var maxPeersHeard = 10_000
     public init() {}
 }
 
@@ -511,6 +515,18 @@ public final class RaftService: Service, @unchecked Sendable {
         handle(core.peerUnreachable(peer))
     }
 
+    /// Notes when `peer` was last heard and at which address, within `maxPeersHeard`.
+    func remember(_ peer: String, at address: String) {
+        if lastHeard[peer] == nil, lastHeard.count >= settings.maxPeersHeard {
+            let known = core.voters.union(core.learners).union(members.keys)
+            lastHeard = lastHeard.filter { known.contains($0.key) }
+            heardAt = heardAt.filter { known.contains($0.key) }
+            guard lastHeard.count < settings.maxPeersHeard else { return }
+        }
+        lastHeard[peer] = .now()
+        if heardAt[peer] != address, ListenAddress(address) != nil { heardAt[peer] = address }
+    }
+
     /// One frame's plaintext, from a connection whose hello proved the key (see `RaftSession`).
     func receive(_ plain: [UInt8]) {
         guard let f = try? RaftWire.decode(plain), f.to == name else {
@@ -525,8 +541,7 @@ public final class RaftService: Service, @unchecked Sendable {
             }
             return
         }
-        lastHeard[f.from] = .now()
-        if heardAt[f.from] != f.fromAddress, ListenAddress(f.fromAddress) != nil { heardAt[f.from] = f.fromAddress }
+        remember(f.from, at: f.fromAddress)
         switch f.frame {
         case .raft(let m):
             handle(core.step(Envelope(from: f.from, to: name, message: m)))

@@ -67,4 +67,48 @@ import Testing
             }
         }
     }
+
+    /// A key holder that invents members or floods ping requests meets the named bounds: the
+    /// table stops growing, refusals are counted, and members already listed still update.
+    @Test func inventedMembersAndPingRequestFloodsStopAtTheBounds() {
+        var settings = SWIMSettings()
+        settings.maxMembers = 50
+        settings.maxRelays = 8
+        var a = SWIM(name: "a", address: "x:1", settings: settings, seed: 3, now: Instant(nanoseconds: 0))
+        let t = Instant(nanoseconds: 1)
+        for batch in 0..<10 {
+            let rumors = (0..<10).map { Rumor.alive(name: "m\(batch * 10 + $0)", address: "x:9", incarnation: Incarnation(1), tags: [:]) }
+            _ = a.receive(Packet(from: "z", fromAddress: "x:9", message: .gossip, rumors: rumors), now: t)
+        }
+        #expect(a.members.count == 51)  // and a itself
+        #expect(a.refusedAtBounds == 50)
+        _ = a.receive(Packet(from: "z", fromAddress: "x:9", message: .gossip, rumors: [.alive(name: "m0", address: "x:8", incarnation: Incarnation(2), tags: ["k": "v"])]), now: t)
+        #expect(a.member("m0")?.tags == ["k": "v"], "a listed member no longer updates at the bound")
+
+        var sent = 0
+        for s in 0..<100 as Range<UInt32> {
+            let effects = a.receive(Packet(from: "z", fromAddress: "x:9", message: .pingRequest(seq: s, target: "q", targetAddress: "x:7"), rumors: []), now: t)
+            sent += effects.filter { if case .send(let p, _) = $0, case .ping = p.message { true } else { false } }.count
+        }
+        #expect(sent == 8, "relayed \(sent) pings; the bound is 8")
+        #expect(a.refusedAtBounds == 50 + 92)
+    }
+
+    /// Confirmations shorten a suspicion and are re-gossiped; only listed members count, so a
+    /// flood of accusers under invented names neither grows the suspicion nor keeps re-spreading.
+    @Test func confirmationsFromUnknownAccusersAreNotKeptOrSpread() {
+        var a = SWIM(name: "a", address: "x:1", seed: 4, now: Instant(nanoseconds: 0))
+        let t = Instant(nanoseconds: 1)
+        let members = (0..<8).map { Rumor.alive(name: "m\($0)", address: "x:\($0 + 10)", incarnation: Incarnation(1), tags: [:]) }
+        _ = a.receive(Packet(from: "m0", fromAddress: "x:10", message: .gossip, rumors: members), now: t)
+        var spread: [String] = []
+        for accuser in ["m2"] + (0..<200).map({ "invented-\($0)" }) + ["m3", "m4"] {
+            let r = Rumor.suspect(name: "m1", incarnation: Incarnation(1), from: accuser)
+            _ = a.receive(Packet(from: "m0", fromAddress: "x:10", message: .gossip, rumors: [r]), now: t)
+            if case .suspect(_, _, let f)? = a.rumors["m1"]?.rumor, f == accuser, a.rumors["m1"]?.transmits == 0 { spread.append(f) }
+            a.rumors["m1"]?.transmits = 1  // as if sent, so a re-enqueue shows
+        }
+        #expect(a.entries["m1"]?.suspicion?.confirmations == ["m3", "m4"])
+        #expect(spread == ["m2", "m3", "m4"], "re-gossiped \(spread.count) accusations")
+    }
 }

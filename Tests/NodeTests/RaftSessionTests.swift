@@ -1,5 +1,10 @@
 import Cluster
-import Node
+import Foundation
+@testable import Gossip
+import Logging
+import Objects
+import S3
+@testable import Node
 import Raft
 import Security
 import Testing
@@ -28,5 +33,68 @@ import Testing
         #expect(RaftSession.unbind(plain, challenge: second, seq: 1) == nil, "replayed on a new connection")
         #expect(RaftSession.unbind(Array(plain.prefix(20)), challenge: first, seq: 1) == nil)
         #expect(RaftSession.unbind([], challenge: first, seq: 0) == nil)
+    }
+}
+
+/// Bounds on what peers and clients can make a node hold, on a RaftService that is not running
+/// (so nothing it is asked ever commits, and everything waits).
+@Suite struct RaftBoundsTests {
+    static func raft(_ settings: RaftServiceSettings, in dir: String) throws -> RaftService {
+        let keyring = try Keyring(primary: Keyring.parse(base64: Keyring.generateKey()))
+        let gossip = GossipService(name: "a", listen: ListenAddress("127.0.0.1:1")!, tags: [:], seeds: [], keyring: keyring,
+                                   keyringPath: "\(dir)/keyring", seed: 1, logger: Logger(label: "test"))
+        return try RaftService(name: "a", directory: dir, listen: ListenAddress("127.0.0.1:2")!, bootstrap: true, gossip: gossip,
+                               keyring: keyring, settings: settings, logger: Logger(label: "test"), onApply: { _, _ in }, onRestore: { _ in })
+    }
+
+    static func temporaryDirectory() throws -> String {
+        let dir = NSTemporaryDirectory() + "raft-bounds-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        return dir
+    }
+
+    /// Frames under ever new names must not grow the heard-at maps without end, and peers the
+    /// node needs (Raft configuration, gossip members) stay remembered.
+    @Test func heardAtMapsStopAtTheirBoundAndKeepKnownPeers() async throws {
+        let dir = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var settings = RaftServiceSettings()
+        settings.maxPeersHeard = 8
+        let raft = try Self.raft(settings, in: dir)
+        let (count, known, latest) = try await raft.loop.submit {
+            raft.members["m"] = Member(name: "m", address: "127.0.0.1:3", status: .alive, incarnation: Incarnation(1), tags: [:],
+                                       since: Instant(nanoseconds: 0))
+            raft.remember("m", at: "127.0.0.1:4")
+            for i in 0..<1000 { raft.remember("invented-\(i)", at: "127.0.0.1:\(1000 + i)") }
+            return (max(raft.lastHeard.count, raft.heardAt.count), raft.heardAt["m"], raft.lastHeard["invented-999"] != nil)
+        }.get()
+        #expect(count <= 8, "\(count) peers remembered; the bound is 8")
+        #expect(known == "127.0.0.1:4", "a gossip member was forgotten")
+        #expect(latest, "the latest peer heard is not remembered")
+    }
+
+    /// Past `maxWaiting` a change is refused at once and S3 tells the client 503 SlowDown; those
+    /// within the bound wait, and time out (on the next tick) as unavailable.
+    @Test(.timeLimit(.minutes(1))) func changesPastMaxWaitingAreRefusedAsSlowDown() async throws {
+        let dir = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var settings = RaftServiceSettings()
+        settings.maxWaiting = 3
+        settings.requestTimeout = .zero  // they expire at the first tick after they were queued
+        let raft = try Self.raft(settings, in: dir)
+        let store = try ObjectStore(root: "\(dir)/store", clock: { 0 })
+        let catalog = ClusterCatalog(raft: raft, store: store, clock: { 0 })
+        func create(_ name: String) async -> S3Error? {
+            do { try await catalog.createBucket(name); return nil } catch { return error as? S3Error }
+        }
+        async let waiting = withTaskGroup(of: S3Error?.self) { group in
+            for i in 0..<3 { group.addTask { await create("waiting-\(i)") } }
+            return await group.reduce(into: []) { $0.append($1) }
+        }
+        while (try? await raft.loop.submit { raft.waiters.count }.get()) ?? 0 < 3 { await Task.yield() }
+        let refused = await create("one-too-many")
+        #expect(refused?.status == 503 && refused?.code == "SlowDown", "\(String(describing: refused))")
+        try await raft.loop.submit { raft.onTick() }.get()
+        #expect(await waiting.map { $0?.code } == Array(repeating: "ServiceUnavailable", count: 3))
     }
 }

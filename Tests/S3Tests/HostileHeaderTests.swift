@@ -85,6 +85,27 @@ import Testing
         #expect(XMLNode.parse(Array("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Delete><Object><Key>k</Key></Object></Delete>".utf8))?.name == "Delete")
     }
 
+    /// What stock clients send parses as it did through XMLParser (namespaces, declarations,
+    /// entities, CDATA, comments), and what is not well-formed is refused.
+    @Test func theBodyParserAcceptsWhatClientsSendAndNothingMalformed() throws {
+        let doc = "\u{FEFF}<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!-- c -->\n<Delete xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+            + "<Object><Key>a&amp;b &lt;&#x263A;&#65;&quot;&apos;&gt;</Key></Object><Object><Key><![CDATA[x<y>&z]]></Key></Object>"
+            + "<!-- between --><Object><Key>l1\r\nl2\rl3&#13;</Key><VersionId/></Object><Quiet>true</Quiet></Delete >\n"
+        let root = try #require(XMLNode.parse(Array(doc.utf8)))
+        #expect(root.name == "Delete")
+        #expect(root.all("Object").compactMap { $0.child("Key")?.text } == ["a&b <\u{263A}A\"'>", "x<y>&z", "l1\nl2\nl3\r"])
+        #expect(root.all("Object")[2].child("VersionId")?.text == "")
+        #expect(root.child("Quiet")?.text == "true")
+        #expect(XMLNode.parse(Array("<s3:Delete a='1' b = \"2\"><s3:Key>k</s3:Key></s3:Delete>".utf8))?.child("s3:Key")?.text == "k")
+        for bad in ["", "  ", "<Delete>", "<Delete></Quiet>", "<Delete></Delete><Delete></Delete>", "<Delete></Delete>trailing",
+                    "text<Delete></Delete>", "<Delete><Key>a&b</Key></Delete>", "<Delete><Key>&#0;</Key></Delete>",
+                    "<Delete><Key>&#xD800;</Key></Delete>", "<Delete><Key>&#99999999999;</Key></Delete>", "<Delete a=1></Delete>",
+                    "<Delete a=\"<\"></Delete>", "<Delete a=\"1\"b=\"2\"></Delete>", "<Delete><!-- a -- b --></Delete>",
+                    "<Delete><![CDATA[x</Delete>", "<1a></1a>", "<Delete><Key>k</Key", "<Delete/><!-- unclosed"] {
+            #expect(XMLNode.parse(Array(bad.utf8)) == nil, "accepted \(bad.debugDescription)")
+        }
+    }
+
     @Test func tooManyElementsAreRefused() {
         let doc = "<Delete>" + String(repeating: "<Object><Key>k</Key></Object>", count: XMLNode.maxElements / 2) + "</Delete>"
         #expect(XMLNode.parse(Array(doc.utf8)) == nil)

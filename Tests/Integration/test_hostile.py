@@ -200,6 +200,36 @@ def test_idle_s3_connections_are_capped_and_timed_out(nodes, stored):
     still_serving(nodes, stored)
 
 
+def test_slowloris_header_trickle_is_closed(nodes, stored):
+    """A header line a second: Hummingbird's idle timer restarts only with decoded HTTP parts, so
+    a head that never completes is closed after the idle timeout however its bytes trickle."""
+    port = int(nodes[0].endpoint.rsplit(":", 1)[1])
+    (s,) = idle_sockets(port, 1)
+    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
+    s.settimeout(1)
+    started = time.monotonic()
+    closed_after = None
+    for i in range(4 * S3_LIMITS["idle_timeout"]):  # bounded: 12 lines, about 12 s
+        try:
+            if s.recv(4096) == b"":
+                closed_after = time.monotonic() - started
+                break
+        except socket.timeout:
+            pass
+        except ConnectionResetError:
+            closed_after = time.monotonic() - started
+            break
+        try:
+            s.sendall(f"X-Trickle-{i}: a\r\n".encode())
+        except (BrokenPipeError, ConnectionResetError):
+            closed_after = time.monotonic() - started
+            break
+    s.close()
+    assert closed_after is not None, "a connection trickling its request head stayed open"
+    assert closed_after < S3_LIMITS["idle_timeout"] + 3, f"closed only after {closed_after:.1f} s"
+    still_serving(nodes, stored)
+
+
 def test_raft_port_refuses_strangers(nodes, stored):
     """Idle connections, a declared 16 MiB frame, garbage frames and a flood from one host."""
     for n in nodes:

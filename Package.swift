@@ -8,8 +8,8 @@ import PackageDescription
 let fuzzing = ProcessInfo.processInfo.environment["STACKS_FUZZ"] == "1"
 let strict: [SwiftSetting] = [.swiftLanguageMode(.v6)] + (fuzzing ? [.unsafeFlags(["-sanitize=fuzzer,address"])] : [])
 
-func system(_ name: String, _ pkg: String, _ apt: String) -> Target {
-    .systemLibrary(name: name, pkgConfig: pkg, providers: [.apt([apt])])
+func system(_ name: String, _ pkg: String, _ apt: String, _ path: String) -> Target {
+    .systemLibrary(name: name, path: path, pkgConfig: pkg, providers: [.apt([apt])])
 }
 
 let package = Package(
@@ -26,18 +26,50 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     ],
     targets: [
-        // C libraries from Debian, each wrapped by exactly one Swift file.
-        system("CSodium", "libsodium", "libsodium-dev"),
-        system("CLZ4", "liblz4", "liblz4-dev"),
-        system("CISAL", "libisal", "libisal-dev"),
-        system("CLibvirt", "libvirt", "libvirt-dev"),
-        system("COpenSSL", "libcrypto", "libssl-dev"),
+        // The tree shows the planes: Sources/Shims (C libraries from Debian, each wrapped by exactly one
+        // Swift file), Support, Security, Membership (gossip), Control (Raft), Data (objects, S3),
+        // Compute, Node (composition, config, admin API) and stacks (the CLI). In each plane a pure
+        // core (no I/O, injected time and randomness) and a shell that does the I/O.
+        system("CSodium", "libsodium", "libsodium-dev", "Sources/Shims/CSodium"),
+        system("CLZ4", "liblz4", "liblz4-dev", "Sources/Shims/CLZ4"),
+        system("CISAL", "libisal", "libisal-dev", "Sources/Shims/CISAL"),
+        system("CLibvirt", "libvirt", "libvirt-dev", "Sources/Shims/CLibvirt"),
+        system("COpenSSL", "libcrypto", "libssl-dev", "Sources/Shims/COpenSSL"),
 
-        // Domain modules. Dependencies point one way: Node → (S3, Objects, Compute, Gossip, Cluster → Raft, RaftLog) → (ChunkStore, Erasure, Security) → C.
+        // Dependencies point one way: Node → (S3, Objects, Compute, Control → Membership) → cores →
+        // (ChunkStore, Erasure, Security, Determinism) → C.
+        .target(name: "Determinism", path: "Sources/Support/Determinism", swiftSettings: strict),
+        // Little-endian binary coding with one decode error for every wire and disk format.
+        .target(name: "Support", path: "Sources/Support/Coding", swiftSettings: strict),
         .target(name: "Security", dependencies: ["CSodium", "COpenSSL"], swiftSettings: strict),
-        .target(name: "Erasure", dependencies: ["CISAL"], swiftSettings: strict),
-        .target(name: "ChunkStore", dependencies: ["Erasure", "CLZ4"], swiftSettings: strict),
-        .target(name: "Objects", dependencies: ["ChunkStore", "Security"], swiftSettings: strict),
+
+        // Membership plane: the SWIM + Lifeguard core, and its UDP shell with the keyring.
+        .target(name: "Gossip", dependencies: ["Determinism"], path: "Sources/Membership/Gossip", swiftSettings: strict),
+        .target(name: "Membership", dependencies: [
+            "Gossip", "Security", "Support", "ChunkStore",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "Logging", package: "swift-log"),
+        ], path: "Sources/Membership/Service", swiftSettings: strict),
+
+        // Control plane: the Raft core, its write-ahead log, the cluster-state machine and frame
+        // encoding (pure), and the Raft shell (TCP transport, request routing, snapshots).
+        .target(name: "Raft", dependencies: ["Determinism"], path: "Sources/Control/Raft", swiftSettings: strict),
+        .target(name: "RaftLog", dependencies: ["Support", "Raft", "ChunkStore", "Erasure"], path: "Sources/Control/RaftLog", swiftSettings: strict),
+        .target(name: "Cluster", dependencies: ["Support", "Raft"], path: "Sources/Control/Cluster", swiftSettings: strict),
+        .target(name: "Control", dependencies: [
+            "Membership", "Gossip", "Raft", "RaftLog", "Cluster", "Security", "Support", "ChunkStore",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "Logging", package: "swift-log"),
+        ], path: "Sources/Control/Service", swiftSettings: strict),
+
+        // Data plane: erasure coding, shard files, the object store and the S3 responder.
+        .target(name: "Erasure", dependencies: ["CISAL"], path: "Sources/Data/Erasure", swiftSettings: strict),
+        .target(name: "ChunkStore", dependencies: ["Support", "Erasure", "CLZ4"], path: "Sources/Data/ChunkStore", swiftSettings: strict),
+        .target(name: "Objects", dependencies: ["Support", "ChunkStore", "Security"], path: "Sources/Data/Objects", swiftSettings: strict),
         .target(name: "S3", dependencies: [
             "Objects", "Security",
             .product(name: "Hummingbird", package: "hummingbird"),
@@ -46,40 +78,38 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
             .product(name: "Logging", package: "swift-log"),
-        ], swiftSettings: strict),
-        .target(name: "Determinism", swiftSettings: strict),
-        .target(name: "Gossip", dependencies: ["Determinism"], swiftSettings: strict),
-        .target(name: "Raft", dependencies: ["Determinism"], swiftSettings: strict),
-        .target(name: "RaftLog", dependencies: ["Raft", "ChunkStore", "Erasure"], swiftSettings: strict),
-        .target(name: "Compute", dependencies: ["CLibvirt"], swiftSettings: strict),
-        // The cluster-state machine and the Raft transport's frame encoding (pure, no I/O).
-        .target(name: "Cluster", dependencies: ["Raft", "ChunkStore"], swiftSettings: strict),
+        ], path: "Sources/Data/S3", swiftSettings: strict),
+
+        // Compute plane.
+        .target(name: "Compute", dependencies: ["CLibvirt"], path: "Sources/Compute/Hypervisor", swiftSettings: strict),
+
+        // Composition, config and the admin API.
         .target(name: "Node", dependencies: [
-            "S3", "Objects", "Compute", "Security", "Gossip", "ChunkStore", "Raft", "RaftLog", "Cluster",
+            "S3", "Objects", "Compute", "Security", "Gossip", "Membership", "Control", "ChunkStore", "Raft", "Cluster",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
             .product(name: "NIOCore", package: "swift-nio"),
-            .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
         .executableTarget(name: "stacks", dependencies: [
-            "Node",
+            "Node", "Membership", "Control",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: strict),
 
         .testTarget(name: "SecurityTests", dependencies: ["Security"], swiftSettings: strict),
         .testTarget(name: "ErasureTests", dependencies: ["Erasure", "Determinism"], swiftSettings: strict),
-        .testTarget(name: "ChunkStoreTests", dependencies: ["ChunkStore"], swiftSettings: strict),
-        .testTarget(name: "ObjectsTests", dependencies: ["Objects"], swiftSettings: strict),
+        .testTarget(name: "ChunkStoreTests", dependencies: ["ChunkStore", "Support"], swiftSettings: strict),
+        .testTarget(name: "ObjectsTests", dependencies: ["Objects", "Support"], swiftSettings: strict),
         .testTarget(name: "S3Tests", dependencies: ["S3"], swiftSettings: strict),
         .testTarget(name: "GossipTests", dependencies: ["Gossip"], swiftSettings: strict),
         .testTarget(name: "RaftTests", dependencies: ["Raft"], swiftSettings: strict),
         .testTarget(name: "RaftLogTests", dependencies: ["RaftLog", "Raft", "ChunkStore"], swiftSettings: strict),
         .testTarget(name: "ComputeTests", dependencies: ["Compute"], swiftSettings: strict),
         .testTarget(name: "NodeTests", dependencies: [
-            "Node", "Cluster", "Raft", "Gossip", "Objects", "S3",
+            "Node", "Membership", "Control", "Cluster", "Raft", "Gossip", "Objects", "S3",
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ], swiftSettings: strict),
     ]
@@ -87,7 +117,7 @@ let package = Package(
 
 if fuzzing {
     package.targets.append(.executableTarget(
-        name: "StacksFuzz", dependencies: ["S3", "Objects", "ChunkStore", "Cluster", "Gossip", "RaftLog"], path: "Tests/Fuzz", exclude: ["corpus"],
+        name: "StacksFuzz", dependencies: ["S3", "Objects", "ChunkStore", "Support", "Cluster", "Gossip", "RaftLog"], path: "Tests/Fuzz", exclude: ["corpus"],
         swiftSettings: strict + [.unsafeFlags(["-parse-as-library"])],
         linkerSettings: [.unsafeFlags(["-sanitize=fuzzer,address"])]))
 }

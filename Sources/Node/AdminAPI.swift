@@ -1,8 +1,10 @@
 import Cluster
+import Control
 import Foundation
 import Gossip
 import HTTPTypes
 import Hummingbird
+import Membership
 import Security
 
 /// One member as the admin API and `stacks members` show it (JSON field names are the contract).

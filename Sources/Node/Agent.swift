@@ -1,8 +1,10 @@
 import ChunkStore
 import Cluster
+import Control
 import Foundation
 import Hummingbird
 import Logging
+import Membership
 import NIOCore
 import Objects
 import S3

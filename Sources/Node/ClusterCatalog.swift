@@ -1,4 +1,6 @@
 import Cluster
+import Control
+import Membership
 import Objects
 import S3
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Membership
 import Node
 
 struct MembersCommand: ParsableCommand {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Control
 import Node
 
 struct StatusCommand: ParsableCommand {

@@ -1,5 +1,6 @@
 import Foundation
 import Erasure
+import Support
 import Testing
 @testable import ChunkStore
 
@@ -84,10 +85,10 @@ import Testing
         try r.expectEnd()
         var short = BinaryReader(Array(w.bytes.dropLast()))
         _ = try short.u32()
-        #expect(throws: ChunkStoreError.self) { try short.string() }
+        #expect(throws: DecodeError.self) { try short.string() }
         var long = BinaryReader(w.bytes + [0])
         _ = try long.u32(); _ = try long.string()
-        #expect(throws: ChunkStoreError.self) { try long.expectEnd() }
+        #expect(throws: DecodeError.self) { try long.expectEnd() }
     }
 }
 

@@ -1,4 +1,5 @@
 import Testing
+@testable import Membership
 @testable import Node
 
 @Suite struct ConfigTests {

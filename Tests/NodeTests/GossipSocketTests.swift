@@ -3,7 +3,7 @@ import Gossip
 import Logging
 import ServiceLifecycle
 import Testing
-@testable import Node
+@testable import Membership
 
 /// Real UDP sockets on loopback, not the simulator: a state of 200 members only travels in
 /// push-pull parts far larger than NIO's 2 KiB default datagram buffer. tools/test runs this

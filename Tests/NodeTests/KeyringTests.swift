@@ -1,5 +1,8 @@
+import Foundation
+import Logging
+import NIOCore
 import Testing
-@testable import Node
+@testable import Membership
 
 @Suite struct KeyringTests {
     @Test func rotationKeepsEveryStageReadable() throws {
@@ -47,6 +50,26 @@ import Testing
             #expect(bytes.first == KeyringMessage.marker)
             #expect(try KeyringMessage.decode(bytes) == m)
         }
+    }
+
+    /// Remembered request ids (answering resends) stop at their bound under a key holder's flood;
+    /// the rest are dropped and counted.
+    @Test func rememberedRequestsAreBounded() async throws {
+        let dir = NSTemporaryDirectory() + "keyring-bound-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let keyring = try Keyring(primary: Keyring.parse(base64: Keyring.generateKey()))
+        let g = GossipService(name: "a", listen: ListenAddress("127.0.0.1:1")!, tags: [:], seeds: [], keyring: keyring,
+                              keyringPath: "\(dir)/keyring", seed: 1, logger: Logger(label: "test"))
+        let sender = try SocketAddress(ipAddress: "127.0.0.1", port: 9)
+        let (remembered, dropped) = try await g.loop.submit {
+            for id in 0..<(KeyringMessage.maxRemembered * 2) as Range<Int> {
+                g.receiveKeyring(KeyringMessage(id: UInt64(id), sentAt: GossipService.wallClock(), from: "x", body: .request(op: .list, key: [])), from: sender)
+            }
+            return (g.keyringSeen.count, g.stats.packetsDropped)
+        }.get()
+        #expect(remembered == KeyringMessage.maxRemembered)
+        #expect(dropped == KeyringMessage.maxRemembered)
     }
 
     /// Every truncation, an unknown kind or operation, and trailing bytes are refused, never crash.

@@ -4,6 +4,8 @@ import Foundation
 import Logging
 import Objects
 import S3
+@testable import Control
+@testable import Membership
 @testable import Node
 import Raft
 import Security

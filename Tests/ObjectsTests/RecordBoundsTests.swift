@@ -1,4 +1,5 @@
 import ChunkStore
+import Support
 import Testing
 @testable import Objects
 
@@ -31,6 +32,6 @@ import Testing
     @Test(arguments: absurd.indices)
     func sizesNoWriterProducesAreCorrupt(i: Int) {
         let (size, parts) = Self.absurd[i]
-        #expect(throws: ChunkStoreError.self) { try ObjectInfo(decoding: Self.record(size: size, partSizes: parts)) }
+        #expect(throws: DecodeError.self) { try ObjectInfo(decoding: Self.record(size: size, partSizes: parts)) }
     }
 }

@@ -1,3 +1,7 @@
+// Over 400 lines on purpose: the role transitions of one state machine (elections, replication,
+// commit, ReadIndex, transfer, membership) read and review best side by side; snapshots, which
+// stand apart, are in Snapshots.swift.
+
 /// One Raft peer as a sans-IO state machine (etcd/raft's shape): `tick`, `step` and `propose` take
 /// inputs and return a `Ready` of things to persist, send and apply. Time is logical ticks;
 /// randomness (election timeouts) comes from the seeded generator given at start.

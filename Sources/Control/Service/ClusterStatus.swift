@@ -1,5 +1,6 @@
 import Cluster
 import Gossip
+import Membership
 import NIOCore
 import Raft
 

@@ -1,6 +1,8 @@
 import Cluster
+import Membership
 import NIOCore
 import NIOPosix
+import Raft
 import Security
 
 /// The Raft shell's TCP transport. Each connection carries frames one way, from the connecting
@@ -221,5 +223,74 @@ extension RaftService {
             if got.count == RaftSession.challengeBytes { done(got) }
         }
         func errorCaught(context: ChannelHandlerContext, error: any Error) { context.close(promise: nil) }
+    }
+}
+
+extension RaftService {
+    // MARK: Transport
+
+    func flushLinks() {
+        for n in dirty { links[n]?.channel?.flush() }
+        dirty = []
+    }
+
+    /// A closed or refused connection to the leader usually means it died: stand soon (see
+    /// `RaftNode.peerUnreachable`) rather than after a whole election timeout.
+    func lostConnection(to peer: String) {
+        guard core.leader == peer, peer != name else { return }
+        logger.info("lost connection to the leader", metadata: ["leader": "\(peer)"])
+        handle(core.peerUnreachable(peer))
+    }
+
+    /// Notes when `peer` was last heard and at which address, within `maxPeersHeard`.
+    func remember(_ peer: String, at address: String) {
+        if lastHeard[peer] == nil, lastHeard.count >= settings.maxPeersHeard {
+            let known = core.voters.union(core.learners).union(members.keys)
+            lastHeard = lastHeard.filter { known.contains($0.key) }
+            heardAt = heardAt.filter { known.contains($0.key) }
+            guard lastHeard.count < settings.maxPeersHeard else { return }
+        }
+        lastHeard[peer] = .now()
+        if heardAt[peer] != address, ListenAddress(address) != nil { heardAt[peer] = address }
+    }
+
+    /// One frame's plaintext, from a connection whose hello proved the key (see `RaftSession`).
+    func receive(_ plain: [UInt8]) {
+        guard let f = try? RaftWire.decode(plain), f.to == name else {
+            framesDropped += 1
+            return
+        }
+        if !clusterID.isEmpty && !f.cluster.isEmpty && f.cluster != clusterID {
+            foreignFrames += 1
+            if foreignFrames & (foreignFrames - 1) == 0 {  // 1st, 2nd, 4th, 8th…
+                logger.warning("dropping Raft frames from another cluster that shares our gossip key",
+                               metadata: ["from": "\(f.from)", "their_cluster": "\(f.cluster)", "ours": "\(clusterID)", "count": "\(foreignFrames)"])
+            }
+            return
+        }
+        remember(f.from, at: f.fromAddress)
+        switch f.frame {
+        case .raft(let m):
+            handle(core.step(Envelope(from: f.from, to: name, message: m)))
+        case .forward(let bytes):
+            guard core.isLeader, proposals.count < settings.maxQueued, let req = try? Request(decoding: bytes),
+                  read({ $0.outcome(of: req.id) }) == nil else { return }
+            proposals.append(bytes)
+            scheduleFlush()
+        case .readIndex(let id):
+            guard remoteReads.count < settings.maxQueued else { return }  // the follower asks again
+            let lid = nextReadID
+            nextReadID += 1
+            remoteReads[lid] = (f.from, id)
+            if let r = core.readIndex(id: lid) { handle(r) } else {
+                remoteReads[lid] = nil
+                send(AddressedFrame(from: name, fromAddress: listen.description, cluster: clusterID, to: f.from, frame: .readIndexReply(id: id, index: nil)))
+            }
+        case .readIndexReply(let id, let index):
+            guard reads[id] != nil else { return }
+            if let index { reads[id]?.index = index } else { reads[id]?.sentTo = nil }  // retried on the next tick
+            serveReads()
+        }
+        flushLinks()
     }
 }

@@ -2,6 +2,7 @@ import ChunkStore
 import Cluster
 import Gossip
 import Logging
+import Membership
 import NIOCore
 import NIOPosix
 import Raft
@@ -139,7 +140,7 @@ public final class RaftService: Service, @unchecked Sendable {
     lazy var compactOffset = UInt64.random(in: 0...(settings.compactEvery / 4))
     /// This node's cluster id once known (mirrors the state; gossiped as the `cluster` tag).
     var clusterID = ""
-    public private(set) var foreignFrames = 0
+    public internal(set) var foreignFrames = 0
     var server: (any Channel)?
     var ticker: RepeatedTask?
     public internal(set) var framesDropped = 0
@@ -226,85 +227,6 @@ public final class RaftService: Service, @unchecked Sendable {
             for l in self.links.values { l.channel?.close(promise: nil) }
             self.server?.close(promise: nil)
         }.get()
-    }
-
-    // MARK: Requests
-
-    /// Applies `command` through the leader; returns once this node has applied it.
-    public func submit(_ command: Command, id: RequestID = .random()) async throws -> Outcome {
-        let bytes = Request(id: id, command: command).encoded
-        return try await loop.flatSubmit { () -> EventLoopFuture<Outcome> in
-            if let o = self.read({ $0.outcome(of: id) }) { return self.loop.makeSucceededFuture(o) }
-            if let w = self.waiters[id] { return w.promise.futureResult }
-            guard self.waiters.count < self.settings.maxWaiting else {
-                return self.loop.makeFailedFuture(ClusterError.busy("\(self.settings.maxWaiting) changes are waiting on this node"))
-            }
-            let now = NIODeadline.now()
-            var w = Waiter(promise: self.loop.makePromise(), bytes: bytes, deadline: now + self.settings.requestTimeout, sentTo: nil, sentAt: now)
-            self.route(&w, now: now)
-            self.waiters[id] = w
-            self.flushLinks()
-            return w.promise.futureResult
-        }.get()
-    }
-
-    /// Waits until this node's replica reflects every change committed before the call
-    /// (ReadIndex through the leader); read the local state afterwards.
-    public func linearizableBarrier() async throws {
-        try await loop.flatSubmit { () -> EventLoopFuture<Void> in
-            guard self.reads.count < self.settings.maxWaiting else {
-                return self.loop.makeFailedFuture(ClusterError.busy("\(self.settings.maxWaiting) reads are waiting on this node"))
-            }
-            let id = self.nextReadID
-            self.nextReadID += 1
-            let now = NIODeadline.now()
-            let promise = self.loop.makePromise(of: Void.self)
-            self.reads[id] = ReadWaiter(promise: promise, index: nil, deadline: now + self.settings.requestTimeout, sentTo: nil, sentAt: now)
-            self.routeRead(id, now: now)
-            self.flushLinks()
-            return promise.futureResult
-        }.get()
-    }
-
-    func route(_ w: inout Waiter, now: NIODeadline) {
-        w.sentAt = now
-        if core.isLeader {
-            proposals.append(w.bytes)
-            scheduleFlush()
-            w.sentTo = name
-        } else if let l = core.leader {
-            send(AddressedFrame(from: name, fromAddress: listen.description, cluster: clusterID, to: l, frame: .forward(w.bytes)))
-            w.sentTo = l
-        } else {
-            w.sentTo = nil
-        }
-    }
-
-    /// Asks for a read index for `reads[id]`: locally when leading, else from the leader.
-    func routeRead(_ id: UInt64, now: NIODeadline) {
-        reads[id]?.sentAt = now
-        if core.isLeader {
-            reads[id]?.sentTo = name
-            // nil: this term has committed nothing yet; the next tick asks again.
-            if let ready = core.readIndex(id: id) { handle(ready) } else { reads[id]?.sentTo = nil }
-        } else if let l = core.leader {
-            send(AddressedFrame(from: name, fromAddress: listen.description, cluster: clusterID, to: l, frame: .readIndex(id: id)))
-            reads[id]?.sentTo = l
-        } else {
-            reads[id]?.sentTo = nil
-        }
-    }
-
-    func scheduleFlush() {
-        guard !flushScheduled else { return }
-        flushScheduled = true
-        loop.execute {
-            self.flushScheduled = false
-            let batch = self.proposals
-            self.proposals = []
-            if let (_, ready) = self.core.propose(batch: batch) { self.handle(ready) }
-            // Not leader any more: the waiters are re-routed on the next tick.
-        }
     }
 
     // MARK: The loop
@@ -439,133 +361,6 @@ public final class RaftService: Service, @unchecked Sendable {
         gossip.setReservedTag(Self.clusterTag, id)
     }
 
-    // MARK: Membership from gossip
-
-    func refreshMembership() {
-        gossip.loop.submit { (self.gossip.core.members, self.gossip.keyring) }.hop(to: loop).whenSuccess { members, keyring in
-            self.keyring = keyring
-            var byName: [String: Member] = [:]
-            for m in members { byName[m.name] = m }
-            self.members = byName
-        }
-    }
-
-    func address(of node: String) -> String? { members[node]?.tags[RaftService.addressTag] ?? heardAt[node] }
-    public static let addressTag = "raft"
-    public static let clusterTag = "cluster"
-
-    /// Voter management (leader, every half second): replace voters gossip has reported dead or
-    /// left for longer than `deadVoterAfter`, add new members as learners, promote caught-up healthy
-    /// learners (distinct zones first) up to min(nodes, `voters`), one change at a time.
-    func manageVoters(now: NIODeadline) {
-        guard case .leader(let progress) = core.role else { return }
-        let nowInstant = Instant(nanoseconds: Int64(now.uptimeNanoseconds))
-        func gone(_ n: String) -> Bool {
-            guard n != name, let m = members[n], m.status == .dead || m.status == .left else { return false }
-            // A left node waits out the grace too: a voter restarted after a graceful stop comes
-            // back (refuting its "left") and keeps its vote.
-            return nowInstant.nanoseconds - m.since.nanoseconds >= settings.deadVoterAfter.nanoseconds
-        }
-        func healthy(_ n: String) -> Bool { n == name || members[n].map { $0.status == .alive } ?? false }
-        let voters = core.voters, learners = core.learners
-        var change: ConfigChange?
-        if let dead = voters.sorted().first(where: gone) {
-            change = .remove(dead)
-        } else if let newcomer = members.values.filter({
-            // Only nodes of no cluster yet (or of this one): another cluster sharing the gossip key is left alone.
-            $0.status == .alive && $0.tags[Self.addressTag] != nil && ($0.tags[Self.clusterTag] ?? clusterID) == clusterID
-                && !voters.contains($0.name) && !learners.contains($0.name)
-        }).map(\.name).sorted().first {
-            change = .addLearner(newcomer)
-        } else {
-            let nodes = voters.union(learners).filter(healthy).count
-            let desired = max(1, min(settings.voters, nodes % 2 == 0 ? nodes - 1 : nodes))
-            let ready = learners.filter { healthy($0) && (progress.match[$0] ?? .zero) >= core.commit }
-            if voters.count < desired, !ready.isEmpty {
-                let zones = Set(voters.compactMap { members[$0]?.tags["zone"] })
-                let pick = ready.sorted { a, b in
-                    let za = members[a]?.tags["zone"].map { !zones.contains($0) } ?? false
-                    let zb = members[b]?.tags["zone"].map { !zones.contains($0) } ?? false
-                    return za != zb ? za : a < b
-                }.first!
-                change = .addVoter(pick)
-            } else if let deadLearner = learners.sorted().first(where: gone) {
-                change = .remove(deadLearner)
-            } else if let foreign = learners.sorted().first(where: { (members[$0]?.tags[Self.clusterTag] ?? clusterID) != clusterID }) {
-                change = .remove(foreign)  // taken in before its own cluster id was gossiped
-            }
-        }
-        guard let change, let (_, ready) = core.proposeConfigChange(change) else { return }
-        logger.info("voter management", metadata: ["change": "\(change)"])
-        handle(ready)
-    }
-
-    // MARK: Transport
-
-    func flushLinks() {
-        for n in dirty { links[n]?.channel?.flush() }
-        dirty = []
-    }
-
-    /// A closed or refused connection to the leader usually means it died: stand soon (see
-    /// `RaftNode.peerUnreachable`) rather than after a whole election timeout.
-    func lostConnection(to peer: String) {
-        guard core.leader == peer, peer != name else { return }
-        logger.info("lost connection to the leader", metadata: ["leader": "\(peer)"])
-        handle(core.peerUnreachable(peer))
-    }
-
-    /// Notes when `peer` was last heard and at which address, within `maxPeersHeard`.
-    func remember(_ peer: String, at address: String) {
-        if lastHeard[peer] == nil, lastHeard.count >= settings.maxPeersHeard {
-            let known = core.voters.union(core.learners).union(members.keys)
-            lastHeard = lastHeard.filter { known.contains($0.key) }
-            heardAt = heardAt.filter { known.contains($0.key) }
-            guard lastHeard.count < settings.maxPeersHeard else { return }
-        }
-        lastHeard[peer] = .now()
-        if heardAt[peer] != address, ListenAddress(address) != nil { heardAt[peer] = address }
-    }
-
-    /// One frame's plaintext, from a connection whose hello proved the key (see `RaftSession`).
-    func receive(_ plain: [UInt8]) {
-        guard let f = try? RaftWire.decode(plain), f.to == name else {
-            framesDropped += 1
-            return
-        }
-        if !clusterID.isEmpty && !f.cluster.isEmpty && f.cluster != clusterID {
-            foreignFrames += 1
-            if foreignFrames & (foreignFrames - 1) == 0 {  // 1st, 2nd, 4th, 8th…
-                logger.warning("dropping Raft frames from another cluster that shares our gossip key",
-                               metadata: ["from": "\(f.from)", "their_cluster": "\(f.cluster)", "ours": "\(clusterID)", "count": "\(foreignFrames)"])
-            }
-            return
-        }
-        remember(f.from, at: f.fromAddress)
-        switch f.frame {
-        case .raft(let m):
-            handle(core.step(Envelope(from: f.from, to: name, message: m)))
-        case .forward(let bytes):
-            guard core.isLeader, proposals.count < settings.maxQueued, let req = try? Request(decoding: bytes),
-                  read({ $0.outcome(of: req.id) }) == nil else { return }
-            proposals.append(bytes)
-            scheduleFlush()
-        case .readIndex(let id):
-            guard remoteReads.count < settings.maxQueued else { return }  // the follower asks again
-            let lid = nextReadID
-            nextReadID += 1
-            remoteReads[lid] = (f.from, id)
-            if let r = core.readIndex(id: lid) { handle(r) } else {
-                remoteReads[lid] = nil
-                send(AddressedFrame(from: name, fromAddress: listen.description, cluster: clusterID, to: f.from, frame: .readIndexReply(id: id, index: nil)))
-            }
-        case .readIndexReply(let id, let index):
-            guard reads[id] != nil else { return }
-            if let index { reads[id]?.index = index } else { reads[id]?.sentTo = nil }  // retried on the next tick
-            serveReads()
-        }
-        flushLinks()
-    }
 }
 
 extension RequestID {

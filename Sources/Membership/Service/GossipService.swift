@@ -1,4 +1,5 @@
 import ChunkStore
+import Support
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -251,8 +252,11 @@ public final class GossipService: Service, @unchecked Sendable {
         }.get()
     }
 
+    /// The members as the core sees them, and the keyring, read on gossip's loop.
+    package func membersAndKeyring() -> EventLoopFuture<([Member], Keyring)> { loop.submit { (self.core.members, self.keyring) } }
+
     /// Sets one of the node's own tags (from the loop of any service; hops to gossip's).
-    func setReservedTag(_ key: String, _ value: String) {
+    package func setReservedTag(_ key: String, _ value: String) {
         loop.execute {
             guard self.reservedTags[key] != value else { return }
             self.reservedTags[key] = value

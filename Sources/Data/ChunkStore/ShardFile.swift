@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import Erasure
+import Support
 
 /// On-disk shard: a stream of checksummed blocks, then an index of block offsets and a footer.
 ///
@@ -127,12 +128,16 @@ public final class ShardReader: Sendable {
             guard Array(header[0..<4]) == ShardFormat.magic, header[4] == ShardFormat.version else {
                 throw ChunkStoreError.corrupt("\(path): not a version-\(ShardFormat.version) shard")
             }
-            var hr = BinaryReader(Array(header[8...]))
-            let blockSize = Int(try hr.u32())
+            let blockSize = try decoding(path) { () throws(DecodeError) in
+                var hr = BinaryReader(Array(header[8...]))
+                return Int(try hr.u32())
+            }
             let footer = try Files.readExactly(fd: fd, count: ShardFormat.footerBytes, at: fileSize - ShardFormat.footerBytes, path: path)
             guard Array(footer[24...]) == ShardFormat.endMagic else { throw ChunkStoreError.corrupt("\(path): missing footer (torn write?)") }
-            var fr = BinaryReader(Array(footer[0..<24]))
-            let indexOffset = try fr.int(max: fileSize), count = Int(try fr.u32()), rawSize = try fr.int(max: 1 << 50), crc = try fr.u32()
+            let (indexOffset, count, rawSize, crc) = try decoding(path) { () throws(DecodeError) in
+                var fr = BinaryReader(Array(footer[0..<24]))
+                return (try fr.int(max: fileSize), Int(try fr.u32()), try fr.int(max: 1 << 50), try fr.u32())
+            }
             guard indexOffset + count * 8 + ShardFormat.footerBytes == fileSize, blockSize > 0 else {
                 throw ChunkStoreError.corrupt("\(path): footer does not match file size")
             }
@@ -143,7 +148,7 @@ public final class ShardReader: Sendable {
             var ir = BinaryReader(index)
             var offsets: [UInt64] = []
             for _ in 0..<count {
-                let o = try ir.u64()
+                let o = try decoding(path) { () throws(DecodeError) in try ir.u64() }
                 guard o < UInt64(indexOffset), Int(o) + ShardFormat.blockHeaderBytes <= indexOffset else { throw ChunkStoreError.corrupt("\(path): block offset past the index") }
                 offsets.append(o)
             }
@@ -166,8 +171,10 @@ public final class ShardReader: Sendable {
     public func block(_ i: Int) throws(ChunkStoreError) -> [UInt8] {
         let at = Int(offsets[i])
         let head = try Files.readExactly(fd: fd, count: ShardFormat.blockHeaderBytes, at: at, path: path)
-        var r = BinaryReader(head)
-        let raw = Int(try r.u32()), storedLength = Int(try r.u32()), flags = try r.u8(), crc = try r.u32()
+        let (raw, storedLength, flags, crc) = try decoding(path) { () throws(DecodeError) in
+            var r = BinaryReader(head)
+            return (Int(try r.u32()), Int(try r.u32()), try r.u8(), try r.u32())
+        }
         let expectedRaw = min(blockSize, rawSize - i * blockSize)
         // A raw block is stored as is: its stored length is its raw length.
         guard raw == expectedRaw, storedLength <= blockSize + 64, flags <= 1, flags == 1 || storedLength == raw else {

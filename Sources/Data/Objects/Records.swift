@@ -1,4 +1,4 @@
-import ChunkStore
+import Support
 
 /// One stored piece of an object: a shard file holding `size` bytes whose MD5 is `etag`.
 /// A simple PUT has one part; a completed multipart upload keeps one per uploaded part.
@@ -84,18 +84,18 @@ extension BinaryWriter {
 }
 
 extension BinaryReader {
-    mutating func header(_ kind: RecordKind) throws(ChunkStoreError) {
+    mutating func header(_ kind: RecordKind) throws(DecodeError) {
         let k = try u8(), v = try u8()
-        guard k == kind.rawValue, v == recordVersion else { throw .corrupt("record kind \(k) version \(v), expected \(kind) v\(recordVersion)") }
+        guard k == kind.rawValue, v == recordVersion else { throw DecodeError("record kind \(k) version \(v), expected \(kind) v\(recordVersion)") }
     }
-    mutating func metadata() throws(ChunkStoreError) -> [Metadatum] {
+    mutating func metadata() throws(DecodeError) -> [Metadatum] {
         let n = Int(try u32())
-        guard n <= 10_000 else { throw .corrupt("\(n) metadata entries") }
+        guard n <= 10_000 else { throw DecodeError("\(n) metadata entries") }
         var out: [Metadatum] = []
         for _ in 0..<n { out.append(Metadatum(try string(), try string())) }
         return out
     }
-    mutating func part() throws(ChunkStoreError) -> PartRef {
+    mutating func part() throws(DecodeError) -> PartRef {
         PartRef(shardID: try string(), size: try int(max: maxObjectBytes), etag: try string())
     }
 }
@@ -111,18 +111,18 @@ extension ObjectInfo {
         return w.bytes
     }
 
-    init(decoding bytes: [UInt8]) throws(ChunkStoreError) {
+    init(decoding bytes: [UInt8]) throws(DecodeError) {
         var r = BinaryReader(bytes)
         try r.header(.object)
         bucket = try r.string(); key = try r.string(); versionID = try r.string(); size = try r.int(max: maxObjectBytes)
         etag = try r.string(); contentType = try r.string(); lastModifiedMs = try r.i64(); userMetadata = try r.metadata()
         let n = Int(try r.u32())
-        guard n <= 10_000 else { throw .corrupt("\(n) parts") }
+        guard n <= 10_000 else { throw DecodeError("\(n) parts") }
         parts = []
         for _ in 0..<n { parts.append(try r.part()) }
         checksums = try r.metadata()
         try r.expectEnd()
-        guard parts.reduce(0, { $0 + $1.size }) == size else { throw .corrupt("object \(key): parts do not add up to size") }
+        guard parts.reduce(0, { $0 + $1.size }) == size else { throw DecodeError("object \(key): parts do not add up to size") }
     }
 }
 
@@ -130,7 +130,7 @@ extension BucketInfo {
     func encoded() -> [UInt8] {
         var w = BinaryWriter(); w.header(.bucket); w.string(name); w.i64(createdMs); return w.bytes
     }
-    init(decoding bytes: [UInt8]) throws(ChunkStoreError) {
+    init(decoding bytes: [UInt8]) throws(DecodeError) {
         var r = BinaryReader(bytes)
         try r.header(.bucket); name = try r.string(); createdMs = try r.i64(); try r.expectEnd()
     }
@@ -142,7 +142,7 @@ extension UploadInfo {
         w.string(uploadID); w.string(bucket); w.string(key); w.string(contentType); w.metadata(userMetadata); w.i64(initiatedMs)
         return w.bytes
     }
-    init(decoding bytes: [UInt8]) throws(ChunkStoreError) {
+    init(decoding bytes: [UInt8]) throws(DecodeError) {
         var r = BinaryReader(bytes)
         try r.header(.upload)
         uploadID = try r.string(); bucket = try r.string(); key = try r.string(); contentType = try r.string()
@@ -154,7 +154,7 @@ extension UploadedPart {
     func encoded() -> [UInt8] {
         var w = BinaryWriter(); w.header(.part); w.u32(UInt32(number)); w.part(part); w.i64(lastModifiedMs); return w.bytes
     }
-    init(decoding bytes: [UInt8]) throws(ChunkStoreError) {
+    init(decoding bytes: [UInt8]) throws(DecodeError) {
         var r = BinaryReader(bytes)
         try r.header(.part); number = Int(try r.u32()); part = try r.part(); lastModifiedMs = try r.i64(); try r.expectEnd()
     }

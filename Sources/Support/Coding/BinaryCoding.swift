@@ -19,38 +19,38 @@ public struct BinaryReader {
 
     public var isAtEnd: Bool { at == bytes.count }
 
-    private mutating func take(_ n: Int) throws(ChunkStoreError) -> ArraySlice<UInt8> {
-        guard n >= 0, bytes.count - at >= n else { throw .corrupt("record truncated at byte \(at)") }
+    private mutating func take(_ n: Int) throws(DecodeError) -> ArraySlice<UInt8> {
+        guard n >= 0, bytes.count - at >= n else { throw DecodeError("record truncated at byte \(at)") }
         defer { at += n }
         return bytes[at..<(at + n)]
     }
 
-    public mutating func u8() throws(ChunkStoreError) -> UInt8 { try take(1).first! }
-    public mutating func u32() throws(ChunkStoreError) -> UInt32 {
+    public mutating func u8() throws(DecodeError) -> UInt8 { try take(1).first! }
+    public mutating func u32() throws(DecodeError) -> UInt32 {
         try take(4).reversed().reduce(0) { $0 << 8 | UInt32($1) }
     }
-    public mutating func u64() throws(ChunkStoreError) -> UInt64 {
+    public mutating func u64() throws(DecodeError) -> UInt64 {
         try take(8).reversed().reduce(0) { $0 << 8 | UInt64($1) }
     }
-    public mutating func i64() throws(ChunkStoreError) -> Int64 { Int64(bitPattern: try u64()) }
+    public mutating func i64() throws(DecodeError) -> Int64 { Int64(bitPattern: try u64()) }
     /// A u64 used as a size, count or offset: refused unless it is at most `max`, so that bit
     /// rot or a hostile peer fails the check instead of trapping a conversion or a sum.
-    public mutating func int(max: Int) throws(ChunkStoreError) -> Int {
+    public mutating func int(max: Int) throws(DecodeError) -> Int {
         let v = try u64()
-        guard v <= UInt64(max) else { throw .corrupt("value \(v) exceeds \(max)") }
+        guard v <= UInt64(max) else { throw DecodeError("value \(v) exceeds \(max)") }
         return Int(v)
     }
-    public mutating func blob(max: Int = 1 << 24) throws(ChunkStoreError) -> [UInt8] {
+    public mutating func blob(max: Int = 1 << 24) throws(DecodeError) -> [UInt8] {
         let n = Int(try u32())
-        guard n <= max else { throw .corrupt("field of \(n) bytes exceeds \(max)") }
+        guard n <= max else { throw DecodeError("field of \(n) bytes exceeds \(max)") }
         return Array(try take(n))
     }
-    public mutating func string(max: Int = 1 << 20) throws(ChunkStoreError) -> String {
+    public mutating func string(max: Int = 1 << 20) throws(DecodeError) -> String {
         let b = try blob(max: max)
-        guard let s = String(validating: b, as: UTF8.self) else { throw .corrupt("invalid UTF-8 string") }
+        guard let s = String(validating: b, as: UTF8.self) else { throw DecodeError("invalid UTF-8 string") }
         return s
     }
-    public func expectEnd() throws(ChunkStoreError) {
-        guard isAtEnd else { throw .corrupt("\(bytes.count - at) trailing bytes") }
+    public func expectEnd() throws(DecodeError) {
+        guard isAtEnd else { throw DecodeError("\(bytes.count - at) trailing bytes") }
     }
 }

@@ -1,4 +1,4 @@
-import ChunkStore
+import Support
 import Raft
 
 /// What nodes say to each other over the Raft transport.
@@ -51,9 +51,9 @@ public enum RaftWire {
         return w.bytes
     }
 
-    public static func decode(_ bytes: [UInt8]) throws(ChunkStoreError) -> AddressedFrame {
+    public static func decode(_ bytes: [UInt8]) throws(DecodeError) -> AddressedFrame {
         var r = BinaryReader(bytes)
-        guard try r.u8() == version else { throw .corrupt("unknown frame version") }
+        guard try r.u8() == version else { throw DecodeError("unknown frame version") }
         let from = try r.string(max: 255), fromAddress = try r.string(max: 255), cluster = try r.string(max: 255), to = try r.string(max: 255)
         let frame: Frame
         switch try r.u8() {
@@ -63,7 +63,7 @@ public enum RaftWire {
         case 4:
             let id = try r.u64(), has = try r.u8(), i = try r.u64()
             frame = .readIndexReply(id: id, index: has == 1 ? LogIndex(i) : nil)
-        default: throw .corrupt("unknown frame kind")
+        default: throw DecodeError("unknown frame kind")
         }
         try r.expectEnd()
         return AddressedFrame(from: from, fromAddress: fromAddress, cluster: cluster, to: to, frame: frame)
@@ -91,18 +91,18 @@ public enum RaftWire {
         }
     }
 
-    static func decodeMessage(_ r: inout BinaryReader) throws(ChunkStoreError) -> RaftMessage {
-        func term() throws(ChunkStoreError) -> Term { Term(try r.u64()) }
-        func index() throws(ChunkStoreError) -> LogIndex { LogIndex(try r.u64()) }
-        func bool() throws(ChunkStoreError) -> Bool {
-            switch try r.u8() { case 0: return false; case 1: return true; default: throw .corrupt("bad boolean") }
+    static func decodeMessage(_ r: inout BinaryReader) throws(DecodeError) -> RaftMessage {
+        func term() throws(DecodeError) -> Term { Term(try r.u64()) }
+        func index() throws(DecodeError) -> LogIndex { LogIndex(try r.u64()) }
+        func bool() throws(DecodeError) -> Bool {
+            switch try r.u8() { case 0: return false; case 1: return true; default: throw DecodeError("bad boolean") }
         }
-        func int() throws(ChunkStoreError) -> Int {
+        func int() throws(DecodeError) -> Int {
             // Offsets run through a whole snapshot, which may be far larger than one frame.
-            guard let v = Int(exactly: try r.u64()), v <= Snapshot.maxBytes else { throw .corrupt("offset out of range") }; return v
+            guard let v = Int(exactly: try r.u64()), v <= Snapshot.maxBytes else { throw DecodeError("offset out of range") }; return v
         }
-        func count(_ limit: Int) throws(ChunkStoreError) -> Int {
-            let n = Int(try r.u32()); guard n <= limit else { throw .corrupt("count \(n) over \(limit)") }; return n
+        func count(_ limit: Int) throws(DecodeError) -> Int {
+            let n = Int(try r.u32()); guard n <= limit else { throw DecodeError("count \(n) over \(limit)") }; return n
         }
         switch try r.u8() {
         case 1: return .preVote(term: try term(), lastIndex: try index(), lastTerm: try term())
@@ -114,7 +114,7 @@ public enum RaftWire {
             var entries: [Entry] = []
             for _ in 0..<(try count(1 << 16)) {
                 let et = try term(), ei = try index()
-                guard let kind = Entry.Kind(rawValue: try r.u8()) else { throw .corrupt("unknown entry kind") }
+                guard let kind = Entry.Kind(rawValue: try r.u8()) else { throw DecodeError("unknown entry kind") }
                 entries.append(Entry(term: et, index: ei, kind: kind, data: try r.blob()))
             }
             return .append(term: t, prevIndex: pi, prevTerm: pt, entries: entries, commit: c, readSeq: rs)
@@ -129,7 +129,7 @@ public enum RaftWire {
             return .installSnapshot(term: t, meta: Snapshot(index: i, term: st, voters: voters, learners: learners, data: data),
                                     offset: offset, done: done)
         case 9: return .installSnapshotReply(term: try term(), index: try index(), offset: try int(), done: try bool())
-        default: throw .corrupt("unknown Raft message")
+        default: throw DecodeError("unknown Raft message")
         }
     }
 }

@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import ChunkStore
+import Support
 import Erasure
 import Raft
 

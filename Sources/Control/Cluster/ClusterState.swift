@@ -1,4 +1,4 @@
-import ChunkStore
+import Support
 import Raft
 
 /// One change to the cluster state, as carried in a Raft entry.
@@ -139,19 +139,19 @@ public struct ClusterState: Equatable, Sendable {
         return w.bytes
     }
 
-    public init(decoding bytes: [UInt8]) throws(ChunkStoreError) {
+    public init(decoding bytes: [UInt8]) throws(DecodeError) {
         var r = BinaryReader(bytes)
-        guard try r.u8() == Self.formatVersion else { throw .corrupt("unknown cluster state version") }
+        guard try r.u8() == Self.formatVersion else { throw DecodeError("unknown cluster state version") }
         clusterID = try r.string()
         for _ in 0..<(try r.u32()) { let n = try r.string(); buckets[n] = BucketRecord(name: n, createdMs: try r.i64()) }
         for _ in 0..<(try r.u32()) { let k = try r.string(); accessKeys[k] = try r.string() }
         for _ in 0..<(try r.u32()) { let k = try r.string(); values[k] = try r.blob() }
         appliedCommands = try r.u64()
         let n = try r.u32()
-        guard n <= Self.rememberedRequests else { throw .corrupt("\(n) remembered requests") }
+        guard n <= Self.rememberedRequests else { throw DecodeError("\(n) remembered requests") }
         for _ in 0..<n {
             let id = RequestID(hi: try r.u64(), lo: try r.u64())
-            guard let o = Outcome(rawValue: try r.u8()) else { throw .corrupt("unknown outcome") }
+            guard let o = Outcome(rawValue: try r.u8()) else { throw DecodeError("unknown outcome") }
             remember(id, o)
         }
         try r.expectEnd()
@@ -178,9 +178,9 @@ extension Request {
         return w.bytes
     }
 
-    public init(decoding bytes: [UInt8]) throws(ChunkStoreError) {
+    public init(decoding bytes: [UInt8]) throws(DecodeError) {
         var r = BinaryReader(bytes)
-        guard try r.u8() == Self.version else { throw .corrupt("unknown command version") }
+        guard try r.u8() == Self.version else { throw DecodeError("unknown command version") }
         id = RequestID(hi: try r.u64(), lo: try r.u64())
         switch try r.u8() {
         case 1: command = .initCluster(id: try r.string())
@@ -190,7 +190,7 @@ extension Request {
         case 5: command = .deleteAccessKey(id: try r.string())
         case 6: command = .put(key: try r.string(), value: try r.blob())
         case 7: command = .delete(key: try r.string())
-        default: throw .corrupt("unknown command")
+        default: throw DecodeError("unknown command")
         }
         try r.expectEnd()
     }

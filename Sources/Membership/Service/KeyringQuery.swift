@@ -1,4 +1,5 @@
 import ChunkStore
+import Support
 import Gossip
 import NIOCore
 import Security
@@ -54,13 +55,13 @@ struct KeyringMessage: Equatable {
 
     static func decode(_ bytes: [UInt8]) throws -> KeyringMessage {
         var r = BinaryReader(bytes)
-        guard try r.u8() == marker else { throw ChunkStoreError.corrupt("not a keyring message") }
+        guard try r.u8() == marker else { throw DecodeError("not a keyring message") }
         let kind = try r.u8()
         let id = try r.u64(), sentAt = try r.i64(), from = try r.string(max: 255)
         let body: Body
         switch kind {
         case 1:
-            guard let op = KeyringOp(rawValue: try r.u8()) else { throw ChunkStoreError.corrupt("unknown keyring operation") }
+            guard let op = KeyringOp(rawValue: try r.u8()) else { throw DecodeError("unknown keyring operation") }
             body = .request(op: op, key: try r.blob(max: 64))
         case 2:
             let ok = try r.u8() == 1
@@ -69,13 +70,16 @@ struct KeyringMessage: Equatable {
             for _ in 0..<(try r.u8()) { keys.append(try r.blob(max: 64)) }
             body = .reply(error: ok ? nil : error, keys: keys)
         default:
-            throw ChunkStoreError.corrupt("unknown keyring message kind \(kind)")
+            throw DecodeError("unknown keyring message kind \(kind)")
         }
         try r.expectEnd()
         return KeyringMessage(id: id, sentAt: sentAt, from: from, body: body)
     }
 
     static let maxClockSkew: Int64 = 60_000_000_000
+    /// Requests remembered (for their two minutes) so a resend gets its first reply again; past
+    /// it a new request is dropped and counted. Keyring changes are an operator's, a few a day.
+    static let maxRemembered = 1_024
 }
 
 /// What every live member answered to one keyring operation.
@@ -213,6 +217,10 @@ extension GossipService {
             keyringSeen = keyringSeen.filter { $0.value.expires > now }
             if let seen = keyringSeen[m.id] {
                 send(seen.reply, to: sender)
+                return
+            }
+            guard keyringSeen.count < KeyringMessage.maxRemembered else {
+                stats.packetsDropped += 1
                 return
             }
             guard abs(Self.wallClock() - m.sentAt) <= KeyringMessage.maxClockSkew else {

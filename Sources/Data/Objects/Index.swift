@@ -71,7 +71,7 @@ enum Recovery {
         for name in try Files.list("\(root)/buckets") {
             let path = "\(root)/buckets/\(name)"
             if name.hasSuffix(".tmp") { try Files.remove(path); continue }
-            let b = try BucketInfo(decoding: try Files.read(path))
+            let b = try Files.read(path, decoding: BucketInfo.init(decoding:))
             index.buckets[b.name] = BucketEntry(info: b)
         }
         for dir in try Files.list("\(root)/objects") {
@@ -79,7 +79,7 @@ enum Recovery {
                 let path = "\(root)/objects/\(dir)/\(name)"
                 if name.hasSuffix(".tmp") { try Files.remove(path); continue }
                 let o: ObjectInfo
-                do throws(ChunkStoreError) { o = try ObjectInfo(decoding: try Files.read(path)) } catch {
+                do throws(ChunkStoreError) { o = try Files.read(path, decoding: ObjectInfo.init(decoding:)) } catch {
                     try quarantine(path, name: name, because: "unreadable: \(error)", root: root, into: &index)
                     continue
                 }
@@ -99,10 +99,10 @@ enum Recovery {
             let path = "\(root)/uploads/\(name)"
             if name.hasSuffix(".tmp") { try Files.remove(path); continue }
             if name.hasSuffix(".upload") {
-                let u = try UploadInfo(decoding: try Files.read(path))
+                let u = try Files.read(path, decoding: UploadInfo.init(decoding:))
                 index.uploads[u.uploadID] = UploadEntry(info: u)
             } else if name.hasSuffix(".part") {
-                parts.append((String(name.split(separator: ".").first!), try UploadedPart(decoding: try Files.read(path)), path))
+                parts.append((String(name.split(separator: ".").first!), try Files.read(path, decoding: UploadedPart.init(decoding:)), path))
             }
         }
         for (uploadID, part, path) in parts {

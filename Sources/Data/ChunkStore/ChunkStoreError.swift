@@ -1,0 +1,34 @@
+import Support
+/// Failures of local shard storage, each naming the file or the damage.
+public enum ChunkStoreError: Error, CustomStringConvertible, Equatable {
+    case io(operation: String, path: String, errno: Int32)
+    case corrupt(String)
+    case notFound(String)
+
+    public var description: String {
+        switch self {
+        case .io(let op, let path, let e): "\(op) \(path): \(String(cString: strerror(e)))"
+        case .corrupt(let what): "corrupt data: \(what)"
+        case .notFound(let path): "not found: \(path)"
+        }
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Runs a decoder over bytes read from `path`; a refusal is corrupt data in that file.
+func decoding<T>(_ path: String, _ body: () throws(DecodeError) -> T) throws(ChunkStoreError) -> T {
+    do { return try body() } catch { throw .corrupt("\(path): \(error.reason)") }
+}
+
+extension Files {
+    /// Reads the file at `path` and decodes it; a refusal is corrupt data in that file.
+    public static func read<T>(_ path: String, decoding decode: ([UInt8]) throws(DecodeError) -> T) throws(ChunkStoreError) -> T {
+        let bytes = try read(path)
+        return try decoding(path) { () throws(DecodeError) in try decode(bytes) }
+    }
+}

@@ -44,7 +44,7 @@ let package = Package(
         .target(name: "Security", dependencies: ["CSodium", "COpenSSL"], swiftSettings: strict),
 
         // Membership plane: the SWIM + Lifeguard core, and its UDP shell with the keyring.
-        .target(name: "Gossip", dependencies: ["Determinism"], path: "Sources/Membership/Gossip", swiftSettings: strict),
+        .target(name: "Gossip", dependencies: ["Determinism", "Support"], path: "Sources/Membership/Gossip", swiftSettings: strict),
         .target(name: "Membership", dependencies: [
             "Gossip", "Security", "Support", "ChunkStore",
             .product(name: "NIOCore", package: "swift-nio"),

@@ -1,3 +1,5 @@
+import Support
+
 /// The gossip wire format, version 1: compact, explicit, and strict.
 ///
 ///     packet  version:u8=1 type:u8 from:str fromAddress:str <message fields> rumorCount:u8 rumor*
@@ -17,12 +19,8 @@ public enum WireFormat {
 
     public static let version: UInt8 = 1
 
-    public enum DecodeError: Error, Equatable, CustomStringConvertible {
-        case malformed(String)
-        public var description: String {
-            switch self { case .malformed(let why): "malformed gossip packet: \(why)" }
-        }
-    }
+    /// The project's one decode error (`Support.DecodeError`), named here for the wire format's users.
+    public typealias DecodeError = Support.DecodeError
 
     public static func encode(_ p: Packet) -> [UInt8] {
         var w = Writer()
@@ -66,7 +64,7 @@ public enum WireFormat {
 
     public static func decode(_ bytes: [UInt8]) throws(DecodeError) -> Packet {
         var r = Reader(bytes: bytes)
-        guard try r.u8() == version else { throw .malformed("unknown version") }
+        guard try r.u8() == version else { throw DecodeError("gossip packet: unknown version") }
         let type = try r.u8()
         let from = try r.str(), fromAddress = try r.str()
         let message: Message
@@ -77,17 +75,17 @@ public enum WireFormat {
         case 4: message = .nack(seq: try r.seq())
         case 5:
             let flags = try r.u8()
-            guard flags <= 7 else { throw .malformed("unknown push-pull flags") }
+            guard flags <= 7 else { throw DecodeError("gossip packet: unknown push-pull flags") }
             let count = try r.count(max: 100_000)
             var states: [MemberState] = []
             for _ in 0..<count {
                 let name = try r.str(), address = try r.str()
-                guard let status = MemberStatus(rawValue: try r.u8()) else { throw .malformed("unknown status") }
+                guard let status = MemberStatus(rawValue: try r.u8()) else { throw DecodeError("gossip packet: unknown status") }
                 states.append(MemberState(name: name, address: address, status: status, incarnation: try r.incarnation(), tags: try r.tags()))
             }
             message = .pushPull(states: states, isReply: flags & 1 != 0, isJoin: flags & 2 != 0, isPart: flags & 4 != 0)
         case 6: message = .gossip
-        default: throw .malformed("unknown message type \(type)")
+        default: throw DecodeError("gossip packet: unknown message type \(type)")
         }
         let count = Int(try r.u8())
         var rumors: [Rumor] = []
@@ -99,10 +97,10 @@ public enum WireFormat {
             case 2: rumors.append(.suspect(name: name, incarnation: inc, from: try r.str()))
             case 3: rumors.append(.dead(name: name, incarnation: inc, from: try r.str()))
             case 4: rumors.append(.left(name: name, incarnation: inc))
-            default: throw .malformed("unknown rumor kind \(kind)")
+            default: throw DecodeError("gossip packet: unknown rumor kind \(kind)")
             }
         }
-        guard r.at == bytes.count else { throw .malformed("\(bytes.count - r.at) trailing bytes") }
+        guard r.at == bytes.count else { throw DecodeError("gossip packet: \(bytes.count - r.at) trailing bytes") }
         return Packet(from: from, fromAddress: fromAddress, message: message, rumors: rumors)
     }
 
@@ -127,22 +125,22 @@ public enum WireFormat {
         let bytes: [UInt8]
         var at = 0
         mutating func u8() throws(DecodeError) -> UInt8 {
-            guard at < bytes.count else { throw .malformed("truncated") }
+            guard at < bytes.count else { throw DecodeError("gossip packet: truncated") }
             defer { at += 1 }
             return bytes[at]
         }
         mutating func str() throws(DecodeError) -> String {
             let n = Int(try u8())
-            guard bytes.count - at >= n else { throw .malformed("truncated string") }
+            guard bytes.count - at >= n else { throw DecodeError("gossip packet: truncated string") }
             defer { at += n }
-            guard let s = String(validating: bytes[at..<(at + n)], as: UTF8.self) else { throw .malformed("invalid UTF-8") }
+            guard let s = String(validating: bytes[at..<(at + n)], as: UTF8.self) else { throw DecodeError("gossip packet: invalid UTF-8") }
             return s
         }
         mutating func varint() throws(DecodeError) -> UInt64 {
             var v: UInt64 = 0, shift: UInt64 = 0
             while true {
                 let b = try u8()
-                guard shift < 64 else { throw .malformed("varint too long") }
+                guard shift < 64 else { throw DecodeError("gossip packet: varint too long") }
                 v |= UInt64(b & 0x7F) << shift
                 if b & 0x80 == 0 { return v }
                 shift += 7
@@ -150,12 +148,12 @@ public enum WireFormat {
         }
         mutating func seq() throws(DecodeError) -> UInt32 {
             let v = try varint()
-            guard v <= UInt64(UInt32.max) else { throw .malformed("sequence number out of range") }
+            guard v <= UInt64(UInt32.max) else { throw DecodeError("gossip packet: sequence number out of range") }
             return UInt32(v)
         }
         mutating func count(max: Int) throws(DecodeError) -> Int {
             let v = try varint()
-            guard v <= UInt64(max) else { throw .malformed("count \(v) exceeds \(max)") }
+            guard v <= UInt64(max) else { throw DecodeError("gossip packet: count \(v) exceeds \(max)") }
             return Int(v)
         }
         mutating func tags() throws(DecodeError) -> [String: String] {
@@ -167,7 +165,7 @@ public enum WireFormat {
         /// what it heard, so an accusation at `UInt64.max` would otherwise trap it.
         mutating func incarnation() throws(DecodeError) -> Incarnation {
             let v = try varint()
-            guard v <= Incarnation.limit.value else { throw .malformed("incarnation \(v) out of range") }
+            guard v <= Incarnation.limit.value else { throw DecodeError("gossip packet: incarnation \(v) out of range") }
             return Incarnation(v)
         }
     }

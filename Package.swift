@@ -57,7 +57,7 @@ let package = Package(
         // encoding (pure), and the Raft shell (TCP transport, request routing, snapshots).
         .target(name: "Raft", dependencies: ["Determinism"], path: "Sources/Control/Raft", swiftSettings: strict),
         .target(name: "RaftLog", dependencies: ["Support", "Raft", "ChunkStore", "Erasure"], path: "Sources/Control/RaftLog", swiftSettings: strict),
-        .target(name: "Cluster", dependencies: ["Support", "Raft"], path: "Sources/Control/Cluster", swiftSettings: strict),
+        .target(name: "Cluster", dependencies: ["Support", "Determinism", "Raft"], path: "Sources/Control/Cluster", swiftSettings: strict),
         .target(name: "Control", dependencies: [
             "Membership", "Gossip", "Raft", "RaftLog", "Cluster", "Security", "Support", "ChunkStore",
             .product(name: "NIOCore", package: "swift-nio"),
@@ -103,7 +103,7 @@ let package = Package(
         .testTarget(name: "ObjectsTests", dependencies: ["Objects", "Support"], swiftSettings: strict),
         .testTarget(name: "S3Tests", dependencies: ["S3"], swiftSettings: strict),
         .testTarget(name: "GossipTests", dependencies: ["Gossip"], swiftSettings: strict),
-        .testTarget(name: "RaftTests", dependencies: ["Raft"], swiftSettings: strict),
+        .testTarget(name: "RaftTests", dependencies: ["Raft", "Cluster", "Determinism"], swiftSettings: strict),
         .testTarget(name: "RaftLogTests", dependencies: ["RaftLog", "Raft", "ChunkStore"], swiftSettings: strict),
         .testTarget(name: "ComputeTests", dependencies: ["Compute"], swiftSettings: strict),
         .testTarget(name: "NodeTests", dependencies: [

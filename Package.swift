@@ -71,7 +71,7 @@ let package = Package(
         .target(name: "ChunkStore", dependencies: ["Support", "Erasure", "CLZ4"], path: "Sources/Data/ChunkStore", swiftSettings: strict),
         .target(name: "Objects", dependencies: ["Support", "ChunkStore", "Security"], path: "Sources/Data/Objects", swiftSettings: strict),
         .target(name: "S3", dependencies: [
-            "Objects", "Security",
+            "Objects", "Security", "Determinism",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
             .product(name: "NIOCore", package: "swift-nio"),
@@ -85,7 +85,7 @@ let package = Package(
 
         // Composition, config and the admin API.
         .target(name: "Node", dependencies: [
-            "S3", "Objects", "Compute", "Security", "Gossip", "Membership", "Control", "ChunkStore", "Raft", "Cluster",
+            "S3", "Objects", "Compute", "Security", "Determinism", "Gossip", "Membership", "Control", "ChunkStore", "Raft", "Cluster",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
             .product(name: "NIOCore", package: "swift-nio"),

@@ -56,7 +56,7 @@ public struct Agent: Sendable {
                                    seed: UInt64.random(in: .min ... .max), logger: logger)
         var raftSettings = RaftServiceSettings()
         raftSettings.voters = config.voters
-        raftSettings.deadVoterAfter = .seconds(Int64(config.deadVoterAfter))
+        raftSettings.deadVoterAfter = config.deadVoterAfter
         raftSettings.compactEvery = UInt64(config.snapshotEvery)
         let log: @Sendable (String) -> Void = { logger.warning("\($0)") }
         let raft = try RaftService(

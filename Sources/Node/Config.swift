@@ -1,3 +1,4 @@
+import Determinism
 import Membership
 import S3
 import Security
@@ -40,7 +41,7 @@ public struct NodeConfig: Sendable, Equatable {
     /// Voters the leader keeps when the cluster has that many nodes (an odd number, 1–7).
     public var voters: Int
     /// Seconds a voter must be dead (or left) in gossip before a learner replaces it.
-    public var deadVoterAfter: Int
+    public var deadVoterAfter: Span
     /// S3 connection bounds (`s3.max_connections`, `s3.idle_timeout`).
     public var s3Limits = S3Limits()
     /// Applied entries between snapshots of the cluster state (etcd's --snapshot-count).
@@ -163,10 +164,10 @@ public struct NodeConfig: Sendable, Equatable {
             return i
         }
         voters = try integer("raft.voters", 5, "1, 3, 5 or 7") { [1, 3, 5, 7].contains($0) }
-        deadVoterAfter = try integer("raft.dead_voter_after", 10, "from 1 to 86400") { (1...86_400).contains($0) }
+        deadVoterAfter = .seconds(Double(try integer("raft.dead_voter_after", 10, "from 1 to 86400") { (1...86_400).contains($0) }))
         snapshotEvery = try integer("raft.snapshot_every", 100_000, "from 100 to 10000000") { (100...10_000_000).contains($0) }
         s3Limits = S3Limits(maxConnections: try integer("s3.max_connections", 1024, "from 1 to 1000000") { (1...1_000_000).contains($0) },
-                            idleTimeout: .seconds(try integer("s3.idle_timeout", 60, "from 1 to 86400") { (1...86_400).contains($0) }))
+                            idleTimeout: .seconds(Double(try integer("s3.idle_timeout", 60, "from 1 to 86400") { (1...86_400).contains($0) })))
         if let e = doc.values["raft.bootstrap"] {
             guard case .boolean(let b) = e.value else { throw ConfigError(file: file, key: "raft.bootstrap", line: e.line, problem: "must be true or false, got \(e.value)") }
             bootstrap = b
@@ -182,6 +183,6 @@ public struct NodeConfig: Sendable, Equatable {
          raftListen: ListenAddress) {
         self.name = name; self.dataDir = dataDir; self.s3Listen = s3Listen; self.region = region; self.baseDomain = baseDomain
         self.gossipListen = gossipListen; self.seeds = seeds; self.gossipKey = gossipKey; self.adminListen = adminListen; self.tags = tags
-        self.raftListen = raftListen; voters = 5; deadVoterAfter = 10; snapshotEvery = 100_000
+        self.raftListen = raftListen; voters = 5; deadVoterAfter = .seconds(10); snapshotEvery = 100_000
     }
 }

@@ -35,7 +35,7 @@ import Testing
             hypervisor = "kvm"
             """, file: "n.toml")
         #expect(c.raftListen == ListenAddress("127.0.0.1:7101") && c.bootstrap == false && c.voters == 3)
-        #expect(c.deadVoterAfter == 30 && c.snapshotEvery == 5000)
+        #expect(c.deadVoterAfter == .seconds(30) && c.snapshotEvery == 5000)
         #expect(c.name == "node-1" && c.dataDir == "/var/lib/stacks" && c.region == "eu-west-1" && c.baseDomain == "s3.local")
         #expect(c.s3Listen == ListenAddress("127.0.0.1:9000") && c.gossipListen == ListenAddress("127.0.0.2:7946"))
         #expect(c.seeds == ["127.0.0.1:7946", "127.0.0.3:7946"] && c.adminListen == ListenAddress("127.0.0.1:9101"))

@@ -82,7 +82,7 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: dir) }
         var settings = RaftServiceSettings()
         settings.maxWaiting = 3
-        settings.requestTimeout = .zero  // they expire at the first tick after they were queued
+        settings.requestTimeout = Span(nanoseconds: 0)  // they expire at the first tick after they were queued
         let raft = try Self.raft(settings, in: dir)
         let store = try ObjectStore(root: "\(dir)/store", clock: { 0 })
         let catalog = ClusterCatalog(raft: raft, store: store, clock: { 0 })

@@ -25,7 +25,7 @@ extension RaftService {
     /// configuration and gossip's view, the next change; this proposes it.
     func manageVoters(now: NIODeadline) {
         guard case .leader(let progress) = core.role else { return }
-        let policy = VoterPolicy(target: settings.voters, grace: Span(nanoseconds: settings.deadVoterAfter.nanoseconds))
+        let policy = VoterPolicy(target: settings.voters, grace: settings.deadVoterAfter)
         let nodes = members.mapValues { m in
             VoterPolicy.Node(health: Self.health(m.status), since: m.since, zone: m.tags["zone"],
                              hasRaftAddress: m.tags[Self.addressTag] != nil, cluster: m.tags[Self.clusterTag])

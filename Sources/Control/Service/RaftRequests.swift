@@ -17,7 +17,7 @@ extension RaftService {
                 return self.loop.makeFailedFuture(ClusterError.busy("\(self.settings.maxWaiting) changes are waiting on this node"))
             }
             let now = NIODeadline.now()
-            var w = Waiter(promise: self.loop.makePromise(), bytes: bytes, deadline: now + self.settings.requestTimeout, sentTo: nil, sentAt: now)
+            var w = Waiter(promise: self.loop.makePromise(), bytes: bytes, deadline: now + TimeAmount(self.settings.requestTimeout), sentTo: nil, sentAt: now)
             self.route(&w, now: now)
             self.waiters[id] = w
             self.flushLinks()
@@ -36,7 +36,7 @@ extension RaftService {
             self.nextReadID += 1
             let now = NIODeadline.now()
             let promise = self.loop.makePromise(of: Void.self)
-            self.reads[id] = ReadWaiter(promise: promise, index: nil, deadline: now + self.settings.requestTimeout, sentTo: nil, sentAt: now)
+            self.reads[id] = ReadWaiter(promise: promise, index: nil, deadline: now + TimeAmount(self.settings.requestTimeout), sentTo: nil, sentAt: now)
             self.routeRead(id, now: now)
             self.flushLinks()
             return promise.futureResult

@@ -35,16 +35,16 @@ public struct RaftServiceSettings: Sendable {
         return r
     }()
     public var voters = 5
-    public var deadVoterAfter = TimeAmount.seconds(10)
+    public var deadVoterAfter = Span.seconds(10)
     /// Applied entries between snapshots of the cluster state (etcd's default snapshot count).
     public var compactEvery: UInt64 = 100_000
     /// How long a change or a linearizable read may wait for a leader.
-    public var requestTimeout = TimeAmount.seconds(10)
+    public var requestTimeout = Span.seconds(10)
     /// A connection must prove the key (its hello) this soon after connecting, or is closed.
-    public var helloTimeout = TimeAmount.seconds(2)
+    public var helloTimeout = Span.seconds(2)
     /// An accepted connection that sends nothing for this long is closed (links carry
     /// heartbeats or replies every few ticks; an idle one reconnects when next needed).
-    public var idleTimeout = TimeAmount.seconds(60)
+    public var idleTimeout = Span.seconds(60)
     /// Accepted connections at once from one host, and in all; more are closed at accept.
     public var maxInboundPerHost = 64
     public var maxInbound = 1024

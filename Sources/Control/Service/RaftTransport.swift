@@ -34,7 +34,7 @@ extension RaftService {
     }
 
     func addAcceptedHandlers(_ ch: any Channel) throws {
-        try ch.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: settings.idleTimeout))
+        try ch.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: TimeAmount(settings.idleTimeout)))
         try ch.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder()))
         try ch.pipeline.syncOperations.addHandler(Accepted(service: self))
     }
@@ -89,7 +89,7 @@ extension RaftService {
                     link.channel = ch
                     link.challenge = nil
                     // An acceptor that never sends its challenge (not a Stacks node) is let go.
-                    let timer = ch.eventLoop.scheduleTask(in: self.settings.helloTimeout) { if link.channel === ch && link.challenge == nil { ch.close(promise: nil) } }
+                    let timer = ch.eventLoop.scheduleTask(in: TimeAmount(self.settings.helloTimeout)) { if link.channel === ch && link.challenge == nil { ch.close(promise: nil) } }
                     ch.closeFuture.whenComplete { _ in
                         timer.cancel()
                         guard link.channel === ch else { return }
@@ -170,7 +170,7 @@ extension RaftService {
             challenge = Sodium.randomBytes(RaftSession.challengeBytes)
             context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: challenge)), promise: nil)
             let ch = context.channel, me = NIOLoopBound(self, eventLoop: context.eventLoop)
-            helloTimer = context.eventLoop.scheduleTask(in: service.settings.helloTimeout) {
+            helloTimer = context.eventLoop.scheduleTask(in: TimeAmount(service.settings.helloTimeout)) {
                 if me.value.seq == 0 { ch.close(promise: nil) }
             }
             context.fireChannelActive()

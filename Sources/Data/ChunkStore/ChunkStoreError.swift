@@ -1,4 +1,10 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import Support
+
 /// Failures of local shard storage, each naming the file or the damage.
 public enum ChunkStoreError: Error, CustomStringConvertible, Equatable {
     case io(operation: String, path: String, errno: Int32)
@@ -13,12 +19,6 @@ public enum ChunkStoreError: Error, CustomStringConvertible, Equatable {
         }
     }
 }
-
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// Runs a decoder over bytes read from `path`; a refusal is corrupt data in that file.
 func decoding<T>(_ path: String, _ body: () throws(DecodeError) -> T) throws(ChunkStoreError) -> T {

@@ -1,3 +1,4 @@
+import Determinism
 import HTTPTypes
 import NIOCore
 import NIOHTTPTypes
@@ -8,8 +9,8 @@ public struct S3Limits: Sendable, Equatable {
     /// Connections served at once; past it a request is answered 503 SlowDown and its connection closed.
     public var maxConnections = 1024
     /// A connection that sends nothing for this long (idle keep-alive, or a stalled request) is closed.
-    public var idleTimeout: Duration = .seconds(60)
-    public init(maxConnections: Int = 1024, idleTimeout: Duration = .seconds(60)) {
+    public var idleTimeout = Span.seconds(60)
+    public init(maxConnections: Int = 1024, idleTimeout: Span = .seconds(60)) {
         self.maxConnections = maxConnections; self.idleTimeout = idleTimeout
     }
 }

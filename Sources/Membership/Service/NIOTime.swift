@@ -1,0 +1,7 @@
+import Gossip
+import NIOCore
+
+extension TimeAmount {
+    /// NIO's form of a settings duration (settings hold `Span`, the cores' type, throughout).
+    public init(_ span: Span) { self = .nanoseconds(span.nanoseconds) }
+}

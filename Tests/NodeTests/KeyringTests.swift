@@ -1,5 +1,4 @@
 import Foundation
-import Logging
 import NIOCore
 import Testing
 @testable import Membership
@@ -55,12 +54,9 @@ import Testing
     /// Remembered request ids (answering resends) stop at their bound under a key holder's flood;
     /// the rest are dropped and counted.
     @Test func rememberedRequestsAreBounded() async throws {
-        let dir = NSTemporaryDirectory() + "keyring-bound-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let dir = try Fixtures.temporaryDirectory("keyring-bound")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let keyring = try Keyring(primary: Keyring.parse(base64: Keyring.generateKey()))
-        let g = GossipService(name: "a", listen: ListenAddress("127.0.0.1:1")!, tags: [:], seeds: [], keyring: keyring,
-                              keyringPath: "\(dir)/keyring", seed: 1, logger: Logger(label: "test"))
+        let g = Fixtures.idleGossip(in: dir, keyring: try Keyring(primary: Keyring.parse(base64: Keyring.generateKey())))
         let sender = try SocketAddress(ipAddress: "127.0.0.1", port: 9)
         let (remembered, dropped) = try await g.loop.submit {
             for id in 0..<(KeyringMessage.maxRemembered * 2) as Range<Int> {

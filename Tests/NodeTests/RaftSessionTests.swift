@@ -43,22 +43,15 @@ import Testing
 @Suite struct RaftBoundsTests {
     static func raft(_ settings: RaftServiceSettings, in dir: String) throws -> RaftService {
         let keyring = try Keyring(primary: Keyring.parse(base64: Keyring.generateKey()))
-        let gossip = GossipService(name: "a", listen: ListenAddress("127.0.0.1:1")!, tags: [:], seeds: [], keyring: keyring,
-                                   keyringPath: "\(dir)/keyring", seed: 1, logger: Logger(label: "test"))
-        return try RaftService(name: "a", directory: dir, listen: ListenAddress("127.0.0.1:2")!, bootstrap: true, gossip: gossip,
-                               keyring: keyring, settings: settings, logger: Logger(label: "test"), onApply: { _, _ in }, onRestore: { _ in })
-    }
-
-    static func temporaryDirectory() throws -> String {
-        let dir = NSTemporaryDirectory() + "raft-bounds-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        return dir
+        return try RaftService(name: "a", directory: dir, listen: ListenAddress("127.0.0.1:2")!, bootstrap: true,
+                               gossip: Fixtures.idleGossip(in: dir, keyring: keyring), keyring: keyring, settings: settings,
+                               logger: Logger(label: "test"), onApply: { _, _ in }, onRestore: { _ in })
     }
 
     /// Frames under ever new names must not grow the heard-at maps without end, and peers the
     /// node needs (Raft configuration, gossip members) stay remembered.
     @Test func heardAtMapsStopAtTheirBoundAndKeepKnownPeers() async throws {
-        let dir = try Self.temporaryDirectory()
+        let dir = try Fixtures.temporaryDirectory("raft-bounds")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         var settings = RaftServiceSettings()
         settings.maxPeersHeard = 8
@@ -78,7 +71,7 @@ import Testing
     /// Past `maxWaiting` a change is refused at once and S3 tells the client 503 SlowDown; those
     /// within the bound wait, and time out (on the next tick) as unavailable.
     @Test(.timeLimit(.minutes(1))) func changesPastMaxWaitingAreRefusedAsSlowDown() async throws {
-        let dir = try Self.temporaryDirectory()
+        let dir = try Fixtures.temporaryDirectory("raft-bounds")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         var settings = RaftServiceSettings()
         settings.maxWaiting = 3

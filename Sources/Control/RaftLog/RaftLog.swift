@@ -4,9 +4,9 @@ import Glibc
 import Darwin
 #endif
 import ChunkStore
-import Support
 import Erasure
 import Raft
+import Support
 
 /// Failures of the durable Raft log, naming the segment and offset.
 public enum RaftLogError: Error, CustomStringConvertible, Equatable {

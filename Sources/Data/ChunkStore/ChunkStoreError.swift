@@ -24,11 +24,3 @@ public enum ChunkStoreError: Error, CustomStringConvertible, Equatable {
 func decoding<T>(_ path: String, _ body: () throws(DecodeError) -> T) throws(ChunkStoreError) -> T {
     do { return try body() } catch { throw .corrupt("\(path): \(error.reason)") }
 }
-
-extension Files {
-    /// Reads the file at `path` and decodes it; a refusal is corrupt data in that file.
-    public static func read<T>(_ path: String, decoding decode: ([UInt8]) throws(DecodeError) -> T) throws(ChunkStoreError) -> T {
-        let bytes = try read(path)
-        return try decoding(path) { () throws(DecodeError) in try decode(bytes) }
-    }
-}

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Support
 
 /// Thin, throwing POSIX file operations. Blocking: call them off the event loop.
 public enum Files {
@@ -111,5 +112,13 @@ public enum Files {
             done += n
         }
         return out
+    }
+}
+
+extension Files {
+    /// Reads the file at `path` and decodes it; a refusal is corrupt data in that file.
+    public static func read<T>(_ path: String, decoding decode: ([UInt8]) throws(DecodeError) -> T) throws(ChunkStoreError) -> T {
+        let bytes = try read(path)
+        return try decoding(path) { () throws(DecodeError) in try decode(bytes) }
     }
 }

@@ -40,10 +40,11 @@ private struct XMLReader {
     var elements = 0
     init(_ bytes: [UInt8]) { b = bytes }
 
-    static let lt = UInt8(ascii: "<"), gt = UInt8(ascii: ">"), amp = UInt8(ascii: "&"), slash = UInt8(ascii: "/")
+    static let lt = UInt8(ascii: "<"), gt = UInt8(ascii: ">"), amp = UInt8(ascii: "&")
 
     func at(_ s: String) -> Bool { b[i...].starts(with: s.utf8) }
-    var isSpace: Bool { i < b.count && [0x20, 0x09, 0x0A, 0x0D].contains(b[i]) }
+    static let whitespace: [UInt8] = [0x20, 0x09, 0x0A, 0x0D]
+    var isSpace: Bool { i < b.count && Self.whitespace.contains(b[i]) }
     mutating func skipSpace() { while isSpace { i += 1 } }
     mutating func expect(_ s: String) throws(Malformed) {
         guard at(s) else { throw Malformed() }
@@ -61,7 +62,7 @@ private struct XMLReader {
 
     mutating func document() throws(Malformed) -> XMLNode {
         if at("\u{FEFF}") { i += 3 }
-        if at("<?xml"), i + 5 < b.count, [0x20, 0x09, 0x0A, 0x0D].contains(b[i + 5]) { try skip(past: "?>") }
+        if at("<?xml"), i + 5 < b.count, Self.whitespace.contains(b[i + 5]) { try skip(past: "?>") }
         try misc()
         guard i < b.count, b[i] == Self.lt else { throw Malformed() }
         let root = try element(depth: 1)
@@ -150,17 +151,15 @@ private struct XMLReader {
                 }
             case Self.amp:
                 text += try reference()
-            case 0x0D:
-                text.append(0x0A)
-                i += 1
-                if i < b.count, b[i] == 0x0A { i += 1 }
             default:
-                text.append(b[i])
-                i += 1
+                let start = i
+                while i < b.count, b[i] != Self.lt, b[i] != Self.amp { i += 1 }
+                text += Self.normalizingLineEnds(b[start..<i])
             }
         }
     }
 
+    /// CR LF and lone CR become LF (XML 1.0 §2.11), in text and CDATA alike.
     static func normalizingLineEnds(_ s: ArraySlice<UInt8>) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(s.count)

@@ -1,5 +1,4 @@
 import ChunkStore
-import Support
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -8,6 +7,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
+import Support
 import Synchronization
 
 /// Counters of the gossip socket, for `stacks` admin and benchmarks.

@@ -1,8 +1,8 @@
 import ChunkStore
-import Support
 import Gossip
 import NIOCore
 import Security
+import Support
 
 /// A keyring operation, on one node or on every live member.
 public enum KeyringOp: UInt8, Sendable {

@@ -24,6 +24,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         // The tree shows the planes: Sources/Shims (C libraries from Debian, each wrapped by exactly one
@@ -41,12 +43,17 @@ let package = Package(
         .target(name: "Determinism", path: "Sources/Support/Determinism", swiftSettings: strict),
         // Little-endian binary coding with one decode error for every wire and disk format.
         .target(name: "Support", path: "Sources/Support/Coding", swiftSettings: strict),
+        // Metrics through swift-metrics, exported by swift-prometheus (help text per series).
+        .target(name: "Telemetry", dependencies: [
+            .product(name: "CoreMetrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+        ], path: "Sources/Support/Telemetry", swiftSettings: strict),
         .target(name: "Security", dependencies: ["CSodium", "COpenSSL"], swiftSettings: strict),
 
         // Membership plane: the SWIM + Lifeguard core, and its UDP shell with the keyring.
         .target(name: "Gossip", dependencies: ["Determinism", "Support"], path: "Sources/Membership/Gossip", swiftSettings: strict),
         .target(name: "Membership", dependencies: [
-            "Gossip", "Security", "Support", "ChunkStore",
+            "Gossip", "Security", "Support", "ChunkStore", "Telemetry",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -59,7 +66,7 @@ let package = Package(
         .target(name: "RaftLog", dependencies: ["Support", "Raft", "ChunkStore", "Erasure"], path: "Sources/Control/RaftLog", swiftSettings: strict),
         .target(name: "Cluster", dependencies: ["Support", "Determinism", "Raft"], path: "Sources/Control/Cluster", swiftSettings: strict),
         .target(name: "Control", dependencies: [
-            "Membership", "Gossip", "Raft", "RaftLog", "Cluster", "Security", "Support", "ChunkStore",
+            "Membership", "Gossip", "Raft", "RaftLog", "Cluster", "Security", "Support", "ChunkStore", "Telemetry",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -71,7 +78,7 @@ let package = Package(
         .target(name: "ChunkStore", dependencies: ["Support", "Erasure", "CLZ4"], path: "Sources/Data/ChunkStore", swiftSettings: strict),
         .target(name: "Objects", dependencies: ["Support", "ChunkStore", "Security"], path: "Sources/Data/Objects", swiftSettings: strict),
         .target(name: "S3", dependencies: [
-            "Objects", "Security", "Determinism",
+            "Objects", "Security", "Determinism", "Telemetry",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
             .product(name: "NIOCore", package: "swift-nio"),
@@ -85,7 +92,7 @@ let package = Package(
 
         // Composition, config and the admin API.
         .target(name: "Node", dependencies: [
-            "S3", "Objects", "Compute", "Security", "Determinism", "Gossip", "Membership", "Control", "ChunkStore", "Raft", "Cluster",
+            "S3", "Objects", "Compute", "Security", "Determinism", "Gossip", "Membership", "Control", "ChunkStore", "Raft", "Cluster", "Telemetry",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
             .product(name: "NIOCore", package: "swift-nio"),
@@ -107,7 +114,7 @@ let package = Package(
         .testTarget(name: "RaftLogTests", dependencies: ["RaftLog", "Raft", "ChunkStore"], swiftSettings: strict),
         .testTarget(name: "ComputeTests", dependencies: ["Compute"], swiftSettings: strict),
         .testTarget(name: "NodeTests", dependencies: [
-            "Node", "Membership", "Control", "Cluster", "Raft", "Gossip", "Objects", "S3",
+            "Node", "Membership", "Control", "Cluster", "Raft", "Gossip", "Objects", "S3", "Telemetry",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -4,18 +4,26 @@ export PATH=/opt/swift/usr/bin:$PATH
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 APT_PACKAGES="pkg-config libsodium-dev liblz4-dev libvirt-dev libisal-dev libssl-dev libxml2 s3cmd curl"
+# Installed without their recommendations: only promtool (`check metrics` in the tests) is used.
+APT_LEAN="prometheus"
 
-install_missing() {
-    local missing=""
-    for p in $APT_PACKAGES; do
+# apt_missing [APT-GET FLAGS…] -- PACKAGES…: installs those of PACKAGES not installed yet.
+apt_missing() {
+    local flags=() missing=""
+    while [ "$1" != "--" ]; do flags+=("$1"); shift; done; shift
+    for p in "$@"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
     done
-    if [ -n "$missing" ]; then
-        echo "tools: installing Debian packages:$missing" >&2
-        local sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo
-        $sudo apt-get update -qq >&2
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $missing >&2
-    fi
+    [ -n "$missing" ] || return 0
+    echo "tools: installing Debian packages:$missing" >&2
+    local sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo
+    $sudo apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${flags[@]}" $missing >&2
+}
+
+install_missing() {
+    apt_missing -- $APT_PACKAGES
+    apt_missing --no-install-recommends -- $APT_LEAN
     local pymissing=""
     python3 -c 'import boto3' 2>/dev/null || pymissing="$pymissing boto3"
     python3 -c 'import pytest' 2>/dev/null || pymissing="$pymissing pytest"

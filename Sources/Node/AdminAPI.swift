@@ -6,6 +6,7 @@ import HTTPTypes
 import Hummingbird
 import Membership
 import Security
+import Telemetry
 
 /// One member as the admin API and `stacks members` show it (JSON field names are the contract).
 public struct MemberView: Codable, Sendable, Equatable {
@@ -29,6 +30,20 @@ public struct KeyringView: Codable, Sendable, Equatable {
 struct KeyRequest: Codable { var key: String }
 struct JoinRequest: Codable { var seeds: [String] }
 struct TagsRequest: Codable { var tags: [String: String] }
+
+/// The Prometheus scrape endpoint: `GET /metrics` in the text format, on a listener of its own
+/// and without the admin token, so a Prometheus server can scrape it with no secret.
+enum MetricsAPI {
+    static func router(exporter: MetricsExporter) -> Router<BasicRequestContext> {
+        let router = Router(context: BasicRequestContext.self)
+        router.get("/metrics") { _, _ in
+            var headers = HTTPFields()
+            headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
+            return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: await exporter.exposition())))
+        }
+        return router
+    }
+}
 
 /// The node's loopback admin API: HTTP + JSON, every request carrying `Authorization: Bearer
 /// TOKEN` where TOKEN is in `DATA_DIR/admin` (mode 0600) together with the API's URL.
@@ -84,8 +99,6 @@ enum AdminAPI {
             try await gossip.setTags(req.tags)
             return try json(req.tags)
         }
-        router.get("/v1/gossip/stats") { _, _ in try json(try await gossip.statistics()) }
-        router.get("/v1/raft/stats") { _, _ in try json(try await raft.statistics()) }
         router.get("/v1/keyring") { _, _ in try json(KeyringView(try await gossip.keys())) }
         let operations: [(String, @Sendable (inout Keyring, [UInt8]) throws -> Void)] = [
             ("install", { @Sendable k, key in k.install(key) }),

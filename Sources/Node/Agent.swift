@@ -9,6 +9,7 @@ import NIOCore
 import Objects
 import S3
 import Security
+import Telemetry
 
 /// One running node: the object store and the S3 endpoint, composed from the config.
 public struct Agent: Sendable {
@@ -49,11 +50,12 @@ public struct Agent: Sendable {
             keyring = try Keyring(primary: Keyring.parse(base64: initial))
             try keyring.save(path: keyringPath)
         }
+        let exporter = MetricsExporter()
         let gossip = GossipService(name: config.name, listen: config.gossipListen, tags: config.tags,
                                    reservedTags: [RaftService.addressTag: config.raftListen.description],
                                    seeds: config.seeds + join, keyring: keyring, keyringPath: keyringPath,
                                    peersPath: "\(config.dataDir)/gossip-peers",
-                                   seed: UInt64.random(in: .min ... .max), logger: logger)
+                                   seed: UInt64.random(in: .min ... .max), logger: logger, metrics: exporter.metrics)
         var raftSettings = RaftServiceSettings()
         raftSettings.voters = config.voters
         raftSettings.deadVoterAfter = config.deadVoterAfter
@@ -62,7 +64,7 @@ public struct Agent: Sendable {
         let raft = try RaftService(
             name: config.name, directory: "\(config.dataDir)/raft", listen: config.raftListen,
             bootstrap: config.bootstrap ?? (config.seeds.isEmpty && join.isEmpty), gossip: gossip, keyring: keyring,
-            settings: raftSettings, logger: logger,
+            settings: raftSettings, logger: logger, metrics: exporter.metrics,
             onApply: { c, o in ClusterCatalog.mirror(c, o, store: store, logger: log) },
             onRestore: { s in ClusterCatalog.reconcile(s, store: store, logger: log) })
         let catalog = ClusterCatalog(raft: raft, store: store, clock: Self.nowMs)
@@ -73,7 +75,7 @@ public struct Agent: Sendable {
         let migrateBuckets: [Command] = raft.founded ? store.listBuckets().map { .createBucket(name: $0.name, createdMs: $0.createdMs) } : []
         let responder = S3Responder(store: store, credentials: catalog,
                                     settings: S3Settings(region: config.region, baseDomain: config.baseDomain), catalog: catalog,
-                                    clock: Self.nowMs, logger: logger)
+                                    clock: Self.nowMs, logger: logger, metrics: exporter.metrics)
 
         // The admin token survives restarts, so scripts holding it keep working.
         let token = (try? AdminFile.load(path: adminPath).token) ?? Sodium.randomBytes(24).hex
@@ -89,13 +91,23 @@ public struct Agent: Sendable {
             },
             logger: logger
         )
+        let (metricsURLs, metricsURLSink) = AsyncStream.makeStream(of: String.self, bufferingPolicy: .bufferingNewest(1))
+        let metricsApp = Application(
+            router: MetricsAPI.router(exporter: exporter),
+            configuration: .init(address: .hostname(config.metricsListen.host, port: config.metricsListen.port), serverName: "stacks-metrics"),
+            onServerRunning: { channel in
+                metricsURLSink.yield("http://\(config.metricsListen.host):\(channel.localAddress?.port ?? config.metricsListen.port)/metrics")
+                metricsURLSink.finish()
+            },
+            logger: logger
+        )
         let connections = ConnectionCounter(limit: config.s3Limits.maxConnections)
         let app = Application(
             responder: responder,
             server: .http1(configuration: .init(additionalChannelHandlers: [connections.handler(), ExpectContinueHandler()],
                                                 idleTimeout: TimeAmount(config.s3Limits.idleTimeout))),
             configuration: .init(address: .hostname(config.s3Listen.host, port: config.s3Listen.port), serverName: "Stacks"),
-            services: [gossip, raft, admin],
+            services: [gossip, raft, admin, metricsApp],
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? config.s3Listen.port
                 let endpoint = "http://\(config.s3Listen.host):\(port)"
@@ -117,11 +129,14 @@ public struct Agent: Sendable {
                         }
                         if key == nil { try await Task.sleep(for: .milliseconds(100)) }
                     }
+                    var metricsURL = ""
+                    for await url in metricsURLs { metricsURL = url }
                     let env = """
                         AWS_ACCESS_KEY_ID=\(key!.id)
                         AWS_SECRET_ACCESS_KEY=\(key!.secret)
                         AWS_DEFAULT_REGION=\(config.region)
                         STACKS_S3_ENDPOINT=\(endpoint)
+                        STACKS_METRICS_URL=\(metricsURL)
 
                         """
                     do { try Files.writeAtomically(Array(env.utf8), to: envPath) } catch {

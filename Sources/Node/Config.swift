@@ -31,6 +31,8 @@ public struct NodeConfig: Sendable, Equatable {
     /// Initial gossip key (base64); the keyring file in the data dir wins once it exists.
     public var gossipKey: String?
     public var adminListen: ListenAddress
+    /// Prometheus scrape endpoint (`GET /metrics`, no token: it tells counts, not data).
+    public var metricsListen: ListenAddress
     /// Node metadata gossiped to every member (zone, roles, capacity, hypervisor…).
     public var tags: [String: String]
     /// Raft transport (TCP) address; peers learn it through gossip.
@@ -52,11 +54,11 @@ public struct NodeConfig: Sendable, Equatable {
     /// admin API elsewhere takes a config file with `admin.allow_remote`).
     public static func development(dataDir: String = ".stacks", s3Listen: String = "127.0.0.1:9000",
                                    gossipListen: String = "127.0.0.1:7946", adminListen: String = "127.0.0.1:9001",
-                                   raftListen: String = "127.0.0.1:7100") -> NodeConfig? {
+                                   raftListen: String = "127.0.0.1:7100", metricsListen: String = "127.0.0.1:9002") -> NodeConfig? {
         guard let s3 = ListenAddress(s3Listen), let g = ListenAddress(gossipListen), let a = ListenAddress(adminListen),
-              let r = ListenAddress(raftListen), a.isLoopback else { return nil }
+              let r = ListenAddress(raftListen), let m = ListenAddress(metricsListen), a.isLoopback else { return nil }
         return NodeConfig(name: "dev", dataDir: dataDir, s3Listen: s3, region: "us-east-1", baseDomain: nil,
-                          gossipListen: g, seeds: [], gossipKey: nil, adminListen: a, tags: [:], raftListen: r)
+                          gossipListen: g, seeds: [], gossipKey: nil, adminListen: a, metricsListen: m, tags: [:], raftListen: r)
     }
 
     /// Every key the config may hold, with its meaning (shown in errors for unknown keys).
@@ -73,6 +75,7 @@ public struct NodeConfig: Sendable, Equatable {
         "gossip.key": "initial gossip encryption key, base64 of 32 bytes (string; `stacks keygen` makes one)",
         "admin.listen": "loopback admin API address host:port (string)",
         "admin.allow_remote": "let admin.listen be a non-loopback address; the API is plain HTTP with a bearer token (boolean, default false)",
+        "metrics.listen": "Prometheus scrape address host:port, GET /metrics without a token (string, default 127.0.0.1:9002)",
         "raft.listen": "Raft transport TCP address host:port (string)",
         "raft.bootstrap": "start a new cluster if this node has no Raft state (boolean; default: true only without seeds)",
         "raft.voters": "voters to keep when the cluster is big enough: 1, 3, 5 or 7 (integer, default 5)",
@@ -121,6 +124,7 @@ public struct NodeConfig: Sendable, Equatable {
         }
         gossipListen = try address("gossip.listen", "127.0.0.1:7946")
         adminListen = try address("admin.listen", "127.0.0.1:9001")
+        metricsListen = try address("metrics.listen", "127.0.0.1:9002")
         var allowRemote = false
         if let e = doc.values["admin.allow_remote"] {
             guard case .boolean(let b) = e.value else { throw ConfigError(file: file, key: "admin.allow_remote", line: e.line, problem: "must be true or false, got \(e.value)") }
@@ -179,10 +183,11 @@ public struct NodeConfig: Sendable, Equatable {
     }
 
     init(name: String, dataDir: String, s3Listen: ListenAddress, region: String, baseDomain: String?,
-         gossipListen: ListenAddress, seeds: [String], gossipKey: String?, adminListen: ListenAddress, tags: [String: String],
-         raftListen: ListenAddress) {
+         gossipListen: ListenAddress, seeds: [String], gossipKey: String?, adminListen: ListenAddress, metricsListen: ListenAddress,
+         tags: [String: String], raftListen: ListenAddress) {
         self.name = name; self.dataDir = dataDir; self.s3Listen = s3Listen; self.region = region; self.baseDomain = baseDomain
         self.gossipListen = gossipListen; self.seeds = seeds; self.gossipKey = gossipKey; self.adminListen = adminListen; self.tags = tags
+        self.metricsListen = metricsListen
         self.raftListen = raftListen; voters = 5; deadVoterAfter = .seconds(10); snapshotEvery = 100_000
     }
 }

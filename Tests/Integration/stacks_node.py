@@ -98,6 +98,16 @@ def s3_config(**overrides) -> Config:
     return Config(**kw)
 
 
+def parse_metrics(text: str) -> dict[str, float]:
+    """Prometheus text format → {'name{labels}': value}; comments skipped."""
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            series, value = line.rsplit(" ", 1)
+            out[series] = float(value)
+    return out
+
+
 class StacksNode:
     def __init__(self, root: Path, name: str = "node1", data_dir: Path | None = None,
                  seeds: list[str] | None = None, gossip_key: str | None = None, tags: dict[str, str] | None = None,
@@ -110,6 +120,9 @@ class StacksNode:
         self.admin_port = free_port()
         while self.admin_port == self.s3_port:
             self.admin_port = free_port()
+        self.metrics_port = free_port()
+        while self.metrics_port in (self.s3_port, self.admin_port):
+            self.metrics_port = free_port()
         self.gossip_port = free_udp_port()
         self.raft_port = free_port()
         # Extra [raft] settings (bootstrap, voters, dead_voter_after).
@@ -145,11 +158,23 @@ class StacksNode:
             f'key = "{self.gossip_key}"\n'
             "\n[admin]\n"
             f'listen = "127.0.0.1:{self.admin_port}"\n'
+            "\n[metrics]\n"
+            f'listen = "127.0.0.1:{self.metrics_port}"\n'
             "\n[raft]\n"
             f'listen = "127.0.0.1:{self.raft_port}"\n'
             + "".join(f"{k} = {str(v).lower() if isinstance(v, bool) else v}\n" for k, v in self.raft.items())
             + ("\n[tags]\n" + "".join(f'{k} = "{v}"\n' for k, v in self.tags.items()) if self.tags else "")
         )
+
+    def metrics(self) -> dict[str, float]:
+        """One scrape of the node's `GET /metrics`: series (name with labels) → value."""
+        return parse_metrics(self.metrics_text())
+
+    def metrics_text(self) -> str:
+        r = requests.get(self.env["STACKS_METRICS_URL"], timeout=10)
+        r.raise_for_status()
+        assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4"), r.headers["Content-Type"]
+        return r.text
 
     @property
     def gossip_address(self) -> str:

@@ -19,7 +19,6 @@ from botocore.exceptions import ClientError
 
 from s3util import content_md5, err, raw_request, send_raw_bytes
 from test_gossip import members, wait_for
-from test_raft import Admin
 
 S3_LIMITS = {"max_connections": 64, "idle_timeout": 3}
 HOSTILE_HOST = "127.0.0.9"  # where the hostile connections come from (the cluster's own use 127.0.0.1)
@@ -233,8 +232,7 @@ def test_slowloris_header_trickle_is_closed(nodes, stored):
 def test_raft_port_refuses_strangers(nodes, stored):
     """Idle connections, a declared 16 MiB frame, garbage frames and a flood from one host."""
     for n in nodes:
-        admin = Admin(n)
-        before = admin.session.get(f"{admin.url}/v1/raft/stats", timeout=10).json()
+        before = n.metrics()
         big = socket.create_connection(("127.0.0.1", n.raft_port), timeout=10)
         try:
             big.sendall((16 << 20).to_bytes(4, "little") + os.urandom(60_000))
@@ -244,9 +242,10 @@ def test_raft_port_refuses_strangers(nodes, stored):
         garbage.sendall((100).to_bytes(4, "little") + os.urandom(100))
         flood = idle_sockets(n.raft_port, 200)  # more than one host may hold
         wait_closed([big, garbage] + flood, 15)  # refused at once, or after the 2 s hello timeout
-        after = admin.session.get(f"{admin.url}/v1/raft/stats", timeout=10).json()
-        assert after["framesDropped"] >= before["framesDropped"] + 2, after  # the oversized and the garbage frame
-        assert after["inboundRefused"] >= before["inboundRefused"] + 200 - 64, after  # past the per-host cap
+        after = n.metrics()
+        dropped, refused = 'stacks_raft_frames_dropped_total{reason="undecodable"}', "stacks_raft_connections_refused_total"
+        assert after[dropped] >= before[dropped] + 2, after[dropped]  # the oversized and the garbage frame
+        assert after[refused] >= before[refused] + 200 - 64, after[refused]  # past the per-host cap
     still_serving(nodes, stored)
 
 

@@ -4,6 +4,7 @@ kill -9 ten times in a row under a write load without losing or doubling an ackn
 and a 7-node cluster that heals its voter set to 5 after two voters die for good."""
 import json
 import random
+import shutil
 import subprocess
 import threading
 import time
@@ -12,7 +13,7 @@ import uuid
 import pytest
 import requests
 
-from stacks_node import stacks_binary
+from stacks_node import parse_metrics, stacks_binary
 
 # Election timeout: 20 ticks of 50 ms, drawn from [1, 2) s. A new leader needs at most one full
 # timeout after the last heartbeat, plus one more if the first vote splits, plus scheduling slack
@@ -103,6 +104,51 @@ def test_bucket_made_through_one_node_exists_on_all(trio):
     trio[2].client().delete_bucket(Bucket=name)
     wait_for("bucket gone everywhere", lambda: (all(name not in [b["Name"] for b in n.client().list_buckets()["Buckets"]]
                                                     for n in trio), "still listed"), 5)
+
+
+def test_metrics_scraped_from_every_node_move_with_the_cluster(trio):
+    """`GET /metrics` (STACKS_METRICS_URL in DATA_DIR/env) on each of three nodes passes promtool's
+    lint, carries the gossip, Raft, S3 and process series, and they move: a bucket made through a
+    follower raises every node's commit index and that node's S3 request counter."""
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool missing (Debian package prometheus; tools/lib.sh installs it)"
+    required = ["stacks_raft_term", "stacks_raft_commit_index", "stacks_raft_applied_index", 'stacks_raft_role{role="leader"}',
+                "stacks_raft_proposals_total", "stacks_raft_leader_changes_total", "stacks_raft_wal_fsync_duration_seconds_count",
+                "stacks_raft_snapshot_bytes_count", 'stacks_gossip_members{state="alive"}', "stacks_gossip_probes_total",
+                "stacks_gossip_suspicions_total", "stacks_gossip_refutations_total",
+                'stacks_gossip_packets_total{direction="sent",kind="ping"}', 'stacks_gossip_bytes_total{direction="received",kind="ack"}',
+                'stacks_gossip_dropped_total{reason="unauthenticated"}', "stacks_process_resident_memory_bytes", "stacks_process_open_fds"]
+    before = {}
+    for n in trio:
+        text = n.metrics_text()
+        lint = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
+        assert lint.returncode == 0, f"{n.name}: promtool: {lint.stdout}{lint.stderr}"
+        m = parse_metrics(text)
+        missing = [x for x in required if x not in m]
+        assert not missing, f"{n.name} lacks {missing}"
+        assert m['stacks_gossip_members{state="alive"}'] == 3, m
+        assert m["stacks_process_resident_memory_bytes"] > 1 << 20 and m["stacks_process_open_fds"] > 3
+        before[n.name] = m
+    assert sum(before[n.name]['stacks_raft_role{role="leader"}'] for n in trio) == 1
+    follower = next(n for n in trio if before[n.name]['stacks_raft_role{role="leader"}'] == 0)
+    name = f"metrics-{uuid.uuid4().hex[:8]}"
+    follower.client().create_bucket(Bucket=name)
+    ok = 'stacks_s3_requests_total{op="CreateBucket",status="200"}'
+
+    def moved():
+        for n in trio:
+            m = n.metrics()
+            if m["stacks_raft_commit_index"] <= before[n.name]["stacks_raft_commit_index"]:
+                return False, f"{n.name}: commit index still {m['stacks_raft_commit_index']}"
+            if m['stacks_gossip_packets_total{direction="sent",kind="ping"}'] <= before[n.name]['stacks_gossip_packets_total{direction="sent",kind="ping"}']:
+                return False, f"{n.name}: no probe sent since"
+        return True, ""
+    wait_for("commit index and probes move on every node", moved, 10)
+    after = follower.metrics()
+    assert after[ok] == before[follower.name].get(ok, 0) + 1, after.get(ok)
+    assert after["stacks_raft_proposals_total"] > before[follower.name]["stacks_raft_proposals_total"]
+    assert after['stacks_s3_request_duration_seconds_count{op="CreateBucket"}'] >= 1
+    follower.client().delete_bucket(Bucket=name)
 
 
 def test_status_json_and_table(trio):

@@ -2,6 +2,7 @@ import Foundation
 import Gossip
 import Logging
 import ServiceLifecycle
+import Telemetry
 import Testing
 @testable import Membership
 
@@ -67,14 +68,18 @@ import Testing
         }
 
         // A node started now learns all of them from a's push-pull (parts of up to 8 KiB).
+        let exporter = MetricsExporter()
         let b = GossipService(name: "b", listen: ListenAddress("127.0.0.1:\(pb)")!, tags: [:], seeds: ["127.0.0.1:\(pa)"], keyring: keyring,
-                              keyringPath: "\(dir)/b.keyring", seed: 2, logger: logger)
+                              keyringPath: "\(dir)/b.keyring", seed: 2, logger: logger, metrics: exporter.metrics)
         let groupB = ServiceGroup(services: [b], logger: logger)
         let runningB = Task { try await groupB.run() }
         defer { runningB.cancel() }
         try await Self.waitFor("b learns the 200", seconds: 120) { Set(try await b.members().map(\.name)).isSuperset(of: fakes + ["a"]) }
-        let stats = try await b.statistics()
-        #expect(stats.packetsDropped == 0, "datagrams arrived cut and failed to open")
+        let text = await exporter.exposition()
+        #expect(scraped(text, #"stacks_gossip_packets_total{direction="received",kind="push_pull"}"#).map { $0 > 0 } == true)
+        for reason in ["unauthenticated", "malformed"] {
+            #expect(scraped(text, "stacks_gossip_dropped_total{reason=\"\(reason)\"}") == 0, "datagrams arrived cut and failed to open")
+        }
         await group.triggerGracefulShutdown()
         await groupB.triggerGracefulShutdown()
     }

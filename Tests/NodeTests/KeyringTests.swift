@@ -1,5 +1,6 @@
 import Foundation
 import NIOCore
+import Telemetry
 import Testing
 @testable import Membership
 
@@ -56,16 +57,17 @@ import Testing
     @Test func rememberedRequestsAreBounded() async throws {
         let dir = try Fixtures.temporaryDirectory("keyring-bound")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let g = Fixtures.idleGossip(in: dir, keyring: try Keyring(primary: Keyring.parse(base64: Keyring.generateKey())))
+        let exporter = MetricsExporter()
+        let g = Fixtures.idleGossip(in: dir, keyring: try Keyring(primary: Keyring.parse(base64: Keyring.generateKey())), metrics: exporter.metrics)
         let sender = try SocketAddress(ipAddress: "127.0.0.1", port: 9)
-        let (remembered, dropped) = try await g.loop.submit {
+        let remembered = try await g.loop.submit {
             for id in 0..<(KeyringMessage.maxRemembered * 2) as Range<Int> {
                 g.receiveKeyring(KeyringMessage(id: UInt64(id), sentAt: GossipService.wallClock(), from: "x", body: .request(op: .list, key: [])), from: sender)
             }
-            return (g.keyringSeen.count, g.stats.packetsDropped)
+            return g.keyringSeen.count
         }.get()
         #expect(remembered == KeyringMessage.maxRemembered)
-        #expect(dropped == KeyringMessage.maxRemembered)
+        #expect(scraped(await exporter.exposition(), #"stacks_gossip_dropped_total{reason="keyring_busy"}"#) == Double(KeyringMessage.maxRemembered))
     }
 
     /// Every truncation, an unknown kind or operation, and trailing bytes are refused, never crash.

@@ -53,6 +53,8 @@ public final class RaftLog {
     private var segmentSize = 0
     /// fsyncs done, for tests and metrics (group commit: one per `save`).
     public private(set) var syncs = 0
+    /// Told each fdatasync's duration in nanoseconds (the shell's latency histogram).
+    public var onSync: ((Int64) -> Void)?
     /// The number of the last batch end written or replayed (nil: none seen since open).
     private var lastBatch: UInt64?
     /// Records written to the open segment since its last fsync.
@@ -127,9 +129,17 @@ public final class RaftLog {
     }
 
     private func syncSegment() throws {
+        let started = Self.monotonicNanoseconds()
         guard fdatasync(fd) == 0 else { throw RaftLogError.io("fdatasync \(Self.name(segment)): errno \(errno)") }
+        onSync?(Self.monotonicNanoseconds() - started)
         syncs += 1
         unsynced = false
+    }
+
+    static func monotonicNanoseconds() -> Int64 {
+        var t = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &t)
+        return Int64(t.tv_sec) * 1_000_000_000 + Int64(t.tv_nsec)
     }
 
     private func closeSegment() throws {

@@ -20,6 +20,7 @@ extension RaftService {
             var w = Waiter(promise: self.loop.makePromise(), bytes: bytes, deadline: now + TimeAmount(self.settings.requestTimeout), sentTo: nil, sentAt: now)
             self.route(&w, now: now)
             self.waiters[id] = w
+            self.metrics.proposed.increment()
             self.flushLinks()
             return w.promise.futureResult
         }.get()

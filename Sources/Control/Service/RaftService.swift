@@ -10,6 +10,7 @@ import RaftLog
 import Security
 import ServiceLifecycle
 import Synchronization
+import Telemetry
 
 public enum ClusterError: Error, CustomStringConvertible, Equatable {
     case unavailable(String)
@@ -144,6 +145,9 @@ public final class RaftService: Service, @unchecked Sendable {
     var server: (any Channel)?
     var ticker: RepeatedTask?
     public internal(set) var framesDropped = 0
+    var metrics: RaftMetrics
+    /// The leader last seen, to count changes.
+    var lastLeader: String?
     /// Raft gets a thread of its own: its fdatasync blocks only Raft, never an HTTP connection
     /// that happens to share an event loop with it.
     static let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
@@ -151,7 +155,7 @@ public final class RaftService: Service, @unchecked Sendable {
     /// Opens the log in `directory` and restores the state machine from it. With `bootstrap` and
     /// an empty log, this node founds a new cluster as its only voter.
     public init(name: String, directory: String, listen: ListenAddress, bootstrap: Bool, gossip: GossipService, keyring: Keyring,
-                settings: RaftServiceSettings = RaftServiceSettings(), logger: Logger,
+                settings: RaftServiceSettings = RaftServiceSettings(), logger: Logger, metrics: Metrics = .disabled,
                 onApply: @escaping @Sendable (Command, Outcome) -> Void, onRestore: @escaping @Sendable (ClusterState) -> Void) throws {
         loop = Self.group.next()
         self.name = name
@@ -163,6 +167,8 @@ public final class RaftService: Service, @unchecked Sendable {
         self.onApply = onApply
         self.onRestore = onRestore
         wal = try RaftLog(directory: directory)
+        self.metrics = RaftMetrics(metrics)
+        wal.onSync = { [timer = self.metrics.fsyncTimer] nanoseconds in timer.recordNanoseconds(nanoseconds) }
         let fresh = wal.snapshot == nil && wal.entries.isEmpty && wal.hardState.term == Term(0)
         founded = fresh && bootstrap
         if founded {
@@ -182,6 +188,13 @@ public final class RaftService: Service, @unchecked Sendable {
         if let s = wal.snapshot {
             let state = try ClusterState(decoding: s.data)
             stateBox.withLock { $0 = state }
+        }
+        metrics.beforeScrape { [weak self] in
+            guard let self else { return }
+            try? await self.loop.submit {
+                self.metrics.sample(self.core, framesDropped: self.framesDropped, foreignFrames: self.foreignFrames,
+                                    inboundRefused: self.inboundRefused, inbound: self.inbound)
+            }.get()
         }
     }
 
@@ -272,10 +285,15 @@ public final class RaftService: Service, @unchecked Sendable {
             for m in r.messages where early(m) { send(AddressedFrame(from: name, fromAddress: listen.description, cluster: clusterID, to: m.to, frame: .raft(m.message))) }
             flushLinks()
         }
+        if let l = core.leader, l != lastLeader {
+            if lastLeader != nil || l != name { metrics.leaderChanged.increment() }
+            lastLeader = l
+        }
         do {
             if let s = r.snapshot {
                 let state = try ClusterState(decoding: s.data)  // before it replaces what is on disk
                 try wal.saveSnapshot(s)
+                metrics.snapshots.record(s.data.count)
                 stateBox.withLock { $0 = state }
                 onRestore(state)
                 learnClusterID()
@@ -342,6 +360,7 @@ public final class RaftService: Service, @unchecked Sendable {
             case .success(let written?):
                 // Still ahead of the current snapshot (an installed one may have overtaken it)?
                 guard let s = self.core.compact(through: written.index, data: written.data) else { return }
+                self.metrics.snapshots.record(s.data.count)
                 do { try self.wal.adoptPending(s) } catch {
                     self.logger.critical("raft snapshot write failed; stopping", metadata: ["error": "\(error)"])
                     fatalError("stacks: raft snapshot write failed: \(error)")

@@ -11,28 +11,7 @@ import Security
 /// the hello nothing larger than `RaftSession.helloMaxBytes` is read, and a connection that does
 /// not prove the key within `helloTimeout` is closed; accepted connections are capped per host
 /// and in all, and closed when idle.
-/// What the Raft transport refused (`GET /v1/raft/stats`).
-public struct RaftStats: Sendable, Codable, Equatable {
-    /// Frames that did not open, were out of order or replayed, or did not decode.
-    public var framesDropped = 0
-    /// Frames from another cluster sharing the gossip key.
-    public var foreignFrames = 0
-    /// Messages the Raft core refused as no correct peer sends them.
-    public var rejected = 0
-    /// Connections refused at accept (per-host or total cap).
-    public var inboundRefused = 0
-    /// Accepted connections open now.
-    public var inbound = 0
-}
-
 extension RaftService {
-    public func statistics() async throws -> RaftStats {
-        try await loop.submit {
-            RaftStats(framesDropped: self.framesDropped, foreignFrames: self.foreignFrames, rejected: self.core.rejected,
-                      inboundRefused: self.inboundRefused, inbound: self.inbound)
-        }.get()
-    }
-
     func addAcceptedHandlers(_ ch: any Channel) throws {
         try ch.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: TimeAmount(settings.idleTimeout)))
         try ch.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder()))

@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 import Objects
 import Security
+import Telemetry
 
 /// Settings of the S3 endpoint.
 public struct S3Settings: Sendable {
@@ -35,23 +36,34 @@ public struct S3Responder: HTTPResponder {
     let clock: @Sendable () -> Int64
     let logger: Logger
     let catalog: (any BucketCatalog)?
+    let metrics: S3Metrics
 
     /// `catalog`: where bucket creation and deletion are decided (the cluster state); nil
     /// means this node's store alone decides.
     public init(store: ObjectStore, credentials: any CredentialStore, settings: S3Settings, catalog: (any BucketCatalog)? = nil,
-                pool: NIOThreadPool = .singleton, clock: @escaping @Sendable () -> Int64, logger: Logger) {
+                pool: NIOThreadPool = .singleton, clock: @escaping @Sendable () -> Int64, logger: Logger, metrics: Metrics = .disabled) {
         self.store = store; self.credentials = credentials; self.settings = settings; self.catalog = catalog
-        self.pool = pool; self.clock = clock; self.logger = logger
+        self.pool = pool; self.clock = clock; self.logger = logger; self.metrics = S3Metrics(metrics: metrics)
     }
 
     public func respond(to request: Request, context: Context) async throws -> Response {
         let requestID = Sodium.randomBytes(8).hex.uppercased()
+        let started = ContinuousClock.now
         var response: Response
+        var call: S3Call?
+        defer {
+            let elapsed = (ContinuousClock.now - started).components
+            metrics.record(S3Call.operation(request.method, call, copySource: request.headers[.init("x-amz-copy-source")!] != nil),
+                           status: response.status.code, nanoseconds: elapsed.seconds * 1_000_000_000 + elapsed.attoseconds / 1_000_000_000,
+                           bytesIn: request.headers[.contentLength].flatMap { Int($0) } ?? 0,
+                           bytesOut: request.method == .head ? 0 : response.headers[.contentLength].flatMap { Int($0) } ?? 0)
+        }
         do {
-            let call = try S3Call(request: request, settings: settings)
-            let principal = try SigV4(credentials: credentials, region: settings.region, nowMs: clock()).verify(call.signed)
+            let parsed = try S3Call(request: request, settings: settings)
+            call = parsed
+            let principal = try SigV4(credentials: credentials, region: settings.region, nowMs: clock()).verify(parsed.signed)
             guard let principal else { throw S3Error.accessDenied("Anonymous access is not allowed; sign the request with SigV4.") }
-            response = try await route(call, request: request, principal: principal)
+            response = try await route(parsed, request: request, principal: principal)
         } catch let e as S3Error {
             response = errorResponse(e, request: request)
         } catch let e as ObjectError {

@@ -150,6 +150,7 @@ extension SWIM {
 
     mutating func refute(_ heard: Incarnation, _ out: inout [Effect]) {
         incarnation = max(heard, incarnation).next
+        refutations += 1
         if settings.lifeguard { awareness = min(settings.awarenessMax, awareness + 1) }
         enqueue(.alive(name: name, address: address, incarnation: incarnation, tags: tags))
     }

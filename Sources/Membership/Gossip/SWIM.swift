@@ -27,6 +27,8 @@ public struct SWIM: Sendable {
     public private(set) var isLeaving = false
     /// Rumors about new members and ping requests refused at `maxMembers` and `maxRelays`.
     public internal(set) var refusedAtBounds = 0
+    /// Accusations of this node refuted with a higher incarnation.
+    public internal(set) var refutations = 0
 
     var rng: SeededRandom
     var entries: [String: Entry] = [:]

@@ -9,19 +9,7 @@ import NIOPosix
 import ServiceLifecycle
 import Support
 import Synchronization
-
-/// Counters of the gossip socket, for `stacks` admin and benchmarks.
-public struct GossipStats: Sendable, Codable, Equatable {
-    public var packetsSent = 0
-    public var bytesSent = 0
-    public var packetsReceived = 0
-    public var bytesReceived = 0
-    /// Packets that failed to authenticate or decode: dropped and counted, never acted on.
-    public var packetsDropped = 0
-    /// Rumors about new members and ping requests refused at the core's bounds (`maxMembers`,
-    /// `maxRelays`).
-    public var refusedAtBounds = 0
-}
+import Telemetry
 
 /// The UDP shell around the SWIM core: one event loop owns the core, the keyring and the socket,
 /// feeds datagrams and 50 ms ticks in, and carries the effects out (encrypted sends, events).
@@ -43,7 +31,7 @@ public final class GossipService: Service, @unchecked Sendable {
     var keyring: Keyring
     var channel: (any Channel)?
     var resolved: [String: SocketAddress] = [:]
-    var stats = GossipStats()
+    var metrics: GossipMetrics
     /// Cluster-wide keyring operations this node asked for, by id (see KeyringQuery.swift).
     var rollouts: [UInt64: Rollout] = [:]
     /// Keyring requests answered recently: id → (forget after, the reply to send again).
@@ -67,7 +55,8 @@ public final class GossipService: Service, @unchecked Sendable {
     var userTags: [String: String]
 
     public init(name: String, listen: ListenAddress, tags: [String: String], reservedTags: [String: String] = [:], seeds: [String], keyring: Keyring,
-                keyringPath: String, peersPath: String? = nil, settings: SWIMSettings = SWIMSettings(), seed: UInt64, logger: Logger) {
+                keyringPath: String, peersPath: String? = nil, settings: SWIMSettings = SWIMSettings(), seed: UInt64, logger: Logger,
+                metrics: Metrics = .disabled) {
         self.reservedTags = reservedTags
         userTags = tags
         let tags = tags.merging(reservedTags) { _, reserved in reserved }
@@ -83,6 +72,11 @@ public final class GossipService: Service, @unchecked Sendable {
         // Protocol periods are numbered on the wall clock, which nodes share (NTP), for the probe ring.
         core.periodClockOffset = Self.wallClock() - Self.now().nanoseconds
         (eventStream, eventSink) = AsyncStream.makeStream(of: MembershipEvent.self, bufferingPolicy: .bufferingNewest(4096))
+        self.metrics = GossipMetrics(metrics)
+        metrics.beforeScrape { [weak self] in
+            guard let self else { return }
+            try? await self.loop.submit { self.metrics.sample(self.core) }.get()
+        }
     }
 
     static func now() -> Instant { Instant(nanoseconds: Int64(NIODeadline.now().uptimeNanoseconds)) }
@@ -127,8 +121,10 @@ public final class GossipService: Service, @unchecked Sendable {
         for e in effects {
             switch e {
             case .send(let packet, let to):
-                send(Self.compress(WireFormat.encode(packet)), to: to)
+                if case .ping = packet.message { metrics.probesSent.increment() }
+                send(Self.compress(WireFormat.encode(packet)), to: to, kind: GossipMetrics.kind(packet.message))
             case .event(let ev):
+                if case .suspected = ev { metrics.suspected.increment() }
                 eventSink.yield(ev)
                 peersDirty = true
                 switch ev {
@@ -162,16 +158,15 @@ public final class GossipService: Service, @unchecked Sendable {
         return String(decoding: bytes, as: UTF8.self).split(separator: "\n").map(String.init).filter { ListenAddress($0) != nil }
     }
 
-    func send(_ plaintext: [UInt8], to address: String) {
+    func send(_ plaintext: [UInt8], to address: String, kind: String) {
         guard let target = resolve(address) else { return }
-        send(plaintext, to: target)
+        send(plaintext, to: target, kind: kind)
     }
 
-    func send(_ plaintext: [UInt8], to target: SocketAddress) {
+    func send(_ plaintext: [UInt8], to target: SocketAddress, kind: String) {
         guard let channel else { return }
         let sealed = keyring.seal(plaintext)
-        stats.packetsSent += 1
-        stats.bytesSent += sealed.count
+        metrics.countSent(kind, bytes: sealed.count)
         channel.writeAndFlush(AddressedEnvelope(remoteAddress: target, data: ByteBuffer(bytes: sealed)), promise: nil)
     }
 
@@ -187,20 +182,24 @@ public final class GossipService: Service, @unchecked Sendable {
     }
 
     func receive(_ datagram: [UInt8], from sender: SocketAddress) {
-        stats.packetsReceived += 1
-        stats.bytesReceived += datagram.count
-        guard let opened = keyring.open(datagram), let plain = Self.decompress(opened) else {
-            stats.packetsDropped += 1
-            return
+        guard let opened = keyring.open(datagram) else {
+            metrics.countReceived("unknown", bytes: datagram.count)
+            return metrics.drop("unauthenticated")
+        }
+        guard let plain = Self.decompress(opened) else {
+            metrics.countReceived("unknown", bytes: datagram.count)
+            return metrics.drop("malformed")
         }
         if plain.first == KeyringMessage.marker {
-            guard let m = try? KeyringMessage.decode(plain) else { stats.packetsDropped += 1; return }
+            metrics.countReceived("keyring", bytes: datagram.count)
+            guard let m = try? KeyringMessage.decode(plain) else { return metrics.drop("malformed") }
             return receiveKeyring(m, from: sender)
         }
         guard let packet = try? WireFormat.decode(plain) else {
-            stats.packetsDropped += 1
-            return
+            metrics.countReceived("unknown", bytes: datagram.count)
+            return metrics.drop("malformed")
         }
+        metrics.countReceived(GossipMetrics.kind(packet.message), bytes: datagram.count)
         execute(core.receive(packet, now: Self.now()))
     }
 
@@ -265,11 +264,6 @@ public final class GossipService: Service, @unchecked Sendable {
     }
 
     public func members() async throws -> [Member] { try await loop.submit { self.core.members }.get() }
-    public func statistics() async throws -> GossipStats { try await loop.submit {
-        var s = self.stats
-        s.refusedAtBounds = self.core.refusedAtBounds
-        return s
-    }.get() }
     public func keys() async throws -> Keyring { try await loop.submit { self.keyring }.get() }
 
     /// Applies a keyring change and persists it before returning.

@@ -185,7 +185,7 @@ extension GossipService {
     func sendRequests(_ r: Rollout) {
         let m = KeyringMessage(id: r.id, sentAt: Self.wallClock(), from: core.name, body: .request(op: r.op, key: r.key))
         let bytes = m.encode()
-        for address in r.pending.values { send(bytes, to: address) }
+        for address in r.pending.values { send(bytes, to: address, kind: "keyring") }
     }
 
     func finish(_ r: Rollout) {
@@ -216,15 +216,15 @@ extension GossipService {
             let now = Self.now()
             keyringSeen = keyringSeen.filter { $0.value.expires > now }
             if let seen = keyringSeen[m.id] {
-                send(seen.reply, to: sender)
+                send(seen.reply, to: sender, kind: "keyring")
                 return
             }
             guard keyringSeen.count < KeyringMessage.maxRemembered else {
-                stats.packetsDropped += 1
+                metrics.drop("keyring_busy")
                 return
             }
             guard abs(Self.wallClock() - m.sentAt) <= KeyringMessage.maxClockSkew else {
-                stats.packetsDropped += 1
+                metrics.drop("keyring_clock_skew")
                 logger.warning("keyring request from \(m.from) dropped: its clock is over a minute from ours (or it is a replay)")
                 return
             }
@@ -241,7 +241,7 @@ extension GossipService {
                                    body: .reply(error: failure, keys: failure == nil ? keyring.keys : []))
             let bytes = r.encode()
             keyringSeen[m.id] = (now + Span.seconds(120), bytes)
-            send(bytes, to: sender)
+            send(bytes, to: sender, kind: "keyring")
         case .reply(let error, let keys):
             guard let r = rollouts[m.id], r.pending.removeValue(forKey: m.from) != nil else { return }
             r.answers[m.from] = (error, keys)

@@ -1,23 +1,42 @@
 import Hummingbird
+import Synchronization
 import Telemetry
 
 /// The S3 endpoint's series: requests by operation and status, latency by operation, and body
 /// bytes in and out (as declared by Content-Length).
-struct S3Metrics: Sendable {
+final class S3Metrics: Sendable {
     static let requests = Series("stacks_s3_requests_total", "S3 requests by operation and HTTP status.")
     static let duration = Series("stacks_s3_request_duration_seconds", "Time from a request's head to its response head, by operation.",
                                  buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30])
     static let bytesIn = Series("stacks_s3_received_bytes_total", "Bytes of S3 request bodies, by operation.")
     static let bytesOut = Series("stacks_s3_sent_bytes_total", "Bytes of S3 response bodies, by operation.")
 
+    struct PerOperation {
+        let duration: CoreMetrics.Timer, bytesIn: CoreMetrics.Counter, bytesOut: CoreMetrics.Counter
+        var requests: [Int: CoreMetrics.Counter] = [:]
+    }
+
     let metrics: Metrics
+    /// Handles made once per operation and status, not per request (operations are a fixed set
+    /// and statuses HTTP's, so this stays small).
+    let handles = Mutex<[String: PerOperation]>([:])
+
+    init(metrics: Metrics) { self.metrics = metrics }
 
     func record(_ op: String, status: Int, nanoseconds: Int64, bytesIn: Int, bytesOut: Int) {
-        // Operations are a fixed set and statuses HTTP's, so the series stay few.
-        metrics.counter(Self.requests, [("op", op), ("status", "\(status)")]).increment()
-        metrics.timer(Self.duration, [("op", op)]).recordNanoseconds(nanoseconds)
-        if bytesIn > 0 { metrics.counter(Self.bytesIn, [("op", op)]).increment(by: bytesIn) }
-        if bytesOut > 0 { metrics.counter(Self.bytesOut, [("op", op)]).increment(by: bytesOut) }
+        let (requests, h) = handles.withLock { all in
+            var h = all[op] ?? PerOperation(duration: metrics.timer(Self.duration, [("op", op)]),
+                                            bytesIn: metrics.counter(Self.bytesIn, [("op", op)]),
+                                            bytesOut: metrics.counter(Self.bytesOut, [("op", op)]))
+            let requests = h.requests[status] ?? metrics.counter(Self.requests, [("op", op), ("status", "\(status)")])
+            h.requests[status] = requests
+            all[op] = h
+            return (requests, h)
+        }
+        requests.increment()
+        h.duration.recordNanoseconds(nanoseconds)
+        if bytesIn > 0 { h.bytesIn.increment(by: bytesIn) }
+        if bytesOut > 0 { h.bytesOut.increment(by: bytesOut) }
     }
 }
 

@@ -49,6 +49,8 @@ let package = Package(
             .product(name: "Prometheus", package: "swift-prometheus"),
         ], path: "Sources/Support/Telemetry", swiftSettings: strict),
         .target(name: "Security", dependencies: ["CSodium", "COpenSSL"], swiftSettings: strict),
+        // The simulation kit the cores' tests share (network, clocks, disk, seeds); tests only.
+        .target(name: "Simulation", dependencies: ["Determinism"], path: "Sources/Support/Simulation", swiftSettings: strict),
 
         // Membership plane: the SWIM + Lifeguard core, and its UDP shell with the keyring.
         .target(name: "Gossip", dependencies: ["Determinism", "Support"], path: "Sources/Membership/Gossip", swiftSettings: strict),
@@ -109,9 +111,9 @@ let package = Package(
         .testTarget(name: "ChunkStoreTests", dependencies: ["ChunkStore", "Support"], swiftSettings: strict),
         .testTarget(name: "ObjectsTests", dependencies: ["Objects", "Support"], swiftSettings: strict),
         .testTarget(name: "S3Tests", dependencies: ["S3"], swiftSettings: strict),
-        .testTarget(name: "GossipTests", dependencies: ["Gossip"], swiftSettings: strict),
-        .testTarget(name: "RaftTests", dependencies: ["Raft", "Cluster", "Determinism"], swiftSettings: strict),
-        .testTarget(name: "RaftLogTests", dependencies: ["RaftLog", "Raft", "ChunkStore"], swiftSettings: strict),
+        .testTarget(name: "GossipTests", dependencies: ["Gossip", "Simulation"], swiftSettings: strict),
+        .testTarget(name: "RaftTests", dependencies: ["Raft", "Cluster", "Determinism", "Simulation"], swiftSettings: strict),
+        .testTarget(name: "RaftLogTests", dependencies: ["RaftLog", "Raft", "ChunkStore", "Simulation"], swiftSettings: strict),
         .testTarget(name: "ComputeTests", dependencies: ["Compute"], swiftSettings: strict),
         .testTarget(name: "NodeTests", dependencies: [
             "Node", "Membership", "Control", "Cluster", "Raft", "Gossip", "Objects", "S3", "Telemetry",

@@ -32,7 +32,7 @@ public final class AccessKeys: CredentialStore {
         let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
         let id = "STK" + String(Sodium.randomBytes(17).map { alphabet[Int($0) % 32] })
         let secret = String(Base64.encode(Sodium.randomBytes(30)).map { $0 == "/" ? "-" : $0 == "+" ? "_" : $0 })
-        let text = try keys.withLock { k in
+        let text = keys.withLock { k in
             k[id] = secret
             return k.map { "\($0.key) \($0.value)\n" }.sorted().joined()
         }

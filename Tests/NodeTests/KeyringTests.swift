@@ -1,4 +1,5 @@
 import Foundation
+import Gossip
 import NIOCore
 import Telemetry
 import Testing
@@ -61,13 +62,13 @@ import Testing
         let g = Fixtures.idleGossip(in: dir, keyring: try Keyring(primary: Keyring.parse(base64: Keyring.generateKey())), metrics: exporter.metrics)
         let sender = try SocketAddress(ipAddress: "127.0.0.1", port: 9)
         let remembered = try await g.loop.submit {
-            for id in 0..<(KeyringMessage.maxRemembered * 2) as Range<Int> {
+            for id in 0..<(KeyringResponder.maxRemembered * 2) as Range<Int> {
                 g.receiveKeyring(KeyringMessage(id: UInt64(id), sentAt: GossipService.wallClock(), from: "x", body: .request(op: .list, key: [])), from: sender)
             }
-            return g.keyringSeen.count
+            return g.responder.remembered
         }.get()
-        #expect(remembered == KeyringMessage.maxRemembered)
-        #expect(scraped(await exporter.exposition(), #"stacks_gossip_dropped_total{reason="keyring_busy"}"#) == Double(KeyringMessage.maxRemembered))
+        #expect(remembered == KeyringResponder.maxRemembered)
+        #expect(scraped(await exporter.exposition(), #"stacks_gossip_dropped_total{reason="keyring_busy"}"#) == Double(KeyringResponder.maxRemembered))
     }
 
     /// Every truncation, an unknown kind or operation, and trailing bytes are refused, never crash.

@@ -86,7 +86,7 @@ import Testing
             for i in 0..<3 { group.addTask { await create("waiting-\(i)") } }
             return await group.reduce(into: []) { $0.append($1) }
         }
-        while (try? await raft.loop.submit { raft.waiters.count }.get()) ?? 0 < 3 { await Task.yield() }
+        while (try? await raft.loop.submit { raft.changePromises.count }.get()) ?? 0 < 3 { await Task.yield() }
         let refused = await create("one-too-many")
         #expect(refused?.status == 503 && refused?.code == "SlowDown", "\(String(describing: refused))")
         try await raft.loop.submit { raft.onTick() }.get()

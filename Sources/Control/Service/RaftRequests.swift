@@ -1,28 +1,31 @@
 import Cluster
+import Gossip
+import Membership
 import NIOCore
 import Raft
 
-/// Changes and linearizable reads: routed to the leader, re-routed on every tick until answered
-/// or timed out, bounded by `maxWaiting`.
+/// Changes and linearizable reads: `RequestRouter` (a pure core) decides where each goes, when
+/// it is sent again and when it fails; this wires its commands to proposals, frames and promises.
 extension RaftService {
     // MARK: Requests
+
+    var routerView: RequestRouter.View { RequestRouter.View(me: name, leader: core.leader) }
 
     /// Applies `command` through the leader; returns once this node has applied it.
     public func submit(_ command: Command, id: RequestID = .random()) async throws -> Outcome {
         let bytes = Request(id: id, command: command).encoded
         return try await loop.flatSubmit { () -> EventLoopFuture<Outcome> in
             if let o = self.read({ $0.outcome(of: id) }) { return self.loop.makeSucceededFuture(o) }
-            if let w = self.waiters[id] { return w.promise.futureResult }
-            guard self.waiters.count < self.settings.maxWaiting else {
+            if let p = self.changePromises[id] { return p.futureResult }
+            guard let commands = self.router.submit(id, bytes: bytes, now: Instant(NIODeadline.now()), view: self.routerView) else {
                 return self.loop.makeFailedFuture(ClusterError.busy("\(self.settings.maxWaiting) changes are waiting on this node"))
             }
-            let now = NIODeadline.now()
-            var w = Waiter(promise: self.loop.makePromise(), bytes: bytes, deadline: now + TimeAmount(self.settings.requestTimeout), sentTo: nil, sentAt: now)
-            self.route(&w, now: now)
-            self.waiters[id] = w
+            let p = self.loop.makePromise(of: Outcome.self)
+            self.changePromises[id] = p
             self.metrics.proposed.increment()
+            self.perform(commands)
             self.flushLinks()
-            return w.promise.futureResult
+            return p.futureResult
         }.get()
     }
 
@@ -30,46 +33,38 @@ extension RaftService {
     /// (ReadIndex through the leader); read the local state afterwards.
     public func linearizableBarrier() async throws {
         try await loop.flatSubmit { () -> EventLoopFuture<Void> in
-            guard self.reads.count < self.settings.maxWaiting else {
+            guard let (id, commands) = self.router.read(now: Instant(NIODeadline.now()), view: self.routerView) else {
                 return self.loop.makeFailedFuture(ClusterError.busy("\(self.settings.maxWaiting) reads are waiting on this node"))
             }
-            let id = self.nextReadID
-            self.nextReadID += 1
-            let now = NIODeadline.now()
-            let promise = self.loop.makePromise(of: Void.self)
-            self.reads[id] = ReadWaiter(promise: promise, index: nil, deadline: now + TimeAmount(self.settings.requestTimeout), sentTo: nil, sentAt: now)
-            self.routeRead(id, now: now)
+            let p = self.loop.makePromise(of: Void.self)
+            self.readPromises[id] = p
+            self.perform(commands)
             self.flushLinks()
-            return promise.futureResult
+            return p.futureResult
         }.get()
     }
 
-    func route(_ w: inout Waiter, now: NIODeadline) {
-        w.sentAt = now
-        if core.isLeader {
-            proposals.append(w.bytes)
-            scheduleFlush()
-            w.sentTo = name
-        } else if let l = core.leader {
-            send(AddressedFrame(from: name, fromAddress: listen.description, cluster: clusterID, to: l, frame: .forward(w.bytes)))
-            w.sentTo = l
-        } else {
-            w.sentTo = nil
-        }
-    }
-
-    /// Asks for a read index for `reads[id]`: locally when leading, else from the leader.
-    func routeRead(_ id: UInt64, now: NIODeadline) {
-        reads[id]?.sentAt = now
-        if core.isLeader {
-            reads[id]?.sentTo = name
-            // nil: this term has committed nothing yet; the next tick asks again.
-            if let ready = core.readIndex(id: id) { handle(ready) } else { reads[id]?.sentTo = nil }
-        } else if let l = core.leader {
-            send(AddressedFrame(from: name, fromAddress: listen.description, cluster: clusterID, to: l, frame: .readIndex(id: id)))
-            reads[id]?.sentTo = l
-        } else {
-            reads[id]?.sentTo = nil
+    /// Carries out the router's commands (on the loop).
+    func perform(_ commands: [RequestRouter.Command]) {
+        for c in commands {
+            switch c {
+            case .propose(let bytes):
+                proposals.append(bytes)
+                scheduleFlush()
+            case .forward(let bytes, let leader):
+                send(AddressedFrame(from: name, fromAddress: listen.description, cluster: clusterID, to: leader, frame: .forward(bytes)))
+            case .readIndexHere(let id):
+                // nil: this term has committed nothing yet; the next tick asks again.
+                if let ready = core.readIndex(id: id) { handle(ready) } else { perform(router.readIndex(id: id, nil, applied: core.applied)) }
+            case .askReadIndex(let id, let leader):
+                send(AddressedFrame(from: name, fromAddress: listen.description, cluster: clusterID, to: leader, frame: .readIndex(id: id)))
+            case .failed(let id, let reason):
+                changePromises.removeValue(forKey: id)?.fail(ClusterError.unavailable(reason))
+            case .readFailed(let id, let reason):
+                readPromises.removeValue(forKey: id)?.fail(ClusterError.unavailable(reason))
+            case .readReady(let id):
+                readPromises.removeValue(forKey: id)?.succeed(())
+            }
         }
     }
 
@@ -81,7 +76,7 @@ extension RaftService {
             let batch = self.proposals
             self.proposals = []
             if let (_, ready) = self.core.propose(batch: batch) { self.handle(ready) }
-            // Not leader any more: the waiters are re-routed on the next tick.
+            // Not leader any more: the router sends the requests again on the next tick.
         }
     }
 }

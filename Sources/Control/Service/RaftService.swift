@@ -85,28 +85,18 @@ public final class RaftService: Service, @unchecked Sendable {
     /// This run created the cluster (first node, empty log).
     public let founded: Bool
 
-    struct Waiter {
-        var promise: EventLoopPromise<Outcome>
-        var bytes: [UInt8]
-        var deadline: NIODeadline
-        var sentTo: String?
-        var sentAt: NIODeadline
-    }
-    var waiters: [RequestID: Waiter] = [:]
+    /// Changes and linearizable reads waiting on this node (see RaftRequests.swift), and the
+    /// promises of their callers.
+    var router: RequestRouter
+    var changePromises: [RequestID: EventLoopPromise<Outcome>] = [:]
+    var readPromises: [UInt64: EventLoopPromise<Void>] = [:]
     var proposals: [[UInt8]] = []
     var flushScheduled = false
 
-    struct ReadWaiter {
-        var promise: EventLoopPromise<Void>
-        var index: LogIndex?
-        var deadline: NIODeadline
-        var sentTo: String?
-        var sentAt: NIODeadline
-    }
-    var reads: [UInt64: ReadWaiter] = [:]
     /// On the leader: core read id → (follower, its read id).
     var remoteReads: [UInt64: (from: String, id: UInt64)] = [:]
-    var nextReadID: UInt64 = 1
+    /// Core read ids for followers' reads count from 2^63; the router's own count from 1.
+    var nextRelayID: UInt64 = 1 << 63
 
     final class Link: @unchecked Sendable {  // touched only on the loop
         var address: String
@@ -161,6 +151,10 @@ public final class RaftService: Service, @unchecked Sendable {
         self.name = name
         self.listen = listen
         self.settings = settings
+        var routing = RequestRouter.Settings()
+        routing.maxWaiting = settings.maxWaiting
+        routing.timeout = settings.requestTimeout
+        router = RequestRouter(settings: routing)
         self.gossip = gossip
         self.keyring = keyring
         self.logger = logger
@@ -231,9 +225,7 @@ public final class RaftService: Service, @unchecked Sendable {
                let r = self.core.transferLeadership(to: target) {
                 self.handle(r)
             }
-            for (_, w) in self.waiters { w.promise.fail(ClusterError.unavailable("node shutting down")) }
-            for (_, r) in self.reads { r.promise.fail(ClusterError.unavailable("node shutting down")) }
-            self.waiters = [:]; self.reads = [:]
+            self.perform(self.router.failAll(reason: "node shutting down"))
         }.get()
         try? await Task.sleep(for: .milliseconds(100))  // let the transfer's timeoutNow leave
         try await loop.submit {
@@ -248,24 +240,7 @@ public final class RaftService: Service, @unchecked Sendable {
         ticks += 1
         handle(core.tick())
         let now = NIODeadline.now()
-        let leader = core.leader
-        for (id, var w) in waiters {
-            if now > w.deadline {
-                waiters[id] = nil
-                w.promise.fail(ClusterError.unavailable(leader == nil ? "no leader elected" : "no answer from leader \(leader!)"))
-            } else if w.sentTo != leader || w.sentTo == nil || now - w.sentAt > .seconds(2) {
-                route(&w, now: now)
-                waiters[id] = w
-            }
-        }
-        for (id, r) in reads {
-            if now > r.deadline {
-                reads[id] = nil
-                r.promise.fail(ClusterError.unavailable(leader == nil ? "no leader elected" : "no answer from leader \(leader!)"))
-            } else if r.index == nil && (r.sentTo != leader || r.sentTo == nil || now - r.sentAt > .seconds(2)) {
-                routeRead(id, now: now)
-            }
-        }
+        perform(router.tick(now: Instant(now), view: routerView))
         if ticks % 5 == 0 { refreshMembership() }
         if ticks % 10 == 0 && core.isLeader { manageVoters(now: now) }
         flushLinks()
@@ -311,10 +286,10 @@ public final class RaftService: Service, @unchecked Sendable {
             if let remote = remoteReads.removeValue(forKey: rs.id) {
                 send(AddressedFrame(from: name, fromAddress: listen.description, cluster: clusterID, to: remote.from, frame: .readIndexReply(id: remote.id, index: rs.index)))
             } else {
-                reads[rs.id]?.index = rs.index
+                perform(router.readIndex(id: rs.id, rs.index, applied: core.applied))
             }
         }
-        serveReads()
+        perform(router.served(applied: core.applied))
         maybeCompact()
         flushLinks()
     }
@@ -328,16 +303,7 @@ public final class RaftService: Service, @unchecked Sendable {
         let (outcome, duplicate) = stateBox.withLock { $0.apply(req) }
         if !duplicate { onApply(req.command, outcome) }
         if case .initCluster = req.command { learnClusterID() }
-        waiters.removeValue(forKey: req.id)?.promise.succeed(outcome)
-    }
-
-    func serveReads() {
-        for (id, r) in reads {
-            if let i = r.index, i <= core.applied {
-                reads[id] = nil
-                r.promise.succeed(())
-            }
-        }
+        if router.applied(req.id) { changePromises.removeValue(forKey: req.id)?.succeed(outcome) }
     }
 
     /// Every `compactEvery` applied entries: encode and write the state on a pool thread (the

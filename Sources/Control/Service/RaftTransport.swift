@@ -258,17 +258,15 @@ extension RaftService {
             scheduleFlush()
         case .readIndex(let id):
             guard remoteReads.count < settings.maxQueued else { return }  // the follower asks again
-            let lid = nextReadID
-            nextReadID += 1
+            let lid = nextRelayID
+            nextRelayID &+= 1
             remoteReads[lid] = (f.from, id)
             if let r = core.readIndex(id: lid) { handle(r) } else {
                 remoteReads[lid] = nil
                 send(AddressedFrame(from: name, fromAddress: listen.description, cluster: clusterID, to: f.from, frame: .readIndexReply(id: id, index: nil)))
             }
         case .readIndexReply(let id, let index):
-            guard reads[id] != nil else { return }
-            if let index { reads[id]?.index = index } else { reads[id]?.sentTo = nil }  // retried on the next tick
-            serveReads()
+            perform(router.readIndex(id: id, index, applied: core.applied))  // nil: asked again on the next tick
         }
         flushLinks()
     }

@@ -34,8 +34,8 @@ public final class GossipService: Service, @unchecked Sendable {
     var metrics: GossipMetrics
     /// Cluster-wide keyring operations this node asked for, by id (see KeyringQuery.swift).
     var rollouts: [UInt64: Rollout] = [:]
-    /// Keyring requests answered recently: id → (forget after, the reply to send again).
-    var keyringSeen: [UInt64: (expires: Instant, reply: [UInt8])] = [:]
+    /// Keyring requests answered recently, for resends and against replays.
+    var responder = KeyringResponder()
     static let tickEvery = TimeAmount.milliseconds(50)
     /// The largest UDP payload over IPv4 (65,535 − 8 − 20).
     static let maxDatagramBytes = 65_507

@@ -1,39 +1,31 @@
 @testable import Gossip
+import Simulation
 
-/// A deterministic network of SWIM cores in one process: every fault (loss, delay, slow nodes,
-/// partitions, crashes) is drawn from one seed, and simulated time runs as fast as the CPU allows.
+/// A deterministic network of SWIM cores in one process, on the simulation kit: every fault
+/// (loss, delay, slow nodes, partitions, crashes, clocks off and drifting) is drawn from one seed,
+/// and simulated time runs as fast as the CPU allows.
 struct Simulator {
     struct Node {
         var swim: SWIM
         var crashed = false
-        /// Extra delay on every packet this node receives, drawn per packet up to this bound:
-        /// a CPU-starved process that reads its socket late.
-        var slowness = Span(nanoseconds: 0)
-    }
-
-    struct InFlight {
-        var at: Instant
-        var order: UInt64
-        var to: Int
-        var packet: Packet
+        /// This node's clock: the core is driven with its reading, not true time.
+        var clock = SimClock()
     }
 
     var nodes: [Node] = []
+    /// True time.
     var now = Instant(nanoseconds: 0)
     var rng: SeededRandom
-    var lossRate = 0.0
-    var delayMin = Span.milliseconds(1)
-    var delayMax = Span.milliseconds(5)
+    var net = SimNetwork<Packet>()
+    var lossRate: Double { get { net.lossRate } set { net.lossRate = newValue } }
+    /// Partition group per node; packets between groups are dropped. nil: one network.
+    var groups: [Int]? { get { net.groups } set { net.partition(newValue) } }
     /// Packets whose encoding is larger are dropped, as UDP would (nil: no limit, no encoding cost).
     var maxDatagramBytes: Int? = nil
     var oversized = 0
-    /// Partition group per node; packets between groups are dropped. nil: one network.
-    var groups: [Int]? = nil
     var tickEvery = Span.milliseconds(100)
-    /// Called for every membership event: (observer index, event).
+    /// Called for every membership event: (observer index, event, true time).
     var observe: ((Int, MembershipEvent, Instant) -> Void)? = nil
-    private var queue = Heap()
-    private var sent: UInt64 = 0
     private var index: [String: Int] = [:]
     private(set) var packetsSent = 0
 
@@ -41,21 +33,28 @@ struct Simulator {
 
     static func address(_ i: Int) -> String { "10.0.\(i / 256).\(i % 256):7946" }
 
+    /// Extra delay on every packet node `i` receives, drawn per packet up to this bound: a
+    /// CPU-starved process that reads its socket late.
+    mutating func setSlowness(_ i: Int, _ bound: Span) { net.slowness[i] = bound }
+
+    /// What node `i`'s clock reads now.
+    func local(_ i: Int) -> Instant { nodes[i].clock.local(now) }
+
     @discardableResult
-    mutating func addNode(settings: SWIMSettings = SWIMSettings(), tags: [String: String] = [:]) -> Int {
+    mutating func addNode(settings: SWIMSettings = SWIMSettings(), tags: [String: String] = [:], clock: SimClock = SimClock()) -> Int {
         let i = nodes.count
-        let swim = SWIM(name: "n\(i)", address: Self.address(i), tags: tags, settings: settings, seed: rng.next(), now: now)
-        nodes.append(Node(swim: swim))
+        let swim = SWIM(name: "n\(i)", address: Self.address(i), tags: tags, settings: settings, seed: rng.next(), now: clock.local(now))
+        nodes.append(Node(swim: swim, clock: clock))
         index[Self.address(i)] = i
         return i
     }
 
     mutating func join(_ i: Int, seeds: [Int]) {
-        let effects = nodes[i].swim.join(seeds: seeds.map(Self.address), now: now)
+        let effects = nodes[i].swim.join(seeds: seeds.map(Self.address), now: local(i))
         execute(i, effects)
     }
 
-    mutating func leave(_ i: Int) { execute(i, nodes[i].swim.leave(now: now)) }
+    mutating func leave(_ i: Int) { execute(i, nodes[i].swim.leave(now: local(i))) }
 
     mutating func crash(_ i: Int) { nodes[i].crashed = true }
 
@@ -65,14 +64,8 @@ struct Simulator {
             case .send(let p, let to):
                 packetsSent += 1
                 guard let dest = index[to] else { continue }
-                if let g = groups, g[from] != g[dest] { continue }
-                if let limit = maxDatagramBytes, WireFormat.encode(p).count > limit { oversized += 1; continue }
-                if lossRate > 0 && Double(rng.next() % 1_000_000) / 1e6 < lossRate { continue }
-                var delay = delayMin.nanoseconds + Int64(rng.next() % UInt64(max(1, delayMax.nanoseconds - delayMin.nanoseconds)))
-                let slow = nodes[dest].slowness.nanoseconds
-                if slow > 0 { delay += Int64(rng.next() % UInt64(slow)) }
-                sent += 1
-                queue.push(InFlight(at: now + Span(nanoseconds: delay), order: sent, to: dest, packet: p))
+                if let limit = maxDatagramBytes, net.connected(from, dest), WireFormat.encode(p).count > limit { oversized += 1; continue }
+                net.send(p, from: from, to: dest, now: now, rng: &rng)
             case .event(let ev):
                 observe?(from, ev, now)
             }
@@ -83,17 +76,16 @@ struct Simulator {
     mutating func run(until end: Instant, stop: ((Simulator) -> Bool)? = nil) {
         var nextTick = now
         while now < end {
-            if let head = queue.peek, head.at <= nextTick {
-                let m = queue.pop()!
-                now = m.at
+            if let m = net.next(dueBy: nextTick) {
+                now = max(now, m.at)
                 guard !nodes[m.to].crashed else { continue }
-                let effects = nodes[m.to].swim.receive(m.packet, now: now)
+                let effects = nodes[m.to].swim.receive(m.message, now: local(m.to))
                 execute(m.to, effects)
                 continue
             }
             now = nextTick
             for i in nodes.indices where !nodes[i].crashed {
-                let effects = nodes[i].swim.tick(now: now)
+                let effects = nodes[i].swim.tick(now: local(i))
                 execute(i, effects)
             }
             nextTick = now + tickEvery
@@ -116,41 +108,5 @@ struct Simulator {
             }
         }
         return true
-    }
-}
-
-/// Binary min-heap of packets in flight, ordered by delivery time then send order.
-struct Heap {
-    private var items: [Simulator.InFlight] = []
-    var peek: Simulator.InFlight? { items.first }
-
-    private static func less(_ a: Simulator.InFlight, _ b: Simulator.InFlight) -> Bool {
-        a.at == b.at ? a.order < b.order : a.at < b.at
-    }
-
-    mutating func push(_ x: Simulator.InFlight) {
-        items.append(x)
-        var i = items.count - 1
-        while i > 0 {
-            let p = (i - 1) / 2
-            guard Self.less(items[i], items[p]) else { break }
-            items.swapAt(i, p); i = p
-        }
-    }
-
-    mutating func pop() -> Simulator.InFlight? {
-        guard !items.isEmpty else { return nil }
-        items.swapAt(0, items.count - 1)
-        let top = items.removeLast()
-        var i = 0
-        while true {
-            let l = 2 * i + 1, r = l + 1
-            var m = i
-            if l < items.count && Self.less(items[l], items[m]) { m = l }
-            if r < items.count && Self.less(items[r], items[m]) { m = r }
-            if m == i { break }
-            items.swapAt(i, m); i = m
-        }
-        return top
     }
 }

@@ -103,7 +103,7 @@ public struct RequestRouter: Sendable {
     public mutating func tick(now: Instant, view: View) -> [Command] {
         var out: [Command] = []
         let reason = view.leader.map { "no answer from leader \($0)" } ?? "no leader elected"
-        for id in changes.keys.sorted(by: { $0.description < $1.description }) {
+        for id in changes.keys.sorted(by: Self.order) {
             let c = changes[id]!
             if now > c.deadline {
                 changes[id] = nil
@@ -126,10 +126,13 @@ public struct RequestRouter: Sendable {
 
     /// Everything waiting fails (the node is stopping).
     public mutating func failAll(reason: String) -> [Command] {
-        let out = changes.keys.map { Command.failed($0, reason: reason) } + reads.keys.sorted().map { Command.readFailed(id: $0, reason: reason) }
+        let out = changes.keys.sorted(by: Self.order).map { Command.failed($0, reason: reason) } + reads.keys.sorted().map { Command.readFailed(id: $0, reason: reason) }
         changes = [:]; reads = [:]
         return out
     }
+
+    /// Requests in a fixed order, so the same inputs give the same commands (a simulation replays).
+    static func order(_ a: RequestID, _ b: RequestID) -> Bool { (a.hi, a.lo) < (b.hi, b.lo) }
 
     private func stale(_ sentTo: String?, _ sentAt: Instant, now: Instant, view: View) -> Bool {
         sentTo == nil || sentTo != view.leader || now - sentAt > settings.resendAfter

@@ -1,8 +1,11 @@
 @testable import Raft
+import Simulation
 
-/// Many Raft peers in one process over a simulated network that loses, duplicates, delays and
-/// reorders messages, partitions, and crashes peers (losing everything not yet persisted), all
-/// drawn from one seed. After every step it checks Raft's safety properties (§5.2–5.4).
+/// Many Raft peers in one process over the simulation kit's network (it loses, duplicates, delays
+/// and reorders messages, and partitions), crashing peers before a Ready is durable (losing it,
+/// or tearing it: any prefix of its records survives, as RaftLog's replay keeps every intact
+/// record of a torn last batch), all drawn from one seed. After every step it checks Raft's
+/// safety properties (§5.2–5.4).
 struct RaftSimulator {
     struct Disk {
         var hardState = HardState()
@@ -57,25 +60,20 @@ struct RaftSimulator {
         var tick: Int
     }
 
-    struct InFlight {
-        var at: Int
-        var seq: Int
-        var env: Envelope
-    }
-
     var peers: [String: Peer] = [:]
     /// Every peer ever created; `initialVoters` is the configuration they all start from.
     var names: [String]
     let initialVoters: [String]
     var rng: SeededRandom
     var now = 0
-    var queue: [InFlight] = []
-    var seq = 0
+    /// One tick is a millisecond of the network's time.
+    var net = SimNetwork<Envelope>()
     var lossPercent = 0
     var duplicatePercent = 0
+    /// Delivery takes 1 to `maxDelay` ticks.
     var maxDelay = 3
-    /// Chance that a peer crashes before persisting a Ready: its unsynced writes and the
-    /// messages that depended on them are lost.
+    /// Chance (per mille of Readies) that a peer crashes before its Ready is durable: the
+    /// messages that depended on it are lost, and so is the Ready, or some prefix of its records.
     var crashBeforePersistPercent = 0
     /// Partition group per peer; nil = fully connected.
     var groups: [String: Int]? = nil
@@ -87,6 +85,8 @@ struct RaftSimulator {
     var completions: [Completion] = []
     /// Snapshots installed from a leader (InstallSnapshot completed).
     var snapshotsInstalled = 0
+    /// Readies a crash left partly durable.
+    var tornReadies = 0
     /// Key of each read in flight, by read id.
     var readKeys: [UInt64: UInt8] = [:]
     let settings: RaftSettings
@@ -142,6 +142,7 @@ struct RaftSimulator {
     /// Delivers one Ready: persist, then send, then apply (the order `Ready` documents).
     mutating func handle(_ n: String, _ r: Ready) {
         if crashBeforePersistPercent > 0 && !r.isEmpty && Int(rng.next() % 1000) < crashBeforePersistPercent {
+            tear(n, r)
             crash(n)
             return
         }
@@ -163,14 +164,9 @@ struct RaftSimulator {
                 peers[n]!.disk.log.append(e)
             }
         }
+        configureNetwork()
         for env in r.messages {
-            if lossPercent > 0 && Int(rng.next() % 100) < lossPercent { continue }
-            if let g = groups, g[env.from] != g[env.to] { continue }
-            let copies = duplicatePercent > 0 && Int(rng.next() % 100) < duplicatePercent ? 2 : 1
-            for _ in 0..<copies {
-                seq += 1
-                queue.append(InFlight(at: now + 1 + Int(rng.next() % UInt64(maxDelay)), seq: seq, env: env))
-            }
+            net.send(env, from: endpoint(env.from), to: endpoint(env.to), now: Instant(nanoseconds: Int64(now) * Self.tick), rng: &rng)
         }
         for e in r.committed {
             if e.index.value != peers[n]!.appliedIndex + 1 {
@@ -192,6 +188,48 @@ struct RaftSimulator {
         peers[n]!.confirmedReads += r.readStates
         serveReads(n)
         check(n)
+    }
+
+    static let tick: Int64 = 1_000_000
+
+    /// The knobs above, applied to the network (tests set them between steps).
+    mutating func configureNetwork() {
+        net.lossRate = Double(lossPercent) / 100
+        net.duplicateRate = Double(duplicatePercent) / 100
+        // Delivered at the first tick at or after (0, maxDelay] ticks: 1 to maxDelay ticks later.
+        net.delayMin = Span(nanoseconds: 1)
+        net.delayMax = Span(nanoseconds: Self.tick * Int64(maxDelay) + 1)
+        net.partition(groups.map { g in endpoints.map { g[$0] ?? 0 } })
+    }
+
+    /// Network endpoint numbers, given out by name as peers appear (a configuration may name a
+    /// peer before it is started).
+    var endpoints: [String] = []
+    mutating func endpoint(_ name: String) -> Int {
+        if let i = endpoints.firstIndex(of: name) { return i }
+        endpoints.append(name)
+        return endpoints.count - 1
+    }
+
+    /// A crash while a Ready's records were being written: a random prefix of them is durable
+    /// (truncation, then entries in order, then the hard state), the rest is lost.
+    mutating func tear(_ n: String, _ r: Ready) {
+        var records = (r.truncateAfter == nil ? 0 : 1) + r.entries.count + (r.hardState == nil ? 0 : 1)
+        records = rng.below(records + 1)
+        guard records > 0, r.snapshot == nil else { return }
+        let off = Int(peers[n]!.disk.snapshot?.index.value ?? 0)
+        if let t = r.truncateAfter {
+            peers[n]!.disk.log = Array(peers[n]!.disk.log.prefix(max(0, Int(t.value) - off)))
+            records -= 1
+        }
+        for e in r.entries.prefix(records) where Int(e.index.value) > off {
+            let i = Int(e.index.value) - off - 1
+            guard i <= peers[n]!.disk.log.count else { break }
+            if i < peers[n]!.disk.log.count { peers[n]!.disk.log.removeSubrange(i...) }
+            peers[n]!.disk.log.append(e)
+        }
+        if records > r.entries.count, let hs = r.hardState { peers[n]!.disk.hardState = hs }
+        tornReadies += 1
     }
 
     mutating func serveReads(_ n: String) {
@@ -257,12 +295,11 @@ struct RaftSimulator {
     mutating func step() {
         now += 1
         // Deliver in (time, send order); reordering comes from random delays.
-        queue.sort { ($0.at, $0.seq) < ($1.at, $1.seq) }
-        while let first = queue.first, first.at <= now {
-            queue.removeFirst()
-            guard peers[first.env.to]!.node != nil else { continue }
-            let r = peers[first.env.to]!.node!.step(first.env)
-            handle(first.env.to, r)
+        configureNetwork()
+        while let d = net.next(dueBy: Instant(nanoseconds: Int64(now) * Self.tick)) {
+            guard peers[d.message.to]?.node != nil else { continue }
+            let r = peers[d.message.to]!.node!.step(d.message)
+            handle(d.message.to, r)
         }
         tickAll()
     }

@@ -1,6 +1,15 @@
 import Determinism
 import Raft
 
+/// The shape every reconciler the leader runs shares: what it observes in, the commands to
+/// carry out (through Raft) out; pure and deterministic for the same input, run on the shell's
+/// schedule. Voter management is the first; layout planning and VM scheduling plug in here.
+public protocol Reconciler: Sendable {
+    associatedtype Observed
+    associatedtype Command
+    func plan(_ observed: Observed) -> [Command]
+}
+
 /// Voter management as a pure policy, run by the leader every half second: given the Raft
 /// configuration and what gossip says of each node, the one configuration change to make next,
 /// if any. In order of priority:
@@ -13,7 +22,7 @@ import Raft
 ///    holds two, and retire voters past that number, from the most crowded zone (never the leader);
 /// 5. remove a learner dead or left past the grace, then one that turned out to be of another cluster.
 /// One change at a time: the next waits until this one is committed.
-public struct VoterPolicy: Sendable {
+public struct VoterPolicy: Reconciler {
     /// What gossip says of one node.
     public struct Node: Sendable, Equatable {
         public enum Health: Sendable, Equatable { case alive, suspect, dead, left }
@@ -36,8 +45,29 @@ public struct VoterPolicy: Sendable {
     public var grace: Span
     public init(target: Int, grace: Span) { self.target = target; self.grace = grace }
 
-    public func next(leader: String, voters: Set<String>, learners: Set<String>, nodes: [String: Node],
-                     match: [String: LogIndex], commit: LogIndex, clusterID: String, now: Instant) -> ConfigChange? {
+    /// The Raft configuration as the leader sees it, and gossip's view of every node.
+    public struct Observed: Sendable {
+        public var leader: String
+        public var voters: Set<String>
+        public var learners: Set<String>
+        public var nodes: [String: Node]
+        /// How far each learner's log matches the leader's.
+        public var match: [String: LogIndex]
+        public var commit: LogIndex
+        public var clusterID: String
+        public var now: Instant
+        public init(leader: String, voters: Set<String>, learners: Set<String>, nodes: [String: Node],
+                    match: [String: LogIndex], commit: LogIndex, clusterID: String, now: Instant) {
+            self.leader = leader; self.voters = voters; self.learners = learners; self.nodes = nodes
+            self.match = match; self.commit = commit; self.clusterID = clusterID; self.now = now
+        }
+    }
+
+    /// The one change to make next, if any (never more than one: the next waits for its commit).
+    public func plan(_ o: Observed) -> [ConfigChange] { next(o).map { [$0] } ?? [] }
+
+    func next(_ o: Observed) -> ConfigChange? {
+        let (leader, voters, learners, nodes, match, commit, clusterID, now) = (o.leader, o.voters, o.learners, o.nodes, o.match, o.commit, o.clusterID, o.now)
         func gone(_ n: String) -> Bool {
             guard n != leader, let m = nodes[n], m.health == .dead || m.health == .left else { return false }
             return now - m.since >= grace

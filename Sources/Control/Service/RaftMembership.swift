@@ -1,6 +1,7 @@
 import Cluster
 import Gossip
 import Logging
+import Membership
 import NIOCore
 import Raft
 
@@ -30,9 +31,9 @@ extension RaftService {
             VoterPolicy.Node(health: Self.health(m.status), since: m.since, zone: m.tags["zone"],
                              hasRaftAddress: m.tags[Self.addressTag] != nil, cluster: m.tags[Self.clusterTag])
         }
-        let change = policy.next(leader: name, voters: core.voters, learners: core.learners, nodes: nodes, match: progress.match,
-                                 commit: core.commit, clusterID: clusterID, now: Instant(nanoseconds: Int64(now.uptimeNanoseconds)))
-        guard let change, let (_, ready) = core.proposeConfigChange(change) else { return }
+        let observed = VoterPolicy.Observed(leader: name, voters: core.voters, learners: core.learners, nodes: nodes, match: progress.match,
+                                            commit: core.commit, clusterID: clusterID, now: Instant(now))
+        guard let change = policy.plan(observed).first, let (_, ready) = core.proposeConfigChange(change) else { return }
         logger.info("voter management", metadata: ["change": "\(change)"])
         handle(ready)
     }

@@ -43,6 +43,12 @@ let package = Package(
         .target(name: "Determinism", path: "Sources/Support/Determinism", swiftSettings: strict),
         // Little-endian binary coding with one decode error for every wire and disk format.
         .target(name: "Support", path: "Sources/Support/Coding", swiftSettings: strict),
+        // CRC32C and CRC32 on ISA-L's kernels, for every checksummed record and block.
+        .target(name: "Checksum", dependencies: ["CISAL"], path: "Sources/Support/Checksum", swiftSettings: strict),
+        // Thin POSIX file I/O (atomic writes, fsync of directories) with one error type.
+        .target(name: "Files", dependencies: ["Support"], path: "Sources/Support/Files", swiftSettings: strict),
+        // LZ4 block compression (shard blocks, gossip state).
+        .target(name: "Compression", dependencies: ["CLZ4", "Support"], path: "Sources/Support/Compression", swiftSettings: strict),
         // Metrics through swift-metrics, exported by swift-prometheus (help text per series).
         .target(name: "Telemetry", dependencies: [
             .product(name: "CoreMetrics", package: "swift-metrics"),
@@ -55,7 +61,7 @@ let package = Package(
         // Membership plane: the SWIM + Lifeguard core, and its UDP shell with the keyring.
         .target(name: "Gossip", dependencies: ["Determinism", "Support"], path: "Sources/Membership/Gossip", swiftSettings: strict),
         .target(name: "Membership", dependencies: [
-            "Gossip", "Security", "Support", "ChunkStore", "Telemetry",
+            "Gossip", "Security", "Support", "Files", "Compression", "Telemetry",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -65,10 +71,10 @@ let package = Package(
         // Control plane: the Raft core, its write-ahead log, the cluster-state machine and frame
         // encoding (pure), and the Raft shell (TCP transport, request routing, snapshots).
         .target(name: "Raft", dependencies: ["Determinism"], path: "Sources/Control/Raft", swiftSettings: strict),
-        .target(name: "RaftLog", dependencies: ["Support", "Raft", "ChunkStore", "Erasure"], path: "Sources/Control/RaftLog", swiftSettings: strict),
+        .target(name: "RaftLog", dependencies: ["Support", "Raft", "Files", "Checksum"], path: "Sources/Control/RaftLog", swiftSettings: strict),
         .target(name: "Cluster", dependencies: ["Support", "Determinism", "Raft"], path: "Sources/Control/Cluster", swiftSettings: strict),
         .target(name: "Control", dependencies: [
-            "Membership", "Gossip", "Raft", "RaftLog", "Cluster", "Security", "Support", "ChunkStore", "Telemetry",
+            "Membership", "Gossip", "Raft", "RaftLog", "Cluster", "Security", "Support", "Files", "Telemetry",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -77,10 +83,10 @@ let package = Package(
 
         // Data plane: erasure coding, shard files, the object store and the S3 responder.
         .target(name: "Erasure", dependencies: ["CISAL"], path: "Sources/Data/Erasure", swiftSettings: strict),
-        .target(name: "ChunkStore", dependencies: ["Support", "Erasure", "CLZ4"], path: "Sources/Data/ChunkStore", swiftSettings: strict),
-        .target(name: "Objects", dependencies: ["Support", "ChunkStore", "Security"], path: "Sources/Data/Objects", swiftSettings: strict),
+        .target(name: "ChunkStore", dependencies: ["Support", "Files", "Checksum", "Compression"], path: "Sources/Data/ChunkStore", swiftSettings: strict),
+        .target(name: "Objects", dependencies: ["Support", "Files", "ChunkStore", "Security"], path: "Sources/Data/Objects", swiftSettings: strict),
         .target(name: "S3", dependencies: [
-            "Objects", "Security", "Determinism", "Telemetry",
+            "Objects", "ChunkStore", "Checksum", "Files", "Security", "Determinism", "Telemetry",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
             .product(name: "NIOCore", package: "swift-nio"),
@@ -94,7 +100,7 @@ let package = Package(
 
         // Composition, config and the admin API.
         .target(name: "Node", dependencies: [
-            "S3", "Objects", "Compute", "Security", "Determinism", "Gossip", "Membership", "Control", "ChunkStore", "Raft", "Cluster", "Telemetry",
+            "S3", "Objects", "Compute", "Security", "Determinism", "Gossip", "Membership", "Control", "Files", "Raft", "Cluster", "Telemetry",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
             .product(name: "NIOCore", package: "swift-nio"),
@@ -107,16 +113,16 @@ let package = Package(
         ], swiftSettings: strict),
 
         .testTarget(name: "SecurityTests", dependencies: ["Security"], swiftSettings: strict),
-        .testTarget(name: "ErasureTests", dependencies: ["Erasure", "Determinism"], swiftSettings: strict),
-        .testTarget(name: "ChunkStoreTests", dependencies: ["ChunkStore", "Support"], swiftSettings: strict),
-        .testTarget(name: "ObjectsTests", dependencies: ["Objects", "Support"], swiftSettings: strict),
+        .testTarget(name: "ErasureTests", dependencies: ["Erasure", "Checksum", "Determinism"], swiftSettings: strict),
+        .testTarget(name: "ChunkStoreTests", dependencies: ["ChunkStore", "Files", "Checksum", "Support"], swiftSettings: strict),
+        .testTarget(name: "ObjectsTests", dependencies: ["Objects", "Files", "Support"], swiftSettings: strict),
         .testTarget(name: "S3Tests", dependencies: ["S3"], swiftSettings: strict),
         .testTarget(name: "GossipTests", dependencies: ["Gossip", "Simulation"], swiftSettings: strict),
         .testTarget(name: "RaftTests", dependencies: ["Raft", "Cluster", "Determinism", "Simulation"], swiftSettings: strict),
-        .testTarget(name: "RaftLogTests", dependencies: ["RaftLog", "Raft", "ChunkStore", "Simulation"], swiftSettings: strict),
+        .testTarget(name: "RaftLogTests", dependencies: ["RaftLog", "Raft", "Files", "Simulation"], swiftSettings: strict),
         .testTarget(name: "ComputeTests", dependencies: ["Compute"], swiftSettings: strict),
         .testTarget(name: "NodeTests", dependencies: [
-            "Node", "Membership", "Control", "Cluster", "Raft", "Gossip", "Objects", "S3", "Telemetry",
+            "Node", "Membership", "Control", "Cluster", "Raft", "Gossip", "Objects", "S3", "Files", "Telemetry",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -126,7 +132,7 @@ let package = Package(
 
 if fuzzing {
     package.targets.append(.executableTarget(
-        name: "StacksFuzz", dependencies: ["S3", "Objects", "ChunkStore", "Support", "Cluster", "Gossip", "RaftLog"], path: "Tests/Fuzz", exclude: ["corpus"],
+        name: "StacksFuzz", dependencies: ["S3", "Objects", "ChunkStore", "Files", "Checksum", "Support", "Cluster", "Gossip", "RaftLog"], path: "Tests/Fuzz", exclude: ["corpus"],
         swiftSettings: strict + [.unsafeFlags(["-parse-as-library"])],
         linkerSettings: [.unsafeFlags(["-sanitize=fuzzer,address"])]))
 }

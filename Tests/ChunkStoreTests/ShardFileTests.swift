@@ -1,5 +1,6 @@
 import Foundation
-import Erasure
+import Checksum
+import Files
 import Support
 import Testing
 @testable import ChunkStore
@@ -61,7 +62,7 @@ import Testing
         raw[5000] ^= 0x40
         try Files.writeAtomically(raw, to: path)
         let r = try ShardReader(path: path)
-        #expect(throws: ChunkStoreError.self) { try r.forEachSlice(of: 0..<10_000) { _ in } }
+        #expect(throws: FileError.self) { try r.forEachSlice(of: 0..<10_000) { _ in } }
         // Blocks untouched by the flip still read.
         var first: [UInt8] = []
         try r.forEachSlice(of: 0..<4096) { first.append(contentsOf: $0) }
@@ -73,7 +74,7 @@ import Testing
         let path = try write(data, blockSize: 4096)
         let raw = try Files.read(path)
         try Files.writeAtomically(Array(raw.dropLast(7)), to: path)
-        #expect(throws: ChunkStoreError.self) { try ShardReader(path: path) }
+        #expect(throws: FileError.self) { try ShardReader(path: path) }
     }
 
     @Test func binaryReaderRejectsShortAndTrailing() throws {
@@ -115,10 +116,10 @@ import Testing
     func absurdFooterSizesAreCorrupt(value: UInt64) throws {
         let path = try files.write(ShardFileTests.sample(10_000, compressible: false), blockSize: 4096, name: "raw-\(value)")
         try forgeFooter(path, rawSize: value)
-        #expect(throws: ChunkStoreError.self) { try ShardReader(path: path) }
+        #expect(throws: FileError.self) { try ShardReader(path: path) }
         let path2 = try files.write(ShardFileTests.sample(10_000, compressible: false), blockSize: 4096, name: "io-\(value)")
         try forgeFooter(path2, indexOffset: value)
-        #expect(throws: ChunkStoreError.self) { try ShardReader(path: path2) }
+        #expect(throws: FileError.self) { try ShardReader(path: path2) }
     }
 
     /// An uncompressed block's header says it stores fewer bytes than its raw length, with a
@@ -138,6 +139,6 @@ import Testing
         raw.replaceSubrange(at..<(at + ShardFormat.blockHeaderBytes), with: w.bytes)
         try Files.writeAtomically(raw, to: path)
         let r = try ShardReader(path: path)
-        #expect(throws: ChunkStoreError.self) { try r.block(0) }
+        #expect(throws: FileError.self) { try r.block(0) }
     }
 }

@@ -1,3 +1,4 @@
+import Checksum
 import Determinism
 import Testing
 @testable import Erasure

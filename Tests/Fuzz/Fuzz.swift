@@ -3,6 +3,7 @@
 // `-sanitize=fuzzer,address` on the project's own modules (STACKS_FUZZ=1 in Package.swift).
 // A decoder may refuse an input however it likes; trapping, hanging or overflowing is the bug.
 import ChunkStore
+import Files
 import Cluster
 import Foundation
 import Gossip

@@ -1,4 +1,5 @@
 import ChunkStore
+import Files
 import Dispatch
 import Foundation
 import Security

@@ -1,4 +1,5 @@
 import ChunkStore
+import Files
 import Foundation
 import Security
 import Testing

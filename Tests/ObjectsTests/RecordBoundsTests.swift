@@ -1,4 +1,5 @@
 import ChunkStore
+import Files
 import Support
 import Testing
 @testable import Objects

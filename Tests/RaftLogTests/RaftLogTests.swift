@@ -1,4 +1,4 @@
-import ChunkStore
+import Files
 import Foundation
 import Raft
 import Testing

@@ -3,8 +3,8 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import ChunkStore
-import Erasure
+import Files
+import Checksum
 import Raft
 import Support
 
@@ -157,7 +157,7 @@ public final class RaftLog {
 
     /// Replays one entry record: it overwrites from its index on, and must follow the entries
     /// before it (a gap would shift every later position).
-    private func apply(_ e: Entry) throws(ChunkStoreError) {
+    private func apply(_ e: Entry) throws(FileError) {
         guard e.index.value > offset else { return }  // folded into the snapshot
         guard e.index < LogIndex.limit, e.index.value - offset - 1 <= UInt64(entries.count) else {
             throw .corrupt("entry \(e.index) does not follow entry \(offset + UInt64(entries.count))")
@@ -167,7 +167,7 @@ public final class RaftLog {
         entries.append(e)
     }
 
-    private func apply(truncateAfter t: LogIndex) throws(ChunkStoreError) {
+    private func apply(truncateAfter t: LogIndex) throws(FileError) {
         guard t < LogIndex.limit else { throw .corrupt("truncation at \(t) out of range") }
         guard t.value >= offset else { return }
         let keep = Int(t.value - offset)

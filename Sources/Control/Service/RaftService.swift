@@ -1,4 +1,4 @@
-import ChunkStore
+import Files
 import Cluster
 import Gossip
 import Logging

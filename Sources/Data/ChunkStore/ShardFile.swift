@@ -3,7 +3,9 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import Erasure
+import Checksum
+import Compression
+import Files
 import Support
 
 /// On-disk shard: a stream of checksummed blocks, then an index of block offsets and a footer.
@@ -37,7 +39,7 @@ public final class ShardWriter: @unchecked Sendable {
     public private(set) var rawSize = 0
 
     /// Creates the file exclusively: shard files are named by fresh random ids and never overwritten.
-    public init(path: String, blockSize: Int = ShardFormat.defaultBlockSize, compress: Bool = true) throws(ChunkStoreError) {
+    public init(path: String, blockSize: Int = ShardFormat.defaultBlockSize, compress: Bool = true) throws(FileError) {
         precondition(blockSize > 0 && blockSize <= 64 << 20, "block size out of range")
         self.path = path
         self.blockSize = blockSize
@@ -54,7 +56,7 @@ public final class ShardWriter: @unchecked Sendable {
 
     deinit { if fd >= 0 { close(fd) } }
 
-    public func append<C: Collection<UInt8>>(_ bytes: C) throws(ChunkStoreError) {
+    public func append<C: Collection<UInt8>>(_ bytes: C) throws(FileError) {
         var rest = bytes[...]
         while !rest.isEmpty {
             let take = min(blockSize - pending.count, rest.count)
@@ -67,7 +69,7 @@ public final class ShardWriter: @unchecked Sendable {
 
     /// Writes the index and footer and fsyncs. The file is complete and durable when this returns;
     /// the caller makes its directory entry durable (see `Files.syncDirectory`).
-    public func finish() throws(ChunkStoreError) {
+    public func finish() throws(FileError) {
         if !pending.isEmpty { try flushBlock() }
         var w = BinaryWriter()
         for o in offsets { w.u64(o) }
@@ -87,7 +89,7 @@ public final class ShardWriter: @unchecked Sendable {
         unlink(path)
     }
 
-    private func flushBlock() throws(ChunkStoreError) {
+    private func flushBlock() throws(FileError) {
         let compressed = compress ? LZ4.compressIfSmaller(pending) : nil
         let stored = compressed ?? pending
         var w = BinaryWriter()
@@ -101,7 +103,7 @@ public final class ShardWriter: @unchecked Sendable {
         pending.removeAll(keepingCapacity: true)
     }
 
-    private func emit(_ bytes: [UInt8]) throws(ChunkStoreError) {
+    private func emit(_ bytes: [UInt8]) throws(FileError) {
         try Files.writeAll(fd: fd, bytes[...], path: path)
         fileOffset += bytes.count
     }
@@ -115,44 +117,44 @@ public final class ShardReader: Sendable {
     let offsets: [UInt64]
     private let fd: Int32
 
-    public init(path: String) throws(ChunkStoreError) {
+    public init(path: String) throws(FileError) {
         self.path = path
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw errno == ENOENT ? .notFound(path) : Files.fail("open", path) }
-        do throws(ChunkStoreError) {
+        do throws(FileError) {
             var st = stat()
             guard fstat(fd, &st) == 0 else { throw Files.fail("fstat", path) }
             let fileSize = Int(st.st_size)
-            guard fileSize >= ShardFormat.headerBytes + ShardFormat.footerBytes else { throw ChunkStoreError.corrupt("\(path): too short") }
+            guard fileSize >= ShardFormat.headerBytes + ShardFormat.footerBytes else { throw FileError.corrupt("\(path): too short") }
             let header = try Files.readExactly(fd: fd, count: ShardFormat.headerBytes, at: 0, path: path)
             guard Array(header[0..<4]) == ShardFormat.magic, header[4] == ShardFormat.version else {
-                throw ChunkStoreError.corrupt("\(path): not a version-\(ShardFormat.version) shard")
+                throw FileError.corrupt("\(path): not a version-\(ShardFormat.version) shard")
             }
             let blockSize = try decoding(path) { () throws(DecodeError) in
                 var hr = BinaryReader(Array(header[8...]))
                 return Int(try hr.u32())
             }
             let footer = try Files.readExactly(fd: fd, count: ShardFormat.footerBytes, at: fileSize - ShardFormat.footerBytes, path: path)
-            guard Array(footer[24...]) == ShardFormat.endMagic else { throw ChunkStoreError.corrupt("\(path): missing footer (torn write?)") }
+            guard Array(footer[24...]) == ShardFormat.endMagic else { throw FileError.corrupt("\(path): missing footer (torn write?)") }
             let (indexOffset, count, rawSize, crc) = try decoding(path) { () throws(DecodeError) in
                 var fr = BinaryReader(Array(footer[0..<24]))
                 return (try fr.int(max: fileSize), Int(try fr.u32()), try fr.int(max: 1 << 50), try fr.u32())
             }
             guard indexOffset + count * 8 + ShardFormat.footerBytes == fileSize, blockSize > 0 else {
-                throw ChunkStoreError.corrupt("\(path): footer does not match file size")
+                throw FileError.corrupt("\(path): footer does not match file size")
             }
             let index = try Files.readExactly(fd: fd, count: count * 8, at: indexOffset, path: path)
             guard Checksum.crc32c(footer[0..<20], seed: Checksum.crc32c(index)) == crc else {
-                throw ChunkStoreError.corrupt("\(path): index checksum mismatch")
+                throw FileError.corrupt("\(path): index checksum mismatch")
             }
             var ir = BinaryReader(index)
             var offsets: [UInt64] = []
             for _ in 0..<count {
                 let o = try decoding(path) { () throws(DecodeError) in try ir.u64() }
-                guard o < UInt64(indexOffset), Int(o) + ShardFormat.blockHeaderBytes <= indexOffset else { throw ChunkStoreError.corrupt("\(path): block offset past the index") }
+                guard o < UInt64(indexOffset), Int(o) + ShardFormat.blockHeaderBytes <= indexOffset else { throw FileError.corrupt("\(path): block offset past the index") }
                 offsets.append(o)
             }
-            guard count == (rawSize + blockSize - 1) / blockSize else { throw ChunkStoreError.corrupt("\(path): block count mismatch") }
+            guard count == (rawSize + blockSize - 1) / blockSize else { throw FileError.corrupt("\(path): block count mismatch") }
             self.offsets = offsets
             self.rawSize = rawSize
             self.blockSize = blockSize
@@ -168,7 +170,7 @@ public final class ShardReader: Sendable {
     public var blockCount: Int { offsets.count }
 
     /// Reads, verifies and decompresses one block.
-    public func block(_ i: Int) throws(ChunkStoreError) -> [UInt8] {
+    public func block(_ i: Int) throws(FileError) -> [UInt8] {
         let at = Int(offsets[i])
         let head = try Files.readExactly(fd: fd, count: ShardFormat.blockHeaderBytes, at: at, path: path)
         let (raw, storedLength, flags, crc) = try decoding(path) { () throws(DecodeError) in
@@ -184,7 +186,7 @@ public final class ShardReader: Sendable {
         guard Checksum.crc32c(stored, seed: Checksum.crc32c(head[0..<9])) == crc else {
             throw .corrupt("\(path): block \(i) checksum mismatch")
         }
-        return flags == 1 ? try LZ4.decompress(stored, rawSize: raw) : stored
+        return flags == 1 ? try decoding(path) { () throws(DecodeError) in try LZ4.decompress(stored, rawSize: raw) } : stored
     }
 
     /// Calls `body` with consecutive slices covering raw bytes [range.lowerBound, range.upperBound).

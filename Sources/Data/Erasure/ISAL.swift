@@ -1,6 +1,6 @@
 import CISAL
 
-/// The one door to Intel ISA-L: Reed-Solomon over GF(2^8) and the CRC kernels.
+/// Intel ISA-L's Reed-Solomon over GF(2^8) (its CRC kernels are behind Support/Checksum).
 /// Matrices are Cauchy (`gf_gen_cauchy1_matrix`): every k-row subset is invertible, so any k of
 /// the k+m shards rebuild the data.
 enum ISAL {
@@ -42,17 +42,5 @@ enum ISAL {
             }
         }
         return outputs
-    }
-
-    /// CRC32C (Castagnoli, iSCSI), standard init and final xor: "123456789" → 0xE3069283.
-    static func crc32c(_ bytes: UnsafeRawBufferPointer, seed: UInt32) -> UInt32 {
-        guard let base = bytes.baseAddress else { return seed }
-        return ~crc32_iscsi(UnsafeMutablePointer(mutating: base.assumingMemoryBound(to: UInt8.self)), Int32(bytes.count), ~seed)
-    }
-
-    /// CRC32 (IEEE, as zlib and S3's x-amz-checksum-crc32): "123456789" → 0xCBF43926.
-    static func crc32(_ bytes: UnsafeRawBufferPointer, seed: UInt32) -> UInt32 {
-        guard let base = bytes.baseAddress else { return seed }
-        return crc32_gzip_refl(seed, base.assumingMemoryBound(to: UInt8.self), UInt64(bytes.count))
     }
 }

@@ -71,14 +71,3 @@ public struct ReedSolomon: Sendable {
         return Array(data.prefix(size))
     }
 }
-
-/// Block checksums: CRC32C guards shard blocks against bit rot; CRC32 is S3's x-amz-checksum-crc32.
-public enum Checksum {
-    public static func crc32c<C: ContiguousBytes>(_ bytes: C, seed: UInt32 = 0) -> UInt32 {
-        bytes.withUnsafeBytes { ISAL.crc32c($0, seed: seed) }
-    }
-
-    public static func crc32<C: ContiguousBytes>(_ bytes: C, seed: UInt32 = 0) -> UInt32 {
-        bytes.withUnsafeBytes { ISAL.crc32($0, seed: seed) }
-    }
-}

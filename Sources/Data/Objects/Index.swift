@@ -1,4 +1,5 @@
 import ChunkStore
+import Files
 
 /// Object keys compared as bytes, as S3 does: Swift `String` equality and ordering follow Unicode
 /// canonical equivalence, which would merge distinct keys and sort differently from S3.
@@ -52,14 +53,14 @@ struct Index {
 /// record that cannot be read or whose bucket is missing is moved to `quarantine/`, never deleted,
 /// and the shards it names are kept.
 enum Recovery {
-    static func quarantine(_ path: String, name: String, because reason: String, root: String, into index: inout Index) throws(ChunkStoreError) {
+    static func quarantine(_ path: String, name: String, because reason: String, root: String, into index: inout Index) throws(FileError) {
         var dest = "\(root)/quarantine/\(name)", n = 1
         while Files.exists(dest) { dest = "\(root)/quarantine/\(name).\(n)"; n += 1 }
         try Files.move(path, to: dest)
         index.quarantined.append((dest, reason))
     }
 
-    static func load(root: String) throws(ChunkStoreError) -> Index {
+    static func load(root: String) throws(FileError) -> Index {
         var index = Index()
         var referenced = Set<String>()
         // Shards named by records quarantined on an earlier start stay with them.
@@ -79,7 +80,7 @@ enum Recovery {
                 let path = "\(root)/objects/\(dir)/\(name)"
                 if name.hasSuffix(".tmp") { try Files.remove(path); continue }
                 let o: ObjectInfo
-                do throws(ChunkStoreError) { o = try Files.read(path, decoding: ObjectInfo.init(decoding:)) } catch {
+                do throws(FileError) { o = try Files.read(path, decoding: ObjectInfo.init(decoding:)) } catch {
                     try quarantine(path, name: name, because: "unreadable: \(error)", root: root, into: &index)
                     continue
                 }

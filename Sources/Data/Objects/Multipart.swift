@@ -1,4 +1,5 @@
 import ChunkStore
+import Files
 import Security
 
 extension ObjectStore {
@@ -9,7 +10,7 @@ extension ObjectStore {
         guard inBucket < maxUploadsPerBucket else { throw .tooManyUploads(bucket: bucket, limit: maxUploadsPerBucket) }
         let info = UploadInfo(uploadID: Self.randomID(), bucket: bucket, key: key, contentType: contentType,
                               userMetadata: userMetadata, initiatedMs: clock())
-        do throws(ChunkStoreError) { try Files.writeAtomically(info.encoded(), to: uploadPath(info.uploadID)) } catch { throw .storage(error) }
+        do throws(FileError) { try Files.writeAtomically(info.encoded(), to: uploadPath(info.uploadID)) } catch { throw .storage(error) }
         state.withLock { $0.uploads[info.uploadID] = UploadEntry(info: info) }
         return info
     }
@@ -27,7 +28,7 @@ extension ObjectStore {
         try stripe(bucket, key).lock.withLock { (_: inout Void) throws(ObjectError) in
             _ = try upload(uploadID, bucket: bucket, key: key)
             let record = UploadedPart(number: number, part: part, lastModifiedMs: clock())
-            do throws(ChunkStoreError) { try Files.writeAtomically(record.encoded(), to: partPath(uploadID, number)) } catch { throw .storage(error) }
+            do throws(FileError) { try Files.writeAtomically(record.encoded(), to: partPath(uploadID, number)) } catch { throw .storage(error) }
             let old = state.withLock { $0.uploads[uploadID]?.parts.updateValue(record, forKey: number) }
             if let old, old.part.shardID != part.shardID { try? Files.remove(shardPath(old.part.shardID)) }
         }
@@ -50,7 +51,7 @@ extension ObjectStore {
         try stripe(bucket, key).lock.withLock { (_: inout Void) throws(ObjectError) in
             _ = try upload(uploadID, bucket: bucket, key: key)
             let entry = state.withLock { $0.uploads.removeValue(forKey: uploadID) }
-            do throws(ChunkStoreError) {
+            do throws(FileError) {
                 try Files.remove(uploadPath(uploadID))
                 try Files.syncDirectory(of: uploadPath(uploadID))
             } catch { throw .storage(error) }

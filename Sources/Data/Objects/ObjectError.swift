@@ -1,4 +1,5 @@
 import ChunkStore
+import Files
 
 /// Failures of the object layer; the S3 layer maps each to its S3 error code.
 public enum ObjectError: Error, CustomStringConvertible, Equatable {
@@ -13,7 +14,7 @@ public enum ObjectError: Error, CustomStringConvertible, Equatable {
     case invalidPart(Int)
     case invalidPartOrder
     case entityTooSmall(part: Int, size: Int)
-    case storage(ChunkStoreError)
+    case storage(FileError)
     /// `ObjectStore.maxUploadsPerBucket` uploads are in progress in the bucket.
     case tooManyUploads(bucket: String, limit: Int)
 

@@ -1,4 +1,5 @@
 import ChunkStore
+import Files
 import Security
 import Synchronization
 
@@ -35,7 +36,7 @@ public final class ObjectStore: Sendable {
         self.maxUploadsPerBucket = maxUploadsPerBucket
         self.clock = clock
         stripes = (0..<64).map { _ in Stripe() }
-        do throws(ChunkStoreError) {
+        do throws(FileError) {
             for d in ["buckets", "uploads", "quarantine"] { try Files.makeDirectory("\(root)/\(d)") }
             // objects/ and shards/ fan out by the first two hex digits of a hash or random id.
             let hex = Array("0123456789abcdef")
@@ -79,7 +80,7 @@ public final class ObjectStore: Sendable {
         try state.withLock { (s: inout Index) throws(ObjectError) in
             guard s.buckets[name] == nil else { throw .bucketAlreadyOwnedByYou(name) }
             let info = BucketInfo(name: name, createdMs: createdMs ?? clock())
-            do throws(ChunkStoreError) { try Files.writeAtomically(info.encoded(), to: bucketPath(name)) } catch { throw .storage(error) }
+            do throws(FileError) { try Files.writeAtomically(info.encoded(), to: bucketPath(name)) } catch { throw .storage(error) }
             s.buckets[name] = BucketEntry(info: info)
         }
     }
@@ -101,7 +102,7 @@ public final class ObjectStore: Sendable {
             guard let b = s.buckets[name] else { throw .noSuchBucket(name) }
             guard b.objects.isEmpty else { throw .bucketNotEmpty(name) }
             for u in s.uploads.values where u.info.bucket == name { throw .bucketNotEmpty(name) }
-            do throws(ChunkStoreError) {
+            do throws(FileError) {
                 try Files.remove(bucketPath(name))
                 try Files.syncDirectory(of: bucketPath(name))
             } catch { throw .storage(error) }
@@ -127,14 +128,14 @@ public final class ObjectStore: Sendable {
     public func newShard(compress: Bool = true) throws(ObjectError) -> (id: String, writer: ShardWriter) {
         let id = Self.randomID()
         let path = shardPath(id)
-        do throws(ChunkStoreError) {
+        do throws(FileError) {
             return (id, try ShardWriter(path: path, compress: compress))
         } catch { throw .storage(error) }
     }
 
     /// Makes a finished shard's directory entry durable before a record points to it.
     func syncShards(_ parts: [PartRef]) throws(ObjectError) {
-        do throws(ChunkStoreError) { for p in parts { try Files.syncDirectory(of: shardPath(p.shardID)) } } catch { throw .storage(error) }
+        do throws(FileError) { for p in parts { try Files.syncDirectory(of: shardPath(p.shardID)) } } catch { throw .storage(error) }
     }
 
     public func head(bucket: String, key: String) throws(ObjectError) -> ObjectInfo {
@@ -169,7 +170,7 @@ public final class ObjectStore: Sendable {
     func commitLocked(_ info: ObjectInfo, alsoRemoving extraPaths: [String] = []) throws(ObjectError) {
         let path = objectPath(info.bucket, info.key)
         _ = try bucket(info.bucket)
-        do throws(ChunkStoreError) { try Files.writeAtomically(info.encoded(), to: path) } catch { throw .storage(error) }
+        do throws(FileError) { try Files.writeAtomically(info.encoded(), to: path) } catch { throw .storage(error) }
         var old: ObjectInfo?
         let placed = state.withLock { (s: inout Index) -> Bool in
             guard s.buckets[info.bucket] != nil else { return false }
@@ -194,7 +195,7 @@ public final class ObjectStore: Sendable {
             do throws(ObjectError) { current = try head(bucket: bucket, key: key) } catch .noSuchKey { return } // S3 deletes of missing keys succeed.
             // Disk first: if the unlink fails, the index still shows what a restart would find.
             let path = objectPath(bucket, key)
-            do throws(ChunkStoreError) {
+            do throws(FileError) {
                 try Files.remove(path)
                 try Files.syncDirectory(of: path)
             } catch { throw .storage(error) }
@@ -205,9 +206,9 @@ public final class ObjectStore: Sendable {
 
     /// Opens a part's shard for reading.
     public func openShard(_ part: PartRef) throws(ObjectError) -> ShardReader {
-        do throws(ChunkStoreError) {
+        do throws(FileError) {
             let r = try ShardReader(path: shardPath(part.shardID))
-            guard r.rawSize == part.size else { throw ChunkStoreError.corrupt("shard \(part.shardID) holds \(r.rawSize) bytes, record says \(part.size)") }
+            guard r.rawSize == part.size else { throw FileError.corrupt("shard \(part.shardID) holds \(r.rawSize) bytes, record says \(part.size)") }
             return r
         } catch { throw .storage(error) }
     }

@@ -1,5 +1,5 @@
 import ChunkStore
-import Erasure
+import Checksum
 import Hummingbird
 import NIOCore
 import Objects

@@ -1,4 +1,5 @@
 import ChunkStore
+import Files
 import HTTPTypes
 import Hummingbird
 import NIOCore

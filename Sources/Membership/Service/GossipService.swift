@@ -1,4 +1,5 @@
-import ChunkStore
+import Compression
+import Files
 #if canImport(Glibc)
 import Glibc
 #endif

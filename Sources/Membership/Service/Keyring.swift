@@ -1,4 +1,4 @@
-import ChunkStore
+import Files
 import Security
 
 /// Gossip encryption keys: every packet is sealed with the primary key and opened with any key

@@ -1,4 +1,4 @@
-import ChunkStore
+import Files
 import Gossip
 import NIOCore
 import Security

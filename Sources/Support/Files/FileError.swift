@@ -5,8 +5,8 @@ import Darwin
 #endif
 import Support
 
-/// Failures of local shard storage, each naming the file or the damage.
-public enum ChunkStoreError: Error, CustomStringConvertible, Equatable {
+/// Failures of local file I/O and of what a file held, each naming the file or the damage.
+public enum FileError: Error, CustomStringConvertible, Equatable {
     case io(operation: String, path: String, errno: Int32)
     case corrupt(String)
     case notFound(String)
@@ -21,6 +21,6 @@ public enum ChunkStoreError: Error, CustomStringConvertible, Equatable {
 }
 
 /// Runs a decoder over bytes read from `path`; a refusal is corrupt data in that file.
-func decoding<T>(_ path: String, _ body: () throws(DecodeError) -> T) throws(ChunkStoreError) -> T {
+public func decoding<T>(_ path: String, _ body: () throws(DecodeError) -> T) throws(FileError) -> T {
     do { return try body() } catch { throw .corrupt("\(path): \(error.reason)") }
 }

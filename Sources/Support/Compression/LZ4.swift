@@ -1,4 +1,5 @@
 import CLZ4
+import Support
 
 /// The one door to liblz4 (block format). The block format does not store the raw size: callers
 /// keep it beside each block.
@@ -24,7 +25,7 @@ public enum LZ4 {
     }
 
     /// Decompresses a block whose raw size is known; throws on any mismatch or malformed input.
-    public static func decompress(_ input: [UInt8], rawSize: Int) throws(ChunkStoreError) -> [UInt8] {
+    public static func decompress(_ input: [UInt8], rawSize: Int) throws(DecodeError) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: max(rawSize, 1))
         let n = input.withUnsafeBufferPointer { src in
             out.withUnsafeMutableBufferPointer { dst in
@@ -35,7 +36,7 @@ public enum LZ4 {
                 }
             }
         }
-        guard n == rawSize else { throw .corrupt("LZ4 block decoded to \(n) bytes, expected \(rawSize)") }
+        guard n == rawSize else { throw DecodeError("LZ4 block decoded to \(n) bytes, expected \(rawSize)") }
         out.removeLast(out.count - rawSize)
         return out
     }

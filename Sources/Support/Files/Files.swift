@@ -7,10 +7,10 @@ import Support
 
 /// Thin, throwing POSIX file operations. Blocking: call them off the event loop.
 public enum Files {
-    static func fail(_ op: String, _ path: String) -> ChunkStoreError { .io(operation: op, path: path, errno: errno) }
+    public static func fail(_ op: String, _ path: String) -> FileError { .io(operation: op, path: path, errno: errno) }
 
     /// Creates a directory and its parents (mode 0700).
-    public static func makeDirectory(_ path: String) throws(ChunkStoreError) {
+    public static func makeDirectory(_ path: String) throws(FileError) {
         var built = path.hasPrefix("/") ? "" : "."
         for part in path.split(separator: "/") {
             built += "/" + part
@@ -22,11 +22,11 @@ public enum Files {
 
     /// Writes `bytes` to `path` so that a crash leaves either the old file or the new one:
     /// temp file in the same directory, fsync, rename, fsync the directory.
-    public static func writeAtomically(_ bytes: [UInt8], to path: String, mode: mode_t = 0o600) throws(ChunkStoreError) {
+    public static func writeAtomically(_ bytes: [UInt8], to path: String, mode: mode_t = 0o600) throws(FileError) {
         let temp = path + ".tmp"
         let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
         guard fd >= 0 else { throw fail("open", temp) }
-        do throws(ChunkStoreError) {
+        do throws(FileError) {
             try writeAll(fd: fd, bytes[...], path: temp)
             guard fsync(fd) == 0 else { throw fail("fsync", temp) }
         } catch {
@@ -37,7 +37,7 @@ public enum Files {
         try syncDirectory(of: path)
     }
 
-    public static func read(_ path: String, limit: Int = 64 << 20) throws(ChunkStoreError) -> [UInt8] {
+    public static func read(_ path: String, limit: Int = 64 << 20) throws(FileError) -> [UInt8] {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw errno == ENOENT ? .notFound(path) : fail("open", path) }
         defer { close(fd) }
@@ -52,23 +52,23 @@ public enum Files {
         }
     }
 
-    public static func remove(_ path: String) throws(ChunkStoreError) {
+    public static func remove(_ path: String) throws(FileError) {
         if unlink(path) != 0 && errno != ENOENT { throw fail("unlink", path) }
     }
 
     /// Renames `from` to `to` (same file system) and makes both directory entries durable.
-    public static func move(_ from: String, to: String) throws(ChunkStoreError) {
+    public static func move(_ from: String, to: String) throws(FileError) {
         guard rename(from, to) == 0 else { throw fail("rename", from) }
         try syncDirectory(of: to)
         try syncDirectory(of: from)
     }
 
-    public static func removeDirectory(_ path: String) throws(ChunkStoreError) {
+    public static func removeDirectory(_ path: String) throws(FileError) {
         if rmdir(path) != 0 && errno != ENOENT { throw fail("rmdir", path) }
     }
 
     /// Names in a directory, without "." and ".."; empty when it does not exist.
-    public static func list(_ path: String) throws(ChunkStoreError) -> [String] {
+    public static func list(_ path: String) throws(FileError) -> [String] {
         guard let dir = opendir(path) else {
             if errno == ENOENT { return [] }
             throw fail("opendir", path)
@@ -85,7 +85,7 @@ public enum Files {
     }
 
     /// Makes a rename or create in the directory holding `path` durable.
-    public static func syncDirectory(of path: String) throws(ChunkStoreError) {
+    public static func syncDirectory(of path: String) throws(FileError) {
         let dirPath = path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
         let fd = open(dirPath.isEmpty ? "." : dirPath, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { throw fail("open", dirPath) }
@@ -93,7 +93,7 @@ public enum Files {
         guard fsync(fd) == 0 else { throw fail("fsync", dirPath) }
     }
 
-    static func writeAll(fd: Int32, _ bytes: ArraySlice<UInt8>, path: String) throws(ChunkStoreError) {
+    public static func writeAll(fd: Int32, _ bytes: ArraySlice<UInt8>, path: String) throws(FileError) {
         var done = 0
         while done < bytes.count {
             let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + done, $0.count - done) }
@@ -102,7 +102,7 @@ public enum Files {
         }
     }
 
-    static func readExactly(fd: Int32, count: Int, at offset: Int, path: String) throws(ChunkStoreError) -> [UInt8] {
+    public static func readExactly(fd: Int32, count: Int, at offset: Int, path: String) throws(FileError) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: count)
         var done = 0
         while done < count {
@@ -117,7 +117,7 @@ public enum Files {
 
 extension Files {
     /// Reads the file at `path` and decodes it; a refusal is corrupt data in that file.
-    public static func read<T>(_ path: String, decoding decode: ([UInt8]) throws(DecodeError) -> T) throws(ChunkStoreError) -> T {
+    public static func read<T>(_ path: String, decoding decode: ([UInt8]) throws(DecodeError) -> T) throws(FileError) -> T {
         let bytes = try read(path)
         return try decoding(path) { () throws(DecodeError) in try decode(bytes) }
     }

@@ -1,5 +1,4 @@
-import ChunkStore
-import S3
+import Files
 import Security
 import Synchronization
 
@@ -15,7 +14,7 @@ public final class AccessKeys: CredentialStore {
         if Files.exists(path) {
             for line in String(decoding: try Files.read(path), as: UTF8.self).split(separator: "\n") {
                 let parts = line.split(separator: " ")
-                guard parts.count == 2 else { throw ConfigError(file: path, key: nil, line: nil, problem: "malformed credentials line") }
+                guard parts.count == 2 else { throw FileError.corrupt("\(path): malformed credentials line") }
                 loaded[String(parts[0])] = String(parts[1])
             }
         }

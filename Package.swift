@@ -117,8 +117,8 @@ let package = Package(
         .testTarget(name: "ChunkStoreTests", dependencies: ["ChunkStore", "Files", "Checksum", "Support"], swiftSettings: strict),
         .testTarget(name: "ObjectsTests", dependencies: ["Objects", "Files", "Support"], swiftSettings: strict),
         .testTarget(name: "S3Tests", dependencies: ["S3"], swiftSettings: strict),
-        .testTarget(name: "GossipTests", dependencies: ["Gossip", "Simulation"], swiftSettings: strict),
-        .testTarget(name: "RaftTests", dependencies: ["Raft", "Cluster", "Determinism", "Simulation"], swiftSettings: strict),
+        .testTarget(name: "GossipTests", dependencies: ["Gossip", "Simulation"], exclude: ["testdata"], swiftSettings: strict),
+        .testTarget(name: "RaftTests", dependencies: ["Raft", "Cluster", "Determinism", "Simulation"], exclude: ["testdata"], swiftSettings: strict),
         .testTarget(name: "RaftLogTests", dependencies: ["RaftLog", "Raft", "Files", "Simulation"], swiftSettings: strict),
         .testTarget(name: "ComputeTests", dependencies: ["Compute"], swiftSettings: strict),
         .testTarget(name: "NodeTests", dependencies: [

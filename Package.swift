@@ -116,7 +116,12 @@ let package = Package(
         .testTarget(name: "ErasureTests", dependencies: ["Erasure", "Checksum", "Determinism"], swiftSettings: strict),
         .testTarget(name: "ChunkStoreTests", dependencies: ["ChunkStore", "Files", "Checksum", "Support"], swiftSettings: strict),
         .testTarget(name: "ObjectsTests", dependencies: ["Objects", "Files", "Support"], swiftSettings: strict),
-        .testTarget(name: "S3Tests", dependencies: ["S3"], swiftSettings: strict),
+        .testTarget(name: "S3Tests", dependencies: [
+            "S3", "Objects", "Security",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
+            .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
+        ], swiftSettings: strict),
         .testTarget(name: "GossipTests", dependencies: ["Gossip", "Simulation"], exclude: ["testdata"], swiftSettings: strict),
         .testTarget(name: "RaftTests", dependencies: ["Raft", "Cluster", "Determinism", "Simulation"], exclude: ["testdata"], swiftSettings: strict),
         .testTarget(name: "RaftLogTests", dependencies: ["RaftLog", "Raft", "Files", "Simulation"], swiftSettings: strict),

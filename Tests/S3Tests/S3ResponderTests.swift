@@ -1,0 +1,198 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import NIOEmbedded
+import Objects
+import Security
+import Testing
+@testable import S3
+
+/// The S3 responder in process, as Hummingbird's testing module drives a router: a signed
+/// request goes straight to `respond(to:context:)` and the response is collected, with no socket
+/// and no server, so each case takes milliseconds. The pytest suite keeps what needs real
+/// clients (aws CLI, boto3, s3cmd, rclone) and real processes.
+struct S3Harness {
+    struct Keys: CredentialStore {
+        func secret(forAccessKey id: String) -> String? { id == S3Harness.accessKey ? S3Harness.secret : nil }
+    }
+    static let accessKey = "STKTESTKEY0000000000", secret = "test-secret-0123456789abcdefghijklmnopqr"
+    static let region = "us-east-1"
+    /// 2026-12-03T12:00:00Z, the responder's clock and the signer's.
+    static let nowMs: Int64 = 1_796_299_200_000
+
+    let dir: String
+    let responder: S3Responder
+
+    init() throws {
+        dir = NSTemporaryDirectory() + "s3-responder-\(UUID().uuidString)"
+        let store = try ObjectStore(root: dir, clock: { S3Harness.nowMs })
+        responder = S3Responder(store: store, credentials: Keys(), settings: S3Settings(region: Self.region),
+                                clock: { S3Harness.nowMs }, logger: Logger(label: "s3-test"))
+    }
+
+    func cleanUp() { try? FileManager.default.removeItem(atPath: dir) }
+
+    struct Reply {
+        var status: Int
+        var headers: HTTPFields
+        var body: String
+        func header(_ name: String) -> String? { headers[HTTPField.Name(name)!] }
+        /// The text of the first `<tag>` in the body.
+        func xml(_ tag: String) -> String? {
+            guard let a = body.range(of: "<\(tag)>"), let b = body.range(of: "</\(tag)>", range: a.upperBound..<body.endIndex) else { return nil }
+            return String(body[a.upperBound..<b.lowerBound])
+        }
+    }
+
+    struct Collector: ResponseBodyWriter {
+        let sink: Sink
+        final class Sink: @unchecked Sendable { var bytes: [UInt8] = [] }  // one writer at a time
+        mutating func write(_ buffer: ByteBuffer) async throws { sink.bytes += Array(buffer.readableBytesView) }
+        consuming func finish(_ trailingHeaders: HTTPFields?) async throws {}
+    }
+
+    /// Signs (SigV4, header form, payload hashed) and sends one request; `path` may carry a query.
+    func send(_ method: HTTPRequest.Method, _ path: String, body: [UInt8] = [], headers extra: [String: String] = [:],
+              secret: String = S3Harness.secret) async throws -> Reply {
+        let amzDate = "20261203T120000Z", date = "20261203"
+        let (rawPath, rawQuery) = path.split(separator: "?", maxSplits: 1).map(String.init).splitPathQuery
+        var signed: [String: String] = ["host": "localhost:9000", "x-amz-date": amzDate, "x-amz-content-sha256": Digest.sha256(body).hex]
+        for (k, v) in extra { signed[k.lowercased()] = v }
+        let names = signed.keys.sorted()
+        var pairs: [String] = []
+        for kv in rawQuery.split(separator: "&") {
+            let p = kv.split(separator: "=", maxSplits: 1).map(String.init)
+            let k: String = SigV4.percentDecode(p[0]) ?? p[0]
+            let v: String = p.count > 1 ? (SigV4.percentDecode(p[1]) ?? p[1]) : ""
+            pairs.append(SigV4.uriEncode(k, slash: true) + "=" + SigV4.uriEncode(v, slash: true))
+        }
+        pairs.sort()  // '=' sorts below every encoded character, so this orders by key, then value
+        let canonicalPath: String = SigV4.uriEncode(SigV4.percentDecode(rawPath) ?? rawPath, slash: false)
+        let canonicalHeaders: String = names.map { "\($0):\(signed[$0]!)\n" }.joined()
+        let lines: [String] = [method.rawValue, canonicalPath, pairs.joined(separator: "&"), canonicalHeaders,
+                               names.joined(separator: ";"), signed["x-amz-content-sha256"]!]
+        let canonical = lines.joined(separator: "\n")
+        let scope = "\(date)/\(Self.region)/s3/aws4_request"
+        let toSign = "AWS4-HMAC-SHA256\n\(amzDate)\n\(scope)\n\(Digest.sha256(Array(canonical.utf8)).hex)"
+        let signature = Digest.hmacSHA256(key: SigV4.signingKey(secret: secret, date: date, region: Self.region), Array(toSign.utf8)).hex
+        var fields = HTTPFields()
+        for n in names where n != "host" { fields[HTTPField.Name(n)!] = signed[n]! }
+        fields[.authorization] = "AWS4-HMAC-SHA256 Credential=\(Self.accessKey)/\(scope), SignedHeaders=\(names.joined(separator: ";")), Signature=\(signature)"
+        fields[.contentLength] = "\(body.count)"
+        let request = Request(head: HTTPRequest(method: method, scheme: "http", authority: "localhost:9000", path: path, headerFields: fields),
+                              body: RequestBody(buffer: ByteBuffer(bytes: body)))
+        let context = BasicRequestContext(source: ApplicationRequestContextSource(channel: EmbeddedChannel(), logger: Logger(label: "s3-test")))
+        let response = try await responder.respond(to: request, context: context)
+        var writer = Collector(sink: .init())
+        let sink = writer.sink
+        try await response.body.write(writer)
+        _ = writer
+        return Reply(status: Int(response.status.code), headers: response.headers, body: String(decoding: sink.bytes, as: UTF8.self))
+    }
+}
+
+extension Array where Element == String {
+    var splitPathQuery: (String, String) { (self[0], count > 1 ? self[1] : "") }
+}
+
+@Suite struct S3ResponderTests {
+    @Test func bucketAndObjectRoundTripWithETagAndListing() async throws {
+        let s3 = try S3Harness()
+        defer { s3.cleanUp() }
+        #expect(try await s3.send(.put, "/photos").status == 200)
+        let put = try await s3.send(.put, "/photos/2026/cat.jpg", body: Array("meow".utf8), headers: ["content-type": "image/jpeg"])
+        #expect(put.status == 200)
+        #expect(put.header("ETag") == "\"\(Digest.md5(Array("meow".utf8)).hex)\"")
+        let get = try await s3.send(.get, "/photos/2026/cat.jpg")
+        #expect(get.status == 200 && get.body == "meow")
+        #expect(get.header("Content-Type") == "image/jpeg")
+        #expect(get.header("ETag") == put.header("ETag"))
+        let list = try await s3.send(.get, "/photos?list-type=2&prefix=2026/")
+        #expect(list.status == 200)
+        #expect(list.xml("Key") == "2026/cat.jpg" && list.xml("KeyCount") == "1")
+        let buckets = try await s3.send(.get, "/")
+        #expect(buckets.xml("Name") == "photos")
+    }
+
+    @Test func rangeAndConditionalGets() async throws {
+        let s3 = try S3Harness()
+        defer { s3.cleanUp() }
+        _ = try await s3.send(.put, "/bkt")
+        let put = try await s3.send(.put, "/bkt/k", body: Array("0123456789".utf8))
+        let etag = try #require(put.header("ETag"))
+        let range = try await s3.send(.get, "/bkt/k", headers: ["range": "bytes=2-5"])
+        #expect(range.status == 206 && range.body == "2345")
+        #expect(range.header("Content-Range") == "bytes 2-5/10")
+        #expect(try await s3.send(.get, "/bkt/k", headers: ["range": "bytes=20-30"]).status == 416)
+        #expect(try await s3.send(.get, "/bkt/k", headers: ["if-none-match": etag]).status == 304)
+        #expect(try await s3.send(.get, "/bkt/k", headers: ["if-match": "\"nope\""]).status == 412)
+    }
+
+    @Test func errorsAreS3XMLNamingTheResource() async throws {
+        let s3 = try S3Harness()
+        defer { s3.cleanUp() }
+        let missing = try await s3.send(.get, "/nobucket/k")
+        #expect(missing.status == 404 && missing.xml("Code") == "NoSuchBucket")
+        #expect(missing.header("Content-Type") == "application/xml")
+        _ = try await s3.send(.put, "/bkt")
+        let noKey = try await s3.send(.get, "/bkt/missing")
+        #expect(noKey.status == 404 && noKey.xml("Code") == "NoSuchKey" && noKey.xml("Resource") == "/bkt/missing")
+        #expect(noKey.header("x-amz-request-id")?.count == 16)
+        let badName = try await s3.send(.put, "/Bad_Name")
+        #expect(badName.status == 400 && badName.xml("Code") == "InvalidBucketName")
+        let notEmpty = try await s3.send(.put, "/bkt/x", body: [1])
+        #expect(notEmpty.status == 200)
+        #expect(try await s3.send(.delete, "/bkt").xml("Code") == "BucketNotEmpty")
+    }
+
+    @Test func wrongSecretOrTamperedBodyIsRefused() async throws {
+        let s3 = try S3Harness()
+        defer { s3.cleanUp() }
+        let wrong = try await s3.send(.put, "/bkt", secret: "not-the-secret")
+        #expect(wrong.status == 403 && wrong.xml("Code") == "SignatureDoesNotMatch")
+        _ = try await s3.send(.put, "/bkt")
+        // The signed payload hash says one thing, the body another.
+        let tampered = try await s3.send(.put, "/bkt/k", body: Array("real".utf8), headers: ["x-amz-content-sha256": Digest.sha256(Array("fake".utf8)).hex])
+        #expect(tampered.status == 400 && tampered.xml("Code") == "XAmzContentSHA256Mismatch")
+        #expect(try await s3.send(.get, "/bkt/k").status == 404)
+    }
+
+    @Test func multipartUploadCompletesWithTheMultipartETag() async throws {
+        let s3 = try S3Harness()
+        defer { s3.cleanUp() }
+        _ = try await s3.send(.put, "/bkt")
+        let create = try await s3.send(.post, "/bkt/big?uploads")
+        let upload = try #require(create.xml("UploadId"))
+        let part1 = [UInt8](repeating: 0x61, count: 5 << 20), part2 = Array("tail".utf8)
+        let e1 = try #require(try await s3.send(.put, "/bkt/big?partNumber=1&uploadId=\(upload)", body: part1).header("ETag"))
+        let e2 = try #require(try await s3.send(.put, "/bkt/big?partNumber=2&uploadId=\(upload)", body: part2).header("ETag"))
+        let complete = "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>\(e1)</ETag></Part><Part><PartNumber>2</PartNumber><ETag>\(e2)</ETag></Part></CompleteMultipartUpload>"
+        let done = try await s3.send(.post, "/bkt/big?uploadId=\(upload)", body: Array(complete.utf8))
+        #expect(done.status == 200)
+        let md5s = Digest.md5(part1) + Digest.md5(part2)
+        #expect(done.xml("ETag")?.replacingOccurrences(of: "&quot;", with: "\"") == "\"\(Digest.md5(md5s).hex)-2\"")
+        let head = try await s3.send(.head, "/bkt/big")
+        #expect(head.status == 200 && head.header("Content-Length") == "\((5 << 20) + 4)")
+        // A part below 5 MiB that is not the last is refused.
+        let again = try #require(try await s3.send(.post, "/bkt/small?uploads").xml("UploadId"))
+        let s1 = try #require(try await s3.send(.put, "/bkt/small?partNumber=1&uploadId=\(again)", body: [1]).header("ETag"))
+        let s2 = try #require(try await s3.send(.put, "/bkt/small?partNumber=2&uploadId=\(again)", body: [2]).header("ETag"))
+        let tooSmall = "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>\(s1)</ETag></Part><Part><PartNumber>2</PartNumber><ETag>\(s2)</ETag></Part></CompleteMultipartUpload>"
+        #expect(try await s3.send(.post, "/bkt/small?uploadId=\(again)", body: Array(tooSmall.utf8)).xml("Code") == "EntityTooSmall")
+    }
+
+    @Test func listingWithDelimiterGroupsCommonPrefixes() async throws {
+        let s3 = try S3Harness()
+        defer { s3.cleanUp() }
+        _ = try await s3.send(.put, "/bkt")
+        for k in ["a/1", "a/2", "b/1", "top"] { _ = try await s3.send(.put, "/bkt/\(k)", body: [1]) }
+        let l = try await s3.send(.get, "/bkt?list-type=2&delimiter=/")
+        #expect(l.body.components(separatedBy: "<CommonPrefixes>").count - 1 == 2)
+        #expect(l.body.contains("<Prefix>a/</Prefix>") && l.body.contains("<Prefix>b/</Prefix>"))
+        #expect(l.xml("Key") == "top" && l.xml("KeyCount") == "3")
+        let page = try await s3.send(.get, "/bkt?list-type=2&max-keys=2")
+        #expect(page.xml("IsTruncated") == "true" && page.xml("NextContinuationToken") != nil)
+    }
+}

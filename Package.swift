@@ -50,94 +50,112 @@ let package = Package(
         // LZ4 block compression (shard blocks, gossip state).
         .target(name: "Compression", dependencies: ["CLZ4", "Support"], path: "Sources/Support/Compression", swiftSettings: strict),
         // Metrics through swift-metrics, exported by swift-prometheus (help text per series).
-        .target(name: "Telemetry", dependencies: [
-            .product(name: "CoreMetrics", package: "swift-metrics"),
-            .product(name: "Prometheus", package: "swift-prometheus"),
-        ], path: "Sources/Support/Telemetry", swiftSettings: strict),
+        .target(
+            name: "Telemetry",
+            dependencies: [
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ], path: "Sources/Support/Telemetry", swiftSettings: strict),
         .target(name: "Security", dependencies: ["CSodium", "COpenSSL"], swiftSettings: strict),
         // The simulation kit the cores' tests share (network, clocks, disk, seeds); tests only.
         .target(name: "Simulation", dependencies: ["Determinism"], path: "Sources/Support/Simulation", swiftSettings: strict),
 
         // Membership plane: the SWIM + Lifeguard core, and its UDP shell with the keyring.
         .target(name: "Gossip", dependencies: ["Determinism", "Support"], path: "Sources/Membership/Gossip", swiftSettings: strict),
-        .target(name: "Membership", dependencies: [
-            "Gossip", "Security", "Support", "Files", "Compression", "Telemetry",
-            .product(name: "NIOCore", package: "swift-nio"),
-            .product(name: "NIOPosix", package: "swift-nio"),
-            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            .product(name: "Logging", package: "swift-log"),
-        ], path: "Sources/Membership/Service", swiftSettings: strict),
+        .target(
+            name: "Membership",
+            dependencies: [
+                "Gossip", "Security", "Support", "Files", "Compression", "Telemetry",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ], path: "Sources/Membership/Service", swiftSettings: strict),
 
         // Control plane: the Raft core, its write-ahead log, the cluster-state machine and frame
         // encoding (pure), and the Raft shell (TCP transport, request routing, snapshots).
         .target(name: "Raft", dependencies: ["Determinism"], path: "Sources/Control/Raft", swiftSettings: strict),
         .target(name: "RaftLog", dependencies: ["Support", "Raft", "Files", "Checksum"], path: "Sources/Control/RaftLog", swiftSettings: strict),
         .target(name: "Cluster", dependencies: ["Support", "Determinism", "Raft"], path: "Sources/Control/Cluster", swiftSettings: strict),
-        .target(name: "Control", dependencies: [
-            "Membership", "Gossip", "Raft", "RaftLog", "Cluster", "Security", "Support", "Files", "Telemetry",
-            .product(name: "NIOCore", package: "swift-nio"),
-            .product(name: "NIOPosix", package: "swift-nio"),
-            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            .product(name: "Logging", package: "swift-log"),
-        ], path: "Sources/Control/Service", swiftSettings: strict),
+        .target(
+            name: "Control",
+            dependencies: [
+                "Membership", "Gossip", "Raft", "RaftLog", "Cluster", "Security", "Support", "Files", "Telemetry",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ], path: "Sources/Control/Service", swiftSettings: strict),
 
         // Data plane: erasure coding, shard files, the object store and the S3 responder.
         .target(name: "Erasure", dependencies: ["CISAL"], path: "Sources/Data/Erasure", swiftSettings: strict),
         .target(name: "ChunkStore", dependencies: ["Support", "Files", "Checksum", "Compression"], path: "Sources/Data/ChunkStore", swiftSettings: strict),
         .target(name: "Objects", dependencies: ["Support", "Files", "ChunkStore", "Security"], path: "Sources/Data/Objects", swiftSettings: strict),
-        .target(name: "S3", dependencies: [
-            "Objects", "ChunkStore", "Checksum", "Files", "Security", "Determinism", "Telemetry",
-            .product(name: "Hummingbird", package: "hummingbird"),
-            .product(name: "HTTPTypes", package: "swift-http-types"),
-            .product(name: "NIOCore", package: "swift-nio"),
-            .product(name: "NIOPosix", package: "swift-nio"),
-            .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
-            .product(name: "Logging", package: "swift-log"),
-        ], path: "Sources/Data/S3", swiftSettings: strict),
+        .target(
+            name: "S3",
+            dependencies: [
+                "Objects", "ChunkStore", "Checksum", "Files", "Security", "Determinism", "Telemetry",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
+                .product(name: "Logging", package: "swift-log"),
+            ], path: "Sources/Data/S3", swiftSettings: strict),
 
         // Compute plane.
         .target(name: "Compute", dependencies: ["CLibvirt"], path: "Sources/Compute/Hypervisor", swiftSettings: strict),
 
         // Composition, config and the admin API.
-        .target(name: "Node", dependencies: [
-            "S3", "Objects", "Compute", "Security", "Determinism", "Gossip", "Membership", "Control", "Files", "Raft", "Cluster", "Telemetry",
-            .product(name: "Hummingbird", package: "hummingbird"),
-            .product(name: "HTTPTypes", package: "swift-http-types"),
-            .product(name: "NIOCore", package: "swift-nio"),
-            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            .product(name: "Logging", package: "swift-log"),
-        ], swiftSettings: strict),
-        .executableTarget(name: "stacks", dependencies: [
-            "Node", "Membership", "Control",
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ], swiftSettings: strict),
+        .target(
+            name: "Node",
+            dependencies: [
+                "S3", "Objects", "Compute", "Security", "Determinism", "Gossip", "Membership", "Control", "Files", "Raft", "Cluster", "Telemetry",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ], swiftSettings: strict),
+        .executableTarget(
+            name: "stacks",
+            dependencies: [
+                "Node", "Membership", "Control",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ], swiftSettings: strict),
 
         .testTarget(name: "SecurityTests", dependencies: ["Security"], swiftSettings: strict),
         .testTarget(name: "ErasureTests", dependencies: ["Erasure", "Checksum", "Determinism"], swiftSettings: strict),
         .testTarget(name: "ChunkStoreTests", dependencies: ["ChunkStore", "Files", "Checksum", "Support"], swiftSettings: strict),
         .testTarget(name: "ObjectsTests", dependencies: ["Objects", "Files", "Support"], swiftSettings: strict),
-        .testTarget(name: "S3Tests", dependencies: [
-            "S3", "Objects", "Security",
-            .product(name: "Hummingbird", package: "hummingbird"),
-            .product(name: "NIOEmbedded", package: "swift-nio"),
-            .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
-        ], swiftSettings: strict),
+        .testTarget(
+            name: "S3Tests",
+            dependencies: [
+                "S3", "Objects", "Security",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
+            ], swiftSettings: strict),
         .testTarget(name: "GossipTests", dependencies: ["Gossip", "Simulation"], exclude: ["testdata"], swiftSettings: strict),
         .testTarget(name: "RaftTests", dependencies: ["Raft", "Cluster", "Determinism", "Simulation"], exclude: ["testdata"], swiftSettings: strict),
         .testTarget(name: "RaftLogTests", dependencies: ["RaftLog", "Raft", "Files", "Simulation"], swiftSettings: strict),
         .testTarget(name: "ComputeTests", dependencies: ["Compute"], swiftSettings: strict),
-        .testTarget(name: "NodeTests", dependencies: [
-            "Node", "Membership", "Control", "Cluster", "Raft", "Gossip", "Objects", "S3", "Files", "Telemetry",
-            .product(name: "Logging", package: "swift-log"),
-            .product(name: "NIOCore", package: "swift-nio"),
-            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-        ], swiftSettings: strict),
+        .testTarget(
+            name: "NodeTests",
+            dependencies: [
+                "Node", "Membership", "Control", "Cluster", "Raft", "Gossip", "Objects", "S3", "Files", "Telemetry",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ], swiftSettings: strict),
     ]
 )
 
 if fuzzing {
-    package.targets.append(.executableTarget(
-        name: "StacksFuzz", dependencies: ["S3", "Objects", "ChunkStore", "Files", "Checksum", "Support", "Cluster", "Gossip", "RaftLog"], path: "Tests/Fuzz", exclude: ["corpus"],
-        swiftSettings: strict + [.unsafeFlags(["-parse-as-library"])],
-        linkerSettings: [.unsafeFlags(["-sanitize=fuzzer,address"])]))
+    package.targets.append(
+        .executableTarget(
+            name: "StacksFuzz", dependencies: ["S3", "Objects", "ChunkStore", "Files", "Checksum", "Support", "Cluster", "Gossip", "RaftLog"],
+            path: "Tests/Fuzz", exclude: ["corpus"],
+            swiftSettings: strict + [.unsafeFlags(["-parse-as-library"])],
+            linkerSettings: [.unsafeFlags(["-sanitize=fuzzer,address"])]))
 }

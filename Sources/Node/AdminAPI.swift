@@ -59,7 +59,9 @@ enum AdminAPI {
             }
             let body = try await request.body.collect(upTo: 1 << 16)
             let id = request.headers[requestIDHeader].flatMap(RequestID.init(hex:)) ?? .random()
-            return try await clusterCall { _ = try await raft.submit(.put(key: key, value: Array(body.readableBytesView)), id: id); return ok() }
+            return try await clusterCall {
+                _ = try await raft.submit(.put(key: key, value: Array(body.readableBytesView)), id: id); return ok()
+            }
         }
         router.delete("/v1/kv/:key") { request, context in
             let key = context.parameters.get("key") ?? ""
@@ -84,7 +86,8 @@ enum AdminAPI {
         router.post("/v1/join") { request, _ in
             let body = try await request.body.collect(upTo: 65536)
             guard let req = try? JSONDecoder().decode(JoinRequest.self, from: Data(buffer: body)), !req.seeds.isEmpty,
-                  req.seeds.allSatisfy({ ListenAddress($0) != nil }) else {
+                req.seeds.allSatisfy({ ListenAddress($0) != nil })
+            else {
                 return problem(.badRequest, "body must be {\"seeds\": [\"host:port\", ...]}")
             }
             try await gossip.join(req.seeds)
@@ -93,7 +96,8 @@ enum AdminAPI {
         router.post("/v1/tags") { request, _ in
             let body = try await request.body.collect(upTo: 65536)
             guard let req = try? JSONDecoder().decode(TagsRequest.self, from: Data(buffer: body)), req.tags.count <= GossipService.maxUserTags,
-                  req.tags.allSatisfy({ $0.key.utf8.count <= 255 && $0.value.utf8.count <= 255 && !$0.key.isEmpty }) else {
+                req.tags.allSatisfy({ $0.key.utf8.count <= 255 && $0.value.utf8.count <= 255 && !$0.key.isEmpty })
+            else {
                 return problem(.badRequest, "body must be {\"tags\": {\"key\": \"value\"}} with at most \(GossipService.maxUserTags) tags of 255 bytes")
             }
             try await gossip.setTags(req.tags)

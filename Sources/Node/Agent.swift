@@ -1,6 +1,6 @@
-import Files
 import Cluster
 import Control
+import Files
 import Foundation
 import Hummingbird
 import Logging
@@ -28,8 +28,10 @@ public struct Agent: Sendable {
 
     /// Runs until SIGINT or SIGTERM. `announce` is called once the S3 endpoint accepts connections.
     /// `join` adds gossip seeds to the config's.
-    public func run(join: [String] = [], generateGossipKey: Bool = false,
-                    announce: @escaping @Sendable (_ endpoint: String, _ newKey: (id: String, secret: String)?) -> Void) async throws {
+    public func run(
+        join: [String] = [], generateGossipKey: Bool = false,
+        announce: @escaping @Sendable (_ endpoint: String, _ newKey: (id: String, secret: String)?) -> Void
+    ) async throws {
         try Files.makeDirectory(config.dataDir)
         try Files.writeAtomically(Array("\(getpid())\n".utf8), to: "\(config.dataDir)/pid")
         let store = try ObjectStore(root: "\(config.dataDir)/store", clock: Self.nowMs)
@@ -44,18 +46,20 @@ public struct Agent: Sendable {
             keyring = k
         } else {
             guard let initial = config.gossipKey ?? (generateGossipKey ? Keyring.generateKey() : nil) else {
-                throw ConfigError(file: "config", key: "gossip.key", line: nil,
-                                  problem: "is required on a node's first start (make one with `stacks keygen`; the same key on every node)")
+                throw ConfigError(
+                    file: "config", key: "gossip.key", line: nil,
+                    problem: "is required on a node's first start (make one with `stacks keygen`; the same key on every node)")
             }
             keyring = try Keyring(primary: Keyring.parse(base64: initial))
             try keyring.save(path: keyringPath)
         }
         let exporter = MetricsExporter()
-        let gossip = GossipService(name: config.name, listen: config.gossipListen, tags: config.tags,
-                                   reservedTags: [RaftService.addressTag: config.raftListen.description],
-                                   seeds: config.seeds + join, keyring: keyring, keyringPath: keyringPath,
-                                   peersPath: "\(config.dataDir)/gossip-peers",
-                                   seed: UInt64.random(in: .min ... .max), logger: logger, metrics: exporter.metrics)
+        let gossip = GossipService(
+            name: config.name, listen: config.gossipListen, tags: config.tags,
+            reservedTags: [RaftService.addressTag: config.raftListen.description],
+            seeds: config.seeds + join, keyring: keyring, keyringPath: keyringPath,
+            peersPath: "\(config.dataDir)/gossip-peers",
+            seed: UInt64.random(in: .min ... .max), logger: logger, metrics: exporter.metrics)
         var raftSettings = RaftServiceSettings()
         raftSettings.voters = config.voters
         raftSettings.deadVoterAfter = config.deadVoterAfter
@@ -73,9 +77,10 @@ public struct Agent: Sendable {
         let keys = try AccessKeys(dataDir: config.dataDir)
         let newKey = raft.founded && keys.all.isEmpty ? try keys.create() : nil
         let migrateBuckets: [Command] = raft.founded ? store.listBuckets().map { .createBucket(name: $0.name, createdMs: $0.createdMs) } : []
-        let responder = S3Responder(store: store, credentials: catalog,
-                                    settings: S3Settings(region: config.region, baseDomain: config.baseDomain), catalog: catalog,
-                                    clock: Self.nowMs, logger: logger, metrics: exporter.metrics)
+        let responder = S3Responder(
+            store: store, credentials: catalog,
+            settings: S3Settings(region: config.region, baseDomain: config.baseDomain), catalog: catalog,
+            clock: Self.nowMs, logger: logger, metrics: exporter.metrics)
 
         // The admin token survives restarts, so scripts holding it keep working.
         let token = (try? AdminFile.load(path: adminPath).token) ?? Sodium.randomBytes(24).hex
@@ -104,8 +109,10 @@ public struct Agent: Sendable {
         let connections = ConnectionCounter(limit: config.s3Limits.maxConnections)
         let app = Application(
             responder: responder,
-            server: .http1(configuration: .init(additionalChannelHandlers: [connections.handler(), ExpectContinueHandler()],
-                                                idleTimeout: TimeAmount(config.s3Limits.idleTimeout))),
+            server: .http1(
+                configuration: .init(
+                    additionalChannelHandlers: [connections.handler(), ExpectContinueHandler()],
+                    idleTimeout: TimeAmount(config.s3Limits.idleTimeout))),
             configuration: .init(address: .hostname(config.s3Listen.host, port: config.s3Listen.port), serverName: "Stacks"),
             services: [gossip, raft, admin, metricsApp],
             onServerRunning: { channel in

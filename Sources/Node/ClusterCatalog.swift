@@ -40,7 +40,9 @@ struct ClusterCatalog: BucketCatalog, CredentialStore {
         guard o == .ok else { return }
         switch c {
         case .createBucket(let name, let ms):
-            do { try store.createBucket(name, createdMs: ms) } catch .bucketAlreadyOwnedByYou {} catch { logger("cannot create bucket \(name) locally: \(error)") }
+            do { try store.createBucket(name, createdMs: ms) } catch .bucketAlreadyOwnedByYou {} catch {
+                logger("cannot create bucket \(name) locally: \(error)")
+            }
         case .deleteBucket(let name):
             do { try store.deleteBucket(name) } catch .noSuchBucket {} catch { logger("bucket \(name) deleted in the cluster but kept here: \(error)") }
         default: break

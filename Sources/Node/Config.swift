@@ -52,13 +52,17 @@ public struct NodeConfig: Sendable, Equatable {
     /// The embedded default: one node, data under `./.stacks/`, S3 on loopback.
     /// nil when an address is not host:port or the admin address is not loopback (serving the
     /// admin API elsewhere takes a config file with `admin.allow_remote`).
-    public static func development(dataDir: String = ".stacks", s3Listen: String = "127.0.0.1:9000",
-                                   gossipListen: String = "127.0.0.1:7946", adminListen: String = "127.0.0.1:9001",
-                                   raftListen: String = "127.0.0.1:7100", metricsListen: String = "127.0.0.1:9002") -> NodeConfig? {
+    public static func development(
+        dataDir: String = ".stacks", s3Listen: String = "127.0.0.1:9000",
+        gossipListen: String = "127.0.0.1:7946", adminListen: String = "127.0.0.1:9001",
+        raftListen: String = "127.0.0.1:7100", metricsListen: String = "127.0.0.1:9002"
+    ) -> NodeConfig? {
         guard let s3 = ListenAddress(s3Listen), let g = ListenAddress(gossipListen), let a = ListenAddress(adminListen),
-              let r = ListenAddress(raftListen), let m = ListenAddress(metricsListen), a.isLoopback else { return nil }
-        return NodeConfig(name: "dev", dataDir: dataDir, s3Listen: s3, region: "us-east-1", baseDomain: nil,
-                          gossipListen: g, seeds: [], gossipKey: nil, adminListen: a, metricsListen: m, tags: [:], raftListen: r)
+            let r = ListenAddress(raftListen), let m = ListenAddress(metricsListen), a.isLoopback
+        else { return nil }
+        return NodeConfig(
+            name: "dev", dataDir: dataDir, s3Listen: s3, region: "us-east-1", baseDomain: nil,
+            gossipListen: g, seeds: [], gossipKey: nil, adminListen: a, metricsListen: m, tags: [:], raftListen: r)
     }
 
     /// Every key the config may hold, with its meaning (shown in errors for unknown keys).
@@ -88,8 +92,9 @@ public struct NodeConfig: Sendable, Equatable {
     public init(toml text: String, file: String) throws(ConfigError) {
         let doc = try TOMLDocument(parsing: text, file: file)
         for (key, entry) in doc.values where Self.keys[key] == nil && !key.hasPrefix("tags.") {
-            throw ConfigError(file: file, key: key, line: entry.line,
-                              problem: "is not a known setting (known: \(Self.keys.keys.sorted().joined(separator: ", ")))")
+            throw ConfigError(
+                file: file, key: key, line: entry.line,
+                problem: "is not a known setting (known: \(Self.keys.keys.sorted().joined(separator: ", ")))")
         }
         func string(_ key: String) throws(ConfigError) -> String? {
             guard let e = doc.values[key] else { return nil }
@@ -119,7 +124,9 @@ public struct NodeConfig: Sendable, Equatable {
         }
         func address(_ key: String, _ fallback: String) throws(ConfigError) -> ListenAddress {
             let v = try string(key) ?? fallback
-            guard let a = ListenAddress(v) else { throw ConfigError(file: file, key: key, line: line(key), problem: "must be host:port, got \(v.debugDescription)") }
+            guard let a = ListenAddress(v) else {
+                throw ConfigError(file: file, key: key, line: line(key), problem: "must be host:port, got \(v.debugDescription)")
+            }
             return a
         }
         gossipListen = try address("gossip.listen", "127.0.0.1:7946")
@@ -127,16 +134,23 @@ public struct NodeConfig: Sendable, Equatable {
         metricsListen = try address("metrics.listen", "127.0.0.1:9002")
         var allowRemote = false
         if let e = doc.values["admin.allow_remote"] {
-            guard case .boolean(let b) = e.value else { throw ConfigError(file: file, key: "admin.allow_remote", line: e.line, problem: "must be true or false, got \(e.value)") }
+            guard case .boolean(let b) = e.value else {
+                throw ConfigError(file: file, key: "admin.allow_remote", line: e.line, problem: "must be true or false, got \(e.value)")
+            }
             allowRemote = b
         }
         guard allowRemote || adminListen.isLoopback else {
-            throw ConfigError(file: file, key: "admin.listen", line: line("admin.listen"),
-                              problem: "is \(adminListen), not a loopback address: the admin API is plain HTTP with a bearer token; set admin.allow_remote = true to serve it there anyway")
+            throw ConfigError(
+                file: file, key: "admin.listen", line: line("admin.listen"),
+                problem:
+                    "is \(adminListen), not a loopback address: the admin API is plain HTTP with a bearer token; set admin.allow_remote = true to serve it there anyway"
+            )
         }
         seeds = []
         if let e = doc.values["gossip.seeds"] {
-            guard case .array(let items) = e.value else { throw ConfigError(file: file, key: "gossip.seeds", line: e.line, problem: "must be an array of \"host:port\" strings") }
+            guard case .array(let items) = e.value else {
+                throw ConfigError(file: file, key: "gossip.seeds", line: e.line, problem: "must be an array of \"host:port\" strings")
+            }
             for item in items {
                 guard case .string(let s) = item, ListenAddress(s) != nil else {
                     throw ConfigError(file: file, key: "gossip.seeds", line: e.line, problem: "must be an array of \"host:port\" strings, got \(item)")
@@ -170,10 +184,13 @@ public struct NodeConfig: Sendable, Equatable {
         voters = try integer("raft.voters", 5, "1, 3, 5 or 7") { [1, 3, 5, 7].contains($0) }
         deadVoterAfter = .seconds(Double(try integer("raft.dead_voter_after", 10, "from 1 to 86400") { (1...86_400).contains($0) }))
         snapshotEvery = try integer("raft.snapshot_every", 100_000, "from 100 to 10000000") { (100...10_000_000).contains($0) }
-        s3Limits = S3Limits(maxConnections: try integer("s3.max_connections", 1024, "from 1 to 1000000") { (1...1_000_000).contains($0) },
-                            idleTimeout: .seconds(Double(try integer("s3.idle_timeout", 60, "from 1 to 86400") { (1...86_400).contains($0) })))
+        s3Limits = S3Limits(
+            maxConnections: try integer("s3.max_connections", 1024, "from 1 to 1000000") { (1...1_000_000).contains($0) },
+            idleTimeout: .seconds(Double(try integer("s3.idle_timeout", 60, "from 1 to 86400") { (1...86_400).contains($0) })))
         if let e = doc.values["raft.bootstrap"] {
-            guard case .boolean(let b) = e.value else { throw ConfigError(file: file, key: "raft.bootstrap", line: e.line, problem: "must be true or false, got \(e.value)") }
+            guard case .boolean(let b) = e.value else {
+                throw ConfigError(file: file, key: "raft.bootstrap", line: e.line, problem: "must be true or false, got \(e.value)")
+            }
             bootstrap = b
         }
         baseDomain = try string("s3.base_domain")
@@ -182,9 +199,11 @@ public struct NodeConfig: Sendable, Equatable {
         }
     }
 
-    init(name: String, dataDir: String, s3Listen: ListenAddress, region: String, baseDomain: String?,
-         gossipListen: ListenAddress, seeds: [String], gossipKey: String?, adminListen: ListenAddress, metricsListen: ListenAddress,
-         tags: [String: String], raftListen: ListenAddress) {
+    init(
+        name: String, dataDir: String, s3Listen: ListenAddress, region: String, baseDomain: String?,
+        gossipListen: ListenAddress, seeds: [String], gossipKey: String?, adminListen: ListenAddress, metricsListen: ListenAddress,
+        tags: [String: String], raftListen: ListenAddress
+    ) {
         self.name = name; self.dataDir = dataDir; self.s3Listen = s3Listen; self.region = region; self.baseDomain = baseDomain
         self.gossipListen = gossipListen; self.seeds = seeds; self.gossipKey = gossipKey; self.adminListen = adminListen; self.tags = tags
         self.metricsListen = metricsListen

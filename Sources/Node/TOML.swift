@@ -86,7 +86,10 @@ private struct Parser {
             guard !s.isEmpty else { throw fail("expected a key") }
             parts.append(s)
             skipSpace()
-        } while !atEnd && peek == "." && { advance(); return true }()
+        } while !atEnd && peek == "."
+            && {
+                advance(); return true
+            }()
         return parts.joined(separator: ".")
     }
 

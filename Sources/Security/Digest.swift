@@ -50,8 +50,9 @@ public final class Digest {
         var len: UInt32 = 0
         key.withUnsafeBytes { k in
             message.withUnsafeBytes { m in
-                _ = HMAC(EVP_sha256(), k.baseAddress, Int32(k.count),
-                         m.bindMemory(to: UInt8.self).baseAddress, m.count, &out, &len)
+                _ = HMAC(
+                    EVP_sha256(), k.baseAddress, Int32(k.count),
+                    m.bindMemory(to: UInt8.self).baseAddress, m.count, &out, &len)
             }
         }
         precondition(len == 32, "HMAC-SHA-256 failed")

@@ -1,5 +1,6 @@
 import Foundation
 import Node
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -17,14 +18,16 @@ struct AdminClient {
             throw CLIError("no running node found in \(dataDir): \(dataDir)/admin is missing (is `stacks agent` running with this data dir?)")
         }
         guard let rest = file.url.split(separator: "//").last, let colon = rest.lastIndex(of: ":"),
-              let port = Int(rest[rest.index(after: colon)...]) else { throw CLIError("bad url in \(dataDir)/admin: \(file.url)") }
+            let port = Int(rest[rest.index(after: colon)...])
+        else { throw CLIError("bad url in \(dataDir)/admin: \(file.url)") }
         host = String(rest[..<colon]); self.port = port; token = file.token
     }
 
     /// Sends a request and returns (status, body).
     func request(_ method: String, _ path: String, body: Data? = nil) throws -> (Int, Data) {
-        var hints = addrinfo(ai_flags: 0, ai_family: AF_UNSPEC, ai_socktype: Int32(SOCK_STREAM.rawValue), ai_protocol: 0,
-                             ai_addrlen: 0, ai_addr: nil, ai_canonname: nil, ai_next: nil)
+        var hints = addrinfo(
+            ai_flags: 0, ai_family: AF_UNSPEC, ai_socktype: Int32(SOCK_STREAM.rawValue), ai_protocol: 0,
+            ai_addrlen: 0, ai_addr: nil, ai_canonname: nil, ai_next: nil)
         var info: UnsafeMutablePointer<addrinfo>?
         guard getaddrinfo(host, String(port), &hints, &info) == 0, let ai = info else { throw CLIError("cannot resolve \(host)") }
         defer { freeaddrinfo(info) }

@@ -36,7 +36,9 @@ struct MembersCommand: ParsableCommand {
     }
 
     func render(_ all: [MemberView]) throws -> String {
-        let wanted = tag.map { t -> (String, String) in let kv = t.split(separator: "=", maxSplits: 1); return (String(kv[0]), kv.count > 1 ? String(kv[1]) : "") }
+        let wanted = tag.map { t -> (String, String) in
+            let kv = t.split(separator: "=", maxSplits: 1); return (String(kv[0]), kv.count > 1 ? String(kv[1]) : "")
+        }
         let members = all.filter { m in
             (status == nil || m.status == status) && wanted.allSatisfy { m.tags[$0.0] == $0.1 }
         }.sorted { $0.name < $1.name }
@@ -45,9 +47,11 @@ struct MembersCommand: ParsableCommand {
             enc.outputFormatting = [.prettyPrinted, .sortedKeys]
             return String(decoding: try enc.encode(members), as: UTF8.self) + "\n"
         }
-        let rows = [["NAME", "ADDRESS", "STATUS", "INCARNATION", "TAGS"]] + members.map { m in
-            [m.name, m.address, m.status, "\(m.incarnation)", m.tags.keys.sorted().map { "\($0)=\(m.tags[$0]!)" }.joined(separator: ",")]
-        }
+        let rows =
+            [["NAME", "ADDRESS", "STATUS", "INCARNATION", "TAGS"]]
+            + members.map { m in
+                [m.name, m.address, m.status, "\(m.incarnation)", m.tags.keys.sorted().map { "\($0)=\(m.tags[$0]!)" }.joined(separator: ",")]
+            }
         return Table.render(rows)
     }
 }

@@ -60,10 +60,15 @@ struct AgentCommand: AsyncParsableCommand {
                 throw ExitCode(2)
             }
         } else {
-            guard let c = NodeConfig.development(dataDir: dataDir ?? ".stacks", s3Listen: s3Listen ?? "127.0.0.1:9000",
-                                                 gossipListen: gossipListen ?? "127.0.0.1:7946", adminListen: adminListen ?? "127.0.0.1:9001",
-                                                 raftListen: raftListen ?? "127.0.0.1:7100", metricsListen: metricsListen ?? "127.0.0.1:9002") else {
-                throw ValidationError("--s3-listen, --gossip-listen, --admin-listen, --raft-listen and --metrics-listen must be host:port, and --admin-listen a loopback address (admin.allow_remote in a config file serves it elsewhere)")
+            guard
+                let c = NodeConfig.development(
+                    dataDir: dataDir ?? ".stacks", s3Listen: s3Listen ?? "127.0.0.1:9000",
+                    gossipListen: gossipListen ?? "127.0.0.1:7946", adminListen: adminListen ?? "127.0.0.1:9001",
+                    raftListen: raftListen ?? "127.0.0.1:7100", metricsListen: metricsListen ?? "127.0.0.1:9002")
+            else {
+                throw ValidationError(
+                    "--s3-listen, --gossip-listen, --admin-listen, --raft-listen and --metrics-listen must be host:port, and --admin-listen a loopback address (admin.allow_remote in a config file serves it elsewhere)"
+                )
             }
             nodeConfig = c
         }

@@ -1,6 +1,6 @@
 import ArgumentParser
-import Foundation
 import Control
+import Foundation
 import Node
 
 struct StatusCommand: ParsableCommand {
@@ -38,15 +38,21 @@ struct StatusCommand: ParsableCommand {
             enc.outputFormatting = [.prettyPrinted, .sortedKeys]
             return String(decoding: try enc.encode(s), as: UTF8.self) + "\n"
         }
-        var out = "cluster \(s.clusterID.isEmpty ? "(not initialized)" : s.clusterID)  self \(s.selfName)  leader \(s.leader ?? "none")  "
+        var out =
+            "cluster \(s.clusterID.isEmpty ? "(not initialized)" : s.clusterID)  self \(s.selfName)  leader \(s.leader ?? "none")  "
             + "term \(s.term)  commit \(s.commitIndex)  applied \(s.appliedIndex)  voters \(s.voters) (quorum \(s.quorum))\n"
-        let rows = [["NAME", "RAFT", "GOSSIP", "RAFT ADDRESS", "LAST CONTACT", "MATCH"]] + s.nodes.map { n in
-            [n.name, n.raftRole, n.status, n.raftAddress ?? "-",
-             n.lastContactMs.map { $0 < 1000 ? "\($0)ms" : String(format: "%.1fs", Double($0) / 1000) } ?? "-",
-             n.matchIndex.map(String.init) ?? "-"]
-        }
+        let rows =
+            [["NAME", "RAFT", "GOSSIP", "RAFT ADDRESS", "LAST CONTACT", "MATCH"]]
+            + s.nodes.map { n in
+                [
+                    n.name, n.raftRole, n.status, n.raftAddress ?? "-",
+                    n.lastContactMs.map { $0 < 1000 ? "\($0)ms" : String(format: "%.1fs", Double($0) / 1000) } ?? "-",
+                    n.matchIndex.map(String.init) ?? "-",
+                ]
+            }
         out += Table.render(rows)
-        out += "legend: RAFT leader|voter|learner|none (not in the group yet); GOSSIP alive|suspect|dead|left; "
+        out +=
+            "legend: RAFT leader|voter|learner|none (not in the group yet); GOSSIP alive|suspect|dead|left; "
             + "LAST CONTACT since this node heard it over Raft; MATCH log index stored there (leader's view)\n"
         out += s.healthy ? "health: ok\n" : s.problems.map { "health: \($0)\n" }.joined()
         return out

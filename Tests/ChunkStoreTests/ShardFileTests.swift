@@ -1,8 +1,9 @@
-import Foundation
 import Checksum
 import Files
+import Foundation
 import Support
 import Testing
+
 @testable import ChunkStore
 
 @Suite struct ShardFileTests {
@@ -16,7 +17,7 @@ import Testing
         let path = "\(dir)/\(name)"
         let w = try ShardWriter(path: path, blockSize: blockSize)
         var i = 0
-        while i < data.count { // uneven appends cross block boundaries
+        while i < data.count {  // uneven appends cross block boundaries
             let n = min(777, data.count - i)
             try w.append(data[i..<(i + n)]); i += n
         }

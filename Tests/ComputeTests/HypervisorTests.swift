@@ -1,4 +1,5 @@
 import Testing
+
 @testable import Compute
 
 /// libvirt's test driver keeps `test:///default` state per process: these tests run serially.

@@ -1,6 +1,7 @@
 import Checksum
 import Determinism
 import Testing
+
 @testable import Erasure
 
 @Suite struct ReedSolomonTests {

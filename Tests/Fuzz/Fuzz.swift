@@ -3,12 +3,13 @@
 // `-sanitize=fuzzer,address` on the project's own modules (STACKS_FUZZ=1 in Package.swift).
 // A decoder may refuse an input however it likes; trapping, hanging or overflowing is the bug.
 import ChunkStore
-import Files
 import Cluster
+import Files
 import Foundation
 import Gossip
-@testable import Objects
 import RaftLog
+
+@testable import Objects
 @testable import S3
 
 struct NoKeys: CredentialStore { func secret(forAccessKey id: String) -> String? { id == "AK" ? "secret" : nil } }
@@ -101,8 +102,10 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
 
 // SwiftPM links an executable's entry as `<module>_main`; hand control to libFuzzer's driver.
 @_silgen_name("LLVMFuzzerRunDriver")
-func LLVMFuzzerRunDriver(_ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
-                         _ callback: @convention(c) (UnsafePointer<UInt8>, Int) -> CInt) -> CInt
+func LLVMFuzzerRunDriver(
+    _ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
+    _ callback: @convention(c) (UnsafePointer<UInt8>, Int) -> CInt
+) -> CInt
 
 @_cdecl("StacksFuzz_main")
 public func stacksFuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {

@@ -1,6 +1,7 @@
 import Foundation
 import Simulation
 import Testing
+
 @testable import Gossip
 
 /// Membership scenarios as etcd writes Raft's (`testdata/*.txt`): commands in, the exact trace of
@@ -48,13 +49,14 @@ struct GossipScenario {
             if c.value("lifeguard") == "false" { settings.lifeguard = false }
             let log = self.log
             sim.observe = { i, ev, t in
-                let (what, m): (String, Member) = switch ev {
-                case .joined(let m): ("joined", m)
-                case .updated(let m): ("updated", m)
-                case .suspected(let m): ("suspect", m)
-                case .failed(let m): ("dead", m)
-                case .left(let m): ("left", m)
-                }
+                let (what, m): (String, Member) =
+                    switch ev {
+                    case .joined(let m): ("joined", m)
+                    case .updated(let m): ("updated", m)
+                    case .suspected(let m): ("suspect", m)
+                    case .failed(let m): ("dead", m)
+                    case .left(let m): ("left", m)
+                    }
                 log.lines.append(String(format: "%.3fs", t.nanoseconds.seconds) + " n\(i) sees \(m.name) \(what) (incarnation \(m.incarnation))")
             }
             for _ in 0..<Int(p[0])! { sim.addNode(settings: settings) }

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import Gossip
 
 /// What a peer holding the gossip key (or bit rot on the wire) can send must never trap a
@@ -8,9 +9,12 @@ import Testing
         for inc in [Incarnation.limit.value + 1, UInt64.max] {
             let p = Packet(from: "a", fromAddress: "x:1", message: .gossip, rumors: [.suspect(name: "b", incarnation: Incarnation(inc), from: "a")])
             #expect(throws: WireFormat.DecodeError.self) { try WireFormat.decode(WireFormat.encode(p)) }
-            let s = Packet(from: "a", fromAddress: "x:1", message: .pushPull(states: [
-                MemberState(name: "b", address: "x:2", status: .alive, incarnation: Incarnation(inc), tags: [:]),
-            ], isReply: true, isJoin: false), rumors: [])
+            let s = Packet(
+                from: "a", fromAddress: "x:1",
+                message: .pushPull(
+                    states: [
+                        MemberState(name: "b", address: "x:2", status: .alive, incarnation: Incarnation(inc), tags: [:])
+                    ], isReply: true, isJoin: false), rumors: [])
             #expect(throws: WireFormat.DecodeError.self) { try WireFormat.decode(WireFormat.encode(s)) }
         }
         let atLimit = Packet(from: "a", fromAddress: "x:1", message: .gossip, rumors: [.dead(name: "b", incarnation: .limit, from: "a")])
@@ -82,7 +86,10 @@ import Testing
         }
         #expect(a.members.count == 51)  // and a itself
         #expect(a.refusedAtBounds == 50)
-        _ = a.receive(Packet(from: "z", fromAddress: "x:9", message: .gossip, rumors: [.alive(name: "m0", address: "x:8", incarnation: Incarnation(2), tags: ["k": "v"])]), now: t)
+        _ = a.receive(
+            Packet(
+                from: "z", fromAddress: "x:9", message: .gossip, rumors: [.alive(name: "m0", address: "x:8", incarnation: Incarnation(2), tags: ["k": "v"])]),
+            now: t)
         #expect(a.member("m0")?.tags == ["k": "v"], "a listed member no longer updates at the bound")
 
         var sent = 0

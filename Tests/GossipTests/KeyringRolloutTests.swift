@@ -135,8 +135,9 @@ import Testing
             let key = op == .list ? [] : keyPool[rng.below(keyPool.count)]
             guard Self.apply(op, key, to: &nodes[from].keys) == nil else { return }  // refused locally: nobody asked
             let targets = Dictionary(uniqueKeysWithValues: nodes.indices.map { (address($0), address($0)) })
-            var core = KeyringAsk(op: op, key: key, id: rng.next(), me: address(from), mine: .init(error: nil, keys: nodes[from].keys),
-                                  targets: targets, now: now(from), timeout: KeyringRolloutTests.timeout)
+            var core = KeyringAsk(
+                op: op, key: key, id: rng.next(), me: address(from), mine: .init(error: nil, keys: nodes[from].keys),
+                targets: targets, now: now(from), timeout: KeyringRolloutTests.timeout)
             ask = Ask(node: from, core: core, trueDeadline: t + KeyringRolloutTests.timeout * 1.01)
             let commands = core.start(wallClock: wall(from))
             ask!.core = core

@@ -1,6 +1,7 @@
 import Foundation
 import Simulation
 import Testing
+
 @testable import Gossip
 
 /// Membership behaviour in the deterministic simulator. Every failure names its seed; rerun one

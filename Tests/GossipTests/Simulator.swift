@@ -1,5 +1,6 @@
-@testable import Gossip
 import Simulation
+
+@testable import Gossip
 
 /// A deterministic network of SWIM cores in one process, on the simulation kit: every fault
 /// (loss, delay, slow nodes, partitions, crashes, clocks off and drifting) is drawn from one seed,
@@ -17,9 +18,15 @@ struct Simulator {
     var now = Instant(nanoseconds: 0)
     var rng: SeededRandom
     var net = SimNetwork<Packet>()
-    var lossRate: Double { get { net.lossRate } set { net.lossRate = newValue } }
+    var lossRate: Double {
+        get { net.lossRate }
+        set { net.lossRate = newValue }
+    }
     /// Partition group per node; packets between groups are dropped. nil: one network.
-    var groups: [Int]? { get { net.groups } set { net.partition(newValue) } }
+    var groups: [Int]? {
+        get { net.groups }
+        set { net.partition(newValue) }
+    }
     /// Packets whose encoding is larger are dropped, as UDP would (nil: no limit, no encoding cost).
     var maxDatagramBytes: Int? = nil
     var oversized = 0

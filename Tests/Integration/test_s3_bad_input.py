@@ -8,6 +8,9 @@ bytes; that keys full of "../", "./", "//", backslashes or NUL are stored as
 plain, distinct keys and never touch files outside the data dir; that malformed
 XML and truncated bodies are rejected; and that after every rejected request the
 stored state (object listing with ETags and sizes, bucket list) is unchanged.
+
+Over 400 lines on purpose: one test per hostile input class, each short and independent and each
+ending with the same "nothing changed" check, grouped under the comment rulers.
 """
 
 from __future__ import annotations

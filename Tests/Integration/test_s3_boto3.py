@@ -7,6 +7,10 @@ multipart bookkeeping behave like S3, including the standard error codes; and
 that integrity checks on write (Content-MD5, x-amz-checksum-* in header and
 aws-chunked trailer form) accept good data and reject bad data with BadDigest
 without storing anything.
+
+Over 400 lines on purpose: one real-client test per S3 behaviour a boto3 user relies on, each
+short and independent, grouped by operation under the comment rulers; handler logic that needs no
+real client is checked in process by Tests/S3Tests/S3ResponderTests.swift.
 """
 
 from __future__ import annotations

@@ -47,8 +47,10 @@ import Testing
     }
 
     @Test func commandsAndFramesRoundTrip() throws {
-        let commands: [Command] = [.initCluster(id: "x"), .createBucket(name: "b", createdMs: -1), .deleteBucket(name: "b"),
-                                   .putAccessKey(id: "i", secret: "s"), .deleteAccessKey(id: "i"), .put(key: "k", value: [0, 255]), .delete(key: "k")]
+        let commands: [Command] = [
+            .initCluster(id: "x"), .createBucket(name: "b", createdMs: -1), .deleteBucket(name: "b"),
+            .putAccessKey(id: "i", secret: "s"), .deleteAccessKey(id: "i"), .put(key: "k", value: [0, 255]), .delete(key: "k"),
+        ]
         for (i, c) in commands.enumerated() {
             let r = req(UInt64(i), c)
             #expect(try Request(decoding: r.encoded) == r)
@@ -57,14 +59,18 @@ import Testing
         let messages: [RaftMessage] = [
             .preVote(term: Term(1), lastIndex: LogIndex(2), lastTerm: Term(1)), .preVoteReply(term: Term(1), granted: true),
             .vote(term: Term(2), lastIndex: LogIndex(2), lastTerm: Term(1), transfer: true), .voteReply(term: Term(2), granted: false),
-            .append(term: Term(2), prevIndex: LogIndex(1), prevTerm: Term(1),
-                    entries: [Entry(term: Term(2), index: LogIndex(2), kind: .config, data: [9])], commit: LogIndex(1), readSeq: 4),
+            .append(
+                term: Term(2), prevIndex: LogIndex(1), prevTerm: Term(1),
+                entries: [Entry(term: Term(2), index: LogIndex(2), kind: .config, data: [9])], commit: LogIndex(1), readSeq: 4),
             .appendReply(term: Term(2), success: true, index: LogIndex(2), readSeq: 4), .timeoutNow(term: Term(2)),
             .installSnapshot(term: Term(3), meta: snap, offset: 10, done: true),
             .installSnapshotReply(term: Term(3), index: LogIndex(9), offset: 12, done: false),
         ]
-        let frames: [Frame] = messages.map(Frame.raft) + [.forward([1, 2]), .readIndex(id: 5), .readIndexReply(id: 5, index: LogIndex(3)),
-                                                          .readIndexReply(id: 6, index: nil)]
+        let frames: [Frame] =
+            messages.map(Frame.raft) + [
+                .forward([1, 2]), .readIndex(id: 5), .readIndexReply(id: 5, index: LogIndex(3)),
+                .readIndexReply(id: 6, index: nil),
+            ]
         for f in frames {
             let a = AddressedFrame(from: "n1", fromAddress: "127.0.0.1:7100", cluster: "c0ffee", to: "n2", frame: f)
             #expect(try RaftWire.decode(RaftWire.encode(a)) == a)
@@ -74,9 +80,13 @@ import Testing
     /// Damaged or hostile input is refused with an error, never a crash. Seeded; the seed is printed on failure.
     @Test(arguments: 0..<50) func garbageIsRejected(seed: UInt64) {
         var rng = SeededRandom(seed: seed)
-        let good = RaftWire.encode(AddressedFrame(from: "a", fromAddress: "127.0.0.1:1", cluster: "", to: "b",
-            frame: .raft(.append(term: Term(1), prevIndex: .zero, prevTerm: Term(0), entries: [Entry(term: Term(1), index: LogIndex(1), data: [1])],
-                                 commit: .zero, readSeq: 0))))
+        let good = RaftWire.encode(
+            AddressedFrame(
+                from: "a", fromAddress: "127.0.0.1:1", cluster: "", to: "b",
+                frame: .raft(
+                    .append(
+                        term: Term(1), prevIndex: .zero, prevTerm: Term(0), entries: [Entry(term: Term(1), index: LogIndex(1), data: [1])],
+                        commit: .zero, readSeq: 0))))
         for _ in 0..<200 {
             var b = good
             switch rng.next() % 3 {

@@ -1,39 +1,41 @@
 import Testing
+
 @testable import Membership
 @testable import Node
 
 @Suite struct ConfigTests {
     @Test func validConfigParses() throws {
-        let c = try NodeConfig(toml: """
-            # a node
-            [node]
-            name = "node-1"
-            data_dir = '/var/lib/stacks'   # literal string
+        let c = try NodeConfig(
+            toml: """
+                # a node
+                [node]
+                name = "node-1"
+                data_dir = '/var/lib/stacks'   # literal string
 
-            [s3]
-            listen = "127.0.0.1:9000"
-            region = "eu-west-1"
-            base_domain = "s3.local"
+                [s3]
+                listen = "127.0.0.1:9000"
+                region = "eu-west-1"
+                base_domain = "s3.local"
 
-            [gossip]
-            listen = "127.0.0.2:7946"
-            seeds = ["127.0.0.1:7946", "127.0.0.3:7946"]
-            key = "\(String(repeating: "A", count: 43))="
+                [gossip]
+                listen = "127.0.0.2:7946"
+                seeds = ["127.0.0.1:7946", "127.0.0.3:7946"]
+                key = "\(String(repeating: "A", count: 43))="
 
-            [admin]
-            listen = "127.0.0.1:9101"
+                [admin]
+                listen = "127.0.0.1:9101"
 
-            [raft]
-            listen = "127.0.0.1:7101"
-            bootstrap = false
-            voters = 3
-            dead_voter_after = 30
-            snapshot_every = 5000
+                [raft]
+                listen = "127.0.0.1:7101"
+                bootstrap = false
+                voters = 3
+                dead_voter_after = 30
+                snapshot_every = 5000
 
-            [tags]
-            zone = "a"
-            hypervisor = "kvm"
-            """, file: "n.toml")
+                [tags]
+                zone = "a"
+                hypervisor = "kvm"
+                """, file: "n.toml")
         #expect(c.raftListen == ListenAddress("127.0.0.1:7101") && c.bootstrap == false && c.voters == 3)
         #expect(c.deadVoterAfter == .seconds(30) && c.snapshotEvery == 5000)
         #expect(c.name == "node-1" && c.dataDir == "/var/lib/stacks" && c.region == "eu-west-1" && c.baseDomain == "s3.local")

@@ -13,8 +13,9 @@ enum Fixtures {
     }
 
     static func idleGossip(in dir: String, keyring: Keyring, metrics: Metrics = .disabled) -> GossipService {
-        GossipService(name: "a", listen: ListenAddress("127.0.0.1:1")!, tags: [:], seeds: [], keyring: keyring,
-                      keyringPath: "\(dir)/keyring", seed: 1, logger: Logger(label: "test"), metrics: metrics)
+        GossipService(
+            name: "a", listen: ListenAddress("127.0.0.1:1")!, tags: [:], seeds: [], keyring: keyring,
+            keyringPath: "\(dir)/keyring", seed: 1, logger: Logger(label: "test"), metrics: metrics)
     }
 }
 

@@ -4,6 +4,7 @@ import Logging
 import ServiceLifecycle
 import Telemetry
 import Testing
+
 @testable import Membership
 
 /// Real UDP sockets on loopback, not the simulator: a state of 200 members only travels in
@@ -14,7 +15,8 @@ import Testing
     static func freeUDPPort() -> Int {
         let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
         defer { close(fd) }
-        var a = sockaddr_in(sin_family: sa_family_t(AF_INET), sin_port: 0, sin_addr: in_addr(s_addr: inet_addr("127.0.0.1")), sin_zero: (0, 0, 0, 0, 0, 0, 0, 0))
+        var a = sockaddr_in(
+            sin_family: sa_family_t(AF_INET), sin_port: 0, sin_addr: in_addr(s_addr: inet_addr("127.0.0.1")), sin_zero: (0, 0, 0, 0, 0, 0, 0, 0))
         var len = socklen_t(MemoryLayout<sockaddr_in>.size)
         _ = withUnsafeMutablePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
         _ = withUnsafeMutablePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
@@ -26,9 +28,15 @@ import Testing
         let datagram = keyring.seal(GossipService.compress(WireFormat.encode(packet)))
         let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
         defer { close(fd) }
-        var to = sockaddr_in(sin_family: sa_family_t(AF_INET), sin_port: UInt16(port).bigEndian, sin_addr: in_addr(s_addr: inet_addr("127.0.0.1")), sin_zero: (0, 0, 0, 0, 0, 0, 0, 0))
+        var to = sockaddr_in(
+            sin_family: sa_family_t(AF_INET), sin_port: UInt16(port).bigEndian, sin_addr: in_addr(s_addr: inet_addr("127.0.0.1")),
+            sin_zero: (0, 0, 0, 0, 0, 0, 0, 0))
         _ = datagram.withUnsafeBytes { buf in
-            withUnsafePointer(to: &to) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, buf.baseAddress, buf.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            withUnsafePointer(to: &to) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    sendto(fd, buf.baseAddress, buf.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
+            }
         }
     }
 
@@ -46,8 +54,9 @@ import Testing
         let keyring = try Keyring(primary: Keyring.parse(base64: Keyring.generateKey()))
         let logger = Logger(label: "test")
         let pa = Self.freeUDPPort(), pb = Self.freeUDPPort()
-        let a = GossipService(name: "a", listen: ListenAddress("127.0.0.1:\(pa)")!, tags: [:], seeds: [], keyring: keyring,
-                              keyringPath: "\(dir)/a.keyring", seed: 1, logger: logger)
+        let a = GossipService(
+            name: "a", listen: ListenAddress("127.0.0.1:\(pa)")!, tags: [:], seeds: [], keyring: keyring,
+            keyringPath: "\(dir)/a.keyring", seed: 1, logger: logger)
         let group = ServiceGroup(services: [a], logger: logger)
         let running = Task { try await group.run() }
         defer { running.cancel() }
@@ -60,7 +69,8 @@ import Testing
         try await Self.waitFor("a knows the 200", seconds: 120) {
             for batch in stride(from: 0, to: fakes.count, by: 10) {
                 let rumors = fakes[batch..<(batch + 10)].map { name in
-                    Rumor.alive(name: name, address: "127.0.0.1:9", incarnation: Incarnation(1), tags: ["zone": "zone-\(name.suffix(1))", "rack": racks[name]!])
+                    Rumor.alive(
+                        name: name, address: "127.0.0.1:9", incarnation: Incarnation(1), tags: ["zone": "zone-\(name.suffix(1))", "rack": racks[name]!])
                 }
                 Self.inject(Packet(from: "injector", fromAddress: "127.0.0.1:9", message: .gossip, rumors: rumors), keyring: keyring, port: pa)
             }
@@ -69,8 +79,9 @@ import Testing
 
         // A node started now learns all of them from a's push-pull (parts of up to 8 KiB).
         let exporter = MetricsExporter()
-        let b = GossipService(name: "b", listen: ListenAddress("127.0.0.1:\(pb)")!, tags: [:], seeds: ["127.0.0.1:\(pa)"], keyring: keyring,
-                              keyringPath: "\(dir)/b.keyring", seed: 2, logger: logger, metrics: exporter.metrics)
+        let b = GossipService(
+            name: "b", listen: ListenAddress("127.0.0.1:\(pb)")!, tags: [:], seeds: ["127.0.0.1:\(pa)"], keyring: keyring,
+            keyringPath: "\(dir)/b.keyring", seed: 2, logger: logger, metrics: exporter.metrics)
         let groupB = ServiceGroup(services: [b], logger: logger)
         let runningB = Task { try await groupB.run() }
         defer { runningB.cancel() }

@@ -3,6 +3,7 @@ import Gossip
 import NIOCore
 import Telemetry
 import Testing
+
 @testable import Membership
 
 @Suite struct KeyringTests {

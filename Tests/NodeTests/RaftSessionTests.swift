@@ -1,15 +1,16 @@
 import Cluster
 import Foundation
-@testable import Gossip
 import Logging
 import Objects
-import S3
-@testable import Control
-@testable import Membership
-@testable import Node
 import Raft
+import S3
 import Security
 import Testing
+
+@testable import Control
+@testable import Gossip
+@testable import Membership
+@testable import Node
 
 /// A sealed Raft frame is good on one connection, once, in order: a recorded frame replayed
 /// on a new connection or again on its own is refused, whatever its request id.
@@ -17,8 +18,10 @@ import Testing
     let keyring = try! Keyring(primary: Keyring.parse(base64: Keyring.generateKey()))
 
     func frame(_ id: UInt64) -> [UInt8] {
-        RaftWire.encode(AddressedFrame(from: "a", fromAddress: "127.0.0.1:1", cluster: "c", to: "b",
-                                       frame: .forward(Request(id: RequestID(hi: 1, lo: id), command: .putAccessKey(id: "AK", secret: "s")).encoded)))
+        RaftWire.encode(
+            AddressedFrame(
+                from: "a", fromAddress: "127.0.0.1:1", cluster: "c", to: "b",
+                frame: .forward(Request(id: RequestID(hi: 1, lo: id), command: .putAccessKey(id: "AK", secret: "s")).encoded)))
     }
 
     @Test func framesBindToTheirConnectionAndPosition() throws {
@@ -26,7 +29,8 @@ import Testing
         let hello = keyring.seal(RaftSession.bind(challenge: first, seq: 0, RaftSession.helloBody))
         #expect(hello.count <= RaftSession.helloMaxBytes)
         #expect(RaftSession.unbind(try #require(keyring.open(hello)), challenge: first, seq: 0) == RaftSession.helloBody)
-        #expect(RaftSession.unbind(try #require(keyring.open(hello)), challenge: second, seq: 0) == nil, "a recorded hello proves nothing on another connection")
+        #expect(
+            RaftSession.unbind(try #require(keyring.open(hello)), challenge: second, seq: 0) == nil, "a recorded hello proves nothing on another connection")
 
         let recorded = keyring.seal(RaftSession.bind(challenge: first, seq: 1, frame(9)))
         let plain = try #require(keyring.open(recorded))
@@ -43,9 +47,10 @@ import Testing
 @Suite struct RaftBoundsTests {
     static func raft(_ settings: RaftServiceSettings, in dir: String) throws -> RaftService {
         let keyring = try Keyring(primary: Keyring.parse(base64: Keyring.generateKey()))
-        return try RaftService(name: "a", directory: dir, listen: ListenAddress("127.0.0.1:2")!, bootstrap: true,
-                               gossip: Fixtures.idleGossip(in: dir, keyring: keyring), keyring: keyring, settings: settings,
-                               logger: Logger(label: "test"), onApply: { _, _ in }, onRestore: { _ in })
+        return try RaftService(
+            name: "a", directory: dir, listen: ListenAddress("127.0.0.1:2")!, bootstrap: true,
+            gossip: Fixtures.idleGossip(in: dir, keyring: keyring), keyring: keyring, settings: settings,
+            logger: Logger(label: "test"), onApply: { _, _ in }, onRestore: { _ in })
     }
 
     /// Frames under ever new names must not grow the heard-at maps without end, and peers the
@@ -57,8 +62,9 @@ import Testing
         settings.maxPeersHeard = 8
         let raft = try Self.raft(settings, in: dir)
         let (count, known, latest) = try await raft.loop.submit {
-            raft.members["m"] = Member(name: "m", address: "127.0.0.1:3", status: .alive, incarnation: Incarnation(1), tags: [:],
-                                       since: Instant(nanoseconds: 0))
+            raft.members["m"] = Member(
+                name: "m", address: "127.0.0.1:3", status: .alive, incarnation: Incarnation(1), tags: [:],
+                since: Instant(nanoseconds: 0))
             raft.remember("m", at: "127.0.0.1:4")
             for i in 0..<1000 { raft.remember("invented-\(i)", at: "127.0.0.1:\(1000 + i)") }
             return (max(raft.lastHeard.count, raft.heardAt.count), raft.heardAt["m"], raft.lastHeard["invented-999"] != nil)

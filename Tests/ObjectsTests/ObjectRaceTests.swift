@@ -1,10 +1,11 @@
 import ChunkStore
-import Files
 import Dispatch
+import Files
 import Foundation
 import Security
 import Synchronization
 import Testing
+
 @testable import Objects
 
 /// Multipart completion racing abort, a re-sent part or a second completion, a PUT racing its
@@ -83,9 +84,10 @@ import Testing
             let bucket = "race\(round)"
             try store.createBucket(bucket)
             let part = try shard(store, Array("\(round)".utf8))
-            let (put, deleted) = race({
-                try store.putObject(bucket: bucket, key: "k", parts: [part], etag: part.etag, contentType: "x", userMetadata: [], checksums: [])
-            }, { try store.deleteBucket(bucket) })
+            let (put, deleted) = race(
+                {
+                    try store.putObject(bucket: bucket, key: "k", parts: [part], etag: part.etag, contentType: "x", userMetadata: [], checksums: [])
+                }, { try store.deleteBucket(bucket) })
             #expect(put != deleted, "round \(round): either the PUT lands (and the bucket is not empty) or the bucket goes")
         }
         // An orphan record would be quarantined at the next start.
@@ -112,7 +114,7 @@ import Testing
         #expect(store.quarantined.isEmpty)
         let names = try Files.list("\(root)/quarantine")
         #expect(names.count == 2)
-        let kept = try names.compactMap { try? ObjectInfo(decoding: try Files.read("\(root)/quarantine/\($0)")) }
+        let kept = names.compactMap { try? ObjectInfo(decoding: try Files.read("\(root)/quarantine/\($0)")) }
         #expect(kept == [info])
         #expect(try read(store, info) == Array("precious".utf8))
     }

@@ -3,6 +3,7 @@ import Files
 import Foundation
 import Security
 import Testing
+
 @testable import Objects
 
 @Suite struct ObjectStoreTests {
@@ -14,8 +15,9 @@ import Testing
         let (id, w) = try store.newShard()
         try w.append(body); try w.finish()
         let etag = Digest.md5(body).hex
-        return try store.putObject(bucket: bucket, key: key, parts: [PartRef(shardID: id, size: body.count, etag: etag)],
-                                   etag: etag, contentType: "text/plain", userMetadata: [Metadatum("a", "b")], checksums: [])
+        return try store.putObject(
+            bucket: bucket, key: key, parts: [PartRef(shardID: id, size: body.count, etag: etag)],
+            etag: etag, contentType: "text/plain", userMetadata: [Metadatum("a", "b")], checksums: [])
     }
 
     func read(_ store: ObjectStore, _ info: ObjectInfo) throws -> [UInt8] {

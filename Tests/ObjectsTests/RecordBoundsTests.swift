@@ -2,6 +2,7 @@ import ChunkStore
 import Files
 import Support
 import Testing
+
 @testable import Objects
 
 /// Object records come from disk, where bit rot can turn a size into anything: a record whose

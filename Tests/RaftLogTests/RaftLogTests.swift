@@ -1,9 +1,10 @@
 import Files
 import Foundation
 import Raft
-import Testing
-@testable import RaftLog
 import Simulation
+import Testing
+
+@testable import RaftLog
 
 @Suite struct RaftLogTests {
     let dir = NSTemporaryDirectory() + "raftlog-\(UUID().uuidString)"
@@ -236,7 +237,10 @@ import Simulation
         var batches: [[Entry]] = [], next: UInt64 = 1
         for _ in 0..<(1 + rng.below(6)) {
             let n = UInt64(1 + rng.below(4))
-            batches.append((next..<(next + n)).map { Entry(term: Term(1), index: LogIndex($0), data: (0..<rng.below(300)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }) })
+            batches.append(
+                (next..<(next + n)).map {
+                    Entry(term: Term(1), index: LogIndex($0), data: (0..<rng.below(300)).map { _ in UInt8(truncatingIfNeeded: rng.next()) })
+                })
             next += n
         }
         var ends: [Int] = []

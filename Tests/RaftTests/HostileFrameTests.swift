@@ -1,4 +1,5 @@
 import Testing
+
 @testable import Raft
 
 /// A frame that decodes is not yet a frame a correct peer sends. Whatever its numbers, the core
@@ -9,8 +10,12 @@ import Testing
     static func follower() -> RaftNode {
         var f = RaftNode(id: "f", peers: ["l", "f"], seed: 1)
         let entries = (1...3).map { Entry(term: Term(1), index: LogIndex(UInt64($0)), data: [UInt8($0)]) }
-        _ = f.step(Envelope(from: "l", to: "f", message: .append(term: Term(1), prevIndex: .zero, prevTerm: Term(0), entries: entries,
-                                                                 commit: LogIndex(2), readSeq: 0)))
+        _ = f.step(
+            Envelope(
+                from: "l", to: "f",
+                message: .append(
+                    term: Term(1), prevIndex: .zero, prevTerm: Term(0), entries: entries,
+                    commit: LogIndex(2), readSeq: 0)))
         return f
     }
 
@@ -38,12 +43,25 @@ import Testing
         ("vote at UInt64.max", .vote(term: Term(.max), lastIndex: LogIndex(9), lastTerm: Term(1), transfer: true)),
         ("pre-vote at UInt64.max", .preVote(term: Term(.max), lastIndex: LogIndex(9), lastTerm: Term(1))),
         ("a hole after prevIndex", .append(term: Term(1), prevIndex: LogIndex(3), prevTerm: Term(1), entries: [e(1, 5)], commit: LogIndex(5), readSeq: 0)),
-        ("entries out of order", .append(term: Term(1), prevIndex: LogIndex(3), prevTerm: Term(1), entries: [e(1, 5), e(1, 4)], commit: LogIndex(5), readSeq: 0)),
-        ("an entry of a later term than the message", .append(term: Term(1), prevIndex: LogIndex(3), prevTerm: Term(1), entries: [e(2, 4)], commit: .zero, readSeq: 0)),
-        ("entries running past the index limit", .append(term: Term(1), prevIndex: LogIndex(.max - 1), prevTerm: Term(1), entries: [e(1, .max), e(1, 0)], commit: .zero, readSeq: 0)),
+        (
+            "entries out of order",
+            .append(term: Term(1), prevIndex: LogIndex(3), prevTerm: Term(1), entries: [e(1, 5), e(1, 4)], commit: LogIndex(5), readSeq: 0)
+        ),
+        (
+            "an entry of a later term than the message",
+            .append(term: Term(1), prevIndex: LogIndex(3), prevTerm: Term(1), entries: [e(2, 4)], commit: .zero, readSeq: 0)
+        ),
+        (
+            "entries running past the index limit",
+            .append(term: Term(1), prevIndex: LogIndex(.max - 1), prevTerm: Term(1), entries: [e(1, .max), e(1, 0)], commit: .zero, readSeq: 0)
+        ),
         ("a committed entry overwritten", .append(term: Term(1), prevIndex: .zero, prevTerm: Term(0), entries: [e(0, 1)], commit: .zero, readSeq: 0)),
-        ("a snapshot chunk past the size limit", .installSnapshot(term: Term(1), meta: Snapshot(index: LogIndex(9), term: Term(1), voters: ["l"], learners: [], data: [1]),
-                                                                   offset: Snapshot.maxBytes, done: true)),
+        (
+            "a snapshot chunk past the size limit",
+            .installSnapshot(
+                term: Term(1), meta: Snapshot(index: LogIndex(9), term: Term(1), voters: ["l"], learners: [], data: [1]),
+                offset: Snapshot.maxBytes, done: true)
+        ),
         ("commit beyond the index limit", .append(term: Term(1), prevIndex: LogIndex(3), prevTerm: Term(1), entries: [], commit: LogIndex(.max), readSeq: 0)),
     ]
 
@@ -57,9 +75,15 @@ import Testing
         #expect(r.messages.isEmpty && r.entries.isEmpty && r.hardState == nil, "\(what): acted on")
         #expect(f.log == log && f.commit == commit && f.term == term, "\(what): state changed")
         // Still a working follower: the next correct append is taken.
-        let ok = f.step(Envelope(from: "l", to: "f", message: .append(term: Term(1), prevIndex: LogIndex(3), prevTerm: Term(1), entries: [Self.e(1, 4)],
-                                                                      commit: LogIndex(4), readSeq: 0)))
-        #expect(f.lastIndex == LogIndex(4) && f.commit == LogIndex(4) && ok.committed.map(\.index) == [LogIndex(3), LogIndex(4)], "\(what): follower broken afterwards")
+        let ok = f.step(
+            Envelope(
+                from: "l", to: "f",
+                message: .append(
+                    term: Term(1), prevIndex: LogIndex(3), prevTerm: Term(1), entries: [Self.e(1, 4)],
+                    commit: LogIndex(4), readSeq: 0)))
+        #expect(
+            f.lastIndex == LogIndex(4) && f.commit == LogIndex(4) && ok.committed.map(\.index) == [LogIndex(3), LogIndex(4)],
+            "\(what): follower broken afterwards")
     }
 
     static let toLeader: [(String, RaftMessage)] = [
@@ -88,7 +112,8 @@ import Testing
         f.snapshotCheck = { $0.first == 1 }
         let (log, commit) = (f.log, f.commit)
         func chunk(_ data: [UInt8]) -> RaftMessage {
-            .installSnapshot(term: Term(1), meta: Snapshot(index: LogIndex(9), term: Term(1), voters: ["l", "f"], learners: [], data: data), offset: 0, done: true)
+            .installSnapshot(
+                term: Term(1), meta: Snapshot(index: LogIndex(9), term: Term(1), voters: ["l", "f"], learners: [], data: data), offset: 0, done: true)
         }
         let bad = f.step(Envelope(from: "l", to: "f", message: chunk([0, 0, 0])))
         #expect(bad.snapshot == nil && bad.hardState == nil && bad.messages.isEmpty)

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import Raft
 
 /// Client histories from the faulty simulator, checked against a sequential key-value model:
@@ -16,10 +17,15 @@ import Testing
         var nextOp: UInt64 = 1
         for _ in 0..<ticks {
             let dice = r.next() % 100
-            if dice < 2, let victim = sim.up.randomElement(using: &r) { sim.crash(victim) }
-            else if dice < 6, let back = sim.names.filter({ !sim.up.contains($0) }).randomElement(using: &r) { sim.start(back) }
-            else if dice < 8 { sim.groups = Dictionary(uniqueKeysWithValues: sim.names.map { ($0, Int(r.next() % 2)) }) }
-            else if dice < 12 { sim.groups = nil }
+            if dice < 2, let victim = sim.up.randomElement(using: &r) {
+                sim.crash(victim)
+            } else if dice < 6, let back = sim.names.filter({ !sim.up.contains($0) }).randomElement(using: &r) {
+                sim.start(back)
+            } else if dice < 8 {
+                sim.groups = Dictionary(uniqueKeysWithValues: sim.names.map { ($0, Int(r.next() % 2)) })
+            } else if dice < 12 {
+                sim.groups = nil
+            }
             let key = UInt8(r.next() % 2)
             if histories[key]!.operations.count < 60, r.next() % 3 == 0, let leader = sim.leader {
                 let op = nextOp; nextOp += 1

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import Raft
 
 /// Raft under random crashes (some before a Ready was persisted), restarts from disk, partitions,
@@ -20,14 +21,21 @@ import Testing
         var value: UInt32 = 0
         for _ in 0..<ticks {
             let dice = r.next() % 100
-            if dice < 3, let victim = sim.up.randomElement(using: &r) { sim.crash(victim) }
-            else if dice < 8, let back = sim.names.filter({ !sim.up.contains($0) }).randomElement(using: &r) { sim.start(back) }
-            else if dice < 10 { sim.groups = Dictionary(uniqueKeysWithValues: sim.names.map { ($0, Int(r.next() % 2)) }) }
-            else if dice < 14 { sim.groups = nil }
-            else if dice < 16, let l = sim.leader, let target = sim.names.filter({ $0 != l }).randomElement(using: &r),
-                    let ready = sim.peers[l]!.node!.transferLeadership(to: target) { sim.handle(l, ready) }
-            else if dice < 22, let n = sim.up.randomElement(using: &r) { sim.compact(n) }
-            else if dice < 24, let l = sim.leader {
+            if dice < 3, let victim = sim.up.randomElement(using: &r) {
+                sim.crash(victim)
+            } else if dice < 8, let back = sim.names.filter({ !sim.up.contains($0) }).randomElement(using: &r) {
+                sim.start(back)
+            } else if dice < 10 {
+                sim.groups = Dictionary(uniqueKeysWithValues: sim.names.map { ($0, Int(r.next() % 2)) })
+            } else if dice < 14 {
+                sim.groups = nil
+            } else if dice < 16, let l = sim.leader, let target = sim.names.filter({ $0 != l }).randomElement(using: &r),
+                let ready = sim.peers[l]!.node!.transferLeadership(to: target)
+            {
+                sim.handle(l, ready)
+            } else if dice < 22, let n = sim.up.randomElement(using: &r) {
+                sim.compact(n)
+            } else if dice < 24, let l = sim.leader {
                 // Membership churn, one server at a time: add a learner, promote one, or remove a voter (keeping 3).
                 let node = sim.peers[l]!.node!
                 switch r.next() % 3 {
@@ -37,8 +45,7 @@ import Testing
                 case 1: if let learner = node.learners.sorted().first { sim.change(.addVoter(learner)) }
                 default: if node.voters.count > 3, let v = node.voters.sorted().randomElement(using: &r) { sim.change(.remove(v)) }
                 }
-            }
-            else if dice < 27, let n = sim.up.randomElement(using: &r), let p = sim.names.randomElement(using: &r) {
+            } else if dice < 27, let n = sim.up.randomElement(using: &r), let p = sim.names.randomElement(using: &r) {
                 // A (possibly spurious) lost connection: the node may stand early, never unsafely.
                 sim.handle(n, sim.peers[n]!.node!.peerUnreachable(p))
             }
@@ -71,8 +78,14 @@ import Testing
             let ln = sim.peers[l]!.node!
             for n in lagging {
                 let x = sim.peers[n]!.node!
-                print("lagging \(n): role \(x.role) term \(x.term) last \(x.lastIndex) commit \(x.commit) snap \(String(describing: x.snapshot?.index)) voters \(x.voters) learners \(x.learners)")
-                if case .leader(let p) = ln.role { print("leader \(l) term \(ln.term) last \(ln.lastIndex) commit \(ln.commit) snap \(String(describing: ln.snapshot?.index)) next \(String(describing: p.next[n])) match \(String(describing: p.match[n])) snapOff \(String(describing: p.snapshotOffset[n])) voters \(ln.voters) learners \(ln.learners)") }
+                print(
+                    "lagging \(n): role \(x.role) term \(x.term) last \(x.lastIndex) commit \(x.commit) snap \(String(describing: x.snapshot?.index)) voters \(x.voters) learners \(x.learners)"
+                )
+                if case .leader(let p) = ln.role {
+                    print(
+                        "leader \(l) term \(ln.term) last \(ln.lastIndex) commit \(ln.commit) snap \(String(describing: ln.snapshot?.index)) next \(String(describing: p.next[n])) match \(String(describing: p.match[n])) snapOff \(String(describing: p.snapshotOffset[n])) voters \(ln.voters) learners \(ln.learners)"
+                    )
+                }
             }
         }
         if !lagging.isEmpty { return ["seed \(seed): \(lagging) did not apply the final command within \(healTicks) ticks after healing"] }

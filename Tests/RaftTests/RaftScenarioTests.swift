@@ -1,6 +1,7 @@
 import Foundation
 import Simulation
 import Testing
+
 @testable import Raft
 
 /// Raft scenarios as etcd writes them (`testdata/*.txt`): commands in, the exact trace of
@@ -36,7 +37,13 @@ struct RaftScenario {
 
     static func describe(_ e: Entry) -> String {
         let body: String
-        if e.kind == .config, let c = ConfigChange(decoding: e.data) { body = "\(c)" } else if e.data.isEmpty { body = "empty" } else { body = "\"\(String(decoding: e.data, as: UTF8.self))\"" }
+        if e.kind == .config, let c = ConfigChange(decoding: e.data) {
+            body = "\(c)"
+        } else if e.data.isEmpty {
+            body = "empty"
+        } else {
+            body = "\"\(String(decoding: e.data, as: UTF8.self))\""
+        }
         return "\(e.index)@\(e.term) \(body)"
     }
 
@@ -192,7 +199,9 @@ struct RaftScenario {
         case "restart":
             for n in p {
                 let d = disks[n]!
-                nodes[n] = RaftNode(id: n, peers: initialVoters, hardState: d.hardState, snapshot: d.snapshot, log: d.log, settings: settings, seed: UInt64(names.firstIndex(of: n)! + 100))
+                nodes[n] = RaftNode(
+                    id: n, peers: initialVoters, hardState: d.hardState, snapshot: d.snapshot, log: d.log, settings: settings,
+                    seed: UInt64(names.firstIndex(of: n)! + 100))
                 applied[n] = d.snapshot?.index ?? .zero
                 out.append(state(n))
             }

@@ -1,5 +1,6 @@
-@testable import Raft
 import Simulation
+
+@testable import Raft
 
 /// Many Raft peers in one process over the simulation kit's network (it loses, duplicates, delays
 /// and reorders messages, and partitions), crashing peers before a Ready is durable (losing it,
@@ -104,8 +105,9 @@ struct RaftSimulator {
 
     mutating func start(_ n: String) {
         let d = peers[n]!.disk
-        peers[n]!.node = RaftNode(id: n, peers: initialVoters, hardState: d.hardState, snapshot: d.snapshot, log: d.log,
-                                  settings: settings, seed: rng.next())
+        peers[n]!.node = RaftNode(
+            id: n, peers: initialVoters, hardState: d.hardState, snapshot: d.snapshot, log: d.log,
+            settings: settings, seed: rng.next())
         peers[n]!.appliedData = d.snapshot.map { Self.decode($0.data) } ?? []
         peers[n]!.appliedIndex = d.snapshot?.index.value ?? 0
         peers[n]!.incarnation += 1
@@ -159,8 +161,12 @@ struct RaftSimulator {
         if let t = r.truncateAfter { peers[n]!.disk.log = Array(peers[n]!.disk.log.prefix(max(0, Int(t.value) - off))) }
         for e in r.entries where Int(e.index.value) > off {
             let i = Int(e.index.value) - off - 1
-            if i < peers[n]!.disk.log.count { peers[n]!.disk.log[i] = e; peers[n]!.disk.log.removeSubrange((i + 1)...) } else {
-                if i != peers[n]!.disk.log.count { violations.append("seed \(seed): \(n) persisted entry \(e.index) past its log end \(peers[n]!.disk.log.count)") }
+            if i < peers[n]!.disk.log.count {
+                peers[n]!.disk.log[i] = e; peers[n]!.disk.log.removeSubrange((i + 1)...)
+            } else {
+                if i != peers[n]!.disk.log.count {
+                    violations.append("seed \(seed): \(n) persisted entry \(e.index) past its log end \(peers[n]!.disk.log.count)")
+                }
                 peers[n]!.disk.log.append(e)
             }
         }

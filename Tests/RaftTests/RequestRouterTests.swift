@@ -70,7 +70,9 @@ import Testing
                     if nodes[i].view != i { broken.append("n\(i) proposed while believing \(nodes[i].view.map(name) ?? "nobody") leads") }
                     propose(Self.id(bytes), on: i)
                 case .forward(let bytes, let to):
-                    if to != nodes[i].view.map(name) || to == name(i) { broken.append("n\(i) forwarded to \(to), believing \(nodes[i].view.map(name) ?? "nobody") leads") }
+                    if to != nodes[i].view.map(name) || to == name(i) {
+                        broken.append("n\(i) forwarded to \(to), believing \(nodes[i].view.map(name) ?? "nobody") leads")
+                    }
                     net.send(.forward(Self.id(bytes), from: i), from: i, to: Int(to.dropFirst())!, now: t, rng: &rng)
                 case .readIndexHere(let id):
                     if nodes[i].view != i { broken.append("n\(i) read locally while not believing it leads") }
@@ -78,7 +80,9 @@ import Testing
                     if let index { nodes[i].readIndex[id] = index }
                     perform(i, nodes[i].router.readIndex(id: id, index, applied: LogIndex(UInt64(nodes[i].applied))))
                 case .askReadIndex(let id, let to):
-                    if to != nodes[i].view.map(name) { broken.append("n\(i) asked \(to) for a read index, believing \(nodes[i].view.map(name) ?? "nobody") leads") }
+                    if to != nodes[i].view.map(name) {
+                        broken.append("n\(i) asked \(to) for a read index, believing \(nodes[i].view.map(name) ?? "nobody") leads")
+                    }
                     net.send(.readIndex(id, from: i), from: i, to: Int(to.dropFirst())!, now: t, rng: &rng)
                 case .failed(let id, _):
                     guard let at = nodes[i].changes.removeValue(forKey: id) else { broken.append("n\(i) failed \(id), not waiting"); continue }
@@ -91,7 +95,8 @@ import Testing
                 case .readReady(let id):
                     guard nodes[i].reads.removeValue(forKey: id) != nil else { broken.append("n\(i) served read \(id) twice or unasked"); continue }
                     guard let index = nodes[i].readIndex[id], index.value <= UInt64(nodes[i].applied) else {
-                        broken.append("n\(i) served read \(id) at applied \(nodes[i].applied) before its read index \(nodes[i].readIndex[id]?.description ?? "none")")
+                        broken.append(
+                            "n\(i) served read \(id) at applied \(nodes[i].applied) before its read index \(nodes[i].readIndex[id]?.description ?? "none")")
                         continue
                     }
                     readsServed += 1
@@ -128,7 +133,9 @@ import Testing
 
         mutating func check(_ i: Int) {
             let n = nodes[i], limit = n.router.settings.timeout + RequestRouterTests.tick
-            if n.router.waiting != n.changes.count + n.reads.count { broken.append("n\(i) router holds \(n.router.waiting), callers \(n.changes.count + n.reads.count)") }
+            if n.router.waiting != n.changes.count + n.reads.count {
+                broken.append("n\(i) router holds \(n.router.waiting), callers \(n.changes.count + n.reads.count)")
+            }
             if n.changes.count > n.router.settings.maxWaiting { broken.append("n\(i) holds \(n.changes.count) changes") }
             if let late = n.changes.first(where: { now(i) - $0.value > limit }) { broken.append("n\(i) still waits on \(late.key) past its deadline") }
             if n.reads.contains(where: { now(i) - $0.value > limit }) { broken.append("n\(i) still waits on a read past its deadline") }
@@ -190,7 +197,9 @@ import Testing
                             w.perform(i, commands)
                         } else {
                             w.busy += 1
-                            if w.nodes[i].changes.count < settings.maxWaiting { w.broken.append("n\(i) refused a change with \(w.nodes[i].changes.count) waiting") }
+                            if w.nodes[i].changes.count < settings.maxWaiting {
+                                w.broken.append("n\(i) refused a change with \(w.nodes[i].changes.count) waiting")
+                            }
                         }
                     }
                     if w.rng.chance(0.1), let (id, commands) = w.nodes[i].router.read(now: w.now(i), view: w.view(i)) {

@@ -33,8 +33,10 @@ import Testing
         mutating func runPolicy(_ policy: VoterPolicy) -> String? {
             let match = Dictionary(uniqueKeysWithValues: learners.map { ($0, (caughtUpAt[$0].map { now >= $0 } ?? false) ? LogIndex(10) : LogIndex(0)) })
             let quorate = upVoters >= Self.quorum(voters.count)
-            let changes = policy.plan(.init(leader: "n0", voters: voters, learners: learners, nodes: nodes, match: match,
-                                            commit: LogIndex(10), clusterID: "c", now: now))
+            let changes = policy.plan(
+                .init(
+                    leader: "n0", voters: voters, learners: learners, nodes: nodes, match: match,
+                    commit: LogIndex(10), clusterID: "c", now: now))
             if changes.count > 1 { return "\(changes.count) changes at once" }
             guard let change = changes.first else { return nil }
             switch change {

@@ -3,6 +3,7 @@ import NIOCore
 import NIOEmbedded
 import NIOHTTPTypes
 import Testing
+
 @testable import S3
 
 /// The S3 listener's NIO handlers on an `EmbeddedChannel`: parts in, parts out, no socket.

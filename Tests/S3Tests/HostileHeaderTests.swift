@@ -1,6 +1,7 @@
 import Foundation
 import Security
 import Testing
+
 @testable import S3
 
 /// Headers and bodies reach the parsers before any signature check, from anyone: absurd numbers
@@ -39,10 +40,12 @@ import Testing
 
     /// The request that killed a node: an unsigned Authorization with a hostile Date header.
     @Test func hostileDateHeaderIsRefusedBeforeTheSignature() {
-        let r = SignedRequest(method: "GET", rawPath: "/", query: [], headers: [
-            "host": "127.0.0.1:9000", "date": "Wed, 21 Oct 2015 9999999999999999:00:00 GMT",
-            "authorization": "AWS4-HMAC-SHA256 Credential=x,SignedHeaders=host,Signature=x",
-        ])
+        let r = SignedRequest(
+            method: "GET", rawPath: "/", query: [],
+            headers: [
+                "host": "127.0.0.1:9000", "date": "Wed, 21 Oct 2015 9999999999999999:00:00 GMT",
+                "authorization": "AWS4-HMAC-SHA256 Credential=x,SignedHeaders=host,Signature=x",
+            ])
         #expect(throws: S3Error.self) { try SigV4(credentials: FixedKeys(), region: "us-east-1", nowMs: 1_700_000_000_000).verify(r) }
     }
 
@@ -88,7 +91,8 @@ import Testing
     /// What stock clients send parses as it did through XMLParser (namespaces, declarations,
     /// entities, CDATA, comments), and what is not well-formed is refused.
     @Test func theBodyParserAcceptsWhatClientsSendAndNothingMalformed() throws {
-        let doc = "\u{FEFF}<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!-- c -->\n<Delete xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+        let doc =
+            "\u{FEFF}<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!-- c -->\n<Delete xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
             + "<Object><Key>a&amp;b &lt;&#x263A;&#65;&quot;&apos;&gt;</Key></Object><Object><Key><![CDATA[x<y>&z]]></Key></Object>"
             + "<!-- between --><Object><Key>l1\r\nl2\rl3&#13;</Key><VersionId/></Object><Quiet>true</Quiet></Delete >\n"
         let root = try #require(XMLNode.parse(Array(doc.utf8)))
@@ -97,11 +101,13 @@ import Testing
         #expect(root.all("Object")[2].child("VersionId")?.text == "")
         #expect(root.child("Quiet")?.text == "true")
         #expect(XMLNode.parse(Array("<s3:Delete a='1' b = \"2\"><s3:Key>k</s3:Key></s3:Delete>".utf8))?.child("s3:Key")?.text == "k")
-        for bad in ["", "  ", "<Delete>", "<Delete></Quiet>", "<Delete></Delete><Delete></Delete>", "<Delete></Delete>trailing",
-                    "text<Delete></Delete>", "<Delete><Key>a&b</Key></Delete>", "<Delete><Key>&#0;</Key></Delete>",
-                    "<Delete><Key>&#xD800;</Key></Delete>", "<Delete><Key>&#99999999999;</Key></Delete>", "<Delete a=1></Delete>",
-                    "<Delete a=\"<\"></Delete>", "<Delete a=\"1\"b=\"2\"></Delete>", "<Delete><!-- a -- b --></Delete>",
-                    "<Delete><![CDATA[x</Delete>", "<1a></1a>", "<Delete><Key>k</Key", "<Delete/><!-- unclosed"] {
+        for bad in [
+            "", "  ", "<Delete>", "<Delete></Quiet>", "<Delete></Delete><Delete></Delete>", "<Delete></Delete>trailing",
+            "text<Delete></Delete>", "<Delete><Key>a&b</Key></Delete>", "<Delete><Key>&#0;</Key></Delete>",
+            "<Delete><Key>&#xD800;</Key></Delete>", "<Delete><Key>&#99999999999;</Key></Delete>", "<Delete a=1></Delete>",
+            "<Delete a=\"<\"></Delete>", "<Delete a=\"1\"b=\"2\"></Delete>", "<Delete><!-- a -- b --></Delete>",
+            "<Delete><![CDATA[x</Delete>", "<1a></1a>", "<Delete><Key>k</Key", "<Delete/><!-- unclosed",
+        ] {
             #expect(XMLNode.parse(Array(bad.utf8)) == nil, "accepted \(bad.debugDescription)")
         }
     }
@@ -124,21 +130,24 @@ import Testing
 /// The three aws-chunked variants: signed without trailers, signed with signed trailers, unsigned
 /// with trailers. Each accepts only its own shape, and the trailer section is bounded.
 @Suite struct AWSChunkedTrailerTests {
-    let signer = Principal(accessKey: "AK", signingKey: Array(repeating: 7, count: 32), amzDate: "20261202T000000Z",
-                           scope: "20261202/us-east-1/s3/aws4_request", seedSignature: String(repeating: "a", count: 64))
+    let signer = Principal(
+        accessKey: "AK", signingKey: Array(repeating: 7, count: 32), amzDate: "20261202T000000Z",
+        scope: "20261202/us-east-1/s3/aws4_request", seedSignature: String(repeating: "a", count: 64))
     static let emptyHash = Digest.sha256([UInt8]()).hex
 
     func hmac(_ s: String) -> String { Digest.hmacSHA256(key: signer.signingKey, Array(s.utf8)).hex }
 
     /// A signed body of one data chunk and the final chunk, then `trailers` (already signed or not).
     func signedBody(_ data: String, trailers: [String], trailerSignature: ((String) -> String)? = nil) -> [UInt8] {
-        let s1 = hmac("AWS4-HMAC-SHA256-PAYLOAD\n\(signer.amzDate)\n\(signer.scope)\n\(signer.seedSignature)\n\(Self.emptyHash)\n\(Digest.sha256(Array(data.utf8)).hex)")
+        let s1 = hmac(
+            "AWS4-HMAC-SHA256-PAYLOAD\n\(signer.amzDate)\n\(signer.scope)\n\(signer.seedSignature)\n\(Self.emptyHash)\n\(Digest.sha256(Array(data.utf8)).hex)")
         let s0 = hmac("AWS4-HMAC-SHA256-PAYLOAD\n\(signer.amzDate)\n\(signer.scope)\n\(s1)\n\(Self.emptyHash)\n\(Self.emptyHash)")
         var text = "\(String(data.utf8.count, radix: 16));chunk-signature=\(s1)\r\n\(data)\r\n0;chunk-signature=\(s0)\r\n"
         for t in trailers { text += t + "\r\n" }
         if let trailerSignature {
             let canonical = trailers.map { $0.replacingOccurrences(of: ": ", with: ":") + "\n" }.joined()
-            text += "x-amz-trailer-signature:\(trailerSignature(hmac("AWS4-HMAC-SHA256-TRAILER\n\(signer.amzDate)\n\(signer.scope)\n\(s0)\n\(Digest.sha256(Array(canonical.utf8)).hex)")))\r\n"
+            text +=
+                "x-amz-trailer-signature:\(trailerSignature(hmac("AWS4-HMAC-SHA256-TRAILER\n\(signer.amzDate)\n\(signer.scope)\n\(s0)\n\(Digest.sha256(Array(canonical.utf8)).hex)")))\r\n"
         }
         return Array((text + "\r\n").utf8)
     }
@@ -172,7 +181,9 @@ import Testing
     @Test func trailerSectionIsBounded() throws {
         let many = Array("5\r\nhello\r\n0\r\n".utf8) + (0..<10_000).flatMap { Array("x-amz-meta-\($0):v\r\n".utf8) } + Array("\r\n".utf8)
         #expect(throws: S3Error.self) { try decode(many, signed: false, withTrailers: true) }
-        let long = Array("5\r\nhello\r\n0\r\n".utf8) + (0..<8).flatMap { _ in Array("x-amz-meta-a:\(String(repeating: "v", count: 4000))\r\n".utf8) } + Array("\r\n".utf8)
+        let long =
+            Array("5\r\nhello\r\n0\r\n".utf8) + (0..<8).flatMap { _ in Array("x-amz-meta-a:\(String(repeating: "v", count: 4000))\r\n".utf8) }
+            + Array("\r\n".utf8)
         #expect(throws: S3Error.self) { try decode(long, signed: false, withTrailers: true) }
     }
 }

@@ -7,6 +7,7 @@ import NIOEmbedded
 import Objects
 import Security
 import Testing
+
 @testable import S3
 
 /// The S3 responder in process, as Hummingbird's testing module drives a router: a signed
@@ -28,8 +29,9 @@ struct S3Harness {
     init() throws {
         dir = NSTemporaryDirectory() + "s3-responder-\(UUID().uuidString)"
         let store = try ObjectStore(root: dir, clock: { S3Harness.nowMs })
-        responder = S3Responder(store: store, credentials: Keys(), settings: S3Settings(region: Self.region),
-                                clock: { S3Harness.nowMs }, logger: Logger(label: "s3-test"))
+        responder = S3Responder(
+            store: store, credentials: Keys(), settings: S3Settings(region: Self.region),
+            clock: { S3Harness.nowMs }, logger: Logger(label: "s3-test"))
     }
 
     func cleanUp() { try? FileManager.default.removeItem(atPath: dir) }
@@ -54,8 +56,10 @@ struct S3Harness {
     }
 
     /// Signs (SigV4, header form, payload hashed) and sends one request; `path` may carry a query.
-    func send(_ method: HTTPRequest.Method, _ path: String, body: [UInt8] = [], headers extra: [String: String] = [:],
-              secret: String = S3Harness.secret) async throws -> Reply {
+    func send(
+        _ method: HTTPRequest.Method, _ path: String, body: [UInt8] = [], headers extra: [String: String] = [:],
+        secret: String = S3Harness.secret
+    ) async throws -> Reply {
         let amzDate = "20261203T120000Z", date = "20261203"
         let (rawPath, rawQuery) = path.split(separator: "?", maxSplits: 1).map(String.init).splitPathQuery
         var signed: [String: String] = ["host": "localhost:9000", "x-amz-date": amzDate, "x-amz-content-sha256": Digest.sha256(body).hex]
@@ -71,8 +75,10 @@ struct S3Harness {
         pairs.sort()  // '=' sorts below every encoded character, so this orders by key, then value
         let canonicalPath: String = SigV4.uriEncode(SigV4.percentDecode(rawPath) ?? rawPath, slash: false)
         let canonicalHeaders: String = names.map { "\($0):\(signed[$0]!)\n" }.joined()
-        let lines: [String] = [method.rawValue, canonicalPath, pairs.joined(separator: "&"), canonicalHeaders,
-                               names.joined(separator: ";"), signed["x-amz-content-sha256"]!]
+        let lines: [String] = [
+            method.rawValue, canonicalPath, pairs.joined(separator: "&"), canonicalHeaders,
+            names.joined(separator: ";"), signed["x-amz-content-sha256"]!,
+        ]
         let canonical = lines.joined(separator: "\n")
         let scope = "\(date)/\(Self.region)/s3/aws4_request"
         let toSign = "AWS4-HMAC-SHA256\n\(amzDate)\n\(scope)\n\(Digest.sha256(Array(canonical.utf8)).hex)"
@@ -81,14 +87,14 @@ struct S3Harness {
         for n in names where n != "host" { fields[HTTPField.Name(n)!] = signed[n]! }
         fields[.authorization] = "AWS4-HMAC-SHA256 Credential=\(Self.accessKey)/\(scope), SignedHeaders=\(names.joined(separator: ";")), Signature=\(signature)"
         fields[.contentLength] = "\(body.count)"
-        let request = Request(head: HTTPRequest(method: method, scheme: "http", authority: "localhost:9000", path: path, headerFields: fields),
-                              body: RequestBody(buffer: ByteBuffer(bytes: body)))
+        let request = Request(
+            head: HTTPRequest(method: method, scheme: "http", authority: "localhost:9000", path: path, headerFields: fields),
+            body: RequestBody(buffer: ByteBuffer(bytes: body)))
         let context = BasicRequestContext(source: ApplicationRequestContextSource(channel: EmbeddedChannel(), logger: Logger(label: "s3-test")))
         let response = try await responder.respond(to: request, context: context)
-        var writer = Collector(sink: .init())
-        let sink = writer.sink
+        let writer = Collector(sink: .init())
         try await response.body.write(writer)
-        _ = writer
+        let sink = writer.sink
         return Reply(status: Int(response.status.code), headers: response.headers, body: String(decoding: sink.bytes, as: UTF8.self))
     }
 }
@@ -168,7 +174,8 @@ extension Array where Element == String {
         let part1 = [UInt8](repeating: 0x61, count: 5 << 20), part2 = Array("tail".utf8)
         let e1 = try #require(try await s3.send(.put, "/bkt/big?partNumber=1&uploadId=\(upload)", body: part1).header("ETag"))
         let e2 = try #require(try await s3.send(.put, "/bkt/big?partNumber=2&uploadId=\(upload)", body: part2).header("ETag"))
-        let complete = "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>\(e1)</ETag></Part><Part><PartNumber>2</PartNumber><ETag>\(e2)</ETag></Part></CompleteMultipartUpload>"
+        let complete =
+            "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>\(e1)</ETag></Part><Part><PartNumber>2</PartNumber><ETag>\(e2)</ETag></Part></CompleteMultipartUpload>"
         let done = try await s3.send(.post, "/bkt/big?uploadId=\(upload)", body: Array(complete.utf8))
         #expect(done.status == 200)
         let md5s = Digest.md5(part1) + Digest.md5(part2)
@@ -179,7 +186,8 @@ extension Array where Element == String {
         let again = try #require(try await s3.send(.post, "/bkt/small?uploads").xml("UploadId"))
         let s1 = try #require(try await s3.send(.put, "/bkt/small?partNumber=1&uploadId=\(again)", body: [1]).header("ETag"))
         let s2 = try #require(try await s3.send(.put, "/bkt/small?partNumber=2&uploadId=\(again)", body: [2]).header("ETag"))
-        let tooSmall = "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>\(s1)</ETag></Part><Part><PartNumber>2</PartNumber><ETag>\(s2)</ETag></Part></CompleteMultipartUpload>"
+        let tooSmall =
+            "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>\(s1)</ETag></Part><Part><PartNumber>2</PartNumber><ETag>\(s2)</ETag></Part></CompleteMultipartUpload>"
         #expect(try await s3.send(.post, "/bkt/small?uploadId=\(again)", body: Array(tooSmall.utf8)).xml("Code") == "EntityTooSmall")
     }
 

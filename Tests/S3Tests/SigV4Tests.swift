@@ -1,5 +1,6 @@
 import Security
 import Testing
+
 @testable import S3
 
 struct FixedKeys: CredentialStore {
@@ -12,12 +13,15 @@ struct FixedKeys: CredentialStore {
     var sig: SigV4 { SigV4(credentials: FixedKeys(), region: "us-east-1", nowMs: t20130524) }
 
     func getObject(signature: String, accessKey: String = "AKIAIOSFODNN7EXAMPLE") -> SignedRequest {
-        SignedRequest(method: "GET", rawPath: "/test.txt", query: [], headers: [
-            "host": "examplebucket.s3.amazonaws.com", "range": "bytes=0-9",
-            "x-amz-content-sha256": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
-            "x-amz-date": "20130524T000000Z",
-            "authorization": "AWS4-HMAC-SHA256 Credential=\(accessKey)/20130524/us-east-1/s3/aws4_request,SignedHeaders=host;range;x-amz-content-sha256;x-amz-date,Signature=\(signature)",
-        ])
+        SignedRequest(
+            method: "GET", rawPath: "/test.txt", query: [],
+            headers: [
+                "host": "examplebucket.s3.amazonaws.com", "range": "bytes=0-9",
+                "x-amz-content-sha256": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+                "x-amz-date": "20130524T000000Z",
+                "authorization":
+                    "AWS4-HMAC-SHA256 Credential=\(accessKey)/20130524/us-east-1/s3/aws4_request,SignedHeaders=host;range;x-amz-content-sha256;x-amz-date,Signature=\(signature)",
+            ])
     }
 
     @Test func awsExampleVerifies() throws {
@@ -41,7 +45,8 @@ struct FixedKeys: CredentialStore {
             "host": "s3.amazonaws.com", "x-amz-date": "20130524T000000Z", "x-amz-storage-class": "REDUCED_REDUNDANCY",
             "x-amz-content-sha256": "STREAMING-AWS4-HMAC-SHA256-PAYLOAD", "content-encoding": "aws-chunked",
             "content-length": "66824", "x-amz-decoded-content-length": "66560",
-            "authorization": "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,SignedHeaders=content-encoding;content-length;host;x-amz-content-sha256;x-amz-date;x-amz-decoded-content-length;x-amz-storage-class,Signature=4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9",
+            "authorization":
+                "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,SignedHeaders=content-encoding;content-length;host;x-amz-content-sha256;x-amz-date;x-amz-decoded-content-length;x-amz-storage-class,Signature=4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9",
         ]
         let p = try #require(try sig.verify(SignedRequest(method: "PUT", rawPath: "/examplebucket/chunkObject.txt", query: [], headers: headers)))
         func body(_ firstSig: String) -> [UInt8] {
@@ -54,7 +59,7 @@ struct FixedKeys: CredentialStore {
         let good = body("ad80c730a21e5b8d04586a2213dd63b9a0e99e0e2307b0ade35a65485a288648")
         var out: [UInt8] = []
         var i = 0
-        while i < good.count { // arbitrary network-sized pieces
+        while i < good.count {  // arbitrary network-sized pieces
             let n = min(1000, good.count - i)
             out += try d.feed(good[i..<(i + n)]); i += n
         }

@@ -1,5 +1,5 @@
-import Support
 import Raft
+import Support
 
 /// One change to the cluster state, as carried in a Raft entry.
 public enum Command: Equatable, Sendable {

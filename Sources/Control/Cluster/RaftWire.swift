@@ -1,5 +1,5 @@
-import Support
 import Raft
+import Support
 
 /// What nodes say to each other over the Raft transport.
 public enum Frame: Equatable, Sendable {
@@ -95,7 +95,11 @@ public enum RaftWire {
         func term() throws(DecodeError) -> Term { Term(try r.u64()) }
         func index() throws(DecodeError) -> LogIndex { LogIndex(try r.u64()) }
         func bool() throws(DecodeError) -> Bool {
-            switch try r.u8() { case 0: return false; case 1: return true; default: throw DecodeError("bad boolean") }
+            switch try r.u8() {
+            case 0: return false;
+            case 1: return true;
+            default: throw DecodeError("bad boolean")
+            }
         }
         func int() throws(DecodeError) -> Int {
             // Offsets run through a whole snapshot, which may be far larger than one frame.
@@ -126,8 +130,9 @@ public enum RaftWire {
             for _ in 0..<(try count(1 << 16)) { voters.insert(try r.string(max: 255)) }
             for _ in 0..<(try count(1 << 16)) { learners.insert(try r.string(max: 255)) }
             let data = try r.blob(), offset = try int(), done = try bool()
-            return .installSnapshot(term: t, meta: Snapshot(index: i, term: st, voters: voters, learners: learners, data: data),
-                                    offset: offset, done: done)
+            return .installSnapshot(
+                term: t, meta: Snapshot(index: i, term: st, voters: voters, learners: learners, data: data),
+                offset: offset, done: done)
         case 9: return .installSnapshotReply(term: try term(), index: try index(), offset: try int(), done: try bool())
         default: throw DecodeError("unknown Raft message")
         }
@@ -158,7 +163,8 @@ public enum RaftSession {
     /// The body of a frame bound to `challenge` and numbered `seq`; nil for any other.
     public static func unbind(_ plain: [UInt8], challenge: [UInt8], seq: UInt64) -> [UInt8]? {
         guard challenge.count == challengeBytes, plain.count >= challengeBytes + 8,
-              plain.prefix(challengeBytes).elementsEqual(challenge) else { return nil }
+            plain.prefix(challengeBytes).elementsEqual(challenge)
+        else { return nil }
         var r = BinaryReader(Array(plain[challengeBytes..<(challengeBytes + 8)]))
         guard let s = try? r.u64(), s == seq else { return nil }
         return Array(plain[(challengeBytes + 8)...])

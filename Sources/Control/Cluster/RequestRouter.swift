@@ -126,7 +126,9 @@ public struct RequestRouter: Sendable {
 
     /// Everything waiting fails (the node is stopping).
     public mutating func failAll(reason: String) -> [Command] {
-        let out = changes.keys.sorted(by: Self.order).map { Command.failed($0, reason: reason) } + reads.keys.sorted().map { Command.readFailed(id: $0, reason: reason) }
+        let out =
+            changes.keys.sorted(by: Self.order).map { Command.failed($0, reason: reason) }
+            + reads.keys.sorted().map { Command.readFailed(id: $0, reason: reason) }
         changes = [:]; reads = [:]
         return out
     }

@@ -56,8 +56,10 @@ public struct VoterPolicy: Reconciler {
         public var commit: LogIndex
         public var clusterID: String
         public var now: Instant
-        public init(leader: String, voters: Set<String>, learners: Set<String>, nodes: [String: Node],
-                    match: [String: LogIndex], commit: LogIndex, clusterID: String, now: Instant) {
+        public init(
+            leader: String, voters: Set<String>, learners: Set<String>, nodes: [String: Node],
+            match: [String: LogIndex], commit: LogIndex, clusterID: String, now: Instant
+        ) {
             self.leader = leader; self.voters = voters; self.learners = learners; self.nodes = nodes
             self.match = match; self.commit = commit; self.clusterID = clusterID; self.now = now
         }
@@ -97,13 +99,16 @@ public struct VoterPolicy: Reconciler {
             var perZone: [String: Int] = [:]
             for v in voters { perZone[nodes[v]?.zone ?? "", default: 0] += 1 }
             if voters.count == desired, perZone.values.contains(where: { $0 > 1 }),
-               let pick = ready.filter(newZone).sorted().first {
+                let pick = ready.filter(newZone).sorted().first
+            {
                 return .addVoter(pick)
             }
-            if voters.count > desired, let retire = voters.filter({ $0 != leader }).sorted(by: { a, b in
-                let za = perZone[nodes[a]?.zone ?? ""]!, zb = perZone[nodes[b]?.zone ?? ""]!
-                return za != zb ? za > zb : a < b
-            }).first {
+            if voters.count > desired,
+                let retire = voters.filter({ $0 != leader }).sorted(by: { a, b in
+                    let za = perZone[nodes[a]?.zone ?? ""]!, zb = perZone[nodes[b]?.zone ?? ""]!
+                    return za != zb ? za > zb : a < b
+                }).first
+            {
                 return .remove(retire)
             }
         }

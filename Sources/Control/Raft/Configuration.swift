@@ -4,7 +4,8 @@ extension RaftNode {
     /// no other change is still uncommitted (the single-server rule and Ongaro's 2015 fix).
     public mutating func proposeConfigChange(_ change: ConfigChange) -> (index: LogIndex, ready: Ready)? {
         guard case .leader = role, transferTarget == nil, term(at: commit) == term,
-              !log[(pos(commit) + 1)...].contains(where: { $0.kind == .config }) else { return nil }
+            !log[(pos(commit) + 1)...].contains(where: { $0.kind == .config })
+        else { return nil }
         let e = Entry(term: term, index: lastIndex + 1, kind: .config, data: change.encoded)
         appendLocal([e])
         for p in peers { sendAppend(to: p) }

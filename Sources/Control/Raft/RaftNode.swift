@@ -78,8 +78,10 @@ public struct RaftNode: Sendable {
     /// Starts (or restarts) from durable state: the hard state and the log as persisted.
     /// `peers` is the initial voter set (this node included when it is one); config entries in
     /// the log change it from there.
-    public init(id: String, peers: [String], hardState: HardState = HardState(), snapshot: Snapshot? = nil, log: [Entry] = [],
-                settings: RaftSettings = RaftSettings(), seed: UInt64) {
+    public init(
+        id: String, peers: [String], hardState: HardState = HardState(), snapshot: Snapshot? = nil, log: [Entry] = [],
+        settings: RaftSettings = RaftSettings(), seed: UInt64
+    ) {
         self.id = id
         initialVoters = Set(peers)
         voters = Set(peers)
@@ -325,7 +327,8 @@ public struct RaftNode: Sendable {
             return true
         case .append(let t, let prevIndex, let prevTerm, let entries, let c, _):
             guard prevIndex < LogIndex.limit, c < LogIndex.limit, prevTerm <= t,
-                  UInt64(entries.count) < LogIndex.limit.value - prevIndex.value else { return false }
+                UInt64(entries.count) < LogIndex.limit.value - prevIndex.value
+            else { return false }
             var last = prevTerm
             for (i, e) in entries.enumerated() {
                 guard e.index == prevIndex + UInt64(i + 1), e.term >= last, e.term <= t else { return false }
@@ -431,8 +434,11 @@ public struct RaftNode: Sendable {
             progress.next[p] = next + UInt64(entries.count)
             role = .leader(progress)
         }
-        send(p, .append(term: term, prevIndex: prev, prevTerm: prevTerm, entries: entries,
-                        commit: min(commit, prev + UInt64(entries.count)), readSeq: readSeq))
+        send(
+            p,
+            .append(
+                term: term, prevIndex: prev, prevTerm: prevTerm, entries: entries,
+                commit: min(commit, prev + UInt64(entries.count)), readSeq: readSeq))
     }
 
     mutating func handleAppend(from leader: String, prevIndex: LogIndex, prevTerm: Term, entries: [Entry], leaderCommit: LogIndex, readSeq: UInt64) {
@@ -513,7 +519,6 @@ public struct RaftNode: Sendable {
         // A leader that committed its own removal hands over by stepping down.
         if case .leader = role, !voters.contains(id) { becomeFollower(term: term, leader: nil) }
     }
-
 
     mutating func send(_ to: String, _ m: RaftMessage) {
         ready.messages.append(Envelope(from: id, to: to, message: m))

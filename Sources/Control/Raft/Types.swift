@@ -108,8 +108,9 @@ public enum RaftMessage: Equatable, Sendable {
     public var term: Term {
         switch self {
         case .preVote(let t, _, _), .preVoteReply(let t, _), .vote(let t, _, _, _), .voteReply(let t, _), .timeoutNow(let t),
-             .installSnapshot(let t, _, _, _), .installSnapshotReply(let t, _, _, _),
-             .append(let t, _, _, _, _, _), .appendReply(let t, _, _, _): t
+            .installSnapshot(let t, _, _, _), .installSnapshotReply(let t, _, _, _),
+            .append(let t, _, _, _, _, _), .appendReply(let t, _, _, _):
+            t
         }
     }
 }

@@ -1,12 +1,13 @@
+import Checksum
+import Files
+import Raft
+import Support
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import Files
-import Checksum
-import Raft
-import Support
 
 /// Failures of the durable Raft log, naming the segment and offset.
 public enum RaftLogError: Error, CustomStringConvertible, Equatable {
@@ -15,7 +16,8 @@ public enum RaftLogError: Error, CustomStringConvertible, Equatable {
 
     public var description: String {
         switch self {
-        case .corrupt(let s, let o, let why): "Raft log corrupt in \(s) at byte \(o): \(why); refusing to serve it (to restore this node from its peers, move its raft directory aside and restart it with seeds)"
+        case .corrupt(let s, let o, let why):
+            "Raft log corrupt in \(s) at byte \(o): \(why); refusing to serve it (to restore this node from its peers, move its raft directory aside and restart it with seeds)"
         case .io(let what): "Raft log I/O: \(what)"
         }
     }
@@ -233,7 +235,9 @@ public final class RaftLog {
             }
             var r = BinaryReader(body)
             let index = LogIndex(try r.u64()), term = Term(try r.u64())
-            guard index < LogIndex.limit, term < Term.limit else { throw RaftLogError.corrupt(segment: "snapshot", offset: 0, why: "index or term out of range") }
+            guard index < LogIndex.limit, term < Term.limit else {
+                throw RaftLogError.corrupt(segment: "snapshot", offset: 0, why: "index or term out of range")
+            }
             var voters = Set<String>(), learners = Set<String>()
             for _ in 0..<(try r.u32()) { voters.insert(try r.string()) }
             for _ in 0..<(try r.u32()) { learners.insert(try r.string()) }
@@ -294,7 +298,9 @@ public final class RaftLog {
                     let t = try r.u64(), c = try r.u64(), v = try r.string()
                     hardState = HardState(term: Term(t), vote: v.isEmpty ? nil : v, commit: LogIndex(c))
                 case 4:
-                    guard body.count == 17, Array(body[1..<9]) == Self.batchMagic else { throw RaftLogError.corrupt(segment: name, offset: at, why: "malformed batch end") }
+                    guard body.count == 17, Array(body[1..<9]) == Self.batchMagic else {
+                        throw RaftLogError.corrupt(segment: name, offset: at, why: "malformed batch end")
+                    }
                     for _ in Self.batchMagic { _ = try r.u8() }
                     lastBatch = try r.u64()
                 default: throw RaftLogError.corrupt(segment: name, offset: at, why: "unknown record kind \(body[0])")
@@ -321,7 +327,8 @@ public final class RaftLog {
                 let q = UnsafeRawPointer(hit) - raw.baseAddress!
                 from = q + 1
                 guard q - 8 >= at, raw.count - q >= needle.count, memcmp(hit, needle, needle.count) == 0,
-                      intactRecord(bytes, q - 8) == 17 else { continue }
+                    intactRecord(bytes, q - 8) == 17
+                else { continue }
                 var r = BinaryReader(Array(bytes[(q + 9)..<(q + 17)]))
                 if let seq = try? r.u64() { ends.append((seq, q + 17)) }
             }
@@ -334,7 +341,8 @@ public final class RaftLog {
     /// The body length of the record at `i` if its header is there and its checksum holds.
     static func intactRecord(_ bytes: [UInt8], _ i: Int) -> Int? {
         guard let (length, crc) = header(bytes, i), length >= 1, bytes.count - i - 8 >= length,
-              Checksum.crc32c(Array(bytes[(i + 8)..<(i + 8 + length)])) == crc else { return nil }
+            Checksum.crc32c(Array(bytes[(i + 8)..<(i + 8 + length)])) == crc
+        else { return nil }
         return length
     }
 

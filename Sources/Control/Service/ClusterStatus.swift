@@ -99,8 +99,9 @@ extension RaftService {
             problems.append("quorum at risk: \(alive) of \(voters.count) voters alive; one more failure stops writes")
         }
         if voters.isEmpty { problems.append("this node has not been added to a cluster yet") }
-        return ClusterStatus(selfName: name, clusterID: read { $0.clusterID }, leader: leader, term: core.term.value,
-                             commitIndex: core.commit.value, appliedIndex: core.applied.value,
-                             voters: voters.count, quorum: quorum, healthy: problems.isEmpty, problems: problems, nodes: nodes)
+        return ClusterStatus(
+            selfName: name, clusterID: read { $0.clusterID }, leader: leader, term: core.term.value,
+            commitIndex: core.commit.value, appliedIndex: core.applied.value,
+            voters: voters.count, quorum: quorum, healthy: problems.isEmpty, problems: problems, nodes: nodes)
     }
 }

@@ -28,11 +28,13 @@ extension RaftService {
         guard case .leader(let progress) = core.role else { return }
         let policy = VoterPolicy(target: settings.voters, grace: settings.deadVoterAfter)
         let nodes = members.mapValues { m in
-            VoterPolicy.Node(health: Self.health(m.status), since: m.since, zone: m.tags["zone"],
-                             hasRaftAddress: m.tags[Self.addressTag] != nil, cluster: m.tags[Self.clusterTag])
+            VoterPolicy.Node(
+                health: Self.health(m.status), since: m.since, zone: m.tags["zone"],
+                hasRaftAddress: m.tags[Self.addressTag] != nil, cluster: m.tags[Self.clusterTag])
         }
-        let observed = VoterPolicy.Observed(leader: name, voters: core.voters, learners: core.learners, nodes: nodes, match: progress.match,
-                                            commit: core.commit, clusterID: clusterID, now: Instant(now))
+        let observed = VoterPolicy.Observed(
+            leader: name, voters: core.voters, learners: core.learners, nodes: nodes, match: progress.match,
+            commit: core.commit, clusterID: clusterID, now: Instant(now))
         guard let change = policy.plan(observed).first, let (_, ready) = core.proposeConfigChange(change) else { return }
         logger.info("voter management", metadata: ["change": "\(change)"])
         handle(ready)

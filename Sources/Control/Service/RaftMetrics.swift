@@ -11,10 +11,12 @@ struct RaftMetrics {
     static let appliedIndex = Series("stacks_raft_applied_index", "Highest log index applied to the cluster state.")
     static let proposals = Series("stacks_raft_proposals_total", "Changes submitted to the cluster through this node.")
     static let leaderChanges = Series("stacks_raft_leader_changes_total", "Times this node saw the leader change to another node.")
-    static let fsync = Series("stacks_raft_wal_fsync_duration_seconds", "Latency of the write-ahead log's fdatasync, one per durable batch.",
-                              buckets: [0.0001, 0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024])
-    static let snapshotBytes = Series("stacks_raft_snapshot_bytes", "Sizes of snapshots of the cluster state written or installed.",
-                                      buckets: [1 << 10, 1 << 14, 1 << 17, 1 << 20, 1 << 23, 1 << 26, 1 << 29].map(Double.init))
+    static let fsync = Series(
+        "stacks_raft_wal_fsync_duration_seconds", "Latency of the write-ahead log's fdatasync, one per durable batch.",
+        buckets: [0.0001, 0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024])
+    static let snapshotBytes = Series(
+        "stacks_raft_snapshot_bytes", "Sizes of snapshots of the cluster state written or installed.",
+        buckets: [1 << 10, 1 << 14, 1 << 17, 1 << 20, 1 << 23, 1 << 26, 1 << 29].map(Double.init))
     static let dropped = Series("stacks_raft_frames_dropped_total", "Raft frames dropped unread, by reason.")
     static let refused = Series("stacks_raft_connections_refused_total", "Raft connections refused at accept (per-host or total cap).")
     static let inbound = Series("stacks_raft_inbound_connections", "Accepted Raft connections open now.")

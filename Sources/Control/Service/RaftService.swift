@@ -1,5 +1,5 @@
-import Files
 import Cluster
+import Files
 import Gossip
 import Logging
 import Membership
@@ -144,9 +144,11 @@ public final class RaftService: Service, @unchecked Sendable {
 
     /// Opens the log in `directory` and restores the state machine from it. With `bootstrap` and
     /// an empty log, this node founds a new cluster as its only voter.
-    public init(name: String, directory: String, listen: ListenAddress, bootstrap: Bool, gossip: GossipService, keyring: Keyring,
-                settings: RaftServiceSettings = RaftServiceSettings(), logger: Logger, metrics: Metrics = .disabled,
-                onApply: @escaping @Sendable (Command, Outcome) -> Void, onRestore: @escaping @Sendable (ClusterState) -> Void) throws {
+    public init(
+        name: String, directory: String, listen: ListenAddress, bootstrap: Bool, gossip: GossipService, keyring: Keyring,
+        settings: RaftServiceSettings = RaftServiceSettings(), logger: Logger, metrics: Metrics = .disabled,
+        onApply: @escaping @Sendable (Command, Outcome) -> Void, onRestore: @escaping @Sendable (ClusterState) -> Void
+    ) throws {
         loop = Self.group.next()
         self.name = name
         self.listen = listen
@@ -176,8 +178,9 @@ public final class RaftService: Service, @unchecked Sendable {
             r.hardState = HardState(term: Term(1), vote: name, commit: LogIndex(2))
             try wal.save(r)
         }
-        core = RaftNode(id: name, peers: [], hardState: wal.hardState, snapshot: wal.snapshot, log: wal.entries,
-                        settings: settings.raft, seed: UInt64.random(in: .min ... .max))
+        core = RaftNode(
+            id: name, peers: [], hardState: wal.hardState, snapshot: wal.snapshot, log: wal.entries,
+            settings: settings.raft, seed: UInt64.random(in: .min ... .max))
         core.snapshotCheck = { (try? ClusterState(decoding: $0)) != nil }
         if let s = wal.snapshot {
             let state = try ClusterState(decoding: s.data)
@@ -186,8 +189,9 @@ public final class RaftService: Service, @unchecked Sendable {
         metrics.beforeScrape { [weak self] in
             guard let self else { return }
             try? await self.loop.submit {
-                self.metrics.sample(self.core, framesDropped: self.framesDropped, foreignFrames: self.foreignFrames,
-                                    inboundRefused: self.inboundRefused, inbound: self.inbound)
+                self.metrics.sample(
+                    self.core, framesDropped: self.framesDropped, foreignFrames: self.foreignFrames,
+                    inboundRefused: self.inboundRefused, inbound: self.inbound)
             }.get()
         }
     }
@@ -221,8 +225,9 @@ public final class RaftService: Service, @unchecked Sendable {
             self.ticker?.cancel()
             // Hand leadership to an up-to-date voter so the cluster does not wait out a timeout.
             if self.core.isLeader, case .leader(let p) = self.core.role,
-               let target = self.core.voters.filter({ $0 != self.name && p.match[$0] == self.core.lastIndex }).sorted().first,
-               let r = self.core.transferLeadership(to: target) {
+                let target = self.core.voters.filter({ $0 != self.name && p.match[$0] == self.core.lastIndex }).sorted().first,
+                let r = self.core.transferLeadership(to: target)
+            {
                 self.handle(r)
             }
             self.perform(self.router.failAll(reason: "node shutting down"))
@@ -257,7 +262,9 @@ public final class RaftService: Service, @unchecked Sendable {
         let leading = core.isLeader
         func early(_ m: Envelope) -> Bool { if leading, case .append = m.message { true } else { false } }
         if leading {
-            for m in r.messages where early(m) { send(AddressedFrame(from: name, fromAddress: listen.description, cluster: clusterID, to: m.to, frame: .raft(m.message))) }
+            for m in r.messages where early(m) {
+                send(AddressedFrame(from: name, fromAddress: listen.description, cluster: clusterID, to: m.to, frame: .raft(m.message)))
+            }
             flushLinks()
         }
         if let l = core.leader, l != lastLeader {
@@ -284,7 +291,10 @@ public final class RaftService: Service, @unchecked Sendable {
         for e in r.committed { apply(e) }
         for rs in r.readStates {
             if let remote = remoteReads.removeValue(forKey: rs.id) {
-                send(AddressedFrame(from: name, fromAddress: listen.description, cluster: clusterID, to: remote.from, frame: .readIndexReply(id: remote.id, index: rs.index)))
+                send(
+                    AddressedFrame(
+                        from: name, fromAddress: listen.description, cluster: clusterID, to: remote.from, frame: .readIndexReply(id: remote.id, index: rs.index)
+                    ))
             } else {
                 perform(router.readIndex(id: rs.id, rs.index, applied: core.applied))
             }

@@ -68,7 +68,9 @@ extension RaftService {
                     link.channel = ch
                     link.challenge = nil
                     // An acceptor that never sends its challenge (not a Stacks node) is let go.
-                    let timer = ch.eventLoop.scheduleTask(in: TimeAmount(self.settings.helloTimeout)) { if link.channel === ch && link.challenge == nil { ch.close(promise: nil) } }
+                    let timer = ch.eventLoop.scheduleTask(in: TimeAmount(self.settings.helloTimeout)) {
+                        if link.channel === ch && link.challenge == nil { ch.close(promise: nil) }
+                    }
                     ch.closeFuture.whenComplete { _ in
                         timer.cancel()
                         guard link.channel === ch else { return }
@@ -166,7 +168,8 @@ extension RaftService {
             guard !challenge.isEmpty else { return }  // refused or closing
             let sealed = Array(unwrapInboundIn(data).readableBytesView)
             guard let plain = service.keyring.open(sealed), let body = RaftSession.unbind(plain, challenge: challenge, seq: seq),
-                  seq > 0 || body == RaftSession.helloBody else {
+                seq > 0 || body == RaftSession.helloBody
+            else {
                 // Garbage, another key, a replay or a frame out of order: nothing more from here.
                 service.framesDropped += 1
                 challenge = []
@@ -242,8 +245,9 @@ extension RaftService {
         if !clusterID.isEmpty && !f.cluster.isEmpty && f.cluster != clusterID {
             foreignFrames += 1
             if foreignFrames & (foreignFrames - 1) == 0 {  // 1st, 2nd, 4th, 8th…
-                logger.warning("dropping Raft frames from another cluster that shares our gossip key",
-                               metadata: ["from": "\(f.from)", "their_cluster": "\(f.cluster)", "ours": "\(clusterID)", "count": "\(foreignFrames)"])
+                logger.warning(
+                    "dropping Raft frames from another cluster that shares our gossip key",
+                    metadata: ["from": "\(f.from)", "their_cluster": "\(f.cluster)", "ours": "\(clusterID)", "count": "\(foreignFrames)"])
             }
             return
         }
@@ -253,7 +257,8 @@ extension RaftService {
             handle(core.step(Envelope(from: f.from, to: name, message: m)))
         case .forward(let bytes):
             guard core.isLeader, proposals.count < settings.maxQueued, let req = try? Request(decoding: bytes),
-                  read({ $0.outcome(of: req.id) }) == nil else { return }
+                read({ $0.outcome(of: req.id) }) == nil
+            else { return }
             proposals.append(bytes)
             scheduleFlush()
         case .readIndex(let id):
@@ -261,7 +266,9 @@ extension RaftService {
             let lid = nextRelayID
             nextRelayID &+= 1
             remoteReads[lid] = (f.from, id)
-            if let r = core.readIndex(id: lid) { handle(r) } else {
+            if let r = core.readIndex(id: lid) {
+                handle(r)
+            } else {
                 remoteReads[lid] = nil
                 send(AddressedFrame(from: name, fromAddress: listen.description, cluster: clusterID, to: f.from, frame: .readIndexReply(id: id, index: nil)))
             }

@@ -1,12 +1,13 @@
+import Checksum
+import Compression
+import Files
+import Support
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import Checksum
-import Compression
-import Files
-import Support
 
 /// On-disk shard: a stream of checksummed blocks, then an index of block offsets and a footer.
 ///
@@ -151,7 +152,9 @@ public final class ShardReader: Sendable {
             var offsets: [UInt64] = []
             for _ in 0..<count {
                 let o = try decoding(path) { () throws(DecodeError) in try ir.u64() }
-                guard o < UInt64(indexOffset), Int(o) + ShardFormat.blockHeaderBytes <= indexOffset else { throw FileError.corrupt("\(path): block offset past the index") }
+                guard o < UInt64(indexOffset), Int(o) + ShardFormat.blockHeaderBytes <= indexOffset else {
+                    throw FileError.corrupt("\(path): block offset past the index")
+                }
                 offsets.append(o)
             }
             guard count == (rawSize + blockSize - 1) / blockSize else { throw FileError.corrupt("\(path): block count mismatch") }

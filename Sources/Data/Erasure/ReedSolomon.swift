@@ -66,8 +66,9 @@ public struct ReedSolomon: Sendable {
             preconditionFailure("Cauchy submatrix is always invertible")
         }
         let tables = ISAL.tables(k: dataShards, rows: dataShards, matrix: inverse)
-        let data = ISAL.apply(tables: tables, k: dataShards, rows: dataShards,
-                              inputs: chosen.flatMap { shards[$0]! }, length: length)
+        let data = ISAL.apply(
+            tables: tables, k: dataShards, rows: dataShards,
+            inputs: chosen.flatMap { shards[$0]! }, length: length)
         return Array(data.prefix(size))
     }
 }

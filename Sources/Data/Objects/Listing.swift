@@ -10,8 +10,10 @@ public struct ListPage: Sendable {
 extension ObjectStore {
     /// Keys in byte order after `marker` that start with `prefix`; with a delimiter, keys that
     /// contain it after the prefix roll up into one common prefix, which counts as one entry.
-    public func list(bucket: String, prefix: String = "", delimiter: String = "", marker: String = "",
-                     maxKeys: Int = 1000) throws(ObjectError) -> ListPage {
+    public func list(
+        bucket: String, prefix: String = "", delimiter: String = "", marker: String = "",
+        maxKeys: Int = 1000
+    ) throws(ObjectError) -> ListPage {
         try state.withLock { (s: inout Index) throws(ObjectError) -> ListPage in
             guard s.buckets[bucket] != nil else { throw .noSuchBucket(bucket) }
             let keys = s.buckets[bucket]!.sortedKeys()

@@ -8,8 +8,9 @@ extension ObjectStore {
         _ = try self.bucket(bucket)
         let inBucket = state.withLock { s in s.uploads.values.count { $0.info.bucket == bucket } }
         guard inBucket < maxUploadsPerBucket else { throw .tooManyUploads(bucket: bucket, limit: maxUploadsPerBucket) }
-        let info = UploadInfo(uploadID: Self.randomID(), bucket: bucket, key: key, contentType: contentType,
-                              userMetadata: userMetadata, initiatedMs: clock())
+        let info = UploadInfo(
+            uploadID: Self.randomID(), bucket: bucket, key: key, contentType: contentType,
+            userMetadata: userMetadata, initiatedMs: clock())
         do throws(FileError) { try Files.writeAtomically(info.encoded(), to: uploadPath(info.uploadID)) } catch { throw .storage(error) }
         state.withLock { $0.uploads[info.uploadID] = UploadEntry(info: info) }
         return info
@@ -81,9 +82,10 @@ extension ObjectStore {
                 refs.append(p.part)
                 md5s.update(bytes(fromHex: p.part.etag) ?? [])
             }
-            let info = ObjectInfo(bucket: bucket, key: key, versionID: Self.randomID(), size: refs.reduce(0) { $0 + $1.size },
-                                  etag: "\(md5s.finish().hex)-\(refs.count)", contentType: upload.contentType,
-                                  lastModifiedMs: clock(), userMetadata: upload.userMetadata, parts: refs, checksums: [])
+            let info = ObjectInfo(
+                bucket: bucket, key: key, versionID: Self.randomID(), size: refs.reduce(0) { $0 + $1.size },
+                etag: "\(md5s.finish().hex)-\(refs.count)", contentType: upload.contentType,
+                lastModifiedMs: clock(), userMetadata: upload.userMetadata, parts: refs, checksums: [])
             let used = Set(refs.map(\.shardID))
             let leftovers = uploaded.values.filter { !used.contains($0.part.shardID) }
             try commitLocked(info, alsoRemoving: leftovers.map { shardPath($0.part.shardID) })

@@ -23,7 +23,8 @@ public enum ObjectError: Error, CustomStringConvertible, Equatable {
         case .noSuchBucket(let b): "bucket \(b) does not exist"
         case .bucketAlreadyOwnedByYou(let b): "bucket \(b) already exists"
         case .bucketNotEmpty(let b): "bucket \(b) is not empty"
-        case .invalidBucketName(let b): "invalid bucket name \(b.debugDescription): 3-63 characters of a-z, 0-9, '.' and '-', starting and ending with a letter or digit"
+        case .invalidBucketName(let b):
+            "invalid bucket name \(b.debugDescription): 3-63 characters of a-z, 0-9, '.' and '-', starting and ending with a letter or digit"
         case .noSuchKey(let k): "key \(k.debugDescription) does not exist"
         case .keyTooLong(let n): "key is \(n) bytes; the limit is 1024"
         case .invalidKey(let why): "invalid key: \(why)"

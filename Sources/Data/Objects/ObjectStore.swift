@@ -148,13 +148,16 @@ public final class ObjectStore: Sendable {
 
     /// Commits an object whose parts are finished shard files, replacing any previous version.
     @discardableResult
-    public func putObject(bucket: String, key: String, parts: [PartRef], etag: String, contentType: String,
-                          userMetadata: [Metadatum], checksums: [Metadatum]) throws(ObjectError) -> ObjectInfo {
+    public func putObject(
+        bucket: String, key: String, parts: [PartRef], etag: String, contentType: String,
+        userMetadata: [Metadatum], checksums: [Metadatum]
+    ) throws(ObjectError) -> ObjectInfo {
         try Names.checkKey(key)
         try syncShards(parts)
-        let info = ObjectInfo(bucket: bucket, key: key, versionID: Self.randomID(), size: parts.reduce(0) { $0 + $1.size },
-                              etag: etag, contentType: contentType, lastModifiedMs: clock(),
-                              userMetadata: userMetadata, parts: parts, checksums: checksums)
+        let info = ObjectInfo(
+            bucket: bucket, key: key, versionID: Self.randomID(), size: parts.reduce(0) { $0 + $1.size },
+            etag: etag, contentType: contentType, lastModifiedMs: clock(),
+            userMetadata: userMetadata, parts: parts, checksums: checksums)
         try commit(info)
         return info
     }
@@ -192,7 +195,7 @@ public final class ObjectStore: Sendable {
     public func deleteObject(bucket: String, key: String) throws(ObjectError) {
         try stripe(bucket, key).lock.withLock { (_: inout Void) throws(ObjectError) in
             let current: ObjectInfo
-            do throws(ObjectError) { current = try head(bucket: bucket, key: key) } catch .noSuchKey { return } // S3 deletes of missing keys succeed.
+            do throws(ObjectError) { current = try head(bucket: bucket, key: key) } catch .noSuchKey { return }  // S3 deletes of missing keys succeed.
             // Disk first: if the unlink fails, the index still shows what a restart would find.
             let path = objectPath(bucket, key)
             do throws(FileError) {

@@ -29,8 +29,10 @@ public struct ObjectInfo: Sendable, Equatable {
     /// Additional checksums the client sent (`x-amz-checksum-*`): algorithm name → base64 value.
     public var checksums: [Metadatum]
 
-    public init(bucket: String, key: String, versionID: String, size: Int, etag: String, contentType: String,
-                lastModifiedMs: Int64, userMetadata: [Metadatum], parts: [PartRef], checksums: [Metadatum]) {
+    public init(
+        bucket: String, key: String, versionID: String, size: Int, etag: String, contentType: String,
+        lastModifiedMs: Int64, userMetadata: [Metadatum], parts: [PartRef], checksums: [Metadatum]
+    ) {
         self.bucket = bucket; self.key = key; self.versionID = versionID; self.size = size; self.etag = etag
         self.contentType = contentType; self.lastModifiedMs = lastModifiedMs; self.userMetadata = userMetadata
         self.parts = parts; self.checksums = checksums

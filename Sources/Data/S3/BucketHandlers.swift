@@ -1,20 +1,23 @@
-import Security
 import Hummingbird
 import Objects
+import Security
 
 extension S3Responder {
     func listBuckets() async throws -> Response {
         let buckets = store.listBuckets()
-        return xmlResponse(XML.document("ListAllMyBucketsResult") { x in
-            x.element("Owner") { x in x.element("ID", "stacks"); x.element("DisplayName", "stacks") }
-            x.element("Buckets") { x in
-                for b in buckets {
-                    x.element("Bucket") { x in
-                        x.element("Name", b.name); x.element("CreationDate", HTTPDate.iso8601(epochMs: b.createdMs))
+        return xmlResponse(
+            XML.document("ListAllMyBucketsResult") { x in
+                x.element("Owner") { x in
+                    x.element("ID", "stacks"); x.element("DisplayName", "stacks")
+                }
+                x.element("Buckets") { x in
+                    for b in buckets {
+                        x.element("Bucket") { x in
+                            x.element("Name", b.name); x.element("CreationDate", HTTPDate.iso8601(epochMs: b.createdMs))
+                        }
                     }
                 }
-            }
-        })
+            })
     }
 
     func createBucket(_ bucket: String, request: Request) async throws -> Response {
@@ -24,7 +27,8 @@ extension S3Responder {
         if !body.isEmpty {
             guard let root = XMLNode.parse(body), root.name == "CreateBucketConfiguration" else { throw S3Error.malformedXML }
             if let loc = root.child("LocationConstraint")?.text, !loc.isEmpty, loc != settings.region {
-                throw S3Error(400, "InvalidLocationConstraint", "The specified location-constraint \(loc) is not valid; this endpoint serves \(settings.region)")
+                throw S3Error(
+                    400, "InvalidLocationConstraint", "The specified location-constraint \(loc) is not valid; this endpoint serves \(settings.region)")
             }
         }
         if let catalog { try await catalog.createBucket(bucket) } else { try await blocking { try store.createBucket(bucket) } }
@@ -36,7 +40,9 @@ extension S3Responder {
     func location(_ bucket: String) async throws -> Response {
         _ = try await blocking { try store.bucket(bucket) }
         let region = settings.region == "us-east-1" ? "" : settings.region
-        return xmlResponse("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<LocationConstraint xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\(XML.escape(region))</LocationConstraint>")
+        return xmlResponse(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<LocationConstraint xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\(XML.escape(region))</LocationConstraint>"
+        )
     }
 
     func listObjects(_ bucket: String, _ c: S3Call) async throws -> Response {
@@ -48,7 +54,9 @@ extension S3Responder {
         if let m = c.query("max-keys") {
             guard let n = Int(m), n >= 0 else { throw S3Error.invalidArgument("max-keys must be a non-negative integer") }
             maxKeys = min(n, 1000)
-        } else { maxKeys = 1000 }
+        } else {
+            maxKeys = 1000
+        }
         let prefix = c.query("prefix") ?? "", delimiter = c.query("delimiter") ?? ""
         let token = c.query("continuation-token")
         let marker: String
@@ -58,37 +66,46 @@ extension S3Responder {
                     throw S3Error.invalidArgument("The continuation token provided is incorrect")
                 }
                 marker = s
-            } else { marker = c.query("start-after") ?? "" }
-        } else { marker = c.query("marker") ?? "" }
+            } else {
+                marker = c.query("start-after") ?? ""
+            }
+        } else {
+            marker = c.query("marker") ?? ""
+        }
         let page = try await blocking { try store.list(bucket: bucket, prefix: prefix, delimiter: delimiter, marker: marker, maxKeys: maxKeys) }
         func enc(_ s: String) -> String { urlEncode ? SigV4.uriEncode(s, slash: false) : s }
-        return xmlResponse(XML.document("ListBucketResult") { x in
-            x.element("Name", bucket)
-            x.element("Prefix", enc(prefix))
-            if v2 {
-                if let sa = c.query("start-after") { x.element("StartAfter", enc(sa)) }
-                if let token { x.element("ContinuationToken", token) }
-                if page.isTruncated, let next = page.nextMarker { x.element("NextContinuationToken", Base64.encode(Array(next.utf8))) }
-                x.element("KeyCount", "\(page.objects.count + page.commonPrefixes.count)")
-            } else {
-                x.element("Marker", enc(marker))
-                if page.isTruncated, !delimiter.isEmpty, let next = page.nextMarker { x.element("NextMarker", enc(next)) }
-            }
-            x.element("MaxKeys", "\(maxKeys)")
-            if !delimiter.isEmpty { x.element("Delimiter", enc(delimiter)) }
-            if urlEncode { x.element("EncodingType", "url") }
-            x.element("IsTruncated", page.isTruncated ? "true" : "false")
-            for o in page.objects {
-                x.element("Contents") { x in
-                    x.element("Key", enc(o.key))
-                    x.element("LastModified", HTTPDate.iso8601(epochMs: o.lastModifiedMs))
-                    x.element("ETag", "\"\(o.etag)\"")
-                    x.element("Size", "\(o.size)")
-                    x.element("StorageClass", "STANDARD")
-                    if !v2 { x.element("Owner") { x in x.element("ID", "stacks"); x.element("DisplayName", "stacks") } }
+        return xmlResponse(
+            XML.document("ListBucketResult") { x in
+                x.element("Name", bucket)
+                x.element("Prefix", enc(prefix))
+                if v2 {
+                    if let sa = c.query("start-after") { x.element("StartAfter", enc(sa)) }
+                    if let token { x.element("ContinuationToken", token) }
+                    if page.isTruncated, let next = page.nextMarker { x.element("NextContinuationToken", Base64.encode(Array(next.utf8))) }
+                    x.element("KeyCount", "\(page.objects.count + page.commonPrefixes.count)")
+                } else {
+                    x.element("Marker", enc(marker))
+                    if page.isTruncated, !delimiter.isEmpty, let next = page.nextMarker { x.element("NextMarker", enc(next)) }
                 }
-            }
-            for p in page.commonPrefixes { x.element("CommonPrefixes") { x in x.element("Prefix", enc(p)) } }
-        })
+                x.element("MaxKeys", "\(maxKeys)")
+                if !delimiter.isEmpty { x.element("Delimiter", enc(delimiter)) }
+                if urlEncode { x.element("EncodingType", "url") }
+                x.element("IsTruncated", page.isTruncated ? "true" : "false")
+                for o in page.objects {
+                    x.element("Contents") { x in
+                        x.element("Key", enc(o.key))
+                        x.element("LastModified", HTTPDate.iso8601(epochMs: o.lastModifiedMs))
+                        x.element("ETag", "\"\(o.etag)\"")
+                        x.element("Size", "\(o.size)")
+                        x.element("StorageClass", "STANDARD")
+                        if !v2 {
+                            x.element("Owner") { x in
+                                x.element("ID", "stacks"); x.element("DisplayName", "stacks")
+                            }
+                        }
+                    }
+                }
+                for p in page.commonPrefixes { x.element("CommonPrefixes") { x in x.element("Prefix", enc(p)) } }
+            })
     }
 }

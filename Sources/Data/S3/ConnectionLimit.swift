@@ -66,7 +66,8 @@ public final class ConnectionLimitHandler: ChannelInboundHandler, RemovableChann
         head.headerFields[.retryAfter] = "1"
         context.write(wrapOutboundOut(.head(head)), promise: nil)
         context.write(wrapOutboundOut(.body(ByteBuffer(string: body))), promise: nil)
-        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in context.close(promise: nil) }
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
         over = false
         refusedRequest = true
     }

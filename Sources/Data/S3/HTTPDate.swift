@@ -58,7 +58,8 @@ enum HTTPDate {
     static func parse(_ s: String) -> Int64? {
         let parts = s.split(separator: " ")
         guard parts.count == 6, parts[5] == "GMT", let mi = months.firstIndex(of: String(parts[2])),
-              let d = number(parts[1], 1...31), let y = number(parts[3], 1...9999) else { return nil }
+            let d = number(parts[1], 1...31), let y = number(parts[3], 1...9999)
+        else { return nil }
         let hms = parts[4].split(separator: ":", omittingEmptySubsequences: false)
         guard hms.count == 3, let h = number(hms[0], 0...23), let m = number(hms[1], 0...59), let sec = number(hms[2], 0...60) else { return nil }
         return daysFromCivil(y, Int64(mi + 1), d) * 86_400 + h * 3600 + m * 60 + sec

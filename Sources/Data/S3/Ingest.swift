@@ -1,5 +1,5 @@
-import ChunkStore
 import Checksum
+import ChunkStore
 import Hummingbird
 import NIOCore
 import Objects
@@ -44,15 +44,21 @@ extension S3Responder {
             throw S3Error(400, "EntityTooLarge", "Your proposed upload exceeds the maximum allowed object size.")
         }
         let payloadSHA: [UInt8]?
-        if chunked || contentSHA == "UNSIGNED-PAYLOAD" { payloadSHA = nil } else {
-            guard let v = bytes(fromHex: contentSHA), v.count == 32 else { throw S3Error(400, "InvalidArgument", "x-amz-content-sha256 must be a SHA-256 hex digest, UNSIGNED-PAYLOAD or STREAMING-*") }
+        if chunked || contentSHA == "UNSIGNED-PAYLOAD" {
+            payloadSHA = nil
+        } else {
+            guard let v = bytes(fromHex: contentSHA), v.count == 32 else {
+                throw S3Error(400, "InvalidArgument", "x-amz-content-sha256 must be a SHA-256 hex digest, UNSIGNED-PAYLOAD or STREAMING-*")
+            }
             payloadSHA = v
         }
         let contentMD5: [UInt8]?
         if let m = h["content-md5"] {
             guard let v = Base64.decode(m), v.count == 16 else { throw S3Error(400, "InvalidDigest", "The Content-MD5 you specified is not valid.") }
             contentMD5 = v
-        } else { contentMD5 = nil }
+        } else {
+            contentMD5 = nil
+        }
         var wanted = try ChecksumSet(headers: h)
 
         let (shardID, writer) = try await blocking { try store.newShard() }
@@ -93,7 +99,9 @@ extension S3Responder {
             }
             let checksums = try wanted.verify(trailers: decoder?.trailers ?? [:])
             let batch = pending
-            try await blocking { try writer.append(batch); try writer.finish() }
+            try await blocking {
+                try writer.append(batch); try writer.finish()
+            }
             return Ingested(part: PartRef(shardID: shardID, size: received, etag: md5Bytes.hex), checksums: checksums)
         } catch {
             writer.abort()

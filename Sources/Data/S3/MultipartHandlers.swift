@@ -7,9 +7,10 @@ extension S3Responder {
         let meta = try userMetadata(h)
         let contentType = h["content-type"] ?? "binary/octet-stream"
         let u = try await blocking { try store.createUpload(bucket: bucket, key: key, contentType: contentType, userMetadata: meta) }
-        return xmlResponse(XML.document("InitiateMultipartUploadResult") { x in
-            x.element("Bucket", bucket); x.element("Key", key); x.element("UploadId", u.uploadID)
-        })
+        return xmlResponse(
+            XML.document("InitiateMultipartUploadResult") { x in
+                x.element("Bucket", bucket); x.element("Key", key); x.element("UploadId", u.uploadID)
+            })
     }
 
     func uploadPart(_ bucket: String, _ key: String, uploadID: String, call: S3Call, request: Request, principal: Principal) async throws -> Response {
@@ -36,39 +37,42 @@ extension S3Responder {
         guard !parts.isEmpty else { throw S3Error.malformedXML }
         let chosen = parts
         let info = try await blocking { try store.completeUpload(uploadID: uploadID, bucket: bucket, key: key, parts: chosen) }
-        return xmlResponse(XML.document("CompleteMultipartUploadResult") { x in
-            x.element("Location", "/\(bucket)/\(key)"); x.element("Bucket", bucket); x.element("Key", key)
-            x.element("ETag", "\"\(info.etag)\"")
-        })
+        return xmlResponse(
+            XML.document("CompleteMultipartUploadResult") { x in
+                x.element("Location", "/\(bucket)/\(key)"); x.element("Bucket", bucket); x.element("Key", key)
+                x.element("ETag", "\"\(info.etag)\"")
+            })
     }
 
     func listParts(_ bucket: String, _ key: String, uploadID: String) async throws -> Response {
         let parts = try await blocking { try store.listParts(uploadID: uploadID, bucket: bucket, key: key) }
-        return xmlResponse(XML.document("ListPartsResult") { x in
-            x.element("Bucket", bucket); x.element("Key", key); x.element("UploadId", uploadID)
-            x.element("StorageClass", "STANDARD"); x.element("MaxParts", "1000"); x.element("IsTruncated", "false")
-            for p in parts {
-                x.element("Part") { x in
-                    x.element("PartNumber", "\(p.number)")
-                    x.element("LastModified", HTTPDate.iso8601(epochMs: p.lastModifiedMs))
-                    x.element("ETag", "\"\(p.part.etag)\"")
-                    x.element("Size", "\(p.part.size)")
+        return xmlResponse(
+            XML.document("ListPartsResult") { x in
+                x.element("Bucket", bucket); x.element("Key", key); x.element("UploadId", uploadID)
+                x.element("StorageClass", "STANDARD"); x.element("MaxParts", "1000"); x.element("IsTruncated", "false")
+                for p in parts {
+                    x.element("Part") { x in
+                        x.element("PartNumber", "\(p.number)")
+                        x.element("LastModified", HTTPDate.iso8601(epochMs: p.lastModifiedMs))
+                        x.element("ETag", "\"\(p.part.etag)\"")
+                        x.element("Size", "\(p.part.size)")
+                    }
                 }
-            }
-        })
+            })
     }
 
     func listUploads(_ bucket: String, _ c: S3Call) async throws -> Response {
         let prefix = c.query("prefix") ?? ""
         let uploads = try await blocking { try store.listUploads(bucket: bucket) }.filter { $0.key.hasPrefix(prefix) }
-        return xmlResponse(XML.document("ListMultipartUploadsResult") { x in
-            x.element("Bucket", bucket); x.element("Prefix", prefix); x.element("MaxUploads", "1000"); x.element("IsTruncated", "false")
-            for u in uploads {
-                x.element("Upload") { x in
-                    x.element("Key", u.key); x.element("UploadId", u.uploadID)
-                    x.element("Initiated", HTTPDate.iso8601(epochMs: u.initiatedMs)); x.element("StorageClass", "STANDARD")
+        return xmlResponse(
+            XML.document("ListMultipartUploadsResult") { x in
+                x.element("Bucket", bucket); x.element("Prefix", prefix); x.element("MaxUploads", "1000"); x.element("IsTruncated", "false")
+                for u in uploads {
+                    x.element("Upload") { x in
+                        x.element("Key", u.key); x.element("UploadId", u.uploadID)
+                        x.element("Initiated", HTTPDate.iso8601(epochMs: u.initiatedMs)); x.element("StorageClass", "STANDARD")
+                    }
                 }
-            }
-        })
+            })
     }
 }

@@ -27,8 +27,9 @@ extension S3Responder {
         let contentType = h["content-type"] ?? "binary/octet-stream"
         let data = try await ingest(request, call: call, principal: principal)
         try await commit(data) {
-            try store.putObject(bucket: bucket, key: key, parts: [data.part], etag: data.part.etag,
-                                contentType: contentType, userMetadata: meta, checksums: data.checksums)
+            try store.putObject(
+                bucket: bucket, key: key, parts: [data.part], etag: data.part.etag,
+                contentType: contentType, userMetadata: meta, checksums: data.checksums)
         }
         return stored(data)
     }
@@ -88,9 +89,11 @@ extension S3Responder {
         headers[.contentType] = info.contentType
         headers[.acceptRanges] = "bytes"
         for m in info.userMetadata { headers[.init(Self.metaPrefix + m.name)!] = m.value }
-        for (q, header) in [("response-content-type", HTTPField.Name.contentType), ("response-content-disposition", .contentDisposition),
-                            ("response-cache-control", .cacheControl), ("response-content-encoding", .contentEncoding),
-                            ("response-content-language", .contentLanguage), ("response-expires", .expires)] {
+        for (q, header) in [
+            ("response-content-type", HTTPField.Name.contentType), ("response-content-disposition", .contentDisposition),
+            ("response-cache-control", .cacheControl), ("response-content-encoding", .contentEncoding),
+            ("response-content-language", .contentLanguage), ("response-expires", .expires),
+        ] {
             if let v = call.query(q) { headers[header] = v }
         }
 
@@ -163,7 +166,9 @@ extension S3Responder {
         }
         let replace = h["x-amz-metadata-directive"]?.uppercased() == "REPLACE"
         if !replace && srcBucket == bucket && srcKey == key {
-            throw S3Error.invalidRequest("This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.")
+            throw S3Error.invalidRequest(
+                "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes."
+            )
         }
         let meta = replace ? try userMetadata(h) : info.userMetadata
         let contentType = replace ? (h["content-type"] ?? "binary/octet-stream") : info.contentType
@@ -181,17 +186,19 @@ extension S3Responder {
                         try writer.finish()
                     } catch { writer.abort(); throw error }
                 }
-                return try objects.putObject(bucket: bucket, key: key, parts: parts, etag: info.etag, contentType: contentType,
-                                           userMetadata: meta, checksums: info.checksums)
+                return try objects.putObject(
+                    bucket: bucket, key: key, parts: parts, etag: info.etag, contentType: contentType,
+                    userMetadata: meta, checksums: info.checksums)
             } catch {
                 for p in parts { try? Files.remove(objects.shardPath(p.shardID)) }
                 throw error
             }
         }
-        return xmlResponse(XML.document("CopyObjectResult") { x in
-            x.element("LastModified", HTTPDate.iso8601(epochMs: copied.lastModifiedMs))
-            x.element("ETag", "\"\(copied.etag)\"")
-        })
+        return xmlResponse(
+            XML.document("CopyObjectResult") { x in
+                x.element("LastModified", HTTPDate.iso8601(epochMs: copied.lastModifiedMs))
+                x.element("ETag", "\"\(copied.etag)\"")
+            })
     }
 
     func deleteObjects(_ bucket: String, request: Request, principal: Principal, call: S3Call) async throws -> Response {
@@ -210,15 +217,18 @@ extension S3Responder {
                 results.append((key, S3Error(e)))
             }
         }
-        return xmlResponse(XML.document("DeleteResult") { x in
-            for (key, error) in results {
-                if let error {
-                    x.element("Error") { x in x.element("Key", key); x.element("Code", error.code); x.element("Message", error.message) }
-                } else if !quiet {
-                    x.element("Deleted") { x in x.element("Key", key) }
+        return xmlResponse(
+            XML.document("DeleteResult") { x in
+                for (key, error) in results {
+                    if let error {
+                        x.element("Error") { x in
+                            x.element("Key", key); x.element("Code", error.code); x.element("Message", error.message)
+                        }
+                    } else if !quiet {
+                        x.element("Deleted") { x in x.element("Key", key) }
+                    }
                 }
-            }
-        })
+            })
     }
 
     /// Reads a small request body (XML documents) whole, checking Content-MD5 when given.
@@ -250,7 +260,9 @@ enum ByteRange {
         }
         guard let first = Int(parts[0]), first >= 0 else { return nil }
         let last: Int
-        if parts[1].isEmpty { last = size - 1 } else {
+        if parts[1].isEmpty {
+            last = size - 1
+        } else {
             guard let l = Int(parts[1]), l >= first else { return nil }
             last = min(l, size - 1)
         }

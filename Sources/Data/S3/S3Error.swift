@@ -22,7 +22,8 @@ public struct S3Error: Error, CustomStringConvertible, Equatable {
 
     static func accessDenied(_ m: String = "Access Denied") -> S3Error { S3Error(403, "AccessDenied", m) }
     static func signatureMismatch() -> S3Error {
-        S3Error(403, "SignatureDoesNotMatch", "The request signature we calculated does not match the signature you provided. Check your key and signing method.")
+        S3Error(
+            403, "SignatureDoesNotMatch", "The request signature we calculated does not match the signature you provided. Check your key and signing method.")
     }
     static func invalidArgument(_ m: String) -> S3Error { S3Error(400, "InvalidArgument", m) }
     static func invalidRequest(_ m: String) -> S3Error { S3Error(400, "InvalidRequest", m) }
@@ -36,13 +37,16 @@ public struct S3Error: Error, CustomStringConvertible, Equatable {
     init(_ e: ObjectError) {
         switch e {
         case .noSuchBucket: self.init(404, "NoSuchBucket", "The specified bucket does not exist")
-        case .bucketAlreadyOwnedByYou: self.init(409, "BucketAlreadyOwnedByYou", "Your previous request to create the named bucket succeeded and you already own it.")
+        case .bucketAlreadyOwnedByYou:
+            self.init(409, "BucketAlreadyOwnedByYou", "Your previous request to create the named bucket succeeded and you already own it.")
         case .bucketNotEmpty: self.init(409, "BucketNotEmpty", "The bucket you tried to delete is not empty")
         case .invalidBucketName: self.init(400, "InvalidBucketName", e.description)
         case .noSuchKey: self.init(404, "NoSuchKey", "The specified key does not exist.")
         case .keyTooLong: self.init(400, "KeyTooLongError", "Your key is too long")
         case .invalidKey: self.init(400, "InvalidArgument", e.description)
-        case .noSuchUpload: self.init(404, "NoSuchUpload", "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.")
+        case .noSuchUpload:
+            self.init(
+                404, "NoSuchUpload", "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.")
         case .invalidPart: self.init(400, "InvalidPart", e.description)
         case .invalidPartOrder: self.init(400, "InvalidPartOrder", "The list of parts was not in ascending order. Parts must be ordered by part number.")
         case .entityTooSmall: self.init(400, "EntityTooSmall", "Your proposed upload is smaller than the minimum allowed object size.")

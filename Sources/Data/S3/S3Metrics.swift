@@ -6,8 +6,9 @@ import Telemetry
 /// bytes in and out (as declared by Content-Length).
 final class S3Metrics: Sendable {
     static let requests = Series("stacks_s3_requests_total", "S3 requests by operation and HTTP status.")
-    static let duration = Series("stacks_s3_request_duration_seconds", "Time from a request's head to its response head, by operation.",
-                                 buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30])
+    static let duration = Series(
+        "stacks_s3_request_duration_seconds", "Time from a request's head to its response head, by operation.",
+        buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30])
     static let bytesIn = Series("stacks_s3_received_bytes_total", "Bytes of S3 request bodies, by operation.")
     static let bytesOut = Series("stacks_s3_sent_bytes_total", "Bytes of S3 response bodies, by operation.")
 
@@ -25,9 +26,12 @@ final class S3Metrics: Sendable {
 
     func record(_ op: String, status: Int, nanoseconds: Int64, bytesIn: Int, bytesOut: Int) {
         let (requests, h) = handles.withLock { all in
-            var h = all[op] ?? PerOperation(duration: metrics.timer(Self.duration, [("op", op)]),
-                                            bytesIn: metrics.counter(Self.bytesIn, [("op", op)]),
-                                            bytesOut: metrics.counter(Self.bytesOut, [("op", op)]))
+            var h =
+                all[op]
+                ?? PerOperation(
+                    duration: metrics.timer(Self.duration, [("op", op)]),
+                    bytesIn: metrics.counter(Self.bytesIn, [("op", op)]),
+                    bytesOut: metrics.counter(Self.bytesOut, [("op", op)]))
             let requests = h.requests[status] ?? metrics.counter(Self.requests, [("op", op), ("status", "\(status)")])
             h.requests[status] = requests
             all[op] = h

@@ -40,8 +40,10 @@ public struct S3Responder: HTTPResponder {
 
     /// `catalog`: where bucket creation and deletion are decided (the cluster state); nil
     /// means this node's store alone decides.
-    public init(store: ObjectStore, credentials: any CredentialStore, settings: S3Settings, catalog: (any BucketCatalog)? = nil,
-                pool: NIOThreadPool = .singleton, clock: @escaping @Sendable () -> Int64, logger: Logger, metrics: Metrics = .disabled) {
+    public init(
+        store: ObjectStore, credentials: any CredentialStore, settings: S3Settings, catalog: (any BucketCatalog)? = nil,
+        pool: NIOThreadPool = .singleton, clock: @escaping @Sendable () -> Int64, logger: Logger, metrics: Metrics = .disabled
+    ) {
         self.store = store; self.credentials = credentials; self.settings = settings; self.catalog = catalog
         self.pool = pool; self.clock = clock; self.logger = logger; self.metrics = S3Metrics(metrics: metrics)
     }
@@ -53,10 +55,11 @@ public struct S3Responder: HTTPResponder {
         var call: S3Call?
         defer {
             let elapsed = (ContinuousClock.now - started).components
-            metrics.record(S3Call.operation(request.method, call, copySource: request.headers[.init("x-amz-copy-source")!] != nil),
-                           status: response.status.code, nanoseconds: elapsed.seconds * 1_000_000_000 + elapsed.attoseconds / 1_000_000_000,
-                           bytesIn: request.headers[.contentLength].flatMap { Int($0) } ?? 0,
-                           bytesOut: request.method == .head ? 0 : response.headers[.contentLength].flatMap { Int($0) } ?? 0)
+            metrics.record(
+                S3Call.operation(request.method, call, copySource: request.headers[.init("x-amz-copy-source")!] != nil),
+                status: response.status.code, nanoseconds: elapsed.seconds * 1_000_000_000 + elapsed.attoseconds / 1_000_000_000,
+                bytesIn: request.headers[.contentLength].flatMap { Int($0) } ?? 0,
+                bytesOut: request.method == .head ? 0 : response.headers[.contentLength].flatMap { Int($0) } ?? 0)
         }
         do {
             let parsed = try S3Call(request: request, settings: settings)
@@ -104,7 +107,8 @@ public struct S3Responder: HTTPResponder {
             case .get:
                 if c.has("location") { return try await location(bucket) }
                 if c.has("uploads") { return try await listUploads(bucket, c) }
-                for unsupported in ["versioning", "acl", "policy", "lifecycle", "cors", "tagging", "website", "versions", "encryption", "object-lock"] where c.has(unsupported) {
+                for unsupported in ["versioning", "acl", "policy", "lifecycle", "cors", "tagging", "website", "versions", "encryption", "object-lock"]
+                where c.has(unsupported) {
                     throw S3Error.notImplemented
                 }
                 return try await listObjects(bucket, c)
@@ -137,7 +141,9 @@ public struct S3Responder: HTTPResponder {
             return .init(status: .noContent)
         case .post:
             if c.has("uploads") { return try await createUpload(bucket, key, call: c) }
-            if let uploadID = c.query("uploadId") { return try await completeUpload(bucket, key, uploadID: uploadID, request: request, principal: principal, call: c) }
+            if let uploadID = c.query("uploadId") {
+                return try await completeUpload(bucket, key, uploadID: uploadID, request: request, principal: principal, call: c)
+            }
             throw S3Error.notImplemented
         default:
             throw S3Error.methodNotAllowed
@@ -187,7 +193,8 @@ struct S3Call {
         guard let path = SigV4.percentDecode(rawPath) else { throw S3Error.invalidArgument("malformed percent-encoding in path") }
         var rest = Substring(path)
         if let domain = settings.baseDomain, let host = headers["host"]?.split(separator: ":").first,
-           host.hasSuffix("." + domain) {
+            host.hasSuffix("." + domain)
+        {
             bucket = String(host.dropLast(domain.count + 1))
             rest = rest.dropFirst()
         } else {

@@ -68,16 +68,19 @@ struct SigV4 {
             throw S3Error(403, "RequestTimeTooSkewed", "The difference between the request time and the current time is too large.")
         }
         let payloadHash = r.headers["x-amz-content-sha256"] ?? "UNSIGNED-PAYLOAD"
-        return try check(r, credential: credential, signedHeaders: signed, signature: signature,
-                         amzDate: amzDate, payloadHash: payloadHash, dropQuery: nil)
+        return try check(
+            r, credential: credential, signedHeaders: signed, signature: signature,
+            amzDate: amzDate, payloadHash: payloadHash, dropQuery: nil)
     }
 
     private func verifyPresigned(_ r: SignedRequest) throws(S3Error) -> Principal {
         func q(_ k: String) -> String? { r.query.first { $0.0 == k }?.1 }
         guard q("X-Amz-Algorithm") == "AWS4-HMAC-SHA256", let credential = q("X-Amz-Credential"),
-              let amzDate = q("X-Amz-Date"), let expires = q("X-Amz-Expires").flatMap({ Int64($0) }),
-              let signed = q("X-Amz-SignedHeaders"), let signature = q("X-Amz-Signature") else {
-            throw S3Error.accessDenied("Query-string authentication requires X-Amz-Algorithm, X-Amz-Credential, X-Amz-Date, X-Amz-Expires, X-Amz-SignedHeaders and X-Amz-Signature")
+            let amzDate = q("X-Amz-Date"), let expires = q("X-Amz-Expires").flatMap({ Int64($0) }),
+            let signed = q("X-Amz-SignedHeaders"), let signature = q("X-Amz-Signature")
+        else {
+            throw S3Error.accessDenied(
+                "Query-string authentication requires X-Amz-Algorithm, X-Amz-Credential, X-Amz-Date, X-Amz-Expires, X-Amz-SignedHeaders and X-Amz-Signature")
         }
         guard (1...604_800).contains(expires) else {
             throw S3Error.accessDenied("X-Amz-Expires must be between 1 and 604800 seconds")
@@ -86,12 +89,15 @@ struct SigV4 {
         let now = nowMs / 1000
         guard now <= t + expires else { throw S3Error.accessDenied("Request has expired") }
         guard t - now <= Self.maxSkewSeconds else { throw S3Error.accessDenied("Request is not valid yet") }
-        return try check(r, credential: credential, signedHeaders: signed, signature: signature, amzDate: amzDate,
-                         payloadHash: r.headers["x-amz-content-sha256"] ?? "UNSIGNED-PAYLOAD", dropQuery: "X-Amz-Signature")
+        return try check(
+            r, credential: credential, signedHeaders: signed, signature: signature, amzDate: amzDate,
+            payloadHash: r.headers["x-amz-content-sha256"] ?? "UNSIGNED-PAYLOAD", dropQuery: "X-Amz-Signature")
     }
 
-    private func check(_ r: SignedRequest, credential: String, signedHeaders: String, signature: String,
-                       amzDate: String, payloadHash: String, dropQuery: String?) throws(S3Error) -> Principal {
+    private func check(
+        _ r: SignedRequest, credential: String, signedHeaders: String, signature: String,
+        amzDate: String, payloadHash: String, dropQuery: String?
+    ) throws(S3Error) -> Principal {
         let c = credential.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
         guard c.count == 5, c[4] == "aws4_request", c[3] == "s3" else {
             throw S3Error.accessDenied("malformed credential scope \(credential)")
@@ -168,7 +174,8 @@ struct SigV4 {
         guard u.count == 16, u[8] == UInt8(ascii: "T"), u[15] == UInt8(ascii: "Z") else { return nil }
         func num(_ r: Range<Int>, _ range: ClosedRange<Int64>) -> Int64? { HTTPDate.number(Substring(String(decoding: u[r], as: UTF8.self)), range) }
         guard let y = num(0..<4, 1...9999), let mo = num(4..<6, 1...12), let d = num(6..<8, 1...31), let h = num(9..<11, 0...23),
-              let mi = num(11..<13, 0...59), let se = num(13..<15, 0...60) else { return nil }
+            let mi = num(11..<13, 0...59), let se = num(13..<15, 0...60)
+        else { return nil }
         return HTTPDate.daysFromCivil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + se
     }
 

@@ -190,8 +190,9 @@ private struct XMLReader {
             let hex = digits.hasPrefix("x")
             let number = hex ? digits.dropFirst() : digits
             guard !number.isEmpty, number.count <= 8, let v = UInt32(number, radix: hex ? 16 : 10),
-                  v == 0x9 || v == 0xA || v == 0xD || (v >= 0x20 && v != 0xFFFE && v != 0xFFFF),
-                  let scalar = Unicode.Scalar(v) else { throw Malformed() }
+                v == 0x9 || v == 0xA || v == 0xD || (v >= 0x20 && v != 0xFFFE && v != 0xFFFF),
+                let scalar = Unicode.Scalar(v)
+            else { throw Malformed() }
             return Array(String(Character(scalar)).utf8)
         }
     }

@@ -125,8 +125,10 @@ extension SWIM {
             size += n
         }
         for (i, part) in parts.enumerated() {
-            let m: Message = i == 0 ? .pushPull(states: part, isReply: isReply, isJoin: isJoin)
-                                    : .pushPull(states: part, isReply: true, isJoin: false, isPart: true)
+            let m: Message =
+                i == 0
+                ? .pushPull(states: part, isReply: isReply, isJoin: isJoin)
+                : .pushPull(states: part, isReply: true, isJoin: false, isPart: true)
             out.append(.send(packet(m), to: address))
         }
     }
@@ -213,7 +215,8 @@ extension SWIM {
                 // Only listed members (and this node) confirm, so the set stays within `maxMembers` whatever
                 // names a key holder invents.
                 guard from != e.suspicion?.accuser, from == name || entries[from] != nil,
-                      e.suspicion?.confirmations.insert(from).inserted == true else { return }
+                    e.suspicion?.confirmations.insert(from).inserted == true
+                else { return }
                 entries[n] = e
                 enqueue(r)  // confirmations travel too: others' timers shrink with them
             case .alive, .suspect:

@@ -133,7 +133,8 @@ public struct KeyringAsk: Sendable {
     /// A reply; one not for this operation, or from a member not asked or already answered, is ignored.
     public mutating func receive(_ m: KeyringMessage) -> [Command] {
         guard !isFinished, m.id == id, case .reply(let error, let keys) = m.body,
-              pending.removeValue(forKey: m.from) != nil else { return [] }
+            pending.removeValue(forKey: m.from) != nil
+        else { return [] }
         answers[m.from] = Answer(error: error, keys: keys)
         return pending.isEmpty ? finish() : []
     }

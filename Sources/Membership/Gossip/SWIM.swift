@@ -92,8 +92,10 @@ public struct SWIM: Sendable {
         var bytes: Int
     }
 
-    public init(name: String, address: String, tags: [String: String] = [:], settings: SWIMSettings = SWIMSettings(),
-                seed: UInt64, now: Instant) {
+    public init(
+        name: String, address: String, tags: [String: String] = [:], settings: SWIMSettings = SWIMSettings(),
+        seed: UInt64, now: Instant
+    ) {
         self.name = name
         self.address = address
         self.tags = tags
@@ -113,8 +115,9 @@ public struct SWIM: Sendable {
     }
 
     public var selfMember: Member {
-        Member(name: name, address: address, status: isLeaving ? .left : .alive, incarnation: incarnation, tags: tags,
-               since: Instant(nanoseconds: 0))
+        Member(
+            name: name, address: address, status: isLeaving ? .left : .alive, incarnation: incarnation, tags: tags,
+            since: Instant(nanoseconds: 0))
     }
 
     public func member(_ name: String) -> Member? { entries[name]?.member }
@@ -220,8 +223,10 @@ public struct SWIM: Sendable {
                 let helpers = pick(settings.indirectChecks, from: liveNames().filter { $0 != p.target && entries[$0]!.member.status == .alive })
                 if let target = entries[p.target]?.member {
                     for h in helpers {
-                        out.append(.send(packet(.pingRequest(seq: p.seq, target: target.name, targetAddress: target.address)),
-                                         to: entries[h]!.member.address))
+                        out.append(
+                            .send(
+                                packet(.pingRequest(seq: p.seq, target: target.name, targetAddress: target.address)),
+                                to: entries[h]!.member.address))
                     }
                 }
                 p.nacksExpected = settings.lifeguard ? helpers.count : 0
@@ -327,7 +332,8 @@ public struct SWIM: Sendable {
     mutating func expireSuspicions(now: Instant, _ out: inout [Effect]) {
         for n in suspects {
             guard let e = entries[n], e.member.status == .suspect, let s = e.suspicion,
-                  now >= s.start + suspicionTimeout(confirmations: s.confirmations.count) else { continue }
+                now >= s.start + suspicionTimeout(confirmations: s.confirmations.count)
+            else { continue }
             apply(.dead(name: n, incarnation: e.member.incarnation, from: name), now: now, &out)
         }
     }
@@ -375,4 +381,3 @@ public struct SWIM: Sendable {
         members.map { MemberState(name: $0.name, address: $0.address, status: $0.status, incarnation: $0.incarnation, tags: $0.tags) }
     }
 }
-

@@ -1,8 +1,5 @@
 import Compression
 import Files
-#if canImport(Glibc)
-import Glibc
-#endif
 import Gossip
 import Logging
 import NIOCore
@@ -11,6 +8,10 @@ import ServiceLifecycle
 import Support
 import Synchronization
 import Telemetry
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The UDP shell around the SWIM core: one event loop owns the core, the keyring and the socket,
 /// feeds datagrams and 50 ms ticks in, and carries the effects out (encrypted sends, events).
@@ -55,9 +56,11 @@ public final class GossipService: Service, @unchecked Sendable {
     /// The operator's tags (config or `stacks tags`). On the loop.
     var userTags: [String: String]
 
-    public init(name: String, listen: ListenAddress, tags: [String: String], reservedTags: [String: String] = [:], seeds: [String], keyring: Keyring,
-                keyringPath: String, peersPath: String? = nil, settings: SWIMSettings = SWIMSettings(), seed: UInt64, logger: Logger,
-                metrics: Metrics = .disabled) {
+    public init(
+        name: String, listen: ListenAddress, tags: [String: String], reservedTags: [String: String] = [:], seeds: [String], keyring: Keyring,
+        keyringPath: String, peersPath: String? = nil, settings: SWIMSettings = SWIMSettings(), seed: UInt64, logger: Logger,
+        metrics: Metrics = .disabled
+    ) {
         self.reservedTags = reservedTags
         userTags = tags
         let tags = tags.merging(reservedTags) { _, reserved in reserved }

@@ -62,7 +62,8 @@ extension GossipService {
         if op == .use || op == .remove {
             let listing = try await rollout(.list, key: [], timeout: timeout)
             if !listing.noReply.isEmpty {
-                throw KeyringRefusal(description: "no answer from \(listing.noReply.sorted().joined(separator: ", ")); nothing changed (retry, or use --local on each node)")
+                throw KeyringRefusal(
+                    description: "no answer from \(listing.noReply.sorted().joined(separator: ", ")); nothing changed (retry, or use --local on each node)")
             }
             let k = Base64.encode(key)
             let count = listing.keys.first { $0.key == k }
@@ -80,11 +81,13 @@ extension GossipService {
 
     func rollout(_ op: KeyringOp, key: [UInt8], timeout: TimeAmount) async throws -> KeyringRollout {
         try await loop.flatSubmit {
-            let targets = Dictionary(self.core.members.filter { $0.name != self.core.name && ($0.status == .alive || $0.status == .suspect) }
-                .map { ($0.name, $0.address) }, uniquingKeysWith: { a, _ in a })
-            let ask = KeyringAsk(op: op, key: key, id: UInt64.random(in: 1...UInt64.max), me: self.core.name,
-                                 mine: .init(error: nil, keys: self.keyring.keys), targets: targets,
-                                 now: Self.now(), timeout: Span(nanoseconds: timeout.nanoseconds))
+            let targets = Dictionary(
+                self.core.members.filter { $0.name != self.core.name && ($0.status == .alive || $0.status == .suspect) }
+                    .map { ($0.name, $0.address) }, uniquingKeysWith: { a, _ in a })
+            let ask = KeyringAsk(
+                op: op, key: key, id: UInt64.random(in: 1...UInt64.max), me: self.core.name,
+                mine: .init(error: nil, keys: self.keyring.keys), targets: targets,
+                now: Self.now(), timeout: Span(nanoseconds: timeout.nanoseconds))
             let r = Rollout(ask, promise: self.loop.makePromise())
             self.rollouts[ask.id] = r
             self.run(r, r.ask.start(wallClock: Self.wallClock()))
@@ -118,12 +121,13 @@ extension GossipService {
                 if i == 0 { counts[k, default: (0, 0)].primary += 1 }
             }
         }
-        r.promise.succeed(KeyringRollout(
-            op: r.ask.op.name, nodes: r.ask.nodes,
-            ok: r.ask.answers.filter { $0.value.error == nil }.map(\.key).sorted(),
-            failed: r.ask.answers.compactMapValues(\.error),
-            noReply: r.ask.pending.keys.sorted(),
-            keys: order.map { KeyringRollout.KeyCount(key: Base64.encode($0), nodes: counts[$0]!.nodes, primary: counts[$0]!.primary) }))
+        r.promise.succeed(
+            KeyringRollout(
+                op: r.ask.op.name, nodes: r.ask.nodes,
+                ok: r.ask.answers.filter { $0.value.error == nil }.map(\.key).sorted(),
+                failed: r.ask.answers.compactMapValues(\.error),
+                noReply: r.ask.pending.keys.sorted(),
+                keys: order.map { KeyringRollout.KeyCount(key: Base64.encode($0), nodes: counts[$0]!.nodes, primary: counts[$0]!.primary) }))
     }
 
     /// A keyring message arrived (already opened by the keyring, so from a key holder).

@@ -1,9 +1,10 @@
+import Support
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import Support
 
 /// Failures of local file I/O and of what a file held, each naming the file or the damage.
 public enum FileError: Error, CustomStringConvertible, Equatable {

@@ -1,9 +1,10 @@
+import Support
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import Support
 
 /// Thin, throwing POSIX file operations. Blocking: call them off the event loop.
 public enum Files {

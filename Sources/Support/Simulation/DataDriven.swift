@@ -62,7 +62,9 @@ public enum DataDriven {
             let actual = run(Command(name: words[0], args: Array(words.dropFirst()), line: b.line))
             let actualLines = actual.isEmpty ? ["ok"] : actual.components(separatedBy: "\n")
             if actualLines != b.expected {
-                problems.append("\(path):\(b.line): \(b.command)\n  expected:\n    \(b.expected.joined(separator: "\n    "))\n  got:\n    \(actualLines.joined(separator: "\n    "))")
+                problems.append(
+                    "\(path):\(b.line): \(b.command)\n  expected:\n    \(b.expected.joined(separator: "\n    "))\n  got:\n    \(actualLines.joined(separator: "\n    "))"
+                )
             }
             rewritten += b.prelude + [b.command, "----"] + actualLines
         }

@@ -1,9 +1,10 @@
 @_exported import CoreMetrics
+import Prometheus
+import Synchronization
+
 #if canImport(Glibc)
 import Glibc
 #endif
-import Prometheus
-import Synchronization
 
 /// One family of series: its Prometheus name (`stacks_` prefix, unit last), its help text, and
 /// for a histogram its bucket bounds (seconds for timers, the recorded unit otherwise). Each
@@ -102,8 +103,9 @@ public final class MetricsExporter: MetricsFactory, Sendable {
         registry.makeGauge(descriptor: descriptor(label), labels: dimensions)
     }
     public func makeTimer(label: String, dimensions: [(String, String)]) -> any TimerHandler {
-        registry.makeDurationHistogram(descriptor: descriptor(label), labels: dimensions,
-                                       buckets: series(label).buckets.map { .nanoseconds(Int64($0 * 1e9)) })
+        registry.makeDurationHistogram(
+            descriptor: descriptor(label), labels: dimensions,
+            buckets: series(label).buckets.map { .nanoseconds(Int64($0 * 1e9)) })
     }
     // Series live as long as the node: nothing is unregistered.
     public func destroyCounter(_ handler: any CounterHandler) {}

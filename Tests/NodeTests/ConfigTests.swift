@@ -45,6 +45,12 @@ import Testing
         #expect(c.gossipKey != nil)
     }
 
+    /// TOMLKit reads all of TOML: dotted keys, inline tables, comments after values.
+    @Test func dottedKeysAndInlineTablesParse() throws {
+        let c = try NodeConfig(toml: "node.data_dir = \"/d\"  # comment\ntags = { zone = \"a\", rack = \"r1\" }\n[raft]\nvoters = 5", file: "n.toml")
+        #expect(c.dataDir == "/d" && c.tags == ["zone": "a", "rack": "r1"] && c.voters == 5)
+    }
+
     @Test func adminOffLoopbackOnlyWhenAllowed() throws {
         let remote = try NodeConfig(toml: "[node]\ndata_dir = \"/d\"\n[admin]\nlisten = \"10.1.2.3:9001\"\nallow_remote = true", file: "n.toml")
         #expect(remote.adminListen == ListenAddress("10.1.2.3:9001"))
@@ -59,13 +65,15 @@ import Testing
         ("[node]\ndata_dir = 5", "n.toml:2: node.data_dir must be a string"),
         ("[node]\nname = \"a\"", "n.toml: node.data_dir is required"),
         ("[node]\ndata_dir = \"/d\"\n[s3]\nlisten = \"nowhere\"", "n.toml:4: s3.listen must be host:port"),
-        ("[node\ndata_dir = \"/d\"", "n.toml:1: expected ']'"),
-        ("[node]\ndata_dir = \"/d\"\ndata_dir = \"/e\"", "n.toml:3: node.data_dir is defined twice"),
-        ("[node]\ndata_dir = \"/d", "n.toml:2: unterminated string"),
+        ("[node\ndata_dir = \"/d\"", "n.toml:1: Error while parsing table header: expected ']'"),
+        ("[node]\ndata_dir = \"/d\"\ndata_dir = \"/e\"", "n.toml:3: Error while parsing key-value pair: cannot redefine existing string 'data_dir'"),
+        ("[node]\ndata_dir = \"/d", "n.toml:2: Error while parsing string"),
         ("[node]\ndata_dir = \"/d\"\n[gossip]\nseeds = [\"nohost\"]", "n.toml:4: gossip.seeds must be an array"),
         ("[node]\ndata_dir = \"/d\"\n[gossip]\nkey = \"short\"", "n.toml:4: gossip.key must be base64 of 32 bytes"),
         ("[node]\ndata_dir = \"/d\"\n[tags]\nzone = 3", "n.toml:4: tags.zone must be a string"),
         ("[node]\ndata_dir = \"/d\"\n[raft]\nvoters = 4", "n.toml:4: raft.voters must be an integer 1, 3, 5 or 7"),
+        ("[node]\ndata_dir = \"/d\"\n[raft]\nvoters = 3.0", "n.toml:4: raft.voters must be an integer"),
+        ("node.data_dir = \"/d\"\nraft.voters = \"three\"", "n.toml:2: raft.voters must be an integer"),
         ("[node]\ndata_dir = \"/d\"\n[raft]\nbootstrap = \"yes\"", "n.toml:4: raft.bootstrap must be true or false"),
         ("[node]\ndata_dir = \"/d\"\n[raft]\nlisten = \"7100\"", "n.toml:4: raft.listen must be host:port"),
         ("[node]\ndata_dir = \"/d\"\n[admin]\nlisten = \"0.0.0.0:9001\"", "n.toml:4: admin.listen is 0.0.0.0:9001, not a loopback address"),

@@ -31,6 +31,23 @@ struct KeyRequest: Codable { var key: String }
 struct JoinRequest: Codable { var seeds: [String] }
 struct TagsRequest: Codable { var tags: [String: String] }
 
+/// The change version a long poll waits past: sent on `/v1/status` and `/v1/members`.
+let changeVersionHeader = HTTPField.Name("X-Stacks-Change")!
+
+/// A view that can be watched: with `?since=V` the answer waits (up to `wait` seconds, default
+/// 30, at most 60) until the change version passes V; every answer carries the version it shows.
+func watched(_ request: Request, _ changes: ChangeFeed, _ view: () async throws -> Response) async throws -> Response {
+    let q = request.uri.queryParameters
+    if let since = q.get("since").flatMap({ UInt64($0) }) {
+        let wait = min(60, max(0, q.get("wait").flatMap { Int($0) } ?? 30))
+        _ = await changes.wait(since: since, timeout: .seconds(wait))
+    }
+    let version = changes.version  // read before the view, so a change made while it renders is not missed
+    var response = try await view()
+    response.headers[changeVersionHeader] = "\(version)"
+    return response
+}
+
 /// The Prometheus scrape endpoint: `GET /metrics` in the text format, on a listener of its own
 /// and without the admin token, so a Prometheus server can scrape it with no secret.
 enum MetricsAPI {
@@ -48,10 +65,12 @@ enum MetricsAPI {
 /// The node's loopback admin API: HTTP + JSON, every request carrying `Authorization: Bearer
 /// TOKEN` where TOKEN is in `DATA_DIR/admin` (mode 0600) together with the API's URL.
 enum AdminAPI {
-    static func router(gossip: GossipService, raft: RaftService, token: String) -> Router<BasicRequestContext> {
+    static func router(gossip: GossipService, raft: RaftService, changes: ChangeFeed, token: String) -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self)
         router.add(middleware: BearerToken(token: token))
-        router.get("/v1/status") { _, _ in try json(try await raft.status()) }
+        router.get("/v1/status") { request, _ in
+            try await watched(request, changes) { try json(try await raft.status()) }
+        }
         // Replicated key-value settings: writes go through the leader; `?consistent` reads too.
         router.put("/v1/kv/:key") { request, context in
             guard let key = context.parameters.get("key"), !key.isEmpty, key.utf8.count <= 255 else {
@@ -80,8 +99,8 @@ enum AdminAPI {
             }
         }
         router.get("/v1/kv-stats") { _, _ in try json(["applied_commands": raft.read { $0.appliedCommands }, "keys": UInt64(raft.read { $0.values.count })]) }
-        router.get("/v1/members") { _, _ in
-            try json(try await gossip.members().map(MemberView.init))
+        router.get("/v1/members") { request, _ in
+            try await watched(request, changes) { try json(try await gossip.members().map(MemberView.init)) }
         }
         router.post("/v1/join") { request, _ in
             let body = try await request.body.collect(upTo: 65536)

@@ -71,6 +71,11 @@ public struct Agent: Sendable {
             settings: raftSettings, logger: logger, metrics: exporter.metrics,
             onApply: { c, o in ClusterCatalog.mirror(c, o, store: store, logger: log) },
             onRestore: { s in ClusterCatalog.reconcile(s, store: store, logger: log) })
+        // What `stacks status` and `members --watch` show moves with these (long polls wait on it).
+        let changes = ChangeFeed()
+        raft.onShapeChange = { changes.bump() }
+        let memberEvents = gossip.events
+        Task { for await _ in memberEvents { changes.bump() } }
         let catalog = ClusterCatalog(raft: raft, store: store, clock: Self.nowMs)
         // A founding node brings along what it held alone: its buckets and the access keys of
         // its credentials file, making one key if it has none.
@@ -86,7 +91,7 @@ public struct Agent: Sendable {
         let token = (try? AdminFile.load(path: adminPath).token) ?? Sodium.randomBytes(24).hex
         try? Files.remove(adminPath)
         let admin = Application(
-            router: AdminAPI.router(gossip: gossip, raft: raft, token: token),
+            router: AdminAPI.router(gossip: gossip, raft: raft, changes: changes, token: token),
             configuration: .init(address: .hostname(config.adminListen.host, port: config.adminListen.port), serverName: "stacks-admin"),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? config.adminListen.port

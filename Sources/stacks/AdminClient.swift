@@ -24,7 +24,25 @@ struct AdminClient {
     }
 
     /// Sends a request and returns (status, body).
-    func request(_ method: String, _ path: String, body: Data? = nil) throws -> (Int, Data) {
+    func request(_ method: String, _ path: String, body: Data? = nil, waitSeconds: Int = 0) throws -> (Int, Data) {
+        let (status, _, payload) = try exchange(method, path, body: body, waitSeconds: waitSeconds)
+        return (status, payload)
+    }
+
+    /// A view that can be watched (`/v1/status`, `/v1/members`): its body and the change version
+    /// it shows. With `since`, the node answers once the version has passed it, or after `wait` s.
+    func view(_ path: String, since: UInt64?, wait: Int) throws -> (Data, UInt64?) {
+        let query = since.map { "\(path.contains("?") ? "&" : "?")since=\($0)&wait=\(wait)" } ?? ""
+        let (status, head, body) = try exchange("GET", path + query, body: nil, waitSeconds: since == nil ? 0 : wait)
+        guard status == 200 else { _ = try decode(status, body) as [String: String]; return (body, nil) }
+        let version = head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("x-stacks-change:") }
+            .flatMap { UInt64($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) }
+        return (body, version)
+    }
+
+    /// Sends a request and returns (status, response head, body); waits `waitSeconds` longer than
+    /// the usual 10 s for an answer (a long poll).
+    private func exchange(_ method: String, _ path: String, body: Data?, waitSeconds: Int) throws -> (Int, String, Data) {
         var hints = addrinfo(
             ai_flags: 0, ai_family: AF_UNSPEC, ai_socktype: Int32(SOCK_STREAM.rawValue), ai_protocol: 0,
             ai_addrlen: 0, ai_addr: nil, ai_canonname: nil, ai_next: nil)
@@ -34,7 +52,7 @@ struct AdminClient {
         let fd = socket(ai.pointee.ai_family, ai.pointee.ai_socktype, ai.pointee.ai_protocol)
         guard fd >= 0 else { throw CLIError("socket: \(String(cString: strerror(errno)))") }
         defer { close(fd) }
-        var tv = timeval(tv_sec: 10, tv_usec: 0)
+        var tv = timeval(tv_sec: 10 + waitSeconds, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         guard connect(fd, ai.pointee.ai_addr, ai.pointee.ai_addrlen) == 0 else {
             throw CLIError("cannot reach the node's admin API at \(host):\(port): \(String(cString: strerror(errno)))")
@@ -61,7 +79,7 @@ struct AdminClient {
         let status = Int(headText.split(separator: " ").dropFirst().first ?? "") ?? 0
         var payload = Array(response[split.upperBound...])
         if headText.lowercased().contains("transfer-encoding: chunked") { payload = Self.dechunk(payload) }
-        return (status, Data(payload))
+        return (status, headText, Data(payload))
     }
 
     static func dechunk(_ b: [UInt8]) -> [UInt8] {
@@ -85,7 +103,7 @@ struct AdminClient {
         return try decode(status, body)
     }
 
-    private func decode<T: Decodable>(_ status: Int, _ body: Data) throws -> T {
+    func decode<T: Decodable>(_ status: Int, _ body: Data) throws -> T {
         guard status == 200 else {
             let message = (try? JSONDecoder().decode([String: String].self, from: body))?["error"] ?? String(decoding: body, as: UTF8.self)
             throw CLIError("admin API answered \(status): \(message)")

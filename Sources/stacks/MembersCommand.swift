@@ -32,7 +32,9 @@ struct MembersCommand: ParsableCommand {
 
     func run() throws {
         let client = try AdminClient(dataDir: dataDir)
-        try Screen.show(watch: watch) { try render(try client.get("/v1/members", as: [MemberView].self)) }
+        try Screen.show(watch: watch, client: client, path: "/v1/members", wait: 30) {
+            try render(try JSONDecoder().decode([MemberView].self, from: $0))
+        }
     }
 
     func render(_ all: [MemberView]) throws -> String {
@@ -57,17 +59,22 @@ struct MembersCommand: ParsableCommand {
 }
 
 enum Screen {
-    /// Prints what `render` returns; with `watch`, redraws it every half second when it changed.
-    static func show(watch: Bool, _ render: () throws -> String) throws {
-        var last = ""
+    /// Prints the view at `path` as `render` draws it. With `watch` it asks again with the change
+    /// version it showed, and the node answers when membership or the Raft group changed (or
+    /// after `wait` seconds, so ages shown stay fresh); it redraws when the drawing differs.
+    static func show(watch: Bool, client: AdminClient, path: String, wait: Int, _ render: (Data) throws -> String) throws {
+        var last = "", version: UInt64?
         repeat {
-            let text = try render()
+            let (body, v) = try client.view(path, since: watch ? version : nil, wait: wait)
+            let text = try render(body)
             if text != last {
                 if watch { FileHandle.standardOutput.write(Data("\u{1B}[H\u{1B}[2J".utf8)) }
                 FileHandle.standardOutput.write(Data(text.utf8))
                 last = text
             }
-            if watch { Thread.sleep(forTimeInterval: 0.5) }
+            // A node that sends no version cannot be waited on: ask again in a second.
+            if watch && v == nil { Thread.sleep(forTimeInterval: 1) }
+            version = v
         } while watch
     }
 }

@@ -24,8 +24,8 @@ struct StatusCommand: ParsableCommand {
     func run() throws {
         let client = try AdminClient(dataDir: dataDir)
         var healthy = true
-        try Screen.show(watch: watch) {
-            let status = try client.get("/v1/status", as: ClusterStatus.self)
+        try Screen.show(watch: watch, client: client, path: "/v1/status", wait: 5) {
+            let status = try JSONDecoder().decode(ClusterStatus.self, from: $0)
             healthy = status.healthy
             return try render(status)
         }

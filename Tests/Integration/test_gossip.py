@@ -243,3 +243,64 @@ def test_restarted_founder_finds_the_cluster_again(node_factory):
     t0 = time.monotonic()
     took = wait_for("f1 back in every view and every member in f1's", everyone_sees(nodes, alive), 8) - t0
     print(f"restarted founder back in every view after {took:.2f} s")
+
+
+def admin_get(node, path: str, timeout: float = 70):
+    """GET on the node's admin API: (status, headers, parsed JSON body)."""
+    import urllib.request
+    conf = dict(line.split("=", 1) for line in (node.data_dir / "admin").read_text().split())
+    req = urllib.request.Request(conf["url"] + path, headers={"Authorization": f"Bearer {conf['token']}"})
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return r.status, r.headers, json.loads(r.read())
+
+
+def test_watch_waits_for_a_change_instead_of_polling(node_factory):
+    """`--watch` long-polls: asked with the change version it last showed, the node holds the
+    answer until membership moves (or the wait ends), then answers at once with the news."""
+    a = node_factory("w1")
+    b = node_factory("w2", seeds=[a.gossip_address])
+    wait_for("both alive", everyone_sees([a, b], {"w1": "alive", "w2": "alive"}), CONVERGE_S)
+    watcher = subprocess.Popen([str(stacks_binary()), "members", "--watch", "--format", "json", "--data-dir", str(a.data_dir)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    frames: list[str] = []
+    def read():
+        buf = ""
+        for ch in iter(lambda: watcher.stdout.read(1), ""):
+            buf += ch
+            if buf.endswith("]\n"):
+                frames.append(buf.replace("\x1b[H\x1b[2J", ""))
+                buf = ""
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        wait_for("first frame", lambda: (len(frames) >= 1, frames), 20)
+        # Once settled (the leader may still be taking w2 in as a learner, which is a change), a
+        # poll with the current version waits out its 2 s and reports the same version.
+        _, headers, _ = admin_get(a, "/v1/members")
+        version = int(headers["X-Stacks-Change"])
+        for _ in range(10):
+            started = time.monotonic()
+            _, later, _ = admin_get(a, f"/v1/members?since={version}&wait=2")
+            if int(later["X-Stacks-Change"]) == version:
+                break
+            assert int(later["X-Stacks-Change"]) > version
+            version = int(later["X-Stacks-Change"])
+        assert time.monotonic() - started >= 1.9 and int(later["X-Stacks-Change"]) == version, "never settled"
+        # A change answers a waiting poll at once, and the watcher redraws with it.
+        result = {}
+        def poll():
+            t0 = time.monotonic()
+            _, h, body = admin_get(a, f"/v1/members?since={version}&wait=60")
+            result.update(took=time.monotonic() - t0, version=int(h["X-Stacks-Change"]),
+                          status={m["name"]: m["status"] for m in body})
+        poller = threading.Thread(target=poll)
+        poller.start()
+        b.stop()  # graceful leave
+        poller.join(timeout=70)
+        assert result["version"] > version and result["status"]["w2"] == "left", result
+        assert result["took"] < 30, result  # answered by the event, not by the 60 s wait running out
+        wait_for("watcher redrew with w2 left",
+                 lambda: (any('"left"' in f for f in frames), frames[-1:]), 10)
+    finally:
+        watcher.terminate()
+        watcher.wait(timeout=10)

@@ -138,6 +138,17 @@ public final class RaftService: Service, @unchecked Sendable {
     var metrics: RaftMetrics
     /// The leader last seen, to count changes.
     var lastLeader: String?
+    /// Called (on the loop) when the group's shape as `stacks status` shows it changes: role,
+    /// leader, term, voters or learners. Set before the service runs.
+    public var onShapeChange: (@Sendable () -> Void)?
+    var lastShape: Shape?
+    struct Shape: Equatable {
+        var leader: String?
+        var term: Term
+        var leading: Bool
+        var voters: Set<String>
+        var learners: Set<String>
+    }
     /// Raft gets a thread of its own: its fdatasync blocks only Raft, never an HTTP connection
     /// that happens to share an event loop with it.
     static let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
@@ -246,6 +257,11 @@ public final class RaftService: Service, @unchecked Sendable {
         handle(core.tick())
         let now = NIODeadline.now()
         perform(router.tick(now: Instant(now), view: routerView))
+        let shape = Shape(leader: core.leader, term: core.term, leading: core.isLeader, voters: core.voters, learners: core.learners)
+        if shape != lastShape {
+            lastShape = shape
+            onShapeChange?()
+        }
         if ticks % 5 == 0 { refreshMembership() }
         if ticks % 10 == 0 && core.isLeader { manageVoters(now: now) }
         flushLinks()

@@ -124,6 +124,9 @@ let package = Package(
             dependencies: [
                 "Node", "Membership", "Control",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ], swiftSettings: strict),
 
         .testTarget(name: "SecurityTests", dependencies: ["Security"], swiftSettings: strict),

@@ -1,12 +1,11 @@
 import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
 import Node
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
-/// A minimal HTTP/1.1 client for the node's loopback admin API (one request per connection),
-/// so the CLI needs no HTTP library. The node is found through `DATA_DIR/admin`.
+/// The CLI's client for the node's loopback admin API: one request per connection on SwiftNIO's
+/// HTTP/1.1 codec (already built for the server side). The node is found through `DATA_DIR/admin`.
 struct AdminClient {
     let host: String
     let port: Int
@@ -24,8 +23,8 @@ struct AdminClient {
     }
 
     /// Sends a request and returns (status, body).
-    func request(_ method: String, _ path: String, body: Data? = nil, waitSeconds: Int = 0) throws -> (Int, Data) {
-        let (status, _, payload) = try exchange(method, path, body: body, waitSeconds: waitSeconds)
+    func request(_ method: String, _ path: String, body: Data? = nil) throws -> (Int, Data) {
+        let (status, _, payload) = try exchange(method, path, body: body, waitSeconds: 0)
         return (status, payload)
     }
 
@@ -33,64 +32,51 @@ struct AdminClient {
     /// it shows. With `since`, the node answers once the version has passed it, or after `wait` s.
     func view(_ path: String, since: UInt64?, wait: Int) throws -> (Data, UInt64?) {
         let query = since.map { "\(path.contains("?") ? "&" : "?")since=\($0)&wait=\(wait)" } ?? ""
-        let (status, head, body) = try exchange("GET", path + query, body: nil, waitSeconds: since == nil ? 0 : wait)
+        let (status, headers, body) = try exchange("GET", path + query, body: nil, waitSeconds: since == nil ? 0 : wait)
         guard status == 200 else { _ = try decode(status, body) as [String: String]; return (body, nil) }
-        let version = head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("x-stacks-change:") }
-            .flatMap { UInt64($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) }
-        return (body, version)
+        return (body, headers.first(name: "X-Stacks-Change").flatMap { UInt64($0) })
     }
 
-    /// Sends a request and returns (status, response head, body); waits `waitSeconds` longer than
-    /// the usual 10 s for an answer (a long poll).
-    private func exchange(_ method: String, _ path: String, body: Data?, waitSeconds: Int) throws -> (Int, String, Data) {
-        var hints = addrinfo(
-            ai_flags: 0, ai_family: AF_UNSPEC, ai_socktype: Int32(SOCK_STREAM.rawValue), ai_protocol: 0,
-            ai_addrlen: 0, ai_addr: nil, ai_canonname: nil, ai_next: nil)
-        var info: UnsafeMutablePointer<addrinfo>?
-        guard getaddrinfo(host, String(port), &hints, &info) == 0, let ai = info else { throw CLIError("cannot resolve \(host)") }
-        defer { freeaddrinfo(info) }
-        let fd = socket(ai.pointee.ai_family, ai.pointee.ai_socktype, ai.pointee.ai_protocol)
-        guard fd >= 0 else { throw CLIError("socket: \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        var tv = timeval(tv_sec: 10 + waitSeconds, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        guard connect(fd, ai.pointee.ai_addr, ai.pointee.ai_addrlen) == 0 else {
-            throw CLIError("cannot reach the node's admin API at \(host):\(port): \(String(cString: strerror(errno)))")
+    /// One request on its own connection over SwiftNIO's HTTP/1.1 client codec: (status, headers,
+    /// body). Waits `waitSeconds` longer than the usual 10 s for the answer (a long poll).
+    private func exchange(_ method: String, _ path: String, body: Data?, waitSeconds: Int) throws -> (Int, HTTPHeaders, Data) {
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        let answer = loop.makePromise(of: ResponseCollector.Answer.self)
+        let channel: any Channel
+        do {
+            channel = try ClientBootstrap(group: loop)
+                .connectTimeout(.seconds(5))
+                .channelInitializer { ch in
+                    ch.eventLoop.makeCompletedFuture {
+                        try ch.pipeline.syncOperations.addHTTPClientHandlers()
+                        try ch.pipeline.syncOperations.addHandler(ResponseCollector(answer))
+                    }
+                }
+                .connect(host: host, port: port).wait()
+        } catch {
+            answer.fail(error)
+            throw CLIError("cannot reach the node's admin API at \(host):\(port): \(error)")
         }
-        var head = "\(method) \(path) HTTP/1.1\r\nHost: \(host):\(port)\r\nAuthorization: Bearer \(token)\r\nConnection: close\r\n"
-        if let body { head += "Content-Type: application/json\r\nContent-Length: \(body.count)\r\n" }
-        let bytes = Array((head + "\r\n").utf8) + Array(body ?? Data())
-        var sent = 0
-        while sent < bytes.count {
-            let n = bytes[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            guard n > 0 else { throw CLIError("send to admin API failed") }
-            sent += n
+        var head = HTTPRequestHead(version: .http1_1, method: HTTPMethod(rawValue: method), uri: path)
+        head.headers.add(name: "Host", value: "\(host):\(port)")
+        head.headers.add(name: "Authorization", value: "Bearer \(token)")
+        head.headers.add(name: "Connection", value: "close")
+        if let body {
+            head.headers.add(name: "Content-Type", value: "application/json")
+            head.headers.add(name: "Content-Length", value: "\(body.count)")
         }
-        var response = [UInt8]()
-        var buf = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if n < 0 { throw CLIError("admin API did not answer") }
-            if n == 0 { break }
-            response.append(contentsOf: buf[0..<n])
+        channel.write(HTTPClientRequestPart.head(head), promise: nil)
+        if let body { channel.write(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(bytes: body))), promise: nil) }
+        channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
+        let timeout = loop.scheduleTask(in: .seconds(Int64(10 + waitSeconds))) {
+            answer.fail(CLIError("the admin API at \(host):\(port) did not answer in \(10 + waitSeconds) s"))
         }
-        guard let split = response.firstRange(of: Array("\r\n\r\n".utf8)) else { throw CLIError("malformed admin API response") }
-        let headText = String(decoding: response[..<split.lowerBound], as: UTF8.self)
-        let status = Int(headText.split(separator: " ").dropFirst().first ?? "") ?? 0
-        var payload = Array(response[split.upperBound...])
-        if headText.lowercased().contains("transfer-encoding: chunked") { payload = Self.dechunk(payload) }
-        return (status, headText, Data(payload))
-    }
-
-    static func dechunk(_ b: [UInt8]) -> [UInt8] {
-        var out: [UInt8] = [], i = 0
-        while i < b.count, let eol = b[i...].firstRange(of: [13, 10]) {
-            guard let size = Int(String(decoding: b[i..<eol.lowerBound], as: UTF8.self).split(separator: ";")[0], radix: 16), size > 0 else { break }
-            let start = eol.upperBound
-            out += b[start..<min(start + size, b.count)]
-            i = start + size + 2
+        defer {
+            timeout.cancel()
+            channel.close(promise: nil)
         }
-        return out
+        let a = try answer.futureResult.wait()
+        return (Int(a.head.status.code), a.head.headers, Data(a.body.readableBytesView))
     }
 
     func get<T: Decodable>(_ path: String, as: T.Type) throws -> T {
@@ -115,4 +101,46 @@ struct AdminClient {
 struct CLIError: Error, CustomStringConvertible {
     let description: String
     init(_ d: String) { description = d }
+}
+
+/// Gathers one response (head and whole body) and completes the promise when it ends, or fails it
+/// when the connection closes or errs first.
+final class ResponseCollector: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPClientResponsePart
+    struct Answer: Sendable {
+        var head: HTTPResponseHead
+        var body: ByteBuffer
+    }
+    let promise: EventLoopPromise<Answer>
+    var head: HTTPResponseHead?
+    var body = ByteBuffer()
+    /// The admin API's answers are small JSON; a larger one is refused, not held.
+    static let maxBody = 16 << 20
+
+    init(_ promise: EventLoopPromise<Answer>) { self.promise = promise }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let h): head = h
+        case .body(var b):
+            guard body.readableBytes + b.readableBytes <= Self.maxBody else {
+                promise.fail(CLIError("the admin API's answer is over \(Self.maxBody) bytes"))
+                context.close(promise: nil)
+                return
+            }
+            body.writeBuffer(&b)
+        case .end:
+            if let head { promise.succeed(Answer(head: head, body: body)) } else { promise.fail(CLIError("malformed admin API response")) }
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        promise.fail(CLIError("the admin API closed the connection without an answer"))
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        promise.fail(error)
+        context.close(promise: nil)
+    }
 }

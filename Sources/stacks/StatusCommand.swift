@@ -22,12 +22,17 @@ struct StatusCommand: ParsableCommand {
     }
 
     func run() throws {
-        let client = try AdminClient(dataDir: dataDir)
         var healthy = true
-        try Screen.show(watch: watch, client: client, path: "/v1/status", wait: 5) {
-            let status = try JSONDecoder().decode(ClusterStatus.self, from: $0)
-            healthy = status.healthy
-            return try render(status)
+        do {
+            let client = try AdminClient(dataDir: dataDir)
+            try Screen.show(watch: watch, client: client, path: "/v1/status", wait: 5) {
+                let status = try JSONDecoder().decode(ClusterStatus.self, from: $0)
+                healthy = status.healthy
+                return try render(status)
+            }
+        } catch let e as CLIError {
+            FileHandle.standardError.write(Data("stacks: \(e)\n".utf8))
+            throw ExitCode(2)  // the node cannot be asked
         }
         if !healthy { throw ExitCode(1) }
     }

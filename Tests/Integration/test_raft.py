@@ -13,7 +13,7 @@ import uuid
 import pytest
 import requests
 
-from stacks_node import parse_metrics, stacks_binary
+from stacks_node import free_port, parse_metrics, stacks_binary
 
 # Election timeout: 20 ticks of 50 ms, drawn from [1, 2) s. A new leader needs at most one full
 # timeout after the last heartbeat, plus one more if the first vote splits, plus scheduling slack
@@ -353,3 +353,12 @@ def test_voters_heal_to_five_after_two_die(node_factory):
     assert not now_voters & {n.name for n in doomed}
     assert all(x["status"] == "alive" for x in s["nodes"] if x["name"] in now_voters)
     print(f"voter set healed in {time.monotonic() - t0:.1f} s")
+
+
+def test_status_exits_2_when_no_node_answers(tmp_path):
+    """`stacks status` tells "cannot ask" (2) from "unhealthy" (1): no admin file, or nobody listening."""
+    out = subprocess.run([str(stacks_binary()), "status", "--data-dir", str(tmp_path)], capture_output=True, text=True, timeout=20)
+    assert out.returncode == 2 and "no running node" in out.stderr, out
+    (tmp_path / "admin").write_text(f"url=http://127.0.0.1:{free_port()}\ntoken=x\n")
+    out = subprocess.run([str(stacks_binary()), "status", "--data-dir", str(tmp_path)], capture_output=True, text=True, timeout=20)
+    assert out.returncode == 2 and "cannot reach the node's admin API" in out.stderr, out

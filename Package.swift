@@ -58,6 +58,13 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ], path: "Sources/Support/Telemetry", swiftSettings: strict),
         .target(name: "Security", dependencies: ["CSodium", "COpenSSL"], swiftSettings: strict),
+        // Hummingbird responders driven in process, as its testing module drives a router; tests only.
+        .target(
+            name: "InProcessHTTP",
+            dependencies: [
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ], path: "Sources/Support/InProcessHTTP", swiftSettings: strict),
         // The simulation kit the cores' tests share (network, clocks, disk, seeds); tests only.
         .target(name: "Simulation", dependencies: ["Determinism"], path: "Sources/Support/Simulation", swiftSettings: strict),
 
@@ -136,7 +143,7 @@ let package = Package(
         .testTarget(
             name: "S3Tests",
             dependencies: [
-                "S3", "Objects", "Security",
+                "S3", "Objects", "Security", "InProcessHTTP",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
@@ -148,7 +155,8 @@ let package = Package(
         .testTarget(
             name: "NodeTests",
             dependencies: [
-                "Node", "Membership", "Control", "Cluster", "Raft", "Gossip", "Objects", "S3", "Files", "Telemetry",
+                "Node", "Membership", "Control", "Cluster", "Raft", "Gossip", "Objects", "S3", "Files", "Telemetry", "InProcessHTTP",
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -16,6 +16,8 @@ public final class ChangeFeed: Sendable {
     public init() {}
 
     public var version: UInt64 { state.withLock { $0.version } }
+    /// Long polls waiting now.
+    public var waiting: Int { state.withLock { $0.waiters.count } }
 
     /// Something shown changed: every waiter is answered with the new version.
     public func bump() {

@@ -3,7 +3,7 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
-import NIOEmbedded
+import InProcessHTTP
 import Objects
 import Security
 import Testing
@@ -48,13 +48,6 @@ struct S3Harness {
         }
     }
 
-    struct Collector: ResponseBodyWriter {
-        let sink: Sink
-        final class Sink: @unchecked Sendable { var bytes: [UInt8] = [] }  // one writer at a time
-        mutating func write(_ buffer: ByteBuffer) async throws { sink.bytes += Array(buffer.readableBytesView) }
-        consuming func finish(_ trailingHeaders: HTTPFields?) async throws {}
-    }
-
     /// Signs (SigV4, header form, payload hashed) and sends one request; `path` may carry a query.
     func send(
         _ method: HTTPRequest.Method, _ path: String, body: [UInt8] = [], headers extra: [String: String] = [:],
@@ -86,16 +79,8 @@ struct S3Harness {
         var fields = HTTPFields()
         for n in names where n != "host" { fields[HTTPField.Name(n)!] = signed[n]! }
         fields[.authorization] = "AWS4-HMAC-SHA256 Credential=\(Self.accessKey)/\(scope), SignedHeaders=\(names.joined(separator: ";")), Signature=\(signature)"
-        fields[.contentLength] = "\(body.count)"
-        let request = Request(
-            head: HTTPRequest(method: method, scheme: "http", authority: "localhost:9000", path: path, headerFields: fields),
-            body: RequestBody(buffer: ByteBuffer(bytes: body)))
-        let context = BasicRequestContext(source: ApplicationRequestContextSource(channel: EmbeddedChannel(), logger: Logger(label: "s3-test")))
-        let response = try await responder.respond(to: request, context: context)
-        let writer = Collector(sink: .init())
-        try await response.body.write(writer)
-        let sink = writer.sink
-        return Reply(status: Int(response.status.code), headers: response.headers, body: String(decoding: sink.bytes, as: UTF8.self))
+        let r = try await InProcessHTTP.send(responder, method, path, headers: fields, body: body, authority: "localhost:9000")
+        return Reply(status: r.status, headers: r.headers, body: r.text)
     }
 }
 

@@ -1,9 +1,9 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import InProcessHTTP
 import Logging
 import NIOCore
-import InProcessHTTP
 import Objects
 import Security
 import Testing

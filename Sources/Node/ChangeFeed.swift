@@ -9,6 +9,8 @@ public final class ChangeFeed: Sendable {
     private struct State {
         var version: UInt64 = 1
         var waiters: [UInt64: CheckedContinuation<UInt64, Never>] = [:]
+        /// Each waiter's deadline, cancelled when a change answers it first.
+        var timers: [UInt64: Task<Void, Never>] = [:]
         var nextID: UInt64 = 0
     }
     private let state = Mutex(State())
@@ -21,11 +23,12 @@ public final class ChangeFeed: Sendable {
 
     /// Something shown changed: every waiter is answered with the new version.
     public func bump() {
-        let (waiters, v) = state.withLock { s in
+        let (waiters, timers, v) = state.withLock { s in
             s.version += 1
-            defer { s.waiters = [:] }
-            return (Array(s.waiters.values), s.version)
+            defer { s.waiters = [:]; s.timers = [:] }
+            return (Array(s.waiters.values), Array(s.timers.values), s.version)
         }
+        for t in timers { t.cancel() }
         for w in waiters { w.resume(returning: v) }
     }
 
@@ -40,10 +43,21 @@ public final class ChangeFeed: Sendable {
                 return s.nextID
             }
             guard let id else { return c.resume(returning: version) }
-            Task {
+            let timer = Task {
                 try? await Task.sleep(for: timeout)
-                if let w = self.state.withLock({ $0.waiters.removeValue(forKey: id) }) { w.resume(returning: self.version) }
+                let w = self.state.withLock { s in
+                    s.timers[id] = nil
+                    return s.waiters.removeValue(forKey: id)
+                }
+                w?.resume(returning: self.version)
             }
+            // Answered already (a change came in between): the timer has nothing left to do.
+            let answered = state.withLock { s in
+                guard s.waiters[id] != nil else { return true }
+                s.timers[id] = timer
+                return false
+            }
+            if answered { timer.cancel() }
         }
     }
 }

@@ -188,4 +188,83 @@ extension Array where Element == String {
         let page = try await s3.send(.get, "/bkt?list-type=2&max-keys=2")
         #expect(page.xml("IsTruncated") == "true" && page.xml("NextContinuationToken") != nil)
     }
+
+    @Test func bucketLifecycleCodes() async throws {
+        let s3 = try S3Harness()
+        defer { s3.cleanUp() }
+        #expect(try await s3.send(.put, "/life").status == 200)
+        #expect(try await s3.send(.put, "/life").xml("Code") == "BucketAlreadyOwnedByYou")
+        #expect(try await s3.send(.head, "/life").status == 200)
+        _ = try await s3.send(.put, "/life/k", body: [1])
+        let notEmpty = try await s3.send(.delete, "/life")
+        #expect(notEmpty.status == 409 && notEmpty.xml("Code") == "BucketNotEmpty")
+        #expect(try await s3.send(.delete, "/life/k").status == 204)
+        #expect(try await s3.send(.delete, "/life/k").status == 204)  // a missing key is not an error
+        #expect(try await s3.send(.delete, "/life").status == 204)
+        #expect(try await s3.send(.head, "/life").status == 404)
+        for (m, path) in [(HTTPRequest.Method.delete, "/life"), (.get, "/life/k"), (.put, "/life/k"), (.get, "/life?list-type=2")] {
+            #expect(try await s3.send(m, path, body: m == .put ? [1] : []).xml("Code") == "NoSuchBucket", "\(m) \(path)")
+        }
+        #expect(try await s3.send(.get, "/").xml("Name") == nil)
+    }
+
+    @Test func metadataAndOverwrite() async throws {
+        let s3 = try S3Harness()
+        defer { s3.cleanUp() }
+        _ = try await s3.send(.put, "/meta")
+        _ = try await s3.send(
+            .put, "/meta/m.txt", body: Array("hello".utf8),
+            headers: ["content-type": "text/plain; charset=utf-8", "x-amz-meta-color": "blue", "x-amz-meta-multi-word": "Value With Spaces"])
+        let head = try await s3.send(.head, "/meta/m.txt")
+        #expect(head.status == 200 && head.body.isEmpty)
+        #expect(head.header("Content-Type") == "text/plain; charset=utf-8" && head.header("Content-Length") == "5")
+        #expect(head.header("x-amz-meta-color") == "blue" && head.header("x-amz-meta-multi-word") == "Value With Spaces")
+        #expect(head.header("Last-Modified") != nil)
+        _ = try await s3.send(.put, "/meta/m.txt", body: Array("second".utf8))
+        let get = try await s3.send(.get, "/meta/m.txt")
+        #expect(get.body == "second" && get.header("x-amz-meta-color") == nil)
+        #expect(try await s3.send(.head, "/meta/missing").status == 404)
+    }
+
+    @Test func copyKeepsOrReplacesMetadata() async throws {
+        let s3 = try S3Harness()
+        defer { s3.cleanUp() }
+        _ = try await s3.send(.put, "/src")
+        _ = try await s3.send(.put, "/src/a", body: Array("payload".utf8), headers: ["x-amz-meta-k": "v", "content-type": "text/x-a"])
+        let copied = try await s3.send(.put, "/src/b", headers: ["x-amz-copy-source": "/src/a"])
+        #expect(copied.status == 200 && copied.xml("ETag") != nil)
+        let b = try await s3.send(.get, "/src/b")
+        #expect(b.body == "payload" && b.header("x-amz-meta-k") == "v" && b.header("Content-Type") == "text/x-a")
+        _ = try await s3.send(.put, "/src/c", headers: ["x-amz-copy-source": "/src/a", "x-amz-metadata-directive": "REPLACE", "x-amz-meta-k": "new"])
+        #expect(try await s3.send(.head, "/src/c").header("x-amz-meta-k") == "new")
+        let missing = try await s3.send(.put, "/src/d", headers: ["x-amz-copy-source": "/src/nope"])
+        #expect(missing.status == 404 && missing.xml("Code") == "NoSuchKey")
+    }
+
+    @Test func deleteObjectsReportsEachKey() async throws {
+        let s3 = try S3Harness()
+        defer { s3.cleanUp() }
+        _ = try await s3.send(.put, "/batch")
+        for k in ["x", "y"] { _ = try await s3.send(.put, "/batch/\(k)", body: [1]) }
+        let xml = "<Delete><Object><Key>x</Key></Object><Object><Key>y</Key></Object><Object><Key>never</Key></Object></Delete>"
+        let r = try await s3.send(.post, "/batch?delete", body: Array(xml.utf8), headers: ["content-md5": Base64.encode(Digest.md5(Array(xml.utf8)))])
+        #expect(r.status == 200)
+        #expect(r.body.components(separatedBy: "<Deleted>").count - 1 == 3)  // a missing key is deleted too, as on S3
+        #expect(try await s3.send(.get, "/batch?list-type=2").xml("KeyCount") == "0")
+    }
+
+    @Test func abortedUploadIsGoneAndListed() async throws {
+        let s3 = try S3Harness()
+        defer { s3.cleanUp() }
+        _ = try await s3.send(.put, "/mpu")
+        let id = try #require(try await s3.send(.post, "/mpu/k?uploads").xml("UploadId"))
+        _ = try await s3.send(.put, "/mpu/k?partNumber=1&uploadId=\(id)", body: [1, 2, 3])
+        let uploads = try await s3.send(.get, "/mpu?uploads")
+        #expect(uploads.xml("UploadId") == id && uploads.xml("Key") == "k")
+        let parts = try await s3.send(.get, "/mpu/k?uploadId=\(id)")
+        #expect(parts.xml("PartNumber") == "1" && parts.xml("Size") == "3")
+        #expect(try await s3.send(.delete, "/mpu/k?uploadId=\(id)").status == 204)
+        #expect(try await s3.send(.get, "/mpu/k?uploadId=\(id)").xml("Code") == "NoSuchUpload")
+        #expect(try await s3.send(.get, "/mpu?uploads").xml("UploadId") == nil)
+    }
 }

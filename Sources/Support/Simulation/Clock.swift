@@ -20,9 +20,6 @@ public struct SimClock: Sendable, Equatable {
         return Instant(nanoseconds: t.nanoseconds + offset.nanoseconds + Int64(drift))
     }
 
-    /// How long `d` of true time lasts on this clock.
-    public func elapsed(_ d: Span) -> Span { Span(nanoseconds: d.nanoseconds + Int64(Double(d.nanoseconds) * Double(driftPPM) / 1e6)) }
-
     /// A clock off by up to ±`maxOffset` and drifting by up to ±`maxDriftPPM`.
     public static func random(maxOffset: Span, maxDriftPPM: Int64, rng: inout SeededRandom) -> SimClock {
         let o = maxOffset.nanoseconds > 0 ? Int64(rng.next() % UInt64(2 * maxOffset.nanoseconds + 1)) - maxOffset.nanoseconds : 0

@@ -24,13 +24,6 @@ public struct SimFile: Sendable {
         cached = []
     }
 
-    /// Cuts the file to `count` bytes (the cut is durable at once, as ftruncate + fsync).
-    public mutating func truncate(to count: Int) {
-        let all = contents
-        durable = Array(all.prefix(max(0, count)))
-        cached = []
-    }
-
     /// The machine loses power: returns how many unsynced bytes survived (0...cached.count).
     @discardableResult
     public mutating func crash(rng: inout SeededRandom) -> Int {

@@ -72,9 +72,6 @@ public struct SimNetwork<Message> {
         }
         return nil
     }
-
-    /// Drops everything in flight (say, every endpoint restarted).
-    public mutating func clear() { queue = EventQueue() }
 }
 
 extension SeededRandom {

@@ -22,17 +22,3 @@ public enum Seeds {
         return "\(failures.count) failures (rerun one with STACKS_SEED=\(seed)): " + failures.prefix(limit).joined(separator: "; ")
     }
 }
-
-/// Named invariants over a simulated world, checked after every step.
-public struct Invariants<World> {
-    private var checks: [(name: String, holds: (World) -> String?)] = []
-    public init() {}
-
-    /// `holds` returns nil when the invariant holds, else what it saw.
-    public mutating func add(_ name: String, _ holds: @escaping (World) -> String?) { checks.append((name, holds)) }
-
-    /// Every invariant that does not hold in `world`.
-    public func violations(_ world: World) -> [String] {
-        checks.compactMap { c in c.holds(world).map { "\(c.name): \($0)" } }
-    }
-}

@@ -111,6 +111,10 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ], path: "Sources/Data/S3", swiftSettings: strict),
 
+        // Where each partition's shards live: weighted rendezvous over zones, pure.
+        .target(name: "Placement", dependencies: ["Determinism"], path: "Sources/Data/Placement", swiftSettings: strict),
+        .testTarget(name: "PlacementTests", dependencies: ["Placement", "Determinism", "Simulation"], swiftSettings: strict),
+
         // Compute plane.
         .target(name: "Compute", dependencies: ["CLibvirt"], path: "Sources/Compute/Hypervisor", swiftSettings: strict),
 

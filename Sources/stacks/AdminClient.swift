@@ -33,7 +33,7 @@ struct AdminClient {
     func view(_ path: String, since: UInt64?, wait: Int) throws -> (Data, UInt64?) {
         let query = since.map { "\(path.contains("?") ? "&" : "?")since=\($0)&wait=\(wait)" } ?? ""
         let (status, headers, body) = try exchange("GET", path + query, body: nil, waitSeconds: since == nil ? 0 : wait)
-        guard status == 200 else { _ = try decode(status, body) as [String: String]; return (body, nil) }
+        guard status == 200 else { throw Self.failure(status, body) }
         return (body, headers.first(name: "X-Stacks-Change").flatMap { UInt64($0) })
     }
 
@@ -89,12 +89,15 @@ struct AdminClient {
         return try decode(status, body)
     }
 
-    func decode<T: Decodable>(_ status: Int, _ body: Data) throws -> T {
-        guard status == 200 else {
-            let message = (try? JSONDecoder().decode([String: String].self, from: body))?["error"] ?? String(decoding: body, as: UTF8.self)
-            throw CLIError("admin API answered \(status): \(message)")
-        }
+    private func decode<T: Decodable>(_ status: Int, _ body: Data) throws -> T {
+        guard status == 200 else { throw Self.failure(status, body) }
         return try JSONDecoder().decode(T.self, from: body)
+    }
+
+    /// An answer other than 200, with the API's `{"error": ...}` message when it sent one.
+    private static func failure(_ status: Int, _ body: Data) -> CLIError {
+        let message = (try? JSONDecoder().decode([String: String].self, from: body))?["error"] ?? String(decoding: body, as: UTF8.self)
+        return CLIError("admin API answered \(status): \(message)")
     }
 }
 

@@ -57,7 +57,8 @@ struct GossipScenario {
                     case .failed(let m): ("dead", m)
                     case .left(let m): ("left", m)
                     }
-                log.lines.append(String(format: "%.3fs", t.nanoseconds.seconds) + " n\(i) sees \(m.name) \(what) (incarnation \(m.incarnation))")
+                log.lines.append(
+                    String(format: "%.3fs", Span(nanoseconds: t.nanoseconds).seconds) + " n\(i) sees \(m.name) \(what) (incarnation \(m.incarnation))")
             }
             for _ in 0..<Int(p[0])! { sim.addNode(settings: settings) }
         case "join":
@@ -86,8 +87,4 @@ struct GossipScenario {
         }
         return log.lines.joined(separator: "\n")
     }
-}
-
-extension Int64 {
-    var seconds: Double { Double(self) / 1e9 }
 }

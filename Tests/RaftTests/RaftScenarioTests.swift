@@ -64,15 +64,9 @@ struct RaftScenario {
 
     func state(_ n: String) -> String {
         guard let node = nodes[n] else { return "\(n) down" }
-        let role: String
-        switch node.role {
-        case .follower(let l): role = "follower" + (l.map { "(\($0))" } ?? "")
-        case .preCandidate: role = "pre-candidate"
-        case .candidate: role = "candidate"
-        case .leader: role = "leader"
-        }
+        let leader = node.isLeader ? "" : node.leader.map { "(\($0))" } ?? ""
         let learner = node.learners.contains(n) ? " learner" : ""
-        return "\(n) \(role)\(learner) term=\(node.term) commit=\(node.commit) last=\(node.lastIndex)"
+        return "\(n) \(node.role.name)\(leader)\(learner) term=\(node.term) commit=\(node.commit) last=\(node.lastIndex)"
     }
 
     /// Runs `body` on node `n`, handles its Ready, prints any change of role, term or leader.
@@ -95,13 +89,7 @@ struct RaftScenario {
         var d = disks[n] ?? RaftSimulator.Disk()
         if let hs = r.hardState { d.hardState = hs }
         if let s = r.snapshot { d.snapshot = s; d.log = nodes[n]!.log; applied[n] = s.index; out.append("\(n) installed snapshot at \(s.index)@\(s.term)") }
-        let off = Int(d.snapshot?.index.value ?? 0)
-        if let t = r.truncateAfter { d.log = Array(d.log.prefix(max(0, Int(t.value) - off))) }
-        for e in r.entries where Int(e.index.value) > off {
-            let i = Int(e.index.value) - off - 1
-            if i < d.log.count { d.log.removeSubrange(i...) }
-            d.log.append(e)
-        }
+        if let e = d.write(truncateAfter: r.truncateAfter, entries: r.entries) { out.append("\(n) wrote entry \(e.index) past its log end") }
         disks[n] = d
         // A message from or to an isolated node is lost when sent (and when delivered, if the
         // isolation began while it was queued).

@@ -13,6 +13,21 @@ struct RaftSimulator {
         var snapshot: Snapshot?
         /// Entries after the snapshot.
         var log: [Entry] = []
+
+        /// Writes a Ready's log records in RaftLog's order: the truncation, then each entry
+        /// (replacing what it overlaps). Returns the first entry that would land past the log's
+        /// end, which is not written, nor is anything after it.
+        mutating func write(truncateAfter t: LogIndex?, entries: some Sequence<Entry>) -> Entry? {
+            let off = Int(snapshot?.index.value ?? 0)
+            if let t { log = Array(log.prefix(max(0, Int(t.value) - off))) }
+            for e in entries where Int(e.index.value) > off {
+                let i = Int(e.index.value) - off - 1
+                guard i <= log.count else { return e }
+                log.removeSubrange(i...)
+                log.append(e)
+            }
+            return nil
+        }
     }
 
     /// The state machine's snapshot: every command applied so far, length-prefixed.
@@ -157,18 +172,8 @@ struct RaftSimulator {
             peers[n]!.appliedIndex = s.index.value
             peers[n]!.kv = Self.kv(peers[n]!.appliedData)
         }
-        let off = Int(peers[n]!.disk.snapshot?.index.value ?? 0)
-        if let t = r.truncateAfter { peers[n]!.disk.log = Array(peers[n]!.disk.log.prefix(max(0, Int(t.value) - off))) }
-        for e in r.entries where Int(e.index.value) > off {
-            let i = Int(e.index.value) - off - 1
-            if i < peers[n]!.disk.log.count {
-                peers[n]!.disk.log[i] = e; peers[n]!.disk.log.removeSubrange((i + 1)...)
-            } else {
-                if i != peers[n]!.disk.log.count {
-                    violations.append("seed \(seed): \(n) persisted entry \(e.index) past its log end \(peers[n]!.disk.log.count)")
-                }
-                peers[n]!.disk.log.append(e)
-            }
+        if let e = peers[n]!.disk.write(truncateAfter: r.truncateAfter, entries: r.entries) {
+            violations.append("seed \(seed): \(n) persisted entry \(e.index) past its log end \(peers[n]!.disk.log.count)")
         }
         configureNetwork()
         for env in r.messages {
@@ -223,17 +228,8 @@ struct RaftSimulator {
         var records = (r.truncateAfter == nil ? 0 : 1) + r.entries.count + (r.hardState == nil ? 0 : 1)
         records = rng.below(records + 1)
         guard records > 0, r.snapshot == nil else { return }
-        let off = Int(peers[n]!.disk.snapshot?.index.value ?? 0)
-        if let t = r.truncateAfter {
-            peers[n]!.disk.log = Array(peers[n]!.disk.log.prefix(max(0, Int(t.value) - off)))
-            records -= 1
-        }
-        for e in r.entries.prefix(records) where Int(e.index.value) > off {
-            let i = Int(e.index.value) - off - 1
-            guard i <= peers[n]!.disk.log.count else { break }
-            if i < peers[n]!.disk.log.count { peers[n]!.disk.log.removeSubrange(i...) }
-            peers[n]!.disk.log.append(e)
-        }
+        if r.truncateAfter != nil { records -= 1 }
+        _ = peers[n]!.disk.write(truncateAfter: r.truncateAfter, entries: r.entries.prefix(records))
         if records > r.entries.count, let hs = r.hardState { peers[n]!.disk.hardState = hs }
         tornReadies += 1
     }

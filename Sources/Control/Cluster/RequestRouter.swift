@@ -61,7 +61,6 @@ public struct RequestRouter: Sendable {
     public init(settings: Settings = Settings()) { self.settings = settings }
 
     public var waiting: Int { changes.count + reads.count }
-    public func isWaiting(_ id: RequestID) -> Bool { changes[id] != nil }
 
     /// A change to route. nil: refused, `maxWaiting` are waiting (the caller says busy).
     public mutating func submit(_ id: RequestID, bytes: [UInt8], now: Instant, view: View) -> [Command]? {

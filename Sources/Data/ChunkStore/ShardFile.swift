@@ -131,13 +131,13 @@ public final class ShardReader: Sendable {
             guard Array(header[0..<4]) == ShardFormat.magic, header[4] == ShardFormat.version else {
                 throw FileError.corrupt("\(path): not a version-\(ShardFormat.version) shard")
             }
-            let blockSize = try decoding(path) { () throws(DecodeError) in
+            let blockSize = try Files.decoding(path) { () throws(DecodeError) in
                 var hr = BinaryReader(Array(header[8...]))
                 return Int(try hr.u32())
             }
             let footer = try Files.readExactly(fd: fd, count: ShardFormat.footerBytes, at: fileSize - ShardFormat.footerBytes, path: path)
             guard Array(footer[24...]) == ShardFormat.endMagic else { throw FileError.corrupt("\(path): missing footer (torn write?)") }
-            let (indexOffset, count, rawSize, crc) = try decoding(path) { () throws(DecodeError) in
+            let (indexOffset, count, rawSize, crc) = try Files.decoding(path) { () throws(DecodeError) in
                 var fr = BinaryReader(Array(footer[0..<24]))
                 return (try fr.int(max: fileSize), Int(try fr.u32()), try fr.int(max: 1 << 50), try fr.u32())
             }
@@ -151,7 +151,7 @@ public final class ShardReader: Sendable {
             var ir = BinaryReader(index)
             var offsets: [UInt64] = []
             for _ in 0..<count {
-                let o = try decoding(path) { () throws(DecodeError) in try ir.u64() }
+                let o = try Files.decoding(path) { () throws(DecodeError) in try ir.u64() }
                 guard o < UInt64(indexOffset), Int(o) + ShardFormat.blockHeaderBytes <= indexOffset else {
                     throw FileError.corrupt("\(path): block offset past the index")
                 }
@@ -176,7 +176,7 @@ public final class ShardReader: Sendable {
     public func block(_ i: Int) throws(FileError) -> [UInt8] {
         let at = Int(offsets[i])
         let head = try Files.readExactly(fd: fd, count: ShardFormat.blockHeaderBytes, at: at, path: path)
-        let (raw, storedLength, flags, crc) = try decoding(path) { () throws(DecodeError) in
+        let (raw, storedLength, flags, crc) = try Files.decoding(path) { () throws(DecodeError) in
             var r = BinaryReader(head)
             return (Int(try r.u32()), Int(try r.u32()), try r.u8(), try r.u32())
         }
@@ -189,7 +189,7 @@ public final class ShardReader: Sendable {
         guard Checksum.crc32c(stored, seed: Checksum.crc32c(head[0..<9])) == crc else {
             throw .corrupt("\(path): block \(i) checksum mismatch")
         }
-        return flags == 1 ? try decoding(path) { () throws(DecodeError) in try LZ4.decompress(stored, rawSize: raw) } : stored
+        return flags == 1 ? try Files.decoding(path) { () throws(DecodeError) in try LZ4.decompress(stored, rawSize: raw) } : stored
     }
 
     /// Calls `body` with consecutive slices covering raw bytes [range.lowerBound, range.upperBound).

@@ -83,7 +83,7 @@ public final class GossipService: Service, @unchecked Sendable {
         }
     }
 
-    static func now() -> Instant { Instant(nanoseconds: Int64(NIODeadline.now().uptimeNanoseconds)) }
+    static func now() -> Instant { Instant(NIODeadline.now()) }
 
     /// Nanoseconds since the epoch (CLOCK_REALTIME): comparable between nodes, unlike `now()`.
     static func wallClock() -> Int64 {

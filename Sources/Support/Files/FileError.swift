@@ -21,7 +21,9 @@ public enum FileError: Error, CustomStringConvertible, Equatable {
     }
 }
 
-/// Runs a decoder over bytes read from `path`; a refusal is corrupt data in that file.
-public func decoding<T>(_ path: String, _ body: () throws(DecodeError) -> T) throws(FileError) -> T {
-    do { return try body() } catch { throw .corrupt("\(path): \(error.reason)") }
+extension Files {
+    /// Runs a decoder over bytes read from `path`; a refusal is corrupt data in that file.
+    public static func decoding<T>(_ path: String, _ body: () throws(DecodeError) -> T) throws(FileError) -> T {
+        do { return try body() } catch { throw .corrupt("\(path): \(error.reason)") }
+    }
 }

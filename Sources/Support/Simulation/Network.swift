@@ -20,8 +20,6 @@ public struct SimNetwork<Message> {
     /// Extra delay per receiving endpoint, drawn per message up to this bound: a CPU-starved
     /// process that reads its socket late.
     public var slowness: [Int: Span] = [:]
-    /// Counters, for tests that check a fault actually happened.
-    public private(set) var sent = 0, lost = 0, duplicated = 0, partitioned = 0
 
     private var queue = EventQueue<Delivery>()
 
@@ -34,7 +32,6 @@ public struct SimNetwork<Message> {
 
     public init() {}
 
-    public var inFlight: Int { queue.count }
     /// When the next message is due, if any.
     public var nextAt: Instant? { queue.peek?.at }
 
@@ -49,11 +46,9 @@ public struct SimNetwork<Message> {
     /// Sends `message` from `from` to `to` at `now`; returns how many copies are in flight (0: lost).
     @discardableResult
     public mutating func send(_ message: Message, from: Int, to: Int, now: Instant, rng: inout SeededRandom) -> Int {
-        sent += 1
-        guard connected(from, to) else { partitioned += 1; return 0 }
-        if lossRate > 0, rng.chance(lossRate) { lost += 1; return 0 }
+        guard connected(from, to) else { return 0 }
+        if lossRate > 0, rng.chance(lossRate) { return 0 }
         let copies = duplicateRate > 0 && rng.chance(duplicateRate) ? 2 : 1
-        if copies == 2 { duplicated += 1 }
         for _ in 0..<copies {
             var delay = rng.span(delayMin, delayMax)
             if let slow = slowness[to], slow.nanoseconds > 0 { delay = delay + rng.span(Span(nanoseconds: 0), slow) }
@@ -68,7 +63,6 @@ public struct SimNetwork<Message> {
         while let head = queue.peek, head.at <= deadline {
             let d = queue.pop()!
             if connected(d.from, d.to) { return d }
-            partitioned += 1
         }
         return nil
     }
@@ -95,8 +89,6 @@ public struct EventQueue<Element> {
     private var pushed: UInt64 = 0
 
     public init() {}
-    public var count: Int { items.count }
-    public var isEmpty: Bool { items.isEmpty }
     public var peek: (at: Instant, element: Element)? { items.first.map { ($0.at, $0.element) } }
 
     private func less(_ a: Int, _ b: Int) -> Bool {

@@ -159,7 +159,7 @@ let package = Package(
         .testTarget(
             name: "NodeTests",
             dependencies: [
-                "Node", "Membership", "Control", "Cluster", "Raft", "Gossip", "Objects", "S3", "Files", "Telemetry", "InProcessHTTP",
+                "Node", "Membership", "Control", "Cluster", "Raft", "Gossip", "Objects", "S3", "Files", "Telemetry", "InProcessHTTP", "Simulation",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -2,6 +2,8 @@ import Gossip
 import Simulation
 import Testing
 
+@testable import Membership
+
 /// The keyring rollout (`KeyringAsk` asking every member, `KeyringResponder` answering) over a
 /// network that loses, duplicates and delays, with a clock per node (a few seconds apart, drifting;
 /// in some seeds one node's clock is minutes off) and an attacker holding the gossip key who
@@ -15,7 +17,8 @@ import Testing
 
     struct Node {
         var clock: SimClock
-        var keys: [[UInt8]]
+        var keyring: Keyring
+        var keys: [[UInt8]] { keyring.keys }
         var responder = KeyringResponder()
         /// Request id → times applied.
         var applied: [UInt64: Int] = [:]
@@ -44,20 +47,9 @@ import Testing
         func address(_ i: Int) -> String { "n\(i)" }
         func index(_ address: String) -> Int { Int(address.dropFirst())! }
 
-        /// The model keyring: the same rules as `Keyring` (install adds, use swaps to the front,
-        /// remove refuses the primary and unknown keys).
-        static func apply(_ op: KeyringOp, _ key: [UInt8], to keys: inout [[UInt8]]) -> String? {
-            switch op {
-            case .list: return nil
-            case .install: if !keys.contains(key) { keys.append(key) }; return nil
-            case .use:
-                guard let i = keys.firstIndex(of: key) else { return "unknown key" }
-                keys.swapAt(0, i); return nil
-            case .remove:
-                guard let i = keys.firstIndex(of: key) else { return "unknown key" }
-                guard i != 0 else { return "primary" }
-                keys.remove(at: i); return nil
-            }
+        /// The node's real keyring takes the operation; nil, or why it refused.
+        static func apply(_ op: KeyringOp, _ key: [UInt8], to keyring: inout Keyring) -> String? {
+            do { try keyring.apply(op, key); return nil } catch { return "\(error)" }
         }
 
         mutating func send(_ bytes: [UInt8], from: Int, to: Int) { net.send(bytes, from: from, to: to, now: t, rng: &rng) }
@@ -121,7 +113,7 @@ import Testing
                 }
                 nodes[i].applied[m.id, default: 0] += 1
                 if nodes[i].applied[m.id]! > 1 { broken.append("n\(i) applied request \(m.id) twice") }
-                let error = Self.apply(op, key, to: &nodes[i].keys)
+                let error = Self.apply(op, key, to: &nodes[i].keyring)
                 let reply = nodes[i].responder.answer(m, me: address(i), error: error, keys: nodes[i].keys, now: now(i), wallClock: wall(i))
                 send(reply, from: i, to: d.from)
             }
@@ -133,7 +125,7 @@ import Testing
             let from = rng.below(nodes.count)
             let op = [KeyringOp.list, .install, .install, .use, .remove][rng.below(5)]
             let key = op == .list ? [] : keyPool[rng.below(keyPool.count)]
-            guard Self.apply(op, key, to: &nodes[from].keys) == nil else { return }  // refused locally: nobody asked
+            guard Self.apply(op, key, to: &nodes[from].keyring) == nil else { return }  // refused locally: nobody asked
             let targets = Dictionary(uniqueKeysWithValues: nodes.indices.map { (address($0), address($0)) })
             var core = KeyringAsk(
                 op: op, key: key, id: rng.next(), me: address(from), mine: .init(error: nil, keys: nodes[from].keys),
@@ -153,7 +145,7 @@ import Testing
         for i in 0..<size {
             var clock = SimClock.random(maxOffset: .seconds(20), maxDriftPPM: 500, rng: &w.rng)
             if i == badClock { clock.offset = Span.seconds(Double(w.rng.chance(0.5) ? 100 : -100)) }
-            w.nodes.append(Node(clock: clock, keys: [keyPool[0]]))
+            w.nodes.append(Node(clock: clock, keyring: try! Keyring(primary: keyPool[0])))
         }
         let lossy = w.rng.chance(0.5)
         w.net.lossRate = lossy ? Double(w.rng.below(40)) / 100 : 0

@@ -84,7 +84,7 @@ let package = Package(
         // encoding (pure), and the Raft shell (TCP transport, request routing, snapshots).
         .target(name: "Raft", dependencies: ["Determinism"], path: "Sources/Control/Raft", swiftSettings: strict),
         .target(name: "RaftLog", dependencies: ["Support", "Raft", "Files", "Checksum"], path: "Sources/Control/RaftLog", swiftSettings: strict),
-        .target(name: "Cluster", dependencies: ["Support", "Determinism", "Raft"], path: "Sources/Control/Cluster", swiftSettings: strict),
+        .target(name: "Cluster", dependencies: ["Support", "Determinism", "Raft", "Placement"], path: "Sources/Control/Cluster", swiftSettings: strict),
         .target(
             name: "Control",
             dependencies: [

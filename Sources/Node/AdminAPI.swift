@@ -122,6 +122,7 @@ enum AdminAPI {
             try await gossip.setTags(req.tags)
             return try json(req.tags)
         }
+        LayoutAPI.add(to: router, raft: raft)
         router.get("/v1/keyring") { _, _ in try json(KeyringView(try await gossip.keys())) }
         let operations: [(String, @Sendable (inout Keyring, [UInt8]) throws -> Void)] = [
             ("install", { @Sendable k, key in k.install(key) }),

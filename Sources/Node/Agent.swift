@@ -63,6 +63,7 @@ public struct Agent: Sendable {
         var raftSettings = RaftServiceSettings()
         raftSettings.voters = config.voters
         raftSettings.deadVoterAfter = config.deadVoterAfter
+        raftSettings.removeAfter = config.removeAfter
         raftSettings.compactEvery = UInt64(config.snapshotEvery)
         let log: @Sendable (String) -> Void = { logger.warning("\($0)") }
         let raft = try RaftService(

@@ -7,7 +7,10 @@ struct Stacks: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "stacks",
         abstract: "A peer-to-peer, storage-first cluster: S3 object storage and VM scheduling in one binary.",
-        subcommands: [AgentCommand.self, StatusCommand.self, MembersCommand.self, JoinCommand.self, TagsCommand.self, KeyringCommand.self, KeygenCommand.self])
+        subcommands: [
+            AgentCommand.self, StatusCommand.self, MembersCommand.self, LayoutCommand.self, JoinCommand.self, TagsCommand.self, KeyringCommand.self,
+            KeygenCommand.self,
+        ])
 }
 
 struct AgentCommand: AsyncParsableCommand {

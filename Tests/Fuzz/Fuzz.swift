@@ -53,7 +53,10 @@ let targets: [String: @Sendable ([UInt8]) -> Void] = [
     "xml": { b in _ = XMLNode.parse(b) },
     "gossip-wire": { b in _ = try? WireFormat.decode(b) },
     "raft-frame": { b in _ = try? RaftWire.decode(b) },
-    "cluster-state": { b in _ = try? ClusterState(decoding: b) },
+    "cluster-state": { b in
+        _ = try? ClusterState(decoding: b)
+        _ = try? Request(decoding: b)
+    },
     "records": { b in
         _ = try? ObjectInfo(decoding: b)
         _ = try? UploadInfo(decoding: b)

@@ -111,7 +111,7 @@ def parse_metrics(text: str) -> dict[str, float]:
 class StacksNode:
     def __init__(self, root: Path, name: str = "node1", data_dir: Path | None = None,
                  seeds: list[str] | None = None, gossip_key: str | None = None, tags: dict[str, str] | None = None,
-                 raft: dict[str, object] | None = None, wait_env: bool = True, s3: dict[str, object] | None = None):
+                 raft: dict[str, object] | None = None, data: dict[str, object] | None = None, wait_env: bool = True, s3: dict[str, object] | None = None):
         self.root = Path(root)
         self.name = name
         self.data_dir = Path(data_dir) if data_dir else self.root / name
@@ -127,6 +127,8 @@ class StacksNode:
         self.raft_port = free_port()
         # Extra [raft] settings (bootstrap, voters, dead_voter_after).
         self.raft = raft or {}
+        # Extra [data] settings (remove_after).
+        self.data = data or {}
         # Extra [s3] settings (max_connections, idle_timeout).
         self.s3 = s3 or {}
         # A joining node writes its env file only once the cluster's state (and a key) reached it;
@@ -163,6 +165,7 @@ class StacksNode:
             "\n[raft]\n"
             f'listen = "127.0.0.1:{self.raft_port}"\n'
             + "".join(f"{k} = {str(v).lower() if isinstance(v, bool) else v}\n" for k, v in self.raft.items())
+            + ("\n[data]\n" + "".join(f"{k} = {v}\n" for k, v in self.data.items()) if self.data else "")
             + ("\n[tags]\n" + "".join(f'{k} = "{v}"\n' for k, v in self.tags.items()) if self.tags else "")
         )
 

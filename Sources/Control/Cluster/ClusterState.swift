@@ -12,6 +12,13 @@ public enum Command: Equatable, Sendable {
     /// Small replicated settings (and the benchmark's writes).
     case put(key: String, value: [UInt8])
     case delete(key: String)
+    /// Operator changes kept for the next `applyLayout` (weights merge per node).
+    case stageLayout(LayoutStage)
+    case revertLayout
+    /// A new layout version (`Layout.next` of the current one) and the staged changes it took in.
+    case applyLayout(Layout, consumed: LayoutStage)
+    /// Data has moved to `version`: older versions are no longer consulted.
+    case finishMigration(version: UInt64)
 }
 
 /// What applying a command did; every replica computes the same one.
@@ -21,6 +28,10 @@ public enum Outcome: UInt8, Equatable, Sendable {
     case noSuchBucket = 2
     case noSuchKey = 3
     case alreadyInitialized = 4
+    case noSuchNode = 5
+    /// The layout changed since the proposer computed its new version: compute again.
+    case staleLayout = 6
+    case invalidLayout = 7
 }
 
 /// A command with the identity the client gave it, so a retried request (after a leader died
@@ -55,7 +66,10 @@ public struct BucketRecord: Equatable, Sendable {
 /// The replicated cluster state: applied in log order on every node, voters and learners alike.
 /// Pure and deterministic: the same entries give the same state and outcomes everywhere.
 public struct ClusterState: Equatable, Sendable {
-    public static let formatVersion: UInt8 = 1
+    public static let formatVersion: UInt8 = 2
+    /// Layout versions still consulted while data migrates (the newest first); past it the oldest
+    /// is dropped, and the shards it placed are found by the nodes' own scans.
+    public static let migratingKept = 4
     /// How many recent request ids are remembered for de-duplication.
     public static let rememberedRequests = 65_536
 
@@ -63,6 +77,10 @@ public struct ClusterState: Equatable, Sendable {
     public private(set) var buckets: [String: BucketRecord] = [:]
     public private(set) var accessKeys: [String: String] = [:]
     public private(set) var values: [String: [UInt8]] = [:]
+    public private(set) var layout = Layout()
+    /// Earlier layout versions whose data has not finished moving, newest first.
+    public private(set) var migrating: [Layout] = []
+    public private(set) var staged = LayoutStage()
     /// Commands applied (duplicates excluded): lets tests prove nothing was applied twice.
     public private(set) var appliedCommands: UInt64 = 0
     /// Recent request ids with their outcomes, oldest first.
@@ -114,13 +132,33 @@ public struct ClusterState: Equatable, Sendable {
             values[key] = value
         case .delete(let key):
             guard values.removeValue(forKey: key) != nil else { return .noSuchKey }
+        case .stageLayout(let change):
+            guard change.weights.keys.allSatisfy({ layout.member($0) != nil }) else { return .noSuchNode }
+            guard change.weights.values.allSatisfy({ $0 <= Layout.maxWeight }) else { return .invalidLayout }
+            staged.weights.merge(change.weights) { $1 }
+            if let s = change.scheme { staged.scheme = s }
+        case .revertLayout:
+            staged = LayoutStage()
+        case .applyLayout(let new, let consumed):
+            guard new.version == layout.version + 1 else { return .staleLayout }
+            guard new.problem() == nil else { return .invalidLayout }
+            // The version before stays consulted until data has moved, unless nothing moves.
+            let moves = (0..<max(layout.partitions, new.partitions)).contains { layout.holders(of: $0) != new.holders(of: $0) }
+            if layout.version > 0 && moves { migrating = Array(([layout] + migrating).prefix(Self.migratingKept)) }
+            layout = new
+            for (n, w) in consumed.weights where staged.weights[n] == w { staged.weights[n] = nil }
+            staged.weights = staged.weights.filter { layout.member($0.key) != nil }
+            if consumed.scheme != nil && staged.scheme == consumed.scheme { staged.scheme = nil }
+        case .finishMigration(let version):
+            migrating.removeAll { $0.version < version }
         }
         return .ok
     }
 
     // MARK: Encoding
 
-    /// The whole state, for snapshots: version · cluster id · buckets · keys · values · counters · recent ids.
+    /// The whole state, for snapshots: version · cluster id · buckets · keys · values · layout ·
+    /// migrating layouts · staged changes · counters · recent ids.
     public func encoded() -> [UInt8] {
         var w = BinaryWriter()
         w.u8(Self.formatVersion)
@@ -131,6 +169,10 @@ public struct ClusterState: Equatable, Sendable {
         for (k, s) in accessKeys.sorted(by: { $0.key < $1.key }) { w.string(k); w.string(s) }
         w.u32(UInt32(values.count))
         for (k, v) in values.sorted(by: { $0.key < $1.key }) { w.string(k); w.blob(v) }
+        layout.encode(&w)
+        w.u8(UInt8(migrating.count))
+        for l in migrating { l.encode(&w) }
+        staged.encode(&w)
         w.u64(appliedCommands)
         // Oldest first, so a restored state forgets in the same order.
         let ordered = Array(recentOrder[recentHead...]) + Array(recentOrder[..<recentHead])
@@ -141,11 +183,19 @@ public struct ClusterState: Equatable, Sendable {
 
     public init(decoding bytes: [UInt8]) throws(DecodeError) {
         var r = BinaryReader(bytes)
-        guard try r.u8() == Self.formatVersion else { throw DecodeError("unknown cluster state version") }
+        let version = try r.u8()
+        guard version == 1 || version == Self.formatVersion else { throw DecodeError("unknown cluster state version") }
         clusterID = try r.string()
         for _ in 0..<(try r.u32()) { let n = try r.string(); buckets[n] = BucketRecord(name: n, createdMs: try r.i64()) }
         for _ in 0..<(try r.u32()) { let k = try r.string(); accessKeys[k] = try r.string() }
         for _ in 0..<(try r.u32()) { let k = try r.string(); values[k] = try r.blob() }
+        if version >= 2 {  // version 1 knew no layout
+            layout = try Layout(reading: &r)
+            let n = try r.u8()
+            guard n <= Self.migratingKept else { throw DecodeError("\(n) migrating layouts") }
+            for _ in 0..<n { migrating.append(try Layout(reading: &r)) }
+            staged = try LayoutStage(reading: &r)
+        }
         appliedCommands = try r.u64()
         let n = try r.u32()
         guard n <= Self.rememberedRequests else { throw DecodeError("\(n) remembered requests") }
@@ -174,6 +224,10 @@ extension Request {
         case .deleteAccessKey(let id): w.u8(5); w.string(id)
         case .put(let k, let v): w.u8(6); w.string(k); w.blob(v)
         case .delete(let k): w.u8(7); w.string(k)
+        case .stageLayout(let c): w.u8(8); c.encode(&w)
+        case .revertLayout: w.u8(9)
+        case .applyLayout(let l, let c): w.u8(10); l.encode(&w); c.encode(&w)
+        case .finishMigration(let v): w.u8(11); w.u64(v)
         }
         return w.bytes
     }
@@ -190,6 +244,10 @@ extension Request {
         case 5: command = .deleteAccessKey(id: try r.string())
         case 6: command = .put(key: try r.string(), value: try r.blob())
         case 7: command = .delete(key: try r.string())
+        case 8: command = .stageLayout(try LayoutStage(reading: &r))
+        case 9: command = .revertLayout
+        case 10: command = .applyLayout(try Layout(reading: &r), consumed: try LayoutStage(reading: &r))
+        case 11: command = .finishMigration(version: try r.u64())
         default: throw DecodeError("unknown command")
         }
         try r.expectEnd()

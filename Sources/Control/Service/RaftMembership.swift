@@ -40,6 +40,29 @@ extension RaftService {
         handle(ready)
     }
 
+    /// Layout management (leader, every second): `LayoutPolicy` decides, from the layout and
+    /// gossip's view, the next version; this proposes it, one at a time.
+    func manageLayout(now: NIODeadline) {
+        guard layoutProposed == nil else { return }
+        let group = core.voters.union(core.learners)
+        var nodes = members.mapValues { m in
+            LayoutPolicy.Node(
+                health: Self.health(m.status), since: m.since, zone: m.tags["zone"],
+                weight: m.tags["weight"].flatMap { UInt32($0) }, inGroup: group.contains(m.name))
+        }
+        if nodes[name] == nil { nodes[name] = LayoutPolicy.Node(health: .alive, since: Instant(now)) }
+        let policy = LayoutPolicy(removeAfter: settings.removeAfter)
+        guard let next = policy.plan(.init(leader: name, layout: read { $0.layout }, nodes: nodes, now: Instant(now))).first else { return }
+        layoutProposed = next.version
+        logger.info(
+            "layout management", metadata: ["version": "\(next.version)", "scheme": "\(next.scheme)", "nodes": "\(next.members.map(\.name))"])
+        Task {
+            let outcome = try? await self.submit(.applyLayout(next, consumed: LayoutStage()))
+            if outcome != .ok { self.logger.info("layout version \(next.version) not applied: \(outcome.map { "\($0)" } ?? "no answer")") }
+            self.loop.execute { self.layoutProposed = nil }
+        }
+    }
+
     static func health(_ s: MemberStatus) -> VoterPolicy.Node.Health {
         switch s {
         case .alive: .alive

@@ -37,6 +37,8 @@ public struct RaftServiceSettings: Sendable {
     }()
     public var voters = 5
     public var deadVoterAfter = Span.seconds(10)
+    /// How long a node may be dead or left before it leaves the layout (`data.remove_after`).
+    public var removeAfter = Span.seconds(600)
     /// Applied entries between snapshots of the cluster state (etcd's default snapshot count).
     public var compactEvery: UInt64 = 100_000
     /// How long a change or a linearizable read may wait for a leader.
@@ -122,6 +124,8 @@ public final class RaftService: Service, @unchecked Sendable {
     var lastHeard: [String: NIODeadline] = [:]
     /// Raft addresses peers gave in their frames (used until gossip knows them).
     var heardAt: [String: String] = [:]
+    /// The layout version the leader is proposing, until its commit answers.
+    var layoutProposed: UInt64?
     var ticks: UInt64 = 0
     /// A snapshot is being written off the loop.
     var compacting = false
@@ -264,6 +268,7 @@ public final class RaftService: Service, @unchecked Sendable {
         }
         if ticks % 5 == 0 { refreshMembership() }
         if ticks % 10 == 0 && core.isLeader { manageVoters(now: now) }
+        if ticks % 20 == 0 && core.isLeader { manageLayout(now: now) }
         flushLinks()
     }
 

@@ -35,51 +35,80 @@ public enum Placement {
 
     /// The nodes chosen for `partition`, best first (at most `shards`; fewer when fewer nodes weigh).
     public static func choose(partition: Int, shards: Int, nodes: [Node]) -> [String] {
-        var byZone: [String: [(score: Double, name: String)]] = [:]
-        for n in nodes where n.weight > 0 {
-            byZone[n.zone, default: []].append((score(partition, n), n.name))
-        }
-        var zones = byZone.map { zone, list in (zone: zone, list: list.sorted { $0.score != $1.score ? $0.score > $1.score : $0.name < $1.name }) }
-        zones.sort { $0.list[0].score != $1.list[0].score ? $0.list[0].score > $1.list[0].score : $0.zone < $1.zone }
-        var chosen: [String] = []
-        var round = 0
-        while chosen.count < shards {
-            var took = false
-            for z in zones where round < z.list.count && chosen.count < shards {
-                chosen.append(z.list[round].name)
-                took = true
-            }
-            if !took { break }
-            round += 1
-        }
-        return chosen
+        let c = Candidates(nodes)
+        return c.choose(partition: partition, shards: shards).map { c.names[$0] }
     }
 
     /// The assignment for every partition: slot i of partition p holds shard i. Nodes still
     /// chosen keep their slots from `previous`; freed slots go to newcomers, best first.
     public static func assign(partitions: Int, shards: Int, nodes: [Node], previous: [[String]]? = nil) -> [[String]] {
-        (0..<partitions).map { p in
-            let chosen = choose(partition: p, shards: shards, nodes: nodes)
-            let wanted = Set(chosen)
-            var slots: [String?] = Array(repeating: nil, count: chosen.count)
+        let c = Candidates(nodes)
+        let index = Dictionary(c.names.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
+        return (0..<partitions).map { p in
+            let chosen = c.choose(partition: p, shards: shards)
+            var slots = [Int](repeating: -1, count: chosen.count)
+            var placed = [Bool](repeating: false, count: c.names.count)
+            var wanted = placed
+            for i in chosen { wanted[i] = true }
             if let old = previous, p < old.count {
-                for (i, n) in old[p].enumerated() where i < slots.count && wanted.contains(n) { slots[i] = n }
+                for (slot, name) in old[p].enumerated() where slot < slots.count {
+                    if let i = index[name], wanted[i], !placed[i] { slots[slot] = i; placed[i] = true }
+                }
             }
-            var placed = Set(slots.compactMap { $0 })
-            var newcomers = chosen.filter { !placed.contains($0) }.makeIterator()
-            for i in slots.indices where slots[i] == nil {
-                slots[i] = newcomers.next()
-                placed.insert(slots[i]!)
-            }
-            return slots.map { $0! }
+            var newcomers = chosen.filter { !placed[$0] }.makeIterator()
+            for slot in slots.indices where slots[slot] < 0 { slots[slot] = newcomers.next()! }
+            return slots.map { c.names[$0] }
         }
     }
 
-    static func score(_ partition: Int, _ n: Node) -> Double {
-        let h = SeededRandom.mix(fnv1a(Array(n.name.utf8)) ^ (UInt64(partition) &* 0x9E37_79B9_7F4A_7C15))
-        // u in (0, 1): the top 53 bits, never 0 or 1.
-        let u = (Double(h >> 11) + 0.5) / Double(1 << 53)
-        return -Double(n.weight) / log(u)
+    /// The weighing nodes prepared once for many partitions: name hashes, weights and zone numbers.
+    struct Candidates {
+        var names: [String] = []
+        var hashes: [UInt64] = []
+        var weights: [Double] = []
+        var zones: [Int] = []
+        var zoneCount = 0
+
+        init(_ nodes: [Node]) {
+            var zoneIDs: [String: Int] = [:]
+            // Sorted by name, so ties (of equal scores) break the same way however nodes are listed.
+            for n in nodes.sorted(by: { $0.name < $1.name }) where n.weight > 0 {
+                names.append(n.name)
+                hashes.append(fnv1a(Array(n.name.utf8)))
+                weights.append(Double(n.weight))
+                if zoneIDs[n.zone] == nil { zoneIDs[n.zone] = zoneIDs.count }
+                zones.append(zoneIDs[n.zone]!)
+            }
+            zoneCount = zoneIDs.count
+        }
+
+        /// Indices into `names`: rounds over zones (ordered by their best score), each round
+        /// taking every zone's next best node.
+        func choose(partition: Int, shards: Int) -> [Int] {
+            let mixed = UInt64(truncatingIfNeeded: partition) &* 0x9E37_79B9_7F4A_7C15
+            let scores = hashes.indices.map { score(hash: hashes[$0] ^ mixed, weight: weights[$0]) }
+            let ranked = scores.indices.sorted { scores[$0] != scores[$1] ? scores[$0] > scores[$1] : $0 < $1 }
+            var perZone = [[Int]](repeating: [], count: zoneCount)
+            var zoneOrder: [Int] = []
+            for i in ranked {
+                if perZone[zones[i]].isEmpty { zoneOrder.append(zones[i]) }
+                perZone[zones[i]].append(i)
+            }
+            var chosen: [Int] = []
+            chosen.reserveCapacity(min(shards, ranked.count))
+            var round = 0
+            while chosen.count < min(shards, ranked.count) {
+                for z in zoneOrder where round < perZone[z].count && chosen.count < shards { chosen.append(perZone[z][round]) }
+                round += 1
+            }
+            return chosen
+        }
+    }
+
+    /// −weight / ln(u), u in (0, 1) from the top 53 bits of the mixed hash (never 0 or 1).
+    static func score(hash: UInt64, weight: Double) -> Double {
+        let u = (Double(SeededRandom.mix(hash) >> 11) + 0.5) / Double(1 << 53)
+        return -weight / log(u)
     }
 
     static func fnv1a(_ bytes: [UInt8]) -> UInt64 {

@@ -5,6 +5,7 @@ public struct BinaryWriter {
     public init() {}
 
     public mutating func u8(_ v: UInt8) { bytes.append(v) }
+    public mutating func u16(_ v: UInt16) { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }
     public mutating func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }
     public mutating func u64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }
     public mutating func i64(_ v: Int64) { u64(UInt64(bitPattern: v)) }
@@ -18,6 +19,8 @@ public struct BinaryReader {
     public init(_ bytes: [UInt8]) { self.bytes = bytes }
 
     public var isAtEnd: Bool { at == bytes.count }
+    /// Bytes not yet read: a count from the input is checked against it before anything is allocated.
+    public var remaining: Int { bytes.count - at }
 
     private mutating func take(_ n: Int) throws(DecodeError) -> ArraySlice<UInt8> {
         guard n >= 0, bytes.count - at >= n else { throw DecodeError("record truncated at byte \(at)") }
@@ -26,6 +29,9 @@ public struct BinaryReader {
     }
 
     public mutating func u8() throws(DecodeError) -> UInt8 { try take(1).first! }
+    public mutating func u16() throws(DecodeError) -> UInt16 {
+        try take(2).reversed().reduce(0) { $0 << 8 | UInt16($1) }
+    }
     public mutating func u32() throws(DecodeError) -> UInt32 {
         try take(4).reversed().reduce(0) { $0 << 8 | UInt32($1) }
     }

@@ -96,7 +96,7 @@ let package = Package(
             ], path: "Sources/Control/Service", swiftSettings: strict),
 
         // Data plane: erasure coding, shard files, the object store and the S3 responder.
-        .target(name: "Erasure", dependencies: ["CISAL"], path: "Sources/Data/Erasure", swiftSettings: strict),
+        .target(name: "Erasure", dependencies: ["CISAL", "Checksum", "Compression", "Support"], path: "Sources/Data/Erasure", swiftSettings: strict),
         .target(name: "ChunkStore", dependencies: ["Support", "Files", "Checksum", "Compression"], path: "Sources/Data/ChunkStore", swiftSettings: strict),
         .target(name: "Objects", dependencies: ["Support", "Files", "ChunkStore", "Security"], path: "Sources/Data/Objects", swiftSettings: strict),
         .target(
@@ -133,7 +133,7 @@ let package = Package(
         .executableTarget(
             name: "stacks",
             dependencies: [
-                "Node", "Membership", "Control",
+                "Node", "Membership", "Control", "Erasure", "Security",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -141,7 +141,7 @@ let package = Package(
             ], swiftSettings: strict),
 
         .testTarget(name: "SecurityTests", dependencies: ["Security"], swiftSettings: strict),
-        .testTarget(name: "ErasureTests", dependencies: ["Erasure", "Checksum", "Determinism"], swiftSettings: strict),
+        .testTarget(name: "ErasureTests", dependencies: ["Erasure", "Checksum", "Determinism", "Support", "Simulation"], swiftSettings: strict),
         .testTarget(name: "ChunkStoreTests", dependencies: ["ChunkStore", "Files", "Checksum", "Support"], swiftSettings: strict),
         .testTarget(name: "ObjectsTests", dependencies: ["Objects", "Files", "Support"], swiftSettings: strict),
         .testTarget(

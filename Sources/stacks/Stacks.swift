@@ -8,7 +8,8 @@ struct Stacks: AsyncParsableCommand {
         commandName: "stacks",
         abstract: "A peer-to-peer, storage-first cluster: S3 object storage and VM scheduling in one binary.",
         subcommands: [
-            AgentCommand.self, StatusCommand.self, MembersCommand.self, LayoutCommand.self, JoinCommand.self, TagsCommand.self, KeyringCommand.self,
+            AgentCommand.self, StatusCommand.self, MembersCommand.self, LayoutCommand.self, BenchCommand.self, JoinCommand.self, TagsCommand.self,
+            KeyringCommand.self,
             KeygenCommand.self,
         ])
 }

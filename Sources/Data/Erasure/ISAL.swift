@@ -26,21 +26,12 @@ enum ISAL {
         return gf_invert_matrix(&input, &out, Int32(k)) == 0 ? out : nil
     }
 
-    /// outputs[r] = Σ table-row r ⊗ inputs; `inputs` holds k buffers of `length` bytes back to back,
-    /// the result holds `rows` buffers back to back.
-    static func apply(tables: [UInt8], k: Int, rows: Int, inputs: [UInt8], length: Int) -> [UInt8] {
-        precondition(inputs.count == k * length, "inputs must be k × length bytes")
-        var outputs = [UInt8](repeating: 0, count: rows * length)
-        guard length > 0, rows > 0 else { return outputs }
-        var tables = tables
-        var inputs = inputs
-        inputs.withUnsafeMutableBufferPointer { inBuf in
-            outputs.withUnsafeMutableBufferPointer { outBuf in
-                var inPtrs = (0..<k).map { Optional(inBuf.baseAddress! + $0 * length) }
-                var outPtrs = (0..<rows).map { Optional(outBuf.baseAddress! + $0 * length) }
-                ec_encode_data(Int32(length), Int32(k), Int32(rows), &tables, &inPtrs, &outPtrs)
-            }
+    /// outputs[r] = Σ table-row r ⊗ inputs, over buffers of `length` bytes the caller holds.
+    static func apply(tables: [UInt8], inputs: [UnsafeMutablePointer<UInt8>], outputs: [UnsafeMutablePointer<UInt8>], length: Int) {
+        guard length > 0, !outputs.isEmpty else { return }
+        var ins = inputs.map(Optional.some), outs = outputs.map(Optional.some)
+        tables.withUnsafeBufferPointer { t in
+            ec_encode_data(Int32(length), Int32(ins.count), Int32(outs.count), UnsafeMutablePointer(mutating: t.baseAddress!), &ins, &outs)
         }
-        return outputs
     }
 }

@@ -24,6 +24,16 @@ public enum LZ4 {
         return out
     }
 
+    /// Compresses `src` into `dst` if the result fits in `dst` (give it less room than `src` to
+    /// keep only what shrinks): the compressed length, or nil for "store raw".
+    public static func compress(_ src: UnsafeRawBufferPointer, into dst: UnsafeMutableRawBufferPointer) -> Int? {
+        guard src.count >= 64, !dst.isEmpty, src.count <= Int(Int32.max) else { return nil }
+        let n = LZ4_compress_default(
+            src.baseAddress!.assumingMemoryBound(to: CChar.self), dst.baseAddress!.assumingMemoryBound(to: CChar.self),
+            Int32(src.count), Int32(min(dst.count, Int(Int32.max))))
+        return n > 0 ? Int(n) : nil
+    }
+
     /// Decompresses a block whose raw size is known; throws on any mismatch or malformed input.
     public static func decompress(_ input: [UInt8], rawSize: Int) throws(DecodeError) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: max(rawSize, 1))

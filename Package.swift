@@ -111,6 +111,9 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ], path: "Sources/Data/S3", swiftSettings: strict),
 
+        // Object versions (hybrid clock) and the read's choice among the nodes' answers, pure.
+        .target(name: "Coordinator", dependencies: ["Determinism"], path: "Sources/Data/Coordinator", swiftSettings: strict),
+        .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator", "Determinism", "Simulation"], swiftSettings: strict),
         // Where each partition's shards live: weighted rendezvous over zones, pure.
         .target(name: "Placement", dependencies: ["Determinism"], path: "Sources/Data/Placement", swiftSettings: strict),
         .testTarget(name: "PlacementTests", dependencies: ["Placement", "Determinism", "Simulation"], swiftSettings: strict),

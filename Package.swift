@@ -111,6 +111,11 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ], path: "Sources/Data/S3", swiftSettings: strict),
 
+        // This node's shards of object versions: temporary, committed, reverted; paths from hashes.
+        .target(
+            name: "ShardStore", dependencies: ["ChunkStore", "Coordinator", "Determinism", "Files", "Security"], path: "Sources/Data/ShardStore",
+            swiftSettings: strict),
+        .testTarget(name: "ShardStoreTests", dependencies: ["ShardStore", "ChunkStore", "Coordinator", "Determinism", "Files"], swiftSettings: strict),
         // Object versions (hybrid clock) and the read's choice among the nodes' answers, pure.
         .target(name: "Coordinator", dependencies: ["Determinism"], path: "Sources/Data/Coordinator", swiftSettings: strict),
         .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator", "Determinism", "Simulation"], swiftSettings: strict),
@@ -174,7 +179,7 @@ let package = Package(
 if fuzzing {
     package.targets.append(
         .executableTarget(
-            name: "StacksFuzz", dependencies: ["S3", "Objects", "ChunkStore", "Files", "Checksum", "Support", "Cluster", "Gossip", "RaftLog"],
+            name: "StacksFuzz", dependencies: ["S3", "Objects", "ChunkStore", "Erasure", "Files", "Checksum", "Support", "Cluster", "Gossip", "RaftLog"],
             path: "Tests/Fuzz", exclude: ["corpus"],
             swiftSettings: strict + [.unsafeFlags(["-parse-as-library"])],
             linkerSettings: [.unsafeFlags(["-sanitize=fuzzer,address"])]))

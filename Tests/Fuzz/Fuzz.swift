@@ -1,13 +1,16 @@
+import Checksum
 // libFuzzer entry for every decoder that reads the network or the disk. One binary; the target
 // is chosen by STACKS_FUZZ_TARGET (tools/fuzz sets it). Built only by tools/fuzz, with
 // `-sanitize=fuzzer,address` on the project's own modules (STACKS_FUZZ=1 in Package.swift).
 // A decoder may refuse an input however it likes; trapping, hanging or overflowing is the bug.
 import ChunkStore
 import Cluster
+import Erasure
 import Files
 import Foundation
 import Gossip
 import RaftLog
+import Support
 
 @testable import Objects
 @testable import S3
@@ -85,6 +88,33 @@ let targets: [String: @Sendable ([UInt8]) -> Void] = [
         defer { try? Files.remove(path) }
         guard let r = try? ShardReader(path: path), r.rawSize <= 1 << 24 else { return }
         try? r.forEachSlice(of: 0..<r.rawSize) { _ in }
+    },
+    "stripe-file": { b in
+        let path = (Files.exists("/dev/shm") ? "/dev/shm/" : NSTemporaryDirectory()) + "stacks-fuzz-stripe-\(getpid())"
+        guard (try? Files.writeAtomically(b, to: path)) != nil else { return }
+        defer { try? Files.remove(path) }
+        guard let r = try? StripeFileReader(path: path) else { return }
+        for i in 0..<r.count { _ = try? r.record(i) }
+    },
+    "stripe": { b in
+        // A scheme byte, a stripe header, then k+m shards as a node read them (a length byte each).
+        guard b.count > StripeHeader.encodedSize + 1 else { return }
+        var r = BinaryReader(Array(b[1...(StripeHeader.encodedSize)]))
+        guard let header = try? StripeHeader(reading: &r) else { return }
+        let schemes = [(1, 0), (1, 1), (2, 1), (2, 2), (3, 2), (4, 2), (8, 4)]
+        let (k, m) = schemes[Int(b[0]) % schemes.count]
+        guard let code = try? ReedSolomon(dataShards: k, parityShards: m) else { return }
+        var rest = Array(b[(StripeHeader.encodedSize + 1)...])[...]
+        var shards: [[UInt8]?] = []
+        for i in 0..<(k + m) {
+            guard let n = rest.first else { shards.append(nil); continue }
+            rest = rest.dropFirst()
+            let take = min(rest.count, Int(n))
+            shards.append(i % 3 == 2 ? nil : Array(rest.prefix(take)))
+            rest = rest.dropFirst(take)
+        }
+        let sums = shards.map { $0.map { Checksum.crc32c($0) } }
+        _ = try? StripeDecoder(code: code).decode(header, shards: shards, checksums: sums)
     },
 ]
 

@@ -62,6 +62,9 @@ import Testing
         var broken = try l1.next(members: members(4), requested: .automatic)
         broken.assignment[7] = [0, 0, 1, 2]
         #expect(apply(.applyLayout(broken, consumed: LayoutStage())) == .invalidLayout)
+        var wide = try l1.next(members: members(3), requested: .automatic)
+        wide.scheme = ErasureScheme(k: 200, m: 100)
+        #expect(apply(.applyLayout(wide, consumed: LayoutStage())) == .invalidLayout)
         #expect(apply(.stageLayout(LayoutStage(weights: ["nope": 1]))) == .noSuchNode)
         #expect(apply(.stageLayout(LayoutStage(weights: ["n1": 0]))) == .ok)
         #expect(apply(.stageLayout(LayoutStage(weights: ["n2": 50], scheme: .fixed(ErasureScheme(k: 1, m: 1))))) == .ok)

@@ -136,6 +136,8 @@ public struct Layout: Equatable, Sendable {
     /// Why this layout cannot be taken as given (from a peer's entry), or nil when it can.
     public func problem() -> String? {
         guard members.count <= Self.maxMembers else { return "too many members" }
+        guard ErasureScheme(parsing: scheme.description) != nil else { return "scheme \(scheme) out of range" }
+        if case .fixed(let s) = requested, ErasureScheme(parsing: s.description) == nil { return "requested scheme \(s) out of range" }
         for (a, b) in zip(members, members.dropFirst()) where a.name >= b.name { return "members not sorted and unique" }
         guard members.allSatisfy({ $0.weight <= Self.maxWeight }) else { return "weight above \(Self.maxWeight)" }
         guard (1...Self.maxPartitions).contains(partitions), assignment.count == partitions else { return "assignment is not one row per partition" }

@@ -95,9 +95,14 @@ public enum Files {
     }
 
     public static func writeAll(fd: Int32, _ bytes: ArraySlice<UInt8>, path: String) throws(FileError) {
+        let result: Result<Void, FileError> = bytes.withUnsafeBytes { b in Result { () throws(FileError) in try writeAll(fd: fd, b, path: path) } }
+        try result.get()
+    }
+
+    public static func writeAll(fd: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws(FileError) {
         var done = 0
         while done < bytes.count {
-            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + done, $0.count - done) }
+            let n = Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done)
             if n < 0 { if errno == EINTR { continue }; throw fail("write", path) }
             done += n
         }

@@ -1,0 +1,108 @@
+import ChunkStore
+import Coordinator
+import Determinism
+import Files
+import Security
+
+/// The shards of object versions this node holds, one stripe file per (version, shard), as the
+/// write coordinator's effects want them: `create` writes into `tmp/`, `commit` renames into
+/// place (visible to reads), `abort` drops the temporary file, `revert` the committed one.
+/// Paths come from hashes, never from object names:
+///
+///     shards/<2 hex>/<32 hex of SHA-256(bucket 0 key)>/<time 16 hex>-<writer 16 hex>.<shard>[d]
+///
+/// (a trailing `d` marks a delete marker). Blocking file I/O: callers keep it off event loops.
+public final class ShardStore: Sendable {
+    public let root: String
+
+    public struct ShardID: Hashable, Sendable {
+        public var bucket: String
+        public var key: String
+        public var version: ObjectVersion
+        public var shard: Int
+        public var deleted: Bool
+        public init(bucket: String, key: String, version: ObjectVersion, shard: Int, deleted: Bool = false) {
+            self.bucket = bucket; self.key = key; self.version = version; self.shard = shard; self.deleted = deleted
+        }
+    }
+
+    /// Opens (or makes) the store. Temporary files left by a previous run are removed: a write in
+    /// progress when the process stopped was never committed, and its coordinator saw it fail.
+    public init(root: String) throws(FileError) {
+        self.root = root
+        try Files.makeDirectory(root)
+        try Files.makeDirectory("\(root)/tmp")
+        try Files.makeDirectory("\(root)/shards")
+        for name in try Files.list("\(root)/tmp") { try Files.remove("\(root)/tmp/\(name)") }
+    }
+
+    func keyHash(_ bucket: String, _ key: String) -> String {
+        Digest.sha256(Array(bucket.utf8) + [0] + Array(key.utf8)).prefix(16).map { b in
+            let s = String(b, radix: 16)
+            return s.count == 1 ? "0" + s : s
+        }.joined()
+    }
+
+    func keyDirectory(_ bucket: String, _ key: String) -> String {
+        let h = keyHash(bucket, key)
+        return "\(root)/shards/\(h.prefix(2))/\(h)"
+    }
+
+    static func hex16(_ v: UInt64) -> String {
+        let s = String(v, radix: 16)
+        return String(repeating: "0", count: 16 - s.count) + s
+    }
+
+    func fileName(_ id: ShardID) -> String {
+        "\(Self.hex16(id.version.time.raw))-\(Self.hex16(id.version.writer)).\(id.shard)\(id.deleted ? "d" : "")"
+    }
+
+    func tempPath(_ id: ShardID) -> String { "\(root)/tmp/\(keyHash(id.bucket, id.key))-\(fileName(id))" }
+    public func path(_ id: ShardID) -> String { "\(keyDirectory(id.bucket, id.key))/\(fileName(id))" }
+
+    /// A new temporary shard file; `finish` it before `commit`.
+    public func create(_ id: ShardID, meta: [UInt8]) throws(FileError) -> StripeFileWriter {
+        try StripeFileWriter(path: tempPath(id), meta: meta)
+    }
+
+    /// Makes a finished temporary shard visible. Idempotent: committing again finds it in place.
+    public func commit(_ id: ShardID) throws(FileError) {
+        let final = path(id)
+        if !Files.exists(tempPath(id)) && Files.exists(final) { return }
+        let dir = keyDirectory(id.bucket, id.key)
+        try Files.makeDirectory(String(dir.prefix(upTo: dir.lastIndex(of: "/")!)))
+        try Files.makeDirectory(dir)
+        try Files.move(tempPath(id), to: final)
+    }
+
+    public func abort(_ id: ShardID) throws(FileError) { try Files.remove(tempPath(id)) }
+
+    /// Drops a committed shard (a failed write undone, or an old version replaced).
+    public func revert(_ id: ShardID) throws(FileError) {
+        try Files.remove(path(id))
+        try Files.syncDirectory(of: path(id))
+        try? Files.removeDirectory(keyDirectory(id.bucket, id.key))  // only when empty
+    }
+
+    /// The committed versions of a key this node holds, newest first.
+    public func held(bucket: String, key: String) throws(FileError) -> [Held] {
+        let dir = keyDirectory(bucket, key)
+        guard Files.exists(dir) else { return [] }
+        return try Files.list(dir).compactMap(Self.parse).sorted { $0.version > $1.version }
+    }
+
+    /// `<time>-<writer>.<shard>[d]`; nil for anything else (never trusted beyond its shape).
+    static func parse(_ name: String) -> Held? {
+        let parts = name.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 2 else { return nil }
+        let ids = parts[0].split(separator: "-", omittingEmptySubsequences: false)
+        guard ids.count == 2, ids[0].count == 16, ids[1].count == 16, let t = UInt64(ids[0], radix: 16), let w = UInt64(ids[1], radix: 16) else {
+            return nil
+        }
+        let deleted = parts[1].hasSuffix("d")
+        guard let shard = Int(deleted ? parts[1].dropLast() : parts[1]), (0..<256).contains(shard) else { return nil }
+        return Held(ObjectVersion(time: HybridClock.Timestamp(raw: t), writer: w), shard: shard, deleted: deleted)
+    }
+
+    public func open(_ id: ShardID) throws(FileError) -> StripeFileReader { try StripeFileReader(path: path(id)) }
+}

@@ -117,8 +117,8 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(name: "ShardStoreTests", dependencies: ["ShardStore", "ChunkStore", "Coordinator", "Determinism", "Files"], swiftSettings: strict),
         // Object versions (hybrid clock) and the read's choice among the nodes' answers, pure.
-        .target(name: "Coordinator", dependencies: ["Determinism"], path: "Sources/Data/Coordinator", swiftSettings: strict),
-        .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator", "Determinism", "Simulation"], swiftSettings: strict),
+        .target(name: "Coordinator", dependencies: ["Determinism", "Support"], path: "Sources/Data/Coordinator", swiftSettings: strict),
+        .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator", "Determinism", "Simulation", "Support"], swiftSettings: strict),
         // Where each partition's shards live: weighted rendezvous over zones, pure.
         .target(name: "Placement", dependencies: ["Determinism"], path: "Sources/Data/Placement", swiftSettings: strict),
         .testTarget(name: "PlacementTests", dependencies: ["Placement", "Determinism", "Simulation"], swiftSettings: strict),
@@ -179,7 +179,8 @@ let package = Package(
 if fuzzing {
     package.targets.append(
         .executableTarget(
-            name: "StacksFuzz", dependencies: ["S3", "Objects", "ChunkStore", "Erasure", "Files", "Checksum", "Support", "Cluster", "Gossip", "RaftLog"],
+            name: "StacksFuzz",
+            dependencies: ["S3", "Objects", "ChunkStore", "Erasure", "Coordinator", "Files", "Checksum", "Support", "Cluster", "Gossip", "RaftLog"],
             path: "Tests/Fuzz", exclude: ["corpus"],
             swiftSettings: strict + [.unsafeFlags(["-parse-as-library"])],
             linkerSettings: [.unsafeFlags(["-sanitize=fuzzer,address"])]))

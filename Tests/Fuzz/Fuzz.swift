@@ -5,6 +5,7 @@ import Checksum
 // A decoder may refuse an input however it likes; trapping, hanging or overflowing is the bug.
 import ChunkStore
 import Cluster
+import Coordinator
 import Erasure
 import Files
 import Foundation
@@ -56,6 +57,7 @@ let targets: [String: @Sendable ([UInt8]) -> Void] = [
     "xml": { b in _ = XMLNode.parse(b) },
     "gossip-wire": { b in _ = try? WireFormat.decode(b) },
     "raft-frame": { b in _ = try? RaftWire.decode(b) },
+    "data-frame": { b in _ = try? DataWire.decode(b) },
     "cluster-state": { b in
         _ = try? ClusterState(decoding: b)
         _ = try? Request(decoding: b)

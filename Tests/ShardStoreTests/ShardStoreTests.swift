@@ -15,7 +15,7 @@ import Testing
     func version(_ t: UInt64, _ w: UInt64 = 1) -> ObjectVersion { ObjectVersion(time: .init(ms: t, logical: 0), writer: w) }
     let header = [UInt8](repeating: 7, count: StripeFileFormat.stripeHeaderBytes)
 
-    func write(_ store: ShardStore, _ id: ShardStore.ShardID, records: [[UInt8]], meta: [UInt8] = [1, 2, 3]) throws {
+    func write(_ store: ShardStore, _ id: ShardRef, records: [[UInt8]], meta: [UInt8] = [1, 2, 3]) throws {
         let w = try store.create(id, meta: meta)
         for r in records { try w.append(header: header, r) }
         try w.finish()
@@ -29,7 +29,7 @@ import Testing
         let store = try ShardStore(root: root)
         let weird = ["../../etc/passwd", "", "a/b/c", "ключ", String(repeating: "x", count: 1024)]
         for (i, key) in weird.enumerated() {
-            let id = ShardStore.ShardID(bucket: "bkt", key: key, version: version(UInt64(100 + i)), shard: 2)
+            let id = ShardRef(bucket: "bkt", key: key, version: version(UInt64(100 + i)), shard: 2)
             try write(store, id, records: [[1, 2, 3], [], Array(repeating: 9, count: 5000)])
             #expect(try store.held(bucket: "bkt", key: key).isEmpty, "not visible before commit")
             try store.commit(id)
@@ -41,10 +41,10 @@ import Testing
             #expect(try r.record(2).bytes == Array(repeating: 9, count: 5000) && r.record(1).bytes.isEmpty && r.record(0).header == header)
         }
         // Two versions and a delete marker, newest first; abort and revert.
-        let a = ShardStore.ShardID(bucket: "b2", key: "k", version: version(5), shard: 0)
-        let b = ShardStore.ShardID(bucket: "b2", key: "k", version: version(6), shard: 0)
-        let d = ShardStore.ShardID(bucket: "b2", key: "k", version: version(7), shard: 0, deleted: true)
-        let failed = ShardStore.ShardID(bucket: "b2", key: "k", version: version(8), shard: 0)
+        let a = ShardRef(bucket: "b2", key: "k", version: version(5), shard: 0)
+        let b = ShardRef(bucket: "b2", key: "k", version: version(6), shard: 0)
+        let d = ShardRef(bucket: "b2", key: "k", version: version(7), shard: 0, deleted: true)
+        let failed = ShardRef(bucket: "b2", key: "k", version: version(8), shard: 0)
         for id in [a, b, d] { try write(store, id, records: [[1]]); try store.commit(id) }
         try write(store, failed, records: [[1]])
         try store.abort(failed)
@@ -60,14 +60,14 @@ import Testing
         let root = tempRoot()
         defer { try? FileManager.default.removeItem(atPath: root) }
         var store = try ShardStore(root: root)
-        let torn = ShardStore.ShardID(bucket: "b", key: "torn", version: version(1), shard: 1)
+        let torn = ShardRef(bucket: "b", key: "torn", version: version(1), shard: 1)
         let w = try store.create(torn, meta: [])
         try w.append(header: header, [UInt8](repeating: 1, count: 100))
         store = try ShardStore(root: root)  // the process died mid-write
         #expect(try Files.list(root + "/tmp").isEmpty)
         #expect(throws: FileError.self) { try store.commit(torn) }
 
-        let id = ShardStore.ShardID(bucket: "b", key: "k", version: version(2), shard: 0)
+        let id = ShardRef(bucket: "b", key: "k", version: version(2), shard: 0)
         try write(store, id, records: [Array(repeating: 3, count: 4000), Array(repeating: 4, count: 4000)], meta: Array("meta".utf8))
         try store.commit(id)
         let good = try Files.read(store.path(id))

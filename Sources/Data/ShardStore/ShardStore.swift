@@ -15,17 +15,6 @@ import Security
 public final class ShardStore: Sendable {
     public let root: String
 
-    public struct ShardID: Hashable, Sendable {
-        public var bucket: String
-        public var key: String
-        public var version: ObjectVersion
-        public var shard: Int
-        public var deleted: Bool
-        public init(bucket: String, key: String, version: ObjectVersion, shard: Int, deleted: Bool = false) {
-            self.bucket = bucket; self.key = key; self.version = version; self.shard = shard; self.deleted = deleted
-        }
-    }
-
     /// Opens (or makes) the store. Temporary files left by a previous run are removed: a write in
     /// progress when the process stopped was never committed, and its coordinator saw it fail.
     public init(root: String) throws(FileError) {
@@ -53,20 +42,20 @@ public final class ShardStore: Sendable {
         return String(repeating: "0", count: 16 - s.count) + s
     }
 
-    func fileName(_ id: ShardID) -> String {
+    func fileName(_ id: ShardRef) -> String {
         "\(Self.hex16(id.version.time.raw))-\(Self.hex16(id.version.writer)).\(id.shard)\(id.deleted ? "d" : "")"
     }
 
-    func tempPath(_ id: ShardID) -> String { "\(root)/tmp/\(keyHash(id.bucket, id.key))-\(fileName(id))" }
-    public func path(_ id: ShardID) -> String { "\(keyDirectory(id.bucket, id.key))/\(fileName(id))" }
+    func tempPath(_ id: ShardRef) -> String { "\(root)/tmp/\(keyHash(id.bucket, id.key))-\(fileName(id))" }
+    public func path(_ id: ShardRef) -> String { "\(keyDirectory(id.bucket, id.key))/\(fileName(id))" }
 
     /// A new temporary shard file; `finish` it before `commit`.
-    public func create(_ id: ShardID, meta: [UInt8]) throws(FileError) -> StripeFileWriter {
+    public func create(_ id: ShardRef, meta: [UInt8]) throws(FileError) -> StripeFileWriter {
         try StripeFileWriter(path: tempPath(id), meta: meta)
     }
 
     /// Makes a finished temporary shard visible. Idempotent: committing again finds it in place.
-    public func commit(_ id: ShardID) throws(FileError) {
+    public func commit(_ id: ShardRef) throws(FileError) {
         let final = path(id)
         if !Files.exists(tempPath(id)) && Files.exists(final) { return }
         let dir = keyDirectory(id.bucket, id.key)
@@ -75,10 +64,10 @@ public final class ShardStore: Sendable {
         try Files.move(tempPath(id), to: final)
     }
 
-    public func abort(_ id: ShardID) throws(FileError) { try Files.remove(tempPath(id)) }
+    public func abort(_ id: ShardRef) throws(FileError) { try Files.remove(tempPath(id)) }
 
     /// Drops a committed shard (a failed write undone, or an old version replaced).
-    public func revert(_ id: ShardID) throws(FileError) {
+    public func revert(_ id: ShardRef) throws(FileError) {
         try Files.remove(path(id))
         try Files.syncDirectory(of: path(id))
         try? Files.removeDirectory(keyDirectory(id.bucket, id.key))  // only when empty
@@ -104,5 +93,5 @@ public final class ShardStore: Sendable {
         return Held(ObjectVersion(time: HybridClock.Timestamp(raw: t), writer: w), shard: shard, deleted: deleted)
     }
 
-    public func open(_ id: ShardID) throws(FileError) -> StripeFileReader { try StripeFileReader(path: path(id)) }
+    public func open(_ id: ShardRef) throws(FileError) -> StripeFileReader { try StripeFileReader(path: path(id)) }
 }

@@ -1,0 +1,151 @@
+import Determinism
+import Support
+
+/// One shard of one object version, as nodes name it to each other.
+public struct ShardRef: Hashable, Sendable {
+    public var bucket: String
+    public var key: String
+    public var version: ObjectVersion
+    public var shard: Int
+    public var deleted: Bool
+    public init(bucket: String, key: String, version: ObjectVersion, shard: Int, deleted: Bool = false) {
+        self.bucket = bucket; self.key = key; self.version = version; self.shard = shard; self.deleted = deleted
+    }
+}
+
+/// What nodes say to each other over the data connection: one request at a time per
+/// connection, its shard blocks streamed after it (TCP's flow control is the backpressure),
+/// then its answer.
+///
+///     putShard → stripe* → end      answered prepared | error
+///     commit | abort | revert       answered ok | error
+///     held                          answered versions | error
+///     getShard                      answered meta → stripe* → end | error
+public enum DataFrame: Equatable, Sendable {
+    case putShard(ShardRef, meta: [UInt8])
+    /// One stripe's shard block: the codec's 13-byte stripe header and the bytes.
+    case stripe(header: [UInt8], bytes: [UInt8])
+    case end
+    case commit(ShardRef)
+    case abort(ShardRef)
+    case revert(ShardRef)
+    case held(bucket: String, key: String)
+    /// Stripes `first..<first+count` of a shard.
+    case getShard(ShardRef, first: UInt32, count: UInt32)
+    case prepared
+    case ok
+    case versions([Held])
+    case meta([UInt8])
+    case error(DataError)
+}
+
+public struct DataError: Error, Equatable, Sendable, CustomStringConvertible {
+    public enum Code: UInt8, Sendable { case notFound = 1, exists = 2, corrupt = 3, io = 4, refused = 5 }
+    public var code: Code
+    public var message: String
+    public init(_ code: Code, _ message: String) { self.code = code; self.message = message }
+    public var description: String { "\(code): \(message)" }
+}
+
+/// The versioned binary encoding of data frames (the stream adds a length prefix and seals it).
+/// Every count and length is bounded before it is used.
+///
+///     version:u8 kind:u8 body
+public enum DataWire {
+    public static let version: UInt8 = 1
+    public static let stripeHeaderBytes = 13
+    public static let maxBucket = 255
+    public static let maxKey = 1024
+    public static let maxMeta = 1 << 20
+    public static let maxBlock = 64 << 20
+    public static let maxVersions = 1024
+    /// A frame never exceeds this (the largest is one shard block of the largest stripe).
+    public static let maxFrameBytes = maxBlock + 64
+
+    public static func encode(_ f: DataFrame) -> [UInt8] {
+        var w = BinaryWriter()
+        w.u8(version)
+        switch f {
+        case .putShard(let s, let meta): w.u8(1); ref(s, &w); w.blob(meta)
+        case .stripe(let header, let bytes):
+            precondition(header.count == stripeHeaderBytes, "stripe headers are 13 bytes")
+            w.u8(2)
+            for b in header { w.u8(b) }
+            w.blob(bytes)
+        case .end: w.u8(3)
+        case .commit(let s): w.u8(4); ref(s, &w)
+        case .abort(let s): w.u8(5); ref(s, &w)
+        case .revert(let s): w.u8(6); ref(s, &w)
+        case .held(let b, let k): w.u8(7); w.string(b); w.string(k)
+        case .getShard(let s, let first, let count): w.u8(8); ref(s, &w); w.u32(first); w.u32(count)
+        case .prepared: w.u8(9)
+        case .ok: w.u8(10)
+        case .versions(let hs):
+            w.u8(11)
+            w.u32(UInt32(hs.count))
+            for h in hs { w.u64(h.version.time.raw); w.u64(h.version.writer); w.u8(UInt8(h.shard)); w.u8(h.deleted ? 1 : 0) }
+        case .meta(let m): w.u8(12); w.blob(m)
+        case .error(let e): w.u8(13); w.u8(e.code.rawValue); w.string(String(e.message.utf8.prefix(4096)) ?? "")
+        }
+        return w.bytes
+    }
+
+    static func ref(_ s: ShardRef, _ w: inout BinaryWriter) {
+        w.string(s.bucket); w.string(s.key)
+        w.u64(s.version.time.raw); w.u64(s.version.writer)
+        w.u8(UInt8(s.shard)); w.u8(s.deleted ? 1 : 0)
+    }
+
+    static func ref(_ r: inout BinaryReader) throws(DecodeError) -> ShardRef {
+        let bucket = try r.string(max: maxBucket), key = try r.string(max: maxKey)
+        let version = ObjectVersion(time: HybridClock.Timestamp(raw: try r.u64()), writer: try r.u64())
+        let shard = Int(try r.u8())
+        return ShardRef(bucket: bucket, key: key, version: version, shard: shard, deleted: try flag(&r))
+    }
+
+    static func flag(_ r: inout BinaryReader) throws(DecodeError) -> Bool {
+        switch try r.u8() {
+        case 0: false
+        case 1: true
+        default: throw DecodeError("flag is neither 0 nor 1")
+        }
+    }
+
+    public static func decode(_ bytes: [UInt8]) throws(DecodeError) -> DataFrame {
+        guard bytes.count <= maxFrameBytes else { throw DecodeError("data frame of \(bytes.count) bytes") }
+        var r = BinaryReader(bytes)
+        guard try r.u8() == version else { throw DecodeError("unknown data frame version") }
+        let f: DataFrame
+        switch try r.u8() {
+        case 1: f = .putShard(try ref(&r), meta: try r.blob(max: maxMeta))
+        case 2:
+            var header: [UInt8] = []
+            for _ in 0..<stripeHeaderBytes { header.append(try r.u8()) }
+            f = .stripe(header: header, bytes: try r.blob(max: maxBlock))
+        case 3: f = .end
+        case 4: f = .commit(try ref(&r))
+        case 5: f = .abort(try ref(&r))
+        case 6: f = .revert(try ref(&r))
+        case 7: f = .held(bucket: try r.string(max: maxBucket), key: try r.string(max: maxKey))
+        case 8: f = .getShard(try ref(&r), first: try r.u32(), count: try r.u32())
+        case 9: f = .prepared
+        case 10: f = .ok
+        case 11:
+            let n = try r.u32()
+            guard n <= maxVersions else { throw DecodeError("\(n) versions") }
+            var hs: [Held] = []
+            for _ in 0..<n {
+                let v = ObjectVersion(time: HybridClock.Timestamp(raw: try r.u64()), writer: try r.u64())
+                hs.append(Held(v, shard: Int(try r.u8()), deleted: try flag(&r)))
+            }
+            f = .versions(hs)
+        case 12: f = .meta(try r.blob(max: maxMeta))
+        case 13:
+            guard let code = DataError.Code(rawValue: try r.u8()) else { throw DecodeError("unknown error code") }
+            f = .error(DataError(code, try r.string(max: 4096)))
+        default: throw DecodeError("unknown data frame kind")
+        }
+        try r.expectEnd()
+        return f
+    }
+}

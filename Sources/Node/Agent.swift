@@ -66,14 +66,17 @@ public struct Agent: Sendable {
         raftSettings.removeAfter = config.removeAfter
         raftSettings.compactEvery = UInt64(config.snapshotEvery)
         let log: @Sendable (String) -> Void = { logger.warning("\($0)") }
+        // What `stacks status` and `members --watch` show moves with these (long polls wait on it).
+        let changes = ChangeFeed()
         let raft = try RaftService(
             name: config.name, directory: "\(config.dataDir)/raft", listen: config.raftListen,
             bootstrap: config.bootstrap ?? (config.seeds.isEmpty && join.isEmpty), gossip: gossip, keyring: keyring,
             settings: raftSettings, logger: logger, metrics: exporter.metrics,
-            onApply: { c, o in ClusterCatalog.mirror(c, o, store: store, logger: log) },
+            onApply: { c, o in
+                ClusterCatalog.mirror(c, o, store: store, logger: log)
+                if case .applyLayout = c, o == .ok { changes.bump() }
+            },
             onRestore: { s in ClusterCatalog.reconcile(s, store: store, logger: log) })
-        // What `stacks status` and `members --watch` show moves with these (long polls wait on it).
-        let changes = ChangeFeed()
         raft.onShapeChange = { changes.bump() }
         let memberEvents = gossip.events
         Task { for await _ in memberEvents { changes.bump() } }

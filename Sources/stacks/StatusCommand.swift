@@ -56,6 +56,10 @@ struct StatusCommand: ParsableCommand {
                 ]
             }
         out += Table.render(rows)
+        if let l = s.layout {
+            let moving = l.migrating == 0 ? "" : ", \(l.migrating) earlier version\(l.migrating == 1 ? "" : "s") still consulted while data moves"
+            out += "layout version \(l.version): scheme \(l.scheme) over \(l.members) node\(l.members == 1 ? "" : "s")\(moving) (stacks layout show)\n"
+        }
         out +=
             "legend: RAFT leader|voter|learner|none (not in the group yet); GOSSIP alive|suspect|dead|left; "
             + "LAST CONTACT since this node heard it over Raft; MATCH log index stored there (leader's view)\n"

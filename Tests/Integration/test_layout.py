@@ -7,7 +7,7 @@ import subprocess
 import time
 
 from stacks_node import stacks_binary
-from test_raft import healthy_with, wait_for
+from test_raft import healthy_with, status, wait_for
 
 REMOVE_AFTER_S = 3
 
@@ -64,6 +64,11 @@ def test_layout_follows_membership_and_the_operator(node_factory):
     assert v["version"] in applied["migrating"], "the old version is consulted until data has moved"
     # The drained node stays in the layout: it is alive, only weightless.
     wait_for("the same version everywhere", same_layout_everywhere(nodes, lambda x: x["version"] == applied["version"]), 20)
+    # `stacks status` sums it up, in JSON and in the table.
+    _, st = status(rest[0])
+    assert st["layout"] == {"version": applied["version"], "scheme": "2+1", "members": 4, "migrating": len(applied["migrating"])}
+    table = subprocess.run([str(stacks_binary()), "status", "--data-dir", str(rest[0].data_dir)], capture_output=True, text=True, timeout=20)
+    assert f"layout version {applied['version']}: scheme 2+1 over 4 nodes" in table.stdout, table.stdout
 
     # Refusals: a clear reason, non-zero exit, nothing changed.
     for args, reason in [(("drain", "nobody"), "not in the layout"), (("set-scheme", "2+5"), "scheme must be"),

@@ -35,10 +35,20 @@ public struct ClusterStatus: Codable, Sendable, Equatable {
     /// Why the cluster is not healthy (empty when it is).
     public var problems: [String]
     public var nodes: [Node]
+    /// Where data lives (`stacks layout show` has the details); nil before the first version.
+    public var layout: Layout?
+
+    public struct Layout: Codable, Sendable, Equatable {
+        public var version: UInt64
+        public var scheme: String
+        public var members: Int
+        /// Earlier versions still consulted while data moves.
+        public var migrating: Int
+    }
 
     enum CodingKeys: String, CodingKey {
         case selfName = "self", clusterID = "cluster_id", leader, term, commitIndex = "commit_index", appliedIndex = "applied_index"
-        case voters, quorum, healthy, problems, nodes
+        case voters, quorum, healthy, problems, nodes, layout
     }
 
     /// Written by hand so that `leader` is always present (null while there is none).
@@ -55,6 +65,7 @@ public struct ClusterStatus: Codable, Sendable, Equatable {
         try c.encode(healthy, forKey: .healthy)
         try c.encode(problems, forKey: .problems)
         try c.encode(nodes, forKey: .nodes)
+        try c.encodeIfPresent(layout, forKey: .layout)
     }
 }
 
@@ -99,9 +110,15 @@ extension RaftService {
             problems.append("quorum at risk: \(alive) of \(voters.count) voters alive; one more failure stops writes")
         }
         if voters.isEmpty { problems.append("this node has not been added to a cluster yet") }
+        let layout = read { s in
+            s.layout.version == 0
+                ? nil
+                : ClusterStatus.Layout(
+                    version: s.layout.version, scheme: s.layout.scheme.description, members: s.layout.members.count, migrating: s.migrating.count)
+        }
         return ClusterStatus(
             selfName: name, clusterID: read { $0.clusterID }, leader: leader, term: core.term.value,
             commitIndex: core.commit.value, appliedIndex: core.applied.value,
-            voters: voters.count, quorum: quorum, healthy: problems.isEmpty, problems: problems, nodes: nodes)
+            voters: voters.count, quorum: quorum, healthy: problems.isEmpty, problems: problems, nodes: nodes, layout: layout)
     }
 }

@@ -116,6 +116,9 @@ let package = Package(
             name: "ShardStore", dependencies: ["ChunkStore", "Coordinator", "Determinism", "Files", "Security"], path: "Sources/Data/ShardStore",
             swiftSettings: strict),
         .testTarget(name: "ShardStoreTests", dependencies: ["ShardStore", "ChunkStore", "Coordinator", "Determinism", "Files"], swiftSettings: strict),
+        // The data connection between nodes: its server's protocol (frames in, answers out).
+        .target(name: "DataRPC", dependencies: ["Coordinator", "ShardStore", "ChunkStore", "Files"], path: "Sources/Data/RPC", swiftSettings: strict),
+        .testTarget(name: "DataRPCTests", dependencies: ["DataRPC", "Coordinator", "ShardStore", "Determinism", "Files"], swiftSettings: strict),
         // Object versions (hybrid clock) and the read's choice among the nodes' answers, pure.
         .target(name: "Coordinator", dependencies: ["Determinism", "Support"], path: "Sources/Data/Coordinator", swiftSettings: strict),
         .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator", "Determinism", "Simulation", "Support"], swiftSettings: strict),

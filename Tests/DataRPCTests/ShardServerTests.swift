@@ -1,0 +1,113 @@
+import Coordinator
+import DataRPC
+import Determinism
+import Files
+import Foundation
+import ShardStore
+import Testing
+
+@Suite struct ShardServerTests {
+    func store() throws -> (ShardStore, String) {
+        let root = NSTemporaryDirectory() + "stacks-shardserver-\(UInt64.random(in: 0 ... .max))"
+        return (try ShardStore(root: root), root)
+    }
+    static let header = [UInt8](repeating: 1, count: 13)
+    func ref(_ key: String = "k", _ t: UInt64 = 10) -> ShardRef {
+        ShardRef(bucket: "bkt", key: key, version: ObjectVersion(time: .init(ms: t, logical: 0), writer: 7), shard: 3)
+    }
+    func frame(_ a: ShardServer.Answer) -> DataFrame? { if case .frame(let f) = a { return f } else { return nil } }
+    func isNone(_ a: ShardServer.Answer) -> Bool { if case .none = a { return true } else { return false } }
+    func isClose(_ a: ShardServer.Answer) -> Bool { if case .close = a { return true } else { return false } }
+
+    /// A put is answered once, at its end; commit makes it visible; get streams its records;
+    /// revert removes it; errors carry codes.
+    @Test func putCommitGetRevert() throws {
+        let (s, root) = try store()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let server = ShardServer(backend: s)
+        let r = ref()
+        #expect(isNone(server.handle(.putShard(r, meta: [9]))))
+        for i in 0..<3 { #expect(isNone(server.handle(.stripe(header: Self.header, bytes: [UInt8](repeating: UInt8(i), count: 100))))) }
+        #expect(frame(server.handle(.end)) == .prepared)
+        #expect(frame(server.handle(.held(bucket: "bkt", key: "k"))) == .versions([]), "invisible before commit")
+        #expect(frame(server.handle(.commit(r))) == .ok)
+        #expect(frame(server.handle(.held(bucket: "bkt", key: "k"))) == .versions([Held(r.version, shard: 3)]))
+        guard case .stream(let source, let range) = server.handle(.getShard(r, first: 1, count: 5)) else {
+            Issue.record("no stream")
+            return
+        }
+        let record = try source.record(2)
+        #expect(source.meta == [9] && range == 1..<3 && record.bytes == [UInt8](repeating: 2, count: 100))
+        #expect(frame(server.handle(.revert(r))) == .ok)
+        guard case .error(let e) = frame(server.handle(.getShard(r, first: 0, count: 1))) else {
+            Issue.record("a reverted shard was served")
+            return
+        }
+        #expect(e.code == .notFound)
+    }
+
+    /// A put that cannot be written (the same shard twice) drops its stripes and answers the
+    /// error at its end, and the connection stays in step for the next request.
+    @Test func aFailedPutStaysInStep() throws {
+        let (s, root) = try store()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let server = ShardServer(backend: s)
+        _ = server.handle(.putShard(ref(), meta: []))
+        _ = server.handle(.end)
+        _ = server.handle(.putShard(ref(), meta: []))
+        #expect(isNone(server.handle(.stripe(header: Self.header, bytes: [1]))))
+        guard case .error(let e) = frame(server.handle(.end)) else {
+            Issue.record("a second put of the same shard was accepted")
+            return
+        }
+        #expect(e.code == .exists)
+        #expect(frame(server.handle(.held(bucket: "bkt", key: "other"))) == .versions([]))
+    }
+
+    /// Frames out of place end the connection, and a shard being written is removed then, as
+    /// it is when the connection drops. Random sequences never crash the server and leave no
+    /// temporary file behind once the connection is gone.
+    @Test func outOfPlaceFramesAndDropsLeaveNothing() throws {
+        let (s, root) = try store()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        #expect(isClose(ShardServer(backend: s).handle(.stripe(header: Self.header, bytes: []))))
+        #expect(isClose(ShardServer(backend: s).handle(.prepared)))
+        let server = ShardServer(backend: s)
+        _ = server.handle(.putShard(ref("mid"), meta: []))
+        _ = server.handle(.stripe(header: Self.header, bytes: [1, 2]))
+        #expect(isClose(server.handle(.commit(ref("mid")))))
+        #expect(try Files.list(root + "/tmp").isEmpty)
+        #expect(isClose(server.handle(.held(bucket: "b", key: "k"))), "nothing after close")
+
+        var rng = SeededRandom(seed: 5)
+        let pool: [DataFrame] = [
+            .putShard(ref("a"), meta: [1]), .putShard(ref("b", 11), meta: []), .stripe(header: Self.header, bytes: [1, 2, 3]), .end,
+            .commit(ref("a")), .abort(ref("a")), .revert(ref("b", 11)), .held(bucket: "bkt", key: "a"),
+            .getShard(ref("a"), first: 0, count: .max), .ok, .versions([]),
+        ]
+        var closes = 0
+        // Finished puts wait in tmp/ for their commit or abort; nothing else may stay there.
+        var waiting: Set<String> = []
+        for _ in 0..<300 {
+            let server = ShardServer(backend: s)
+            var putting: String?
+            for _ in 0..<(1 + Int(rng.next() % 12)) {
+                let f = pool[Int(rng.next() % UInt64(pool.count))]
+                let answer = server.handle(f)
+                if isClose(answer) {
+                    closes += 1
+                    break
+                }
+                switch f {
+                case .putShard(let r, _): putting = r.key
+                case .end: if frame(answer) == .prepared, let k = putting { waiting.insert(k) }; putting = nil
+                case .commit(let r), .abort(let r): if frame(answer) == .ok { waiting.remove(r.key) }
+                default: break
+                }
+            }
+            server.closed()
+            #expect(try Files.list(root + "/tmp").count == waiting.count, "waiting: \(waiting)")
+        }
+        #expect(closes > 50)
+    }
+}

@@ -17,7 +17,9 @@ struct BenchCommand: ParsableCommand {
 
         func validate() throws {
             let p = scheme.split(separator: "+").compactMap { Int($0) }
-            guard p.count == 2, p[0] >= 1, p[1] >= 0, p[0] + p[1] <= 255 else { throw ValidationError("--scheme must be K+M") }
+            guard p.count == 2, p[0] >= 1, p[1] >= 1, p[0] + p[1] <= 255 else {
+                throw ValidationError("--scheme must be K+M with K, M ≥ 1 (with no parity there is nothing to encode)")
+            }
             guard (64...(64 << 20)).contains(blockSize) else { throw ValidationError("--block-size must be 64 B to 64 MiB") }
             guard (1...99).contains(reps) else { throw ValidationError("--reps must be 1 to 99") }
             guard ["table", "json"].contains(format) else { throw ValidationError("--format must be table or json") }

@@ -96,7 +96,8 @@ let package = Package(
             ], path: "Sources/Control/Service", swiftSettings: strict),
 
         // Data plane: erasure coding, shard files, the object store and the S3 responder.
-        .target(name: "Erasure", dependencies: ["CISAL", "Checksum", "Compression", "Support"], path: "Sources/Data/Erasure", swiftSettings: strict),
+        .target(
+            name: "Erasure", dependencies: ["CISAL", "Checksum", "Compression", "Support", "Determinism"], path: "Sources/Data/Erasure", swiftSettings: strict),
         .target(name: "ChunkStore", dependencies: ["Support", "Files", "Checksum", "Compression"], path: "Sources/Data/ChunkStore", swiftSettings: strict),
         .target(name: "Objects", dependencies: ["Support", "Files", "ChunkStore", "Security"], path: "Sources/Data/Objects", swiftSettings: strict),
         .target(

@@ -57,15 +57,11 @@ import Testing
             for _ in 0..<40 {
                 now += Int64(rng.next() % 50)
                 let writer = Int(rng.next() % 3)
-                if let a = acked, rng.next() % 2 == 0 {  // this writer read the newest first
-                    clocks[writer].observe(a.time, nowMs: now + skew[writer])
-                    let v = ObjectVersion(time: clocks[writer].now(now + skew[writer]), writer: rng.next())
-                    if v <= a { failures.append("a write after reading \(a) got \(v)") }
-                    held = write(v, held: held, rng: &rng, nodes: nodes, deleted: rng.next() % 5 == 0, acked: &acked, ackedDelete: &ackedDelete, w: w)
-                } else {
-                    let v = ObjectVersion(time: clocks[writer].now(now + skew[writer]), writer: rng.next())
-                    held = write(v, held: held, rng: &rng, nodes: nodes, deleted: rng.next() % 5 == 0, acked: &acked, ackedDelete: &ackedDelete, w: w)
-                }
+                let seen = rng.next() % 2 == 0 ? acked : nil  // this writer read the newest first
+                if let a = seen { clocks[writer].observe(a.time, nowMs: now + skew[writer]) }
+                let v = ObjectVersion(time: clocks[writer].now(now + skew[writer]), writer: rng.next())
+                if let a = seen, v <= a { failures.append("a write after reading \(a) got \(v)") }
+                held = write(v, held: held, rng: &rng, nodes: nodes, deleted: rng.next() % 5 == 0, acked: &acked, ackedDelete: &ackedDelete, w: w)
                 // A read with up to m nodes silent.
                 let silent = Set(nodes.filter { _ in rng.next() % UInt64(n) < UInt64(m) }.prefix(Int(rng.next() % UInt64(m + 1))))
                 var answers: [String: ShardAnswer] = [:]

@@ -95,7 +95,6 @@ import Testing
                     }
                 }
                 effects += c.tick(now: now)
-                let hadOutcome = c.outcome != nil
                 run(effects)
                 if c.outcome != nil && outcomeAt == nil {
                     outcomeAt = now
@@ -105,7 +104,6 @@ import Testing
                         if committed < k + 1 { failures.append("acknowledged with \(committed) commits") }
                     }
                 }
-                _ = hadOutcome
                 if outcomeAt != nil && queue.isEmpty { break }
             }
             guard let outcome = c.outcome, let at = outcomeAt else { return failures + ["no outcome after 30 s"] }

@@ -1,5 +1,6 @@
 import CISAL
 import Checksum
+import Determinism
 
 #if canImport(Glibc)
 import Glibc
@@ -43,19 +44,16 @@ public enum CodecBench {
     /// text-like (compressible) bytes.
     public static func run(k: Int, m: Int, blockSize: Int, reps: Int = 9) throws(ErasureError) -> [Figure] {
         let code = try ReedSolomon(dataShards: k, parityShards: m)
-        var state: UInt64 = 0x9E37_79B9_7F4A_7C15
-        let random = (0..<blockSize).map { _ in
-            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
-            return UInt8(truncatingIfNeeded: state >> 33)
-        }
+        var rng = SeededRandom(seed: 1)
+        let random = (0..<blockSize).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
         // Log-like text: words drawn at random from a small vocabulary (LZ4 keeps about 40% of it).
         let words = "GET PUT HEAD /bucket/ key- 200 404 HTTP/1.1 2026-12-03T15:04:05Z us-east-1 application/octet-stream ETag user-agent boto3 aws-cli"
             .split(separator: " ").map { Array($0.utf8) + [32] }
         var text: [UInt8] = []
         while text.count < blockSize {
-            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
-            text += words[Int(state >> 33) % words.count]
-            if state >> 60 == 0 { text += Array(String(state % 100_000).utf8) + [10] }
+            let r = rng.next()
+            text += words[Int(r % UInt64(words.count))]
+            if r >> 60 == 0 { text += Array(String(r % 100_000).utf8) + [10] }
         }
         text.removeLast(text.count - blockSize)
         var figures: [Figure] = []

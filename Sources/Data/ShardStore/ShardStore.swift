@@ -25,17 +25,23 @@ public final class ShardStore: Sendable {
         for name in try Files.list("\(root)/tmp") { try Files.remove("\(root)/tmp/\(name)") }
     }
 
-    func keyHash(_ bucket: String, _ key: String) -> String {
-        Digest.sha256(Array(bucket.utf8) + [0] + Array(key.utf8)).prefix(16).map { b in
-            let s = String(b, radix: 16)
-            return s.count == 1 ? "0" + s : s
-        }.joined()
+    /// A shard's hashed key, computed once per operation, and the paths that follow from it.
+    struct Paths {
+        var directory: String
+        var final: String
+        var temp: String
     }
 
-    func keyDirectory(_ bucket: String, _ key: String) -> String {
-        let h = keyHash(bucket, key)
-        return "\(root)/shards/\(h.prefix(2))/\(h)"
+    func paths(_ id: ShardRef) -> Paths {
+        let h = keyHash(id.bucket, id.key), dir = directory(hash: h), name = fileName(id)
+        return Paths(directory: dir, final: "\(dir)/\(name)", temp: "\(root)/tmp/\(h)-\(name)")
     }
+
+    func keyHash(_ bucket: String, _ key: String) -> String {
+        Array(Digest.sha256(Array(bucket.utf8) + [0] + Array(key.utf8)).prefix(16)).hex
+    }
+
+    func directory(hash h: String) -> String { "\(root)/shards/\(h.prefix(2))/\(h)" }
 
     static func hex16(_ v: UInt64) -> String {
         let s = String(v, radix: 16)
@@ -46,36 +52,35 @@ public final class ShardStore: Sendable {
         "\(Self.hex16(id.version.time.raw))-\(Self.hex16(id.version.writer)).\(id.shard)\(id.deleted ? "d" : "")"
     }
 
-    func tempPath(_ id: ShardRef) -> String { "\(root)/tmp/\(keyHash(id.bucket, id.key))-\(fileName(id))" }
-    public func path(_ id: ShardRef) -> String { "\(keyDirectory(id.bucket, id.key))/\(fileName(id))" }
+    public func path(_ id: ShardRef) -> String { paths(id).final }
 
     /// A new temporary shard file; `finish` it before `commit`.
     public func create(_ id: ShardRef, meta: [UInt8]) throws(FileError) -> StripeFileWriter {
-        try StripeFileWriter(path: tempPath(id), meta: meta)
+        try StripeFileWriter(path: paths(id).temp, meta: meta)
     }
 
     /// Makes a finished temporary shard visible. Idempotent: committing again finds it in place.
     public func commit(_ id: ShardRef) throws(FileError) {
-        let final = path(id)
-        if !Files.exists(tempPath(id)) && Files.exists(final) { return }
-        let dir = keyDirectory(id.bucket, id.key)
-        try Files.makeDirectory(String(dir.prefix(upTo: dir.lastIndex(of: "/")!)))
-        try Files.makeDirectory(dir)
-        try Files.move(tempPath(id), to: final)
+        let p = paths(id)
+        if !Files.exists(p.temp) && Files.exists(p.final) { return }
+        try Files.makeDirectory(String(p.directory.prefix(upTo: p.directory.lastIndex(of: "/")!)))
+        try Files.makeDirectory(p.directory)
+        try Files.move(p.temp, to: p.final)
     }
 
-    public func abort(_ id: ShardRef) throws(FileError) { try Files.remove(tempPath(id)) }
+    public func abort(_ id: ShardRef) throws(FileError) { try Files.remove(paths(id).temp) }
 
     /// Drops a committed shard (a failed write undone, or an old version replaced).
     public func revert(_ id: ShardRef) throws(FileError) {
-        try Files.remove(path(id))
-        try Files.syncDirectory(of: path(id))
-        try? Files.removeDirectory(keyDirectory(id.bucket, id.key))  // only when empty
+        let p = paths(id)
+        try Files.remove(p.final)
+        try Files.syncDirectory(of: p.final)
+        try? Files.removeDirectory(p.directory)  // only when empty
     }
 
     /// The committed versions of a key this node holds, newest first.
     public func held(bucket: String, key: String) throws(FileError) -> [Held] {
-        let dir = keyDirectory(bucket, key)
+        let dir = directory(hash: keyHash(bucket, key))
         guard Files.exists(dir) else { return [] }
         return try Files.list(dir).compactMap(Self.parse).sorted { $0.version > $1.version }
     }
@@ -93,5 +98,5 @@ public final class ShardStore: Sendable {
         return Held(ObjectVersion(time: HybridClock.Timestamp(raw: t), writer: w), shard: shard, deleted: deleted)
     }
 
-    public func open(_ id: ShardRef) throws(FileError) -> StripeFileReader { try StripeFileReader(path: path(id)) }
+    public func open(_ id: ShardRef) throws(FileError) -> StripeFileReader { try StripeFileReader(path: paths(id).final) }
 }

@@ -7,20 +7,13 @@ public enum LZ4 {
     /// Compresses `input` if that saves at least 1/16 of it; nil means "store raw".
     /// Capping the output at 15/16 of the input lets LZ4 give up early on incompressible data.
     public static func compressIfSmaller(_ input: [UInt8]) -> [UInt8]? {
-        guard input.count >= 64 else { return nil }
         let capacity = input.count - input.count / 16
-        var out = [UInt8](repeating: 0, count: capacity)
-        let written = input.withUnsafeBufferPointer { src in
-            out.withUnsafeMutableBufferPointer { dst in
-                src.withMemoryRebound(to: CChar.self) { s in
-                    dst.withMemoryRebound(to: CChar.self) { d in
-                        LZ4_compress_default(s.baseAddress, d.baseAddress, Int32(src.count), Int32(capacity))
-                    }
-                }
-            }
+        var out = [UInt8](repeating: 0, count: max(capacity, 1))
+        let written = input.withUnsafeBytes { src in
+            out.withUnsafeMutableBytes { compress(src, into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<capacity])) }
         }
-        guard written > 0 else { return nil }
-        out.removeLast(capacity - Int(written))
+        guard let n = written else { return nil }
+        out.removeLast(out.count - n)
         return out
     }
 

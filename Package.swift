@@ -117,9 +117,25 @@ let package = Package(
             name: "ShardStore", dependencies: ["ChunkStore", "Coordinator", "Determinism", "Files", "Security"], path: "Sources/Data/ShardStore",
             swiftSettings: strict),
         .testTarget(name: "ShardStoreTests", dependencies: ["ShardStore", "ChunkStore", "Coordinator", "Determinism", "Files"], swiftSettings: strict),
-        // The data connection between nodes: its server's protocol (frames in, answers out).
-        .target(name: "DataRPC", dependencies: ["Coordinator", "ShardStore", "ChunkStore", "Files"], path: "Sources/Data/RPC", swiftSettings: strict),
-        .testTarget(name: "DataRPCTests", dependencies: ["DataRPC", "Coordinator", "ShardStore", "Determinism", "Files"], swiftSettings: strict),
+        // The data connection between nodes: its server's protocol (frames in, answers out), and the
+        // sealed TCP shell both ends use (server, pooled client).
+        .target(
+            name: "DataRPC",
+            dependencies: [
+                "Coordinator", "ShardStore", "ChunkStore", "Files", "Security", "Support",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ], path: "Sources/Data/RPC", swiftSettings: strict),
+        .testTarget(
+            name: "DataRPCTests",
+            dependencies: [
+                "DataRPC", "Coordinator", "ShardStore", "Determinism", "Files", "Security",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ], swiftSettings: strict),
         // Object versions (hybrid clock) and the read's choice among the nodes' answers, pure.
         .target(name: "Coordinator", dependencies: ["Determinism", "Support"], path: "Sources/Data/Coordinator", swiftSettings: strict),
         .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator", "Determinism", "Simulation", "Support"], swiftSettings: strict),

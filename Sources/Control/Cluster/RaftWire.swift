@@ -139,34 +139,21 @@ public enum RaftWire {
     }
 }
 
-/// One Raft TCP connection's binding, so a sealed frame is good on one connection, once, in order.
+/// One Raft TCP connection's binding (`SessionBinding`, one way), so a sealed frame is good on
+/// one connection, once, in order.
 ///
-/// The accepting side first writes a fresh random challenge (`challengeBytes`). Every plaintext
-/// the connecting side seals after that is `challenge · seq:u64 · body`, seq counting from 0;
-/// frame 0 is the hello (`body` = "STKSHELO"), which must arrive within `helloMaxBytes` sealed
-/// before the acceptor takes any larger frame. A frame recorded on one connection opens on no
-/// other (another challenge) and not twice on its own (seq moved on): no replay of an old
+/// The accepting side first writes a fresh random challenge. Every plaintext the connecting
+/// side seals after that is bound to it; frame 0 is the hello (`body` = "STKSHELO"), which must
+/// arrive within `helloMaxBytes` sealed before the acceptor takes any larger frame. A frame
+/// recorded on one connection opens on no other and not twice on its own: no replay of an old
 /// access-key change once its request id has left the state machine's dedup window.
 public enum RaftSession {
-    public static let challengeBytes = 16
+    public static let challengeBytes = SessionBinding.challengeBytes
     /// The largest sealed frame the acceptor reads before the hello has proved the key.
     public static let helloMaxBytes = 128
     public static let helloBody = Array("STKSHELO".utf8)
 
-    public static func bind(challenge: [UInt8], seq: UInt64, _ body: [UInt8]) -> [UInt8] {
-        var w = BinaryWriter()
-        for b in challenge { w.u8(b) }
-        w.u64(seq)
-        return w.bytes + body
-    }
+    public static func bind(challenge: [UInt8], seq: UInt64, _ body: [UInt8]) -> [UInt8] { SessionBinding.bind(challenge: challenge, seq: seq, body) }
 
-    /// The body of a frame bound to `challenge` and numbered `seq`; nil for any other.
-    public static func unbind(_ plain: [UInt8], challenge: [UInt8], seq: UInt64) -> [UInt8]? {
-        guard challenge.count == challengeBytes, plain.count >= challengeBytes + 8,
-            plain.prefix(challengeBytes).elementsEqual(challenge)
-        else { return nil }
-        var r = BinaryReader(Array(plain[challengeBytes..<(challengeBytes + 8)]))
-        guard let s = try? r.u64(), s == seq else { return nil }
-        return Array(plain[(challengeBytes + 8)...])
-    }
+    public static func unbind(_ plain: [UInt8], challenge: [UInt8], seq: UInt64) -> [UInt8]? { SessionBinding.unbind(plain, challenge: challenge, seq: seq) }
 }

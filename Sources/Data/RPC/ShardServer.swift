@@ -139,3 +139,6 @@ public final class ShardServer {
 
     static func name(_ f: DataFrame) -> String { String(String(describing: f).prefix { $0 != "(" }) }
 }
+
+/// An answer goes from the thread pool back to its connection's task, which alone uses its source.
+extension ShardServer.Answer: @unchecked Sendable {}

@@ -1,0 +1,216 @@
+import Coordinator
+import Files
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+import Synchronization
+
+public struct DataSettings: Sendable {
+    /// How long a peer may take to prove the key after connecting.
+    public var helloTimeout: TimeAmount = .seconds(5)
+    /// How long a server waits for the next request on an idle connection.
+    public var idleTimeout: TimeAmount = .seconds(60)
+    /// How long a client waits for any one answer or stripe.
+    public var requestTimeout: TimeAmount = .seconds(30)
+    public var connectTimeout: TimeAmount = .milliseconds(1000)
+    /// Idle client connections kept per peer, and for how long (below the server's idle timeout).
+    public var idlePerPeer = 32
+    public var keepIdle: TimeAmount = .seconds(20)
+    /// Accepted connections at once; past it new ones are closed at once.
+    public var maxInbound = 1024
+    public init() {}
+}
+
+/// The data connection's server: accepts connections, proves the key both ways, then runs each
+/// connection's `ShardServer` with its disk work on the thread pool. A `getShard` answer streams
+/// one record at a time, each read only once the previous one is in the socket (backpressure).
+public final class DataServer: Service, Sendable {
+    let host: String
+    let port: Int
+    let backend: any ShardBackend
+    let sealer: any Sealer
+    let settings: DataSettings
+    let pool: NIOThreadPool
+    let logger: Logger
+    let state = Mutex<(channel: (any Channel)?, inbound: Int)>((nil, 0))
+
+    public init(
+        host: String, port: Int, backend: any ShardBackend, sealer: any Sealer, settings: DataSettings = DataSettings(),
+        pool: NIOThreadPool = .singleton, logger: Logger
+    ) {
+        self.host = host; self.port = port; self.backend = backend; self.sealer = sealer
+        self.settings = settings; self.pool = pool; self.logger = logger
+    }
+
+    /// Binds the listener; returns the port (useful with port 0).
+    @discardableResult
+    public func start() async throws -> Int {
+        let sealer = self.sealer
+        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { ch in
+                ch.eventLoop.makeCompletedFuture {
+                    let conn = try DataConnection.install(on: ch, sealer: sealer)
+                    self.accepted(conn)
+                }
+            }
+            .bind(host: host, port: port).get()
+        let p = channel.localAddress?.port ?? port
+        state.withLock { $0.channel = channel }
+        return p
+    }
+
+    /// Accepted connections open now.
+    public var connections: Int { state.withLock { $0.inbound } }
+
+    public func stop() async {
+        let ch = state.withLock { $0.channel }
+        try? await ch?.close()
+    }
+
+    /// Runs as a service: starts, waits for shutdown, stops.
+    public func run() async throws {
+        try await start()
+        try? await gracefulShutdown()
+        await stop()
+    }
+
+    func accepted(_ conn: DataConnection) {
+        let admitted = state.withLock { s -> Bool in
+            guard s.inbound < settings.maxInbound else { return false }
+            s.inbound += 1
+            return true
+        }
+        guard admitted else {
+            logger.warning("refusing a data connection over the limit", metadata: ["limit": "\(settings.maxInbound)"])
+            conn.close()
+            return
+        }
+        Task {
+            await self.serve(conn)
+            self.state.withLock { $0.inbound -= 1 }
+        }
+    }
+
+    func serve(_ conn: DataConnection) async {
+        let server = Box(ShardServer(backend: backend))
+        defer {
+            server.value.closed()
+            conn.close()
+        }
+        do {
+            try await conn.handshake(timeout: settings.helloTimeout)
+            while true {
+                let frame = try await conn.receive(timeout: settings.idleTimeout)
+                switch try await pool.runIfActive({ server.value.handle(frame) }) {
+                case .none: continue
+                case .frame(let answer): try await conn.send(answer)
+                case .stream(let source, let range):
+                    try await stream(Box(source), range, on: conn)
+                case .close(let reason):
+                    logger.warning("closing a data connection", metadata: ["peer": "\(conn.remote)", "reason": "\(reason)"])
+                    return
+                }
+            }
+        } catch {
+            if conn.established { logger.debug("data connection ended", metadata: ["peer": "\(conn.remote)", "why": "\(error)"]) }
+        }
+    }
+
+    func stream(_ source: Box<any ShardSource>, _ range: Range<Int>, on conn: DataConnection) async throws {
+        try await conn.send(.meta(source.value.meta))
+        for i in range {
+            let record: (header: [UInt8], bytes: [UInt8])
+            do { record = try await pool.runIfActive { try source.value.record(i) } } catch let e as FileError {
+                try await conn.send(.error(ShardServer.error(e)))  // a corrupt record ends the stream; the reader goes elsewhere
+                return
+            }
+            try await conn.send(.stripe(header: record.header, bytes: record.bytes))
+        }
+        try await conn.send(.end)
+    }
+}
+
+/// A reference handed between the connection's task and the thread pool; one user at a time.
+final class Box<T>: @unchecked Sendable {
+    var value: T
+    init(_ value: T) { self.value = value }
+}
+
+/// Connections to peers' data servers, kept for reuse: `withConnection` lends one (an idle one
+/// or a new one, hellos exchanged) to one request, and takes it back when the request ended in
+/// step; a connection whose request threw is closed, since its stream may be mid-frame.
+public final class DataClient: Sendable {
+    let sealer: any Sealer
+    let settings: DataSettings
+    let idle = Mutex<[String: [(DataConnection, NIODeadline)]]>([:])
+
+    public init(sealer: any Sealer, settings: DataSettings = DataSettings()) {
+        self.sealer = sealer; self.settings = settings
+    }
+
+    public var requestTimeout: TimeAmount { settings.requestTimeout }
+
+    public func withConnection<T: Sendable>(to address: String, _ body: (DataConnection) async throws -> T) async throws -> T {
+        let conn = try await checkout(address)
+        do {
+            let result = try await body(conn)
+            checkin(conn, address)
+            return result
+        } catch {
+            conn.close()
+            throw error
+        }
+    }
+
+    func checkout(_ address: String) async throws -> DataConnection {
+        let now = NIODeadline.now()
+        while let (c, since) = idle.withLock({ $0[address]?.popLast() }) {
+            if c.isOpen && now - since < settings.keepIdle { return c }
+            c.close()
+        }
+        guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]) else {
+            throw DataConnectionError("not a host:port address: \(address)")
+        }
+        var host = Substring(address[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = host.dropFirst().dropLast() }
+        let sealer = self.sealer
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .connectTimeout(settings.connectTimeout)
+            .channelInitializer { ch in ch.eventLoop.makeCompletedFuture { _ = try DataConnection.install(on: ch, sealer: sealer) } }
+            .connect(host: String(host), port: port).get()
+        let conn: DataConnection
+        do {
+            let handler = try await channel.pipeline.handler(type: DataHandler.self).get()
+            conn = DataConnection(channel: channel, handler: handler, sealer: sealer)
+            try await conn.handshake(timeout: settings.helloTimeout)
+        } catch {
+            channel.close(promise: nil)
+            throw error
+        }
+        return conn
+    }
+
+    func checkin(_ conn: DataConnection, _ address: String) {
+        guard conn.isOpen else { return conn.close() }
+        let kept = idle.withLock { pool -> Bool in
+            guard pool[address, default: []].count < settings.idlePerPeer else { return false }
+            pool[address, default: []].append((conn, .now()))
+            return true
+        }
+        if !kept { conn.close() }
+    }
+
+    /// Closes every idle connection (at shutdown).
+    public func closeAll() {
+        let all = idle.withLock { pool in
+            defer { pool = [:] }
+            return pool.values.flatMap { $0.map(\.0) }
+        }
+        for c in all { c.close() }
+    }
+}

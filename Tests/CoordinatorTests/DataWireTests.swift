@@ -6,7 +6,7 @@ import Testing
 @Suite struct DataWireTests {
     static let ref = ShardRef(bucket: "photos", key: "2026/12/a b.jpg", version: ObjectVersion(time: .init(ms: 77, logical: 3), writer: 0xABCD), shard: 5)
     static let frames: [DataFrame] = [
-        .putShard(ref, meta: [1, 2, 3]), .stripe(header: Array(repeating: 9, count: 13), bytes: Array(0..<200)), .end,
+        .putShard(ref), .stripe(header: Array(repeating: 9, count: 13), bytes: Array(0..<200)), .finish(meta: [1, 2, 3]), .end,
         .commit(ref), .abort(ref), .revert(ShardRef(bucket: "b", key: "", version: ref.version, shard: 0, deleted: true)),
         .held(bucket: "photos", key: "k"), .getShard(ref, first: 2, count: 8), .prepared, .ok,
         .versions([Held(ref.version, shard: 1), Held(ref.version, shard: 2, deleted: true)]), .versions([]), .meta([]),

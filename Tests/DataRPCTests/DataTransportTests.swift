@@ -54,9 +54,9 @@ struct KeySealer: Sealer {
             let blocks = (0..<4).map { i in (0..<(300_000 + i)).map { _ in UInt8.random(in: 0...255, using: &rng) } }
             let r = ref("k")
             let prepared = try await client.withConnection(to: address) { c in
-                try await c.send(.putShard(r, meta: [1, 2, 3]))
+                try await c.send(.putShard(r))
                 for b in blocks { try await c.send(.stripe(header: Self.header, bytes: b)) }
-                try await c.send(.end)
+                try await c.send(.finish(meta: [1, 2, 3]))
                 return try await c.receive(timeout: .seconds(10))
             }
             #expect(prepared == .prepared)

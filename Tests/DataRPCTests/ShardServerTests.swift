@@ -26,9 +26,9 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: root) }
         let server = ShardServer(backend: s)
         let r = ref()
-        #expect(isNone(server.handle(.putShard(r, meta: [9]))))
+        #expect(isNone(server.handle(.putShard(r))))
         for i in 0..<3 { #expect(isNone(server.handle(.stripe(header: Self.header, bytes: [UInt8](repeating: UInt8(i), count: 100))))) }
-        #expect(frame(server.handle(.end)) == .prepared)
+        #expect(frame(server.handle(.finish(meta: [9]))) == .prepared)
         #expect(frame(server.handle(.held(bucket: "bkt", key: "k"))) == .versions([]), "invisible before commit")
         #expect(frame(server.handle(.commit(r))) == .ok)
         #expect(frame(server.handle(.held(bucket: "bkt", key: "k"))) == .versions([Held(r.version, shard: 3)]))
@@ -52,11 +52,11 @@ import Testing
         let (s, root) = try store()
         defer { try? FileManager.default.removeItem(atPath: root) }
         let server = ShardServer(backend: s)
-        _ = server.handle(.putShard(ref(), meta: []))
-        _ = server.handle(.end)
-        _ = server.handle(.putShard(ref(), meta: []))
+        _ = server.handle(.putShard(ref()))
+        _ = server.handle(.finish(meta: []))
+        _ = server.handle(.putShard(ref()))
         #expect(isNone(server.handle(.stripe(header: Self.header, bytes: [1]))))
-        guard case .error(let e) = frame(server.handle(.end)) else {
+        guard case .error(let e) = frame(server.handle(.finish(meta: []))) else {
             Issue.record("a second put of the same shard was accepted")
             return
         }
@@ -73,7 +73,7 @@ import Testing
         #expect(isClose(ShardServer(backend: s).handle(.stripe(header: Self.header, bytes: []))))
         #expect(isClose(ShardServer(backend: s).handle(.prepared)))
         let server = ShardServer(backend: s)
-        _ = server.handle(.putShard(ref("mid"), meta: []))
+        _ = server.handle(.putShard(ref("mid")))
         _ = server.handle(.stripe(header: Self.header, bytes: [1, 2]))
         #expect(isClose(server.handle(.commit(ref("mid")))))
         #expect(try Files.list(root + "/tmp").isEmpty)
@@ -81,7 +81,7 @@ import Testing
 
         var rng = SeededRandom(seed: 5)
         let pool: [DataFrame] = [
-            .putShard(ref("a"), meta: [1]), .putShard(ref("b", 11), meta: []), .stripe(header: Self.header, bytes: [1, 2, 3]), .end,
+            .putShard(ref("a")), .putShard(ref("b", 11)), .stripe(header: Self.header, bytes: [1, 2, 3]), .finish(meta: [1]), .end,
             .commit(ref("a")), .abort(ref("a")), .revert(ref("b", 11)), .held(bucket: "bkt", key: "a"),
             .getShard(ref("a"), first: 0, count: .max), .ok, .versions([]),
         ]
@@ -99,8 +99,8 @@ import Testing
                     break
                 }
                 switch f {
-                case .putShard(let r, _): putting = r.key
-                case .end: if frame(answer) == .prepared, let k = putting { waiting.insert(k) }; putting = nil
+                case .putShard(let r): putting = r.key
+                case .finish: if frame(answer) == .prepared, let k = putting { waiting.insert(k) }; putting = nil
                 case .commit(let r), .abort(let r): if frame(answer) == .ok { waiting.remove(r.key) }
                 default: break
                 }

@@ -16,9 +16,9 @@ import Testing
     let header = [UInt8](repeating: 7, count: StripeFileFormat.stripeHeaderBytes)
 
     func write(_ store: ShardStore, _ id: ShardRef, records: [[UInt8]], meta: [UInt8] = [1, 2, 3]) throws {
-        let w = try store.create(id, meta: meta)
+        let w = try store.create(id)
         for r in records { try w.append(header: header, r) }
-        try w.finish()
+        try w.finish(meta: meta)
     }
 
     /// create → commit makes a shard visible with its records intact; abort leaves nothing;
@@ -61,7 +61,7 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: root) }
         var store = try ShardStore(root: root)
         let torn = ShardRef(bucket: "b", key: "torn", version: version(1), shard: 1)
-        let w = try store.create(torn, meta: [])
+        let w = try store.create(torn)
         try w.append(header: header, [UInt8](repeating: 1, count: 100))
         store = try ShardStore(root: root)  // the process died mid-write
         #expect(try Files.list(root + "/tmp").isEmpty)

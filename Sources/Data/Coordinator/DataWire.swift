@@ -17,14 +17,17 @@ public struct ShardRef: Hashable, Sendable {
 /// connection, its shard blocks streamed after it (TCP's flow control is the backpressure),
 /// then its answer.
 ///
-///     putShard → stripe* → end      answered prepared | error
+///     putShard → stripe* → finish   answered prepared | error
 ///     commit | abort | revert       answered ok | error
 ///     held                          answered versions | error
 ///     getShard                      answered meta → stripe* → end | error
 public enum DataFrame: Equatable, Sendable {
-    case putShard(ShardRef, meta: [UInt8])
+    case putShard(ShardRef)
     /// One stripe's shard block: the codec's 13-byte stripe header and the bytes.
     case stripe(header: [UInt8], bytes: [UInt8])
+    /// A put's end, with the version's metadata (known only once the body ended).
+    case finish(meta: [UInt8])
+    /// A `getShard` stream's end.
     case end
     case commit(ShardRef)
     case abort(ShardRef)
@@ -66,7 +69,7 @@ public enum DataWire {
         var w = BinaryWriter()
         w.u8(version)
         switch f {
-        case .putShard(let s, let meta): w.u8(1); ref(s, &w); w.blob(meta)
+        case .putShard(let s): w.u8(1); ref(s, &w)
         case .stripe(let header, let bytes):
             precondition(header.count == stripeHeaderBytes, "stripe headers are 13 bytes")
             w.u8(2)
@@ -85,6 +88,7 @@ public enum DataWire {
             w.u32(UInt32(hs.count))
             for h in hs { w.u64(h.version.time.raw); w.u64(h.version.writer); w.u8(UInt8(h.shard)); w.u8(h.deleted ? 1 : 0) }
         case .meta(let m): w.u8(12); w.blob(m)
+        case .finish(let meta): w.u8(14); w.blob(meta)
         case .error(let e): w.u8(13); w.u8(e.code.rawValue); w.string(String(e.message.utf8.prefix(4096)) ?? "")
         }
         return w.bytes
@@ -117,7 +121,7 @@ public enum DataWire {
         guard try r.u8() == version else { throw DecodeError("unknown data frame version") }
         let f: DataFrame
         switch try r.u8() {
-        case 1: f = .putShard(try ref(&r), meta: try r.blob(max: maxMeta))
+        case 1: f = .putShard(try ref(&r))
         case 2:
             var header: [UInt8] = []
             for _ in 0..<stripeHeaderBytes { header.append(try r.u8()) }
@@ -143,6 +147,7 @@ public enum DataWire {
         case 13:
             guard let code = DataError.Code(rawValue: try r.u8()) else { throw DecodeError("unknown error code") }
             f = .error(DataError(code, try r.string(max: 4096)))
+        case 14: f = .finish(meta: try r.blob(max: maxMeta))
         default: throw DecodeError("unknown data frame kind")
         }
         try r.expectEnd()

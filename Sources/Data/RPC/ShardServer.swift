@@ -5,7 +5,7 @@ import ShardStore
 
 /// What the data connection's server needs of the node's shards (`ShardStore` in production).
 public protocol ShardBackend: Sendable {
-    func create(_ ref: ShardRef, meta: [UInt8]) throws(FileError) -> any ShardSink
+    func create(_ ref: ShardRef) throws(FileError) -> any ShardSink
     func commit(_ ref: ShardRef) throws(FileError)
     func abort(_ ref: ShardRef) throws(FileError)
     func revert(_ ref: ShardRef) throws(FileError)
@@ -15,7 +15,7 @@ public protocol ShardBackend: Sendable {
 
 public protocol ShardSink: AnyObject {
     func append(header: [UInt8], _ bytes: [UInt8]) throws(FileError)
-    func finish() throws(FileError)
+    func finish(meta: [UInt8]) throws(FileError)
     func abort()
 }
 
@@ -29,13 +29,13 @@ extension StripeFileWriter: ShardSink {}
 extension StripeFileReader: ShardSource {}
 
 extension ShardStore: ShardBackend {
-    public func create(_ ref: ShardRef, meta: [UInt8]) throws(FileError) -> any ShardSink { try create(ref, meta: meta) as StripeFileWriter }
+    public func create(_ ref: ShardRef) throws(FileError) -> any ShardSink { try create(ref) as StripeFileWriter }
     public func read(_ ref: ShardRef) throws(FileError) -> any ShardSource { try open(ref) }
 }
 
 /// One data connection's server side, frames in and answers out, with the backend doing the
 /// disk work (the shell runs it off the event loops). A shard put is `putShard`, its `stripe`s
-/// and one `end`, answered once, at the end: prepared, or the first error (stripes after a
+/// and one `finish` with the metadata, answered once, at the end: prepared, or the first error (stripes after a
 /// failure are read and dropped, so the connection stays in step). Anything out of place, or a
 /// shard past `maxStripes`, ends the connection (`close`); a shard being written is aborted
 /// then, as it is when the connection drops (`closed()`).
@@ -74,10 +74,10 @@ public final class ShardServer {
                     }
                 }
                 return .none
-            case .end:
+            case .finish(let meta):
                 receiving = nil
                 if let f = r.failure { return .frame(.error(f)) }
-                do { try r.sink!.finish() } catch {
+                do { try r.sink!.finish(meta: meta) } catch {
                     r.sink!.abort()
                     return .frame(.error(Self.error(error)))
                 }
@@ -87,8 +87,8 @@ public final class ShardServer {
             }
         }
         switch frame {
-        case .putShard(let ref, let meta):
-            do { receiving = (try backend.create(ref, meta: meta), nil, 0) } catch { receiving = (nil, Self.error(error), 0) }
+        case .putShard(let ref):
+            do { receiving = (try backend.create(ref), nil, 0) } catch { receiving = (nil, Self.error(error), 0) }
             return .none
         case .commit(let ref): return run { () throws(FileError) in try backend.commit(ref) }
         case .abort(let ref): return run { () throws(FileError) in try backend.abort(ref) }

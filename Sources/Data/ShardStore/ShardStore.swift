@@ -55,8 +55,8 @@ public final class ShardStore: Sendable {
     public func path(_ id: ShardRef) -> String { paths(id).final }
 
     /// A new temporary shard file; `finish` it before `commit`.
-    public func create(_ id: ShardRef, meta: [UInt8]) throws(FileError) -> StripeFileWriter {
-        try StripeFileWriter(path: paths(id).temp, meta: meta)
+    public func create(_ id: ShardRef) throws(FileError) -> StripeFileWriter {
+        try StripeFileWriter(path: paths(id).temp)
     }
 
     /// Makes a finished temporary shard visible. Idempotent: committing again finds it in place.

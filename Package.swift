@@ -112,6 +112,21 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ], path: "Sources/Data/S3", swiftSettings: strict),
 
+        // Objects spread over the cluster: PUT streams stripes to the layout's nodes and commits in two
+        // phases; GET reads k shards back, standing in parity for a node that fails.
+        .target(
+            name: "DataPlane",
+            dependencies: [
+                "DataRPC", "Coordinator", "Erasure", "Checksum", "Objects", "Determinism", "Support",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ], path: "Sources/Data/Plane", swiftSettings: strict),
+        .testTarget(
+            name: "DataPlaneTests",
+            dependencies: [
+                "DataPlane", "DataRPC", "Coordinator", "ShardStore", "Objects", "Security", "Determinism",
+                .product(name: "Logging", package: "swift-log"),
+            ], swiftSettings: strict),
         // This node's shards of object versions: temporary, committed, reverted; paths from hashes.
         .target(
             name: "ShardStore", dependencies: ["ChunkStore", "Coordinator", "Determinism", "Files", "Security"], path: "Sources/Data/ShardStore",

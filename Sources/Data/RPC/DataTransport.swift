@@ -33,7 +33,7 @@ public final class DataServer: Service, Sendable {
     let settings: DataSettings
     let pool: NIOThreadPool
     let logger: Logger
-    let state = Mutex<(channel: (any Channel)?, inbound: Int)>((nil, 0))
+    let state = Mutex<(channel: (any Channel)?, open: [ObjectIdentifier: DataConnection], stopped: Bool)>((nil, [:], false))
 
     public init(
         host: String, port: Int, backend: any ShardBackend, sealer: any Sealer, settings: DataSettings = DataSettings(),
@@ -64,11 +64,16 @@ public final class DataServer: Service, Sendable {
     }
 
     /// Accepted connections open now.
-    public var connections: Int { state.withLock { $0.inbound } }
+    public var connections: Int { state.withLock { $0.open.count } }
 
+    /// Stops listening and closes every connection.
     public func stop() async {
-        let ch = state.withLock { $0.channel }
+        let (ch, open) = state.withLock { s in
+            defer { s = (nil, [:], true) }
+            return (s.channel, Array(s.open.values))
+        }
         try? await ch?.close()
+        for c in open { c.close() }
     }
 
     /// Runs as a service: starts, waits for shutdown, stops.
@@ -80,8 +85,8 @@ public final class DataServer: Service, Sendable {
 
     func accepted(_ conn: DataConnection) {
         let admitted = state.withLock { s -> Bool in
-            guard s.inbound < settings.maxInbound else { return false }
-            s.inbound += 1
+            guard !s.stopped, s.open.count < settings.maxInbound else { return false }
+            s.open[ObjectIdentifier(conn)] = conn
             return true
         }
         guard admitted else {
@@ -91,7 +96,7 @@ public final class DataServer: Service, Sendable {
         }
         Task {
             await self.serve(conn)
-            self.state.withLock { $0.inbound -= 1 }
+            _ = self.state.withLock { $0.open.removeValue(forKey: ObjectIdentifier(conn)) }
         }
     }
 
@@ -155,10 +160,10 @@ public final class DataClient: Sendable {
     public var requestTimeout: TimeAmount { settings.requestTimeout }
 
     public func withConnection<T: Sendable>(to address: String, _ body: (DataConnection) async throws -> T) async throws -> T {
-        let conn = try await checkout(address)
+        let conn = try await connect(to: address)
         do {
             let result = try await body(conn)
-            checkin(conn, address)
+            release(conn, to: address)
             return result
         } catch {
             conn.close()
@@ -166,7 +171,9 @@ public final class DataClient: Sendable {
         }
     }
 
-    func checkout(_ address: String) async throws -> DataConnection {
+    /// A connection to `address`, hellos exchanged: an idle one, or a new one. Give it back with
+    /// `release` once its request ended in step, or `close` it.
+    public func connect(to address: String) async throws -> DataConnection {
         let now = NIODeadline.now()
         while let (c, since) = idle.withLock({ $0[address]?.popLast() }) {
             if c.isOpen && now - since < settings.keepIdle { return c }
@@ -195,7 +202,7 @@ public final class DataClient: Sendable {
         return conn
     }
 
-    func checkin(_ conn: DataConnection, _ address: String) {
+    public func release(_ conn: DataConnection, to address: String) {
         guard conn.isOpen else { return conn.close() }
         let kept = idle.withLock { pool -> Bool in
             guard pool[address, default: []].count < settings.idlePerPeer else { return false }

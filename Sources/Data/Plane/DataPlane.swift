@@ -1,0 +1,182 @@
+import Coordinator
+import DataRPC
+import Determinism
+import Erasure
+import Logging
+import NIOCore
+import Objects
+import Synchronization
+
+/// A node of a key's partition, as the layout names it, and where its data server listens
+/// (nil while gossip has not told us).
+public struct PlacedNode: Sendable, Equatable {
+    public var name: String
+    public var address: String?
+    public init(name: String, address: String?) { self.name = name; self.address = address }
+}
+
+/// A key's place in the current layout: its scheme, and the node of each shard slot.
+public struct Placed: Sendable, Equatable {
+    public var k: Int
+    public var m: Int
+    /// `nodes[i]` holds shard i.
+    public var nodes: [PlacedNode]
+    public init(k: Int, m: Int, nodes: [PlacedNode]) { self.k = k; self.m = m; self.nodes = nodes }
+    /// Acknowledged writes reach k+1 nodes, except that one node may always be down where
+    /// there is parity (2+1 and 1+1 write to k, as MinIO does for k ≠ m; repair restores the rest).
+    public var writeQuorum: Int { min(k + 1, max(k, nodes.count - 1)) }
+    /// Enough answers that one of them saw any acknowledged write.
+    public var readQuorum: Int { nodes.count - writeQuorum + 1 }
+}
+
+/// Where keys live (the replicated layout, with addresses from gossip).
+public protocol PlacementMap: Sendable {
+    /// nil while the cluster keeps objects on the node that took them (a layout of one node).
+    func placement(bucket: String, key: String) -> Placed?
+    /// Every node of the layout (listings ask them all).
+    func everyNode() -> [PlacedNode]
+}
+
+public struct PlaneError: Error, Equatable, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+public struct PlaneSettings: Sendable {
+    /// Bytes per stripe (each shard block is a k-th of it).
+    public var blockSize = 1 << 20
+    /// How long slower nodes may take to prepare once a write quorum has.
+    public var grace: Span = .milliseconds(100)
+    /// How long a node may take to prepare or commit.
+    public var timeout: Span = .seconds(30)
+    public var compress = true
+    public init() {}
+}
+
+/// Objects spread over the cluster: the node that takes an S3 request encodes the body into
+/// stripes and streams each shard to the node of its slot, commits in two phases, and reads
+/// back from any k shards (data shards first, so a healthy read decodes nothing).
+public final class DataPlane: Sendable {
+    public let client: DataClient
+    public let map: any PlacementMap
+    let settings: PlaneSettings
+    let hlc = Mutex(HybridClock())
+    let wallMs: @Sendable () -> Int64
+    let logger: Logger
+
+    public init(client: DataClient, map: any PlacementMap, settings: PlaneSettings = PlaneSettings(), wallMs: @escaping @Sendable () -> Int64, logger: Logger) {
+        self.client = client; self.map = map; self.settings = settings; self.wallMs = wallMs; self.logger = logger
+    }
+
+    func nextVersion() -> ObjectVersion {
+        let t = hlc.withLock { $0.now(wallMs()) }
+        return ObjectVersion(time: t, writer: UInt64.random(in: 1 ... .max))
+    }
+
+    /// Versions other nodes hold move this node's clock, so its next write is newer than any it saw.
+    func observe(_ versions: [Held]) {
+        let now = wallMs()
+        hlc.withLock { c in for h in versions { _ = c.observe(h.version.time, nowMs: now) } }
+    }
+
+    static func monotonic() -> Instant { Instant(nanoseconds: Int64(NIODeadline.now().uptimeNanoseconds)) }
+
+    func placed(_ bucket: String, _ key: String) throws -> Placed {
+        guard let p = map.placement(bucket: bucket, key: key) else { throw PlaneError("no layout places \(bucket)/\(key)") }
+        return p
+    }
+
+    // MARK: Writes
+
+    /// Starts a PUT of about `size` bytes: connects to every slot's node and opens its shard.
+    public func put(bucket: String, key: String, size: Int) async throws -> PutStream {
+        let p = try placed(bucket, key)
+        let block = max(1, min(settings.blockSize, size))
+        let w = try PutStream(plane: self, bucket: bucket, key: key, placed: p, version: nextVersion(), blockSize: block, deleted: false)
+        try await w.open()
+        return w
+    }
+
+    /// Deletes a key: a delete marker, newer than every version, written like an object.
+    public func delete(bucket: String, key: String) async throws {
+        let p = try placed(bucket, key)
+        let w = try PutStream(plane: self, bucket: bucket, key: key, placed: p, version: nextVersion(), blockSize: 1, deleted: true)
+        try await w.open()
+        _ = try await w.commit(
+            VersionMeta(
+                size: 0, etag: "", contentType: "", lastModifiedMs: wallMs(), userMetadata: [], checksums: [], k: p.k, m: p.m, blockSize: 1, stripes: 0,
+                deleted: true))
+    }
+
+    /// Tells `node` to drop its file of `ref` (abort: temporary; revert: committed), on a
+    /// connection of its own; failures are left to the node's own cleanup.
+    func undo(_ frame: DataFrame, at node: PlacedNode) {
+        guard let address = node.address else { return }
+        let client = self.client, logger = self.logger
+        Task {
+            do {
+                let answer = try await client.withConnection(to: address) { c in
+                    try await c.send(frame)
+                    return try await c.receive(timeout: client.requestTimeout)
+                }
+                if case .error(let e) = answer, e.code != .notFound { logger.warning("undo refused", metadata: ["node": "\(node.name)", "error": "\(e)"]) }
+            } catch {
+                logger.info("undo not delivered", metadata: ["node": "\(node.name)", "error": "\(error)"])
+            }
+        }
+    }
+
+    // MARK: Reads
+
+    /// Each node's answer to `held` (its newest versions of the key), `.failed` for silence.
+    func askHeld(_ bucket: String, _ key: String, _ p: Placed) async -> [String: ShardAnswer] {
+        let client = self.client
+        let answers = await withTaskGroup(of: (String, ShardAnswer).self) { g in
+            for n in p.nodes {
+                g.addTask {
+                    guard let address = n.address else { return (n.name, .failed) }
+                    do {
+                        let a = try await client.withConnection(to: address) { c in
+                            try await c.send(.held(bucket: bucket, key: key))
+                            return try await c.receive(timeout: client.requestTimeout)
+                        }
+                        if case .versions(let hs) = a { return (n.name, .holds(hs)) }
+                    } catch {}
+                    return (n.name, .failed)
+                }
+            }
+            var out: [String: ShardAnswer] = [:]
+            for await (n, a) in g { out[n] = a }
+            return out
+        }
+        for case .holds(let hs) in answers.values { observe(hs) }
+        return answers
+    }
+
+    /// The newest version of a key, ready to read: nil when there is none (or a delete marker).
+    public func open(bucket: String, key: String) async throws -> ObjectRead? {
+        let p = try placed(bucket, key)
+        let answers = await askHeld(bucket, key, p)
+        switch ReadResolution.resolve(answers, k: p.k, readQuorum: p.readQuorum, writeQuorum: p.writeQuorum) {
+        case .notFound(let repair):
+            if !repair.isEmpty { logger.debug("stale delete on nodes", metadata: ["key": "\(key)", "nodes": "\(repair)"]) }
+            return nil
+        case .unavailable(let answered, let needed):
+            throw PlaneError("\(answered) of \(p.nodes.count) nodes of the key's partition answered; \(needed) needed")
+        case .inDoubt(let v):
+            throw PlaneError("version \(v) may have been acknowledged but fewer than \(p.k) of its shards answered")
+        case .serve(let version, _, let repair):
+            if !repair.isEmpty { logger.debug("nodes lack the newest version", metadata: ["key": "\(key)", "nodes": "\(repair)"]) }
+            // Every holder of the version, data shards first: the first k are read, the rest stand by.
+            var holders: [(node: PlacedNode, shard: Int)] = []
+            for n in p.nodes {
+                guard case .holds(let hs) = answers[n.name] else { continue }
+                for h in hs where h.version == version && !h.deleted && h.shard < p.k + p.m { holders.append((n, h.shard)) }
+            }
+            holders.sort { $0.shard < $1.shard }
+            let read = ObjectRead(plane: self, bucket: bucket, key: key, version: version, placed: p, holders: holders)
+            try await read.loadMeta()
+            return read
+        }
+    }
+}

@@ -10,7 +10,10 @@ import Testing
         .commit(ref), .abort(ref), .revert(ShardRef(bucket: "b", key: "", version: ref.version, shard: 0, deleted: true)),
         .held(bucket: "photos", key: "k"), .getShard(ref, first: 2, count: 8), .prepared, .ok,
         .versions([Held(ref.version, shard: 1), Held(ref.version, shard: 2, deleted: true)]), .versions([]), .meta([]),
-        .error(DataError(.notFound, "no such shard")),
+        .error(DataError(.notFound, "no such shard")), .list(bucket: "b", prefix: "p/", after: "p/a", limit: 1000),
+        .listing(
+            [ListEntry(key: "p/b", version: ref.version, deleted: false, meta: [1, 2]), ListEntry(key: "p/c", version: ref.version, deleted: true, meta: [])],
+            truncated: true),
     ]
 
     @Test func everyFrameRoundTrips() throws {

@@ -21,6 +21,7 @@ public struct ShardRef: Hashable, Sendable {
 ///     commit | abort | revert       answered ok | error
 ///     held                          answered versions | error
 ///     getShard                      answered meta → stripe* → end | error
+///     list                          answered listing | error
 public enum DataFrame: Equatable, Sendable {
     case putShard(ShardRef)
     /// One stripe's shard block: the codec's 13-byte stripe header and the bytes.
@@ -40,6 +41,21 @@ public enum DataFrame: Equatable, Sendable {
     case versions([Held])
     case meta([UInt8])
     case error(DataError)
+    /// Keys of a bucket after `after` starting with `prefix`, at most `limit`.
+    case list(bucket: String, prefix: String, after: String, limit: UInt32)
+    /// In key order; `truncated` when more may follow the last.
+    case listing([ListEntry], truncated: Bool)
+}
+
+/// A node's newest version of one key, for listings: the version and its metadata.
+public struct ListEntry: Equatable, Sendable {
+    public var key: String
+    public var version: ObjectVersion
+    public var deleted: Bool
+    public var meta: [UInt8]
+    public init(key: String, version: ObjectVersion, deleted: Bool, meta: [UInt8]) {
+        self.key = key; self.version = version; self.deleted = deleted; self.meta = meta
+    }
 }
 
 public struct DataError: Error, Equatable, Sendable, CustomStringConvertible {
@@ -62,6 +78,9 @@ public enum DataWire {
     public static let maxMeta = 1 << 20
     public static let maxBlock = 64 << 20
     public static let maxVersions = 1024
+    public static let maxListing = 1000
+    /// A listing answer stops adding keys near this size (a frame stays far below the connection's bound).
+    public static let listingBytes = 1 << 20
     /// A frame never exceeds this (the largest is one shard block of the largest stripe).
     public static let maxFrameBytes = maxBlock + 64
 
@@ -89,6 +108,12 @@ public enum DataWire {
             for h in hs { w.u64(h.version.time.raw); w.u64(h.version.writer); w.u8(UInt8(h.shard)); w.u8(h.deleted ? 1 : 0) }
         case .meta(let m): w.u8(12); w.blob(m)
         case .finish(let meta): w.u8(14); w.blob(meta)
+        case .list(let b, let p, let a, let n): w.u8(15); w.string(b); w.string(p); w.string(a); w.u32(n)
+        case .listing(let es, let truncated):
+            w.u8(16)
+            w.u32(UInt32(es.count))
+            for e in es { w.string(e.key); w.u64(e.version.time.raw); w.u64(e.version.writer); w.u8(e.deleted ? 1 : 0); w.blob(e.meta) }
+            w.u8(truncated ? 1 : 0)
         case .error(let e): w.u8(13); w.u8(e.code.rawValue); w.string(String(e.message.utf8.prefix(4096)) ?? "")
         }
         return w.bytes
@@ -148,6 +173,18 @@ public enum DataWire {
             guard let code = DataError.Code(rawValue: try r.u8()) else { throw DecodeError("unknown error code") }
             f = .error(DataError(code, try r.string(max: 4096)))
         case 14: f = .finish(meta: try r.blob(max: maxMeta))
+        case 15:
+            f = .list(bucket: try r.string(max: maxBucket), prefix: try r.string(max: maxKey), after: try r.string(max: maxKey), limit: try r.u32())
+        case 16:
+            let n = try r.u32()
+            guard n <= maxListing else { throw DecodeError("\(n) listing entries") }
+            var es: [ListEntry] = []
+            for _ in 0..<n {
+                let key = try r.string(max: maxKey)
+                let v = ObjectVersion(time: HybridClock.Timestamp(raw: try r.u64()), writer: try r.u64())
+                es.append(ListEntry(key: key, version: v, deleted: try flag(&r), meta: try r.blob(max: maxMeta)))
+            }
+            f = .listing(es, truncated: try flag(&r))
         default: throw DecodeError("unknown data frame kind")
         }
         try r.expectEnd()

@@ -1,5 +1,6 @@
 /// One page of a bucket listing (ListObjects v1 and v2 share it).
 public struct ListPage: Sendable {
+    public init() {}
     public var objects: [ObjectInfo] = []
     public var commonPrefixes: [String] = []
     public var isTruncated = false

@@ -11,6 +11,7 @@ public protocol ShardBackend: Sendable {
     func revert(_ ref: ShardRef) throws(FileError)
     func held(bucket: String, key: String) throws(FileError) -> [Held]
     func read(_ ref: ShardRef) throws(FileError) -> any ShardSource
+    func list(bucket: String, prefix: String, after: String, limit: Int, maxBytes: Int) -> (entries: [ListEntry], truncated: Bool)
 }
 
 public protocol ShardSink: AnyObject {
@@ -97,6 +98,10 @@ public final class ShardServer {
             do { return .frame(.versions(Array(try backend.held(bucket: bucket, key: key).prefix(DataWire.maxVersions)))) } catch {
                 return .frame(.error(Self.error(error)))
             }
+        case .list(let bucket, let prefix, let after, let limit):
+            let (entries, truncated) = backend.list(
+                bucket: bucket, prefix: prefix, after: after, limit: min(Int(limit), DataWire.maxListing), maxBytes: DataWire.listingBytes)
+            return .frame(.listing(entries, truncated: truncated))
         case .getShard(let ref, let first, let count):
             let source: any ShardSource
             do { source = try backend.read(ref) } catch { return .frame(.error(Self.error(error))) }

@@ -3,6 +3,7 @@ import Coordinator
 import Determinism
 import Files
 import Security
+import Synchronization
 
 /// The shards of object versions this node holds, one stripe file per (version, shard), as the
 /// write coordinator's effects want them: `create` writes into `tmp/`, `commit` renames into
@@ -10,10 +11,17 @@ import Security
 /// Paths come from hashes, never from object names:
 ///
 ///     shards/<2 hex>/<32 hex of SHA-256(bucket 0 key)>/<time 16 hex>-<writer 16 hex>.<shard>[d]
+///     shards/<2 hex>/<32 hex>/name        bucket 0 key, for the index at start-up
 ///
-/// (a trailing `d` marks a delete marker). Blocking file I/O: callers keep it off event loops.
+/// (a trailing `d` marks a delete marker). A commit keeps the newest `keptVersions` of a key
+/// (a write in flight must not hide the version before it from reads). The newest version of
+/// each key, with its metadata, is indexed in memory for listings, rebuilt at start-up from the
+/// directories (names and metadata, never the stripes). Blocking file I/O: callers keep it off
+/// event loops.
 public final class ShardStore: Sendable {
     public let root: String
+    public static let keptVersions = 3
+    let index = Mutex<[String: BucketIndex]>([:])
 
     /// Opens (or makes) the store. Temporary files left by a previous run are removed: a write in
     /// progress when the process stopped was never committed, and its coordinator saw it fail.
@@ -23,6 +31,16 @@ public final class ShardStore: Sendable {
         try Files.makeDirectory("\(root)/tmp")
         try Files.makeDirectory("\(root)/shards")
         for name in try Files.list("\(root)/tmp") { try Files.remove("\(root)/tmp/\(name)") }
+        for fan in try Files.list("\(root)/shards") {
+            for h in try Files.list("\(root)/shards/\(fan)") {
+                let dir = "\(root)/shards/\(fan)/\(h)"
+                guard let name = try? Files.read("\(dir)/name", limit: 2048), let zero = name.firstIndex(of: 0),
+                    let bucket = String(validating: name[..<zero], as: UTF8.self),
+                    let key = String(validating: name[(zero + 1)...], as: UTF8.self)
+                else { continue }
+                refresh(bucket, key)
+            }
+        }
     }
 
     /// A shard's hashed key, computed once per operation, and the paths that follow from it.
@@ -66,6 +84,13 @@ public final class ShardStore: Sendable {
         try Files.makeDirectory(String(p.directory.prefix(upTo: p.directory.lastIndex(of: "/")!)))
         try Files.makeDirectory(p.directory)
         try Files.move(p.temp, to: p.final)
+        let nameFile = "\(p.directory)/name"
+        if !Files.exists(nameFile) { try Files.writeAtomically(Array(id.bucket.utf8) + [0] + Array(id.key.utf8), to: nameFile) }
+        for old in try held(bucket: id.bucket, key: id.key).dropFirst(Self.keptVersions) {
+            try? Files.remove(
+                "\(p.directory)/\(fileName(ShardRef(bucket: id.bucket, key: id.key, version: old.version, shard: old.shard, deleted: old.deleted)))")
+        }
+        refresh(id.bucket, id.key)
     }
 
     public func abort(_ id: ShardRef) throws(FileError) { try Files.remove(paths(id).temp) }
@@ -75,7 +100,32 @@ public final class ShardStore: Sendable {
         let p = paths(id)
         try Files.remove(p.final)
         try Files.syncDirectory(of: p.final)
-        try? Files.removeDirectory(p.directory)  // only when empty
+        if try held(bucket: id.bucket, key: id.key).isEmpty {
+            try? Files.remove("\(p.directory)/name")
+            try? Files.removeDirectory(p.directory)
+        }
+        refresh(id.bucket, id.key)
+    }
+
+    /// Re-reads a key's newest version into the index (or drops the key).
+    func refresh(_ bucket: String, _ key: String) {
+        var entry: ListEntry?
+        if let newest = (try? held(bucket: bucket, key: key))?.first {
+            let ref = ShardRef(bucket: bucket, key: key, version: newest.version, shard: newest.shard, deleted: newest.deleted)
+            if let meta = try? open(ref).meta { entry = ListEntry(key: key, version: newest.version, deleted: newest.deleted, meta: meta) }
+        }
+        index.withLock { buckets in
+            if let entry { buckets[bucket, default: BucketIndex()].set(entry) } else { buckets[bucket]?.remove(key) }
+        }
+    }
+
+    /// Newest versions of keys after `after` starting with `prefix`, in byte order, within
+    /// `limit` entries and about `maxBytes`; `truncated` when more may follow.
+    public func list(bucket: String, prefix: String, after: String, limit: Int, maxBytes: Int) -> (entries: [ListEntry], truncated: Bool) {
+        index.withLock { buckets in
+            guard buckets[bucket] != nil else { return ([], false) }
+            return buckets[bucket]!.list(prefix: Array(prefix.utf8), after: Array(after.utf8), limit: limit, maxBytes: maxBytes)
+        }
     }
 
     /// The committed versions of a key this node holds, newest first.
@@ -99,4 +149,40 @@ public final class ShardStore: Sendable {
     }
 
     public func open(_ id: ShardRef) throws(FileError) -> StripeFileReader { try StripeFileReader(path: paths(id).final) }
+}
+
+/// One bucket's keys on this node, newest version each; keys compare as bytes, as S3 orders them.
+struct BucketIndex {
+    var entries: [[UInt8]: ListEntry] = [:]
+    var sorted: [[UInt8]]? = []
+
+    mutating func set(_ e: ListEntry) {
+        let k = Array(e.key.utf8)
+        if entries.updateValue(e, forKey: k) == nil { sorted = nil }
+    }
+
+    mutating func remove(_ key: String) {
+        if entries.removeValue(forKey: Array(key.utf8)) != nil { sorted = nil }
+    }
+
+    mutating func list(prefix: [UInt8], after: [UInt8], limit: Int, maxBytes: Int) -> (entries: [ListEntry], truncated: Bool) {
+        if sorted == nil { sorted = entries.keys.sorted { $0.lexicographicallyPrecedes($1) } }
+        let keys = sorted!
+        let from = after.lexicographicallyPrecedes(prefix) ? prefix : after
+        var lo = 0, hi = keys.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if keys[mid].lexicographicallyPrecedes(from) || keys[mid] == after { lo = mid + 1 } else { hi = mid }
+        }
+        var out: [ListEntry] = []
+        var bytes = 0
+        for k in keys[lo...] {
+            guard k.starts(with: prefix) else { return (out, false) }
+            let e = entries[k]!
+            if out.count == limit || (!out.isEmpty && bytes + k.count + e.meta.count > maxBytes) { return (out, true) }
+            out.append(e)
+            bytes += k.count + e.meta.count + 32
+        }
+        return (out, false)
+    }
 }

@@ -103,7 +103,7 @@ let package = Package(
         .target(
             name: "S3",
             dependencies: [
-                "Objects", "ChunkStore", "Checksum", "Files", "Security", "Determinism", "Telemetry",
+                "Objects", "ChunkStore", "Checksum", "Files", "Security", "Determinism", "Telemetry", "DataPlane",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -166,6 +166,7 @@ let package = Package(
             name: "Node",
             dependencies: [
                 "S3", "Objects", "Compute", "Security", "Determinism", "Gossip", "Membership", "Control", "Files", "Raft", "Cluster", "Telemetry",
+                "DataPlane", "DataRPC", "ShardStore", "Placement",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "NIOCore", package: "swift-nio"),

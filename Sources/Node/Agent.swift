@@ -1,5 +1,7 @@
 import Cluster
 import Control
+import DataPlane
+import DataRPC
 import Files
 import Foundation
 import Hummingbird
@@ -9,6 +11,7 @@ import NIOCore
 import Objects
 import S3
 import Security
+import ShardStore
 import Telemetry
 
 /// One running node: the object store and the S3 endpoint, composed from the config.
@@ -56,7 +59,7 @@ public struct Agent: Sendable {
         let exporter = MetricsExporter()
         let gossip = GossipService(
             name: config.name, listen: config.gossipListen, tags: config.tags,
-            reservedTags: [RaftService.addressTag: config.raftListen.description],
+            reservedTags: [RaftService.addressTag: config.raftListen.description, ClusterData.addressTag: config.dataListen.description],
             seeds: config.seeds + join, keyring: keyring, keyringPath: keyringPath,
             peersPath: "\(config.dataDir)/gossip-peers",
             seed: UInt64.random(in: .min ... .max), logger: logger, metrics: exporter.metrics)
@@ -86,10 +89,18 @@ public struct Agent: Sendable {
         let keys = try AccessKeys(dataDir: config.dataDir)
         let newKey = raft.founded && keys.all.isEmpty ? try keys.create() : nil
         let migrateBuckets: [Command] = raft.founded ? store.listBuckets().map { .createBucket(name: $0.name, createdMs: $0.createdMs) } : []
+        // Objects across the cluster: this node's shards, its data server, and the plane that
+        // spreads what this node's S3 endpoint takes once the layout has more than one node.
+        let shards = try ShardStore(root: "\(config.dataDir)/cluster")
+        let clusterData = ClusterData(raft: raft, keyring: keyring, name: config.name, address: config.dataListen.description)
+        Task { await clusterData.follow(gossip) }
+        let dataServer = DataServer(
+            host: config.dataListen.host, port: config.dataListen.port, backend: shards, sealer: clusterData, logger: logger)
+        let plane = DataPlane(client: DataClient(sealer: clusterData), map: clusterData, wallMs: Self.nowMs, logger: logger)
         let responder = S3Responder(
             store: store, credentials: catalog,
             settings: S3Settings(region: config.region, baseDomain: config.baseDomain), catalog: catalog,
-            clock: Self.nowMs, logger: logger, metrics: exporter.metrics)
+            clock: Self.nowMs, logger: logger, metrics: exporter.metrics, plane: plane)
 
         // The admin token survives restarts, so scripts holding it keep working.
         let token = (try? AdminFile.load(path: adminPath).token) ?? Sodium.randomBytes(24).hex
@@ -123,7 +134,7 @@ public struct Agent: Sendable {
                     additionalChannelHandlers: [connections.handler(), ExpectContinueHandler()],
                     idleTimeout: TimeAmount(config.s3Limits.idleTimeout))),
             configuration: .init(address: .hostname(config.s3Listen.host, port: config.s3Listen.port), serverName: "Stacks"),
-            services: [gossip, raft, admin, metricsApp],
+            services: [gossip, raft, dataServer, admin, metricsApp],
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? config.s3Listen.port
                 let endpoint = "http://\(config.s3Listen.host):\(port)"

@@ -37,6 +37,8 @@ public struct NodeConfig: Sendable, Equatable {
     public var tags: [String: String]
     /// Raft transport (TCP) address; peers learn it through gossip.
     public var raftListen: ListenAddress
+    /// The data connection's TCP address (shards between nodes).
+    public var dataListen: ListenAddress
     /// Start a new cluster when this node has no Raft state yet. nil: only when it has no seeds
     /// (the first node); nodes with seeds wait to be added by the leader.
     public var bootstrap: Bool?
@@ -58,14 +60,16 @@ public struct NodeConfig: Sendable, Equatable {
     public static func development(
         dataDir: String = ".stacks", s3Listen: String = "127.0.0.1:9000",
         gossipListen: String = "127.0.0.1:7946", adminListen: String = "127.0.0.1:9001",
-        raftListen: String = "127.0.0.1:7100", metricsListen: String = "127.0.0.1:9002"
+        raftListen: String = "127.0.0.1:7100", metricsListen: String = "127.0.0.1:9002", dataListen: String = "127.0.0.1:7300"
     ) -> NodeConfig? {
         guard let s3 = ListenAddress(s3Listen), let g = ListenAddress(gossipListen), let a = ListenAddress(adminListen),
-            let r = ListenAddress(raftListen), let m = ListenAddress(metricsListen), a.isLoopback
+            let r = ListenAddress(raftListen), let m = ListenAddress(metricsListen), let d = ListenAddress(dataListen), a.isLoopback
         else { return nil }
-        return NodeConfig(
+        var c = NodeConfig(
             name: "dev", dataDir: dataDir, s3Listen: s3, region: "us-east-1", baseDomain: nil,
             gossipListen: g, seeds: [], gossipKey: nil, adminListen: a, metricsListen: m, tags: [:], raftListen: r)
+        c.dataListen = d
+        return c
     }
 
     /// Every key the config may hold, with its meaning (shown in errors for unknown keys).
@@ -84,6 +88,7 @@ public struct NodeConfig: Sendable, Equatable {
         "admin.allow_remote": "let admin.listen be a non-loopback address; the API is plain HTTP with a bearer token (boolean, default false)",
         "metrics.listen": "Prometheus scrape address host:port, GET /metrics without a token (string, default 127.0.0.1:9002)",
         "raft.listen": "Raft transport TCP address host:port (string)",
+        "data.listen": "TCP address host:port of the data connection between nodes, shard reads and writes (string, default 127.0.0.1:7300)",
         "raft.bootstrap": "start a new cluster if this node has no Raft state (boolean; default: true only without seeds)",
         "raft.voters": "voters to keep when the cluster is big enough: 1, 3, 5 or 7 (integer, default 5)",
         "raft.dead_voter_after": "seconds a voter stays dead in gossip before it is replaced (integer, default 10)",
@@ -178,6 +183,7 @@ public struct NodeConfig: Sendable, Equatable {
             throw ConfigError(file: file, key: "tags", line: nil, problem: "has \(tags.count) tags; peers accept at most \(GossipService.maxUserTags)")
         }
         raftListen = try address("raft.listen", "127.0.0.1:7100")
+        dataListen = try address("data.listen", "127.0.0.1:7300")
         func integer(_ key: String, _ fallback: Int, _ allowed: String, _ ok: (Int) -> Bool) throws(ConfigError) -> Int {
             guard let e = doc.values[key] else { return fallback }
             guard case .integer(let i) = e.value, ok(i) else {
@@ -212,6 +218,7 @@ public struct NodeConfig: Sendable, Equatable {
         self.name = name; self.dataDir = dataDir; self.s3Listen = s3Listen; self.region = region; self.baseDomain = baseDomain
         self.gossipListen = gossipListen; self.seeds = seeds; self.gossipKey = gossipKey; self.adminListen = adminListen; self.tags = tags
         self.metricsListen = metricsListen
-        self.raftListen = raftListen; voters = 5; deadVoterAfter = .seconds(10); removeAfter = .seconds(600); snapshotEvery = 100_000
+        self.raftListen = raftListen; dataListen = ListenAddress("127.0.0.1:7300")!; voters = 5; deadVoterAfter = .seconds(10); removeAfter = .seconds(600);
+        snapshotEvery = 100_000
     }
 }

@@ -43,12 +43,18 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(name: .long, help: "With --dev: the Prometheus metrics address host:port.")
     var metricsListen: String?
 
+    @Option(name: .long, help: "With --dev: the data connection's TCP address host:port.")
+    var dataListen: String?
+
     @Option(name: .long, help: "Gossip address of a member to join through (repeatable; adds to the config's seeds).")
     var join: [String] = []
 
     func validate() throws {
         guard (config == nil) != !dev else { throw ValidationError("give exactly one of --config FILE or --dev") }
-        if config != nil && (dataDir != nil || s3Listen != nil || gossipListen != nil || adminListen != nil || raftListen != nil || metricsListen != nil) {
+        if config != nil
+            && (dataDir != nil || s3Listen != nil || gossipListen != nil || adminListen != nil || raftListen != nil || metricsListen != nil
+                || dataListen != nil)
+        {
             throw ValidationError("--data-dir and the --*-listen options go with --dev; with --config put them in the file")
         }
     }
@@ -68,10 +74,11 @@ struct AgentCommand: AsyncParsableCommand {
                 let c = NodeConfig.development(
                     dataDir: dataDir ?? ".stacks", s3Listen: s3Listen ?? "127.0.0.1:9000",
                     gossipListen: gossipListen ?? "127.0.0.1:7946", adminListen: adminListen ?? "127.0.0.1:9001",
-                    raftListen: raftListen ?? "127.0.0.1:7100", metricsListen: metricsListen ?? "127.0.0.1:9002")
+                    raftListen: raftListen ?? "127.0.0.1:7100", metricsListen: metricsListen ?? "127.0.0.1:9002",
+                    dataListen: dataListen ?? "127.0.0.1:7300")
             else {
                 throw ValidationError(
-                    "--s3-listen, --gossip-listen, --admin-listen, --raft-listen and --metrics-listen must be host:port, and --admin-listen a loopback address (admin.allow_remote in a config file serves it elsewhere)"
+                    "--s3-listen, --gossip-listen, --admin-listen, --raft-listen, --metrics-listen and --data-listen must be host:port, and --admin-listen a loopback address (admin.allow_remote in a config file serves it elsewhere)"
                 )
             }
             nodeConfig = c

@@ -125,6 +125,9 @@ class StacksNode:
             self.metrics_port = free_port()
         self.gossip_port = free_udp_port()
         self.raft_port = free_port()
+        self.data_port = free_port()
+        while self.data_port in (self.s3_port, self.admin_port, self.metrics_port, self.raft_port):
+            self.data_port = free_port()
         # Extra [raft] settings (bootstrap, voters, dead_voter_after).
         self.raft = raft or {}
         # Extra [data] settings (remove_after).
@@ -165,7 +168,9 @@ class StacksNode:
             "\n[raft]\n"
             f'listen = "127.0.0.1:{self.raft_port}"\n'
             + "".join(f"{k} = {str(v).lower() if isinstance(v, bool) else v}\n" for k, v in self.raft.items())
-            + ("\n[data]\n" + "".join(f"{k} = {v}\n" for k, v in self.data.items()) if self.data else "")
+            + "\n[data]\n"
+            f'listen = "127.0.0.1:{self.data_port}"\n'
+            + "".join(f"{k} = {v}\n" for k, v in self.data.items())
             + ("\n[tags]\n" + "".join(f'{k} = "{v}"\n' for k, v in self.tags.items()) if self.tags else "")
         )
 

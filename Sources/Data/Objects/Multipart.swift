@@ -67,24 +67,36 @@ extension ObjectStore {
     /// object's; unlisted parts are discarded. ETag: MD5 of the parts' binary MD5s, then "-N".
     /// The whole completion holds the key's stripe lock, as `putPart` and `abortUpload` do, so a
     /// concurrent abort, re-sent part or second completion runs wholly before or after it.
+    /// The parts a completion names, checked against those uploaded (order, ETags, sizes), and
+    /// the multipart ETag they make.
+    public func resolveUpload(
+        uploadID: String, bucket: String, key: String, parts chosen: [(number: Int, etag: String)]
+    ) throws(ObjectError) -> (
+        upload: UploadInfo, parts: [PartRef], etag: String
+    ) {
+        let upload = try upload(uploadID, bucket: bucket, key: key)
+        let uploaded = state.withLock { $0.uploads[uploadID]?.parts ?? [:] }
+        guard !chosen.isEmpty else { throw .invalidPart(0) }
+        var refs: [PartRef] = []
+        guard zip(chosen, chosen.dropFirst()).allSatisfy({ $0.number < $1.number }) else { throw .invalidPartOrder }
+        let md5s = Digest(.md5)
+        for (i, c) in chosen.enumerated() {
+            let wanted = c.etag.replacingQuotes()
+            guard let p = uploaded[c.number], p.part.etag == wanted else { throw .invalidPart(c.number) }
+            if i < chosen.count - 1 && p.part.size < Names.minPartSize { throw .entityTooSmall(part: c.number, size: p.part.size) }
+            refs.append(p.part)
+            md5s.update(bytes(fromHex: p.part.etag) ?? [])
+        }
+        return (upload, refs, "\(md5s.finish().hex)-\(refs.count)")
+    }
+
     public func completeUpload(uploadID: String, bucket: String, key: String, parts chosen: [(number: Int, etag: String)]) throws(ObjectError) -> ObjectInfo {
         try stripe(bucket, key).lock.withLock { (_: inout Void) throws(ObjectError) -> ObjectInfo in
-            let upload = try upload(uploadID, bucket: bucket, key: key)
+            let (upload, refs, etag) = try resolveUpload(uploadID: uploadID, bucket: bucket, key: key, parts: chosen)
             let uploaded = state.withLock { $0.uploads[uploadID]?.parts ?? [:] }
-            guard !chosen.isEmpty else { throw .invalidPart(0) }
-            var refs: [PartRef] = []
-            guard zip(chosen, chosen.dropFirst()).allSatisfy({ $0.number < $1.number }) else { throw .invalidPartOrder }
-            let md5s = Digest(.md5)
-            for (i, c) in chosen.enumerated() {
-                let wanted = c.etag.replacingQuotes()
-                guard let p = uploaded[c.number], p.part.etag == wanted else { throw .invalidPart(c.number) }
-                if i < chosen.count - 1 && p.part.size < Names.minPartSize { throw .entityTooSmall(part: c.number, size: p.part.size) }
-                refs.append(p.part)
-                md5s.update(bytes(fromHex: p.part.etag) ?? [])
-            }
             let info = ObjectInfo(
                 bucket: bucket, key: key, versionID: Self.randomID(), size: refs.reduce(0) { $0 + $1.size },
-                etag: "\(md5s.finish().hex)-\(refs.count)", contentType: upload.contentType,
+                etag: etag, contentType: upload.contentType,
                 lastModifiedMs: clock(), userMetadata: upload.userMetadata, parts: refs, checksums: [])
             let used = Set(refs.map(\.shardID))
             let leftovers = uploaded.values.filter { !used.contains($0.part.shardID) }

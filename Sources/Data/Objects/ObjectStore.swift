@@ -88,6 +88,9 @@ public final class ObjectStore: Sendable {
     /// Throws unless `name` is a valid bucket name.
     public static func checkBucketName(_ name: String) throws(ObjectError) { try Names.checkBucket(name) }
 
+    /// Throws unless `key` is a valid object key (1 to 1,024 bytes).
+    public static func checkKey(_ key: String) throws(ObjectError) { try Names.checkKey(key) }
+
     /// Throws `noSuchBucket` or `bucketNotEmpty` unless deleting `name` would succeed here.
     public func checkDeletable(_ name: String) throws(ObjectError) {
         try state.withLock { (s: inout Index) throws(ObjectError) in

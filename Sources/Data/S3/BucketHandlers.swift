@@ -72,7 +72,13 @@ extension S3Responder {
         } else {
             marker = c.query("marker") ?? ""
         }
-        let page = try await blocking { try store.list(bucket: bucket, prefix: prefix, delimiter: delimiter, marker: marker, maxKeys: maxKeys) }
+        let page: ListPage
+        if let plane = spread(bucket) {
+            _ = try await blocking { try store.bucket(bucket) }
+            page = try await plane.list(bucket: bucket, prefix: prefix, delimiter: delimiter, marker: marker, maxKeys: maxKeys)
+        } else {
+            page = try await blocking { try store.list(bucket: bucket, prefix: prefix, delimiter: delimiter, marker: marker, maxKeys: maxKeys) }
+        }
         func enc(_ s: String) -> String { urlEncode ? SigV4.uriEncode(s, slash: false) : s }
         return xmlResponse(
             XML.document("ListBucketResult") { x in

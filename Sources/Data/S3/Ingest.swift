@@ -1,7 +1,9 @@
 import Checksum
 import ChunkStore
+import DataPlane
 import Hummingbird
 import NIOCore
+import NIOPosix
 import Objects
 import Security
 
@@ -9,15 +11,44 @@ import Security
 struct Ingested: Sendable {
     var part: PartRef
     var checksums: [Metadatum]
+    /// Where the bytes went: a local shard file, or a write spreading over the cluster.
+    var sink: any BodySink
+}
+
+/// Where an ingested body streams: this node's shard file, or the cluster's stripes.
+protocol BodySink: Sendable {
+    var id: String { get }
+    func append(_ bytes: [UInt8]) async throws
+    /// The body ended and passed its checks.
+    func finish() async throws
+    func abort() async
+}
+
+struct LocalSink: BodySink {
+    let id: String
+    let writer: ShardWriter
+    let pool: NIOThreadPool
+    func append(_ bytes: [UInt8]) async throws { try await pool.runIfActive { try writer.append(bytes) } }
+    func finish() async throws { try await pool.runIfActive { try writer.finish() } }
+    func abort() async { writer.abort() }
+}
+
+/// Committed after the body's checks, with the metadata they produce (`PutStream.commit`).
+extension PutStream: BodySink {
+    public var id: String { "" }
+    public func finish() async throws {}
 }
 
 extension S3Responder {
     static let maxSinglePut = 5 << 30
 
-    /// Streams the body into a fresh shard file. Verifies length, Content-MD5, the SigV4 payload
-    /// hash or chunk signatures, and `x-amz-checksum-*` (header or trailer). On any failure the
-    /// shard is removed and nothing becomes visible.
-    func ingest(_ request: Request, call: S3Call, principal: Principal) async throws -> Ingested {
+    /// Streams the body into a fresh shard file (or the sink `into` makes for the body's size).
+    /// Verifies length, Content-MD5, the SigV4 payload hash or chunk signatures, and
+    /// `x-amz-checksum-*` (header or trailer). On any failure the shard is removed and nothing
+    /// becomes visible.
+    func ingest(
+        _ request: Request, call: S3Call, principal: Principal, into makeSink: (@Sendable (Int) async throws -> any BodySink)? = nil
+    ) async throws -> Ingested {
         let h = call.signed.headers
         let contentSHA = h["x-amz-content-sha256"] ?? "UNSIGNED-PAYLOAD"
         let chunked = contentSHA.hasPrefix("STREAMING-")
@@ -61,7 +92,13 @@ extension S3Responder {
         }
         var wanted = try ChecksumSet(headers: h)
 
-        let (shardID, writer) = try await blocking { try store.newShard() }
+        let sink: any BodySink
+        if let makeSink {
+            sink = try await makeSink(expected)
+        } else {
+            let (id, writer) = try await blocking { try store.newShard() }
+            sink = LocalSink(id: id, writer: writer, pool: pool)
+        }
         do {
             let md5 = Digest(.md5)
             let sha = payloadSHA == nil ? nil : Digest(.sha256)
@@ -79,13 +116,14 @@ extension S3Responder {
                     wanted.update(payload)
                     pending.append(contentsOf: payload)
                     if pending.count >= settings.ingestBatchBytes {
-                        let batch = pending
-                        try await blocking { try writer.append(batch) }
+                        try await sink.append(pending)
                         pending.removeAll(keepingCapacity: true)
                     }
                 }
             } catch let e as S3Error {
                 throw e
+            } catch let e as PlaneError {
+                throw e  // the cluster, not the client, failed
             } catch {
                 throw S3Error.incompleteBody  // the client went away mid-body
             }
@@ -98,13 +136,11 @@ extension S3Responder {
                 throw S3Error(400, "XAmzContentSHA256Mismatch", "The provided 'x-amz-content-sha256' header does not match what was computed.")
             }
             let checksums = try wanted.verify(trailers: decoder?.trailers ?? [:])
-            let batch = pending
-            try await blocking {
-                try writer.append(batch); try writer.finish()
-            }
-            return Ingested(part: PartRef(shardID: shardID, size: received, etag: md5Bytes.hex), checksums: checksums)
+            try await sink.append(pending)
+            try await sink.finish()
+            return Ingested(part: PartRef(shardID: sink.id, size: received, etag: md5Bytes.hex), checksums: checksums, sink: sink)
         } catch {
-            writer.abort()
+            await sink.abort()
             throw error
         }
     }

@@ -1,4 +1,7 @@
+import ChunkStore
+import DataPlane
 import Hummingbird
+import NIOCore
 import Objects
 
 extension S3Responder {
@@ -36,12 +39,56 @@ extension S3Responder {
         }
         guard !parts.isEmpty else { throw S3Error.malformedXML }
         let chosen = parts
-        let info = try await blocking { try store.completeUpload(uploadID: uploadID, bucket: bucket, key: key, parts: chosen) }
+        let info: ObjectInfo
+        if let plane = spread(bucket, key) {
+            info = try await completeSpread(plane, bucket, key, uploadID: uploadID, parts: chosen)
+        } else {
+            info = try await blocking { try store.completeUpload(uploadID: uploadID, bucket: bucket, key: key, parts: chosen) }
+        }
         return xmlResponse(
             XML.document("CompleteMultipartUploadResult") { x in
                 x.element("Location", "/\(bucket)/\(key)"); x.element("Bucket", bucket); x.element("Key", key)
                 x.element("ETag", "\"\(info.etag)\"")
             })
+    }
+
+    /// The parts, uploaded to this node, stream into one object spread over the cluster; the
+    /// upload and its parts go once it is acknowledged.
+    func completeSpread(
+        _ plane: DataPlane, _ bucket: String, _ key: String, uploadID: String, parts: [(number: Int, etag: String)]
+    ) async throws
+        -> ObjectInfo
+    {
+        let store = self.store
+        let (upload, refs, etag, readers) = try await blocking {
+            let (u, refs, etag) = try store.resolveUpload(uploadID: uploadID, bucket: bucket, key: key, parts: parts)
+            return (u, refs, etag, try refs.map { try store.openShard($0) })  // open files outlive a part replaced meanwhile
+        }
+        let size = refs.reduce(0) { $0 + $1.size }
+        let w = try await plane.put(bucket: bucket, key: key, size: size)
+        do {
+            for (part, reader) in zip(refs, readers) {
+                var at = 0
+                while at < part.size {
+                    let block = at / reader.blockSize
+                    let data = try await pool.runIfActive { try reader.block(block) }
+                    try await w.append(data)
+                    at += data.count
+                }
+            }
+        } catch {
+            w.abort()
+            throw error
+        }
+        let lastModified = clock()
+        try await w.commit(
+            VersionMeta(
+                size: size, etag: etag, contentType: upload.contentType, lastModifiedMs: lastModified, userMetadata: upload.userMetadata, checksums: [],
+                k: 0, m: 0, blockSize: 0, stripes: 0))
+        try? await blocking { try store.abortUpload(uploadID: uploadID, bucket: bucket, key: key) }
+        return ObjectInfo(
+            bucket: bucket, key: key, versionID: w.version.description, size: size, etag: etag, contentType: upload.contentType,
+            lastModifiedMs: lastModified, userMetadata: upload.userMetadata, parts: refs, checksums: [])
     }
 
     func listParts(_ bucket: String, _ key: String, uploadID: String) async throws -> Response {

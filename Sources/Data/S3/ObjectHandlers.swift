@@ -1,4 +1,5 @@
 import ChunkStore
+import DataPlane
 import Files
 import HTTPTypes
 import Hummingbird
@@ -25,6 +26,15 @@ extension S3Responder {
         let h = call.signed.headers
         let meta = try userMetadata(h)
         let contentType = h["content-type"] ?? "binary/octet-stream"
+        if let plane = spread(bucket, key) {
+            try ObjectStore.checkKey(key)
+            let data = try await ingest(request, call: call, principal: principal) { size in try await plane.put(bucket: bucket, key: key, size: size) }
+            try await (data.sink as! PutStream).commit(
+                VersionMeta(
+                    size: data.part.size, etag: data.part.etag, contentType: contentType, lastModifiedMs: clock(), userMetadata: meta,
+                    checksums: data.checksums, k: 0, m: 0, blockSize: 0, stripes: 0))
+            return stored(data)
+        }
         let data = try await ingest(request, call: call, principal: principal)
         try await commit(data) {
             try store.putObject(
@@ -68,9 +78,20 @@ extension S3Responder {
         }
     }
 
+    /// The newest version across the cluster, metadata loaded.
+    func openSpread(_ plane: DataPlane, _ bucket: String, _ key: String) async throws -> ObjectRead {
+        _ = try await blocking { try store.bucket(bucket) }
+        guard key.utf8.count <= 1024, let read = try await plane.open(bucket: bucket, key: key) else { throw ObjectError.noSuchKey(key) }
+        return read
+    }
+
     func getObject(_ bucket: String, _ key: String, call: S3Call, request: Request) async throws -> Response {
         let (info, readers): (ObjectInfo, [ShardReader])
-        if request.method == .head {
+        var spread: ObjectRead?
+        if let plane = self.spread(bucket, key) {
+            spread = try await openSpread(plane, bucket, key)
+            (info, readers) = (spread!.info, [])
+        } else if request.method == .head {
             (info, readers) = (try await blocking { try store.head(bucket: bucket, key: key) }, [])
         } else {
             (info, readers) = try await openCurrent(bucket, key)
@@ -124,6 +145,14 @@ extension S3Responder {
         if request.method == .head { return Response(status: status, headers: headers) }
 
         let pool = self.pool, wanted = range
+        if let spread {
+            return Response(
+                status: status, headers: headers,
+                body: ResponseBody(contentLength: wanted.count) { writer in
+                    try await spread.read(wanted) { try await writer.write(ByteBuffer(bytes: $0)) }
+                    try await writer.finish(nil)
+                })
+        }
         let body = ResponseBody(contentLength: wanted.count) { writer in
             var offset = 0
             for (part, reader) in zip(info.parts, readers) {
@@ -155,7 +184,15 @@ extension S3Responder {
         }
         let srcBucket = String(src[..<slash]), srcKey = String(src[src.index(after: slash)...])
         _ = try await blocking { try store.bucket(bucket) }
-        let info = try await blocking { try store.head(bucket: srcBucket, key: srcKey) }
+        let plane = spread(bucket, key)
+        var source: ObjectRead?
+        let info: ObjectInfo
+        if let plane {
+            source = try await openSpread(plane, srcBucket, srcKey)
+            info = source!.info
+        } else {
+            info = try await blocking { try store.head(bucket: srcBucket, key: srcKey) }
+        }
         let h = call.signed.headers
         var conditional: [String: String] = [:]
         for n in ["if-match", "if-none-match", "if-modified-since", "if-unmodified-since"] {
@@ -172,6 +209,20 @@ extension S3Responder {
         }
         let meta = replace ? try userMetadata(h) : info.userMetadata
         let contentType = replace ? (h["content-type"] ?? "binary/octet-stream") : info.contentType
+        if let plane, let source {
+            try ObjectStore.checkKey(key)
+            let w = try await plane.put(bucket: bucket, key: key, size: info.size)
+            do { try await source.read(0..<info.size) { try await w.append($0) } } catch {
+                w.abort()
+                throw error
+            }
+            let lastModified = clock()
+            try await w.commit(
+                VersionMeta(
+                    size: info.size, etag: info.etag, contentType: contentType, lastModifiedMs: lastModified, userMetadata: meta,
+                    checksums: info.checksums, k: 0, m: 0, blockSize: 0, stripes: 0))
+            return copyResult(etag: info.etag, lastModifiedMs: lastModified)
+        }
         let objects = self.store
         // Copy the bytes into fresh shards, so source and copy live and die independently.
         let copied: ObjectInfo = try await blocking {
@@ -194,10 +245,14 @@ extension S3Responder {
                 throw error
             }
         }
-        return xmlResponse(
+        return copyResult(etag: copied.etag, lastModifiedMs: copied.lastModifiedMs)
+    }
+
+    func copyResult(etag: String, lastModifiedMs: Int64) -> Response {
+        xmlResponse(
             XML.document("CopyObjectResult") { x in
-                x.element("LastModified", HTTPDate.iso8601(epochMs: copied.lastModifiedMs))
-                x.element("ETag", "\"\(copied.etag)\"")
+                x.element("LastModified", HTTPDate.iso8601(epochMs: lastModifiedMs))
+                x.element("ETag", "\"\(etag)\"")
             })
     }
 
@@ -211,7 +266,7 @@ extension S3Responder {
         var results: [(String, S3Error?)] = []
         for key in keys.map({ $0! }) {
             do {
-                try await blocking { try store.deleteObject(bucket: bucket, key: key) }
+                try await deleteObject(bucket, key)
                 results.append((key, nil))
             } catch let e as ObjectError {
                 results.append((key, S3Error(e)))

@@ -1,3 +1,4 @@
+import DataPlane
 import Hummingbird
 import Logging
 import NIOCore
@@ -37,14 +38,18 @@ public struct S3Responder: HTTPResponder {
     let logger: Logger
     let catalog: (any BucketCatalog)?
     let metrics: S3Metrics
+    /// Objects across the cluster, once the layout has more than one node; until then (and
+    /// without it) objects live in this node's store.
+    let plane: DataPlane?
 
     /// `catalog`: where bucket creation and deletion are decided (the cluster state); nil
     /// means this node's store alone decides.
     public init(
         store: ObjectStore, credentials: any CredentialStore, settings: S3Settings, catalog: (any BucketCatalog)? = nil,
-        pool: NIOThreadPool = .singleton, clock: @escaping @Sendable () -> Int64, logger: Logger, metrics: Metrics = .disabled
+        pool: NIOThreadPool = .singleton, clock: @escaping @Sendable () -> Int64, logger: Logger, metrics: Metrics = .disabled,
+        plane: DataPlane? = nil
     ) {
-        self.store = store; self.credentials = credentials; self.settings = settings; self.catalog = catalog
+        self.store = store; self.credentials = credentials; self.settings = settings; self.catalog = catalog; self.plane = plane
         self.pool = pool; self.clock = clock; self.logger = logger; self.metrics = S3Metrics(metrics: metrics)
     }
 
@@ -69,6 +74,9 @@ public struct S3Responder: HTTPResponder {
             response = try await route(parsed, request: request, principal: principal)
         } catch let e as S3Error {
             response = errorResponse(e, request: request)
+        } catch let e as PlaneError {
+            logger.warning("cluster data path failed", metadata: ["error": "\(e)", "path": "\(request.uri.path)"])
+            response = errorResponse(S3Error(503, "ServiceUnavailable", "\(e.description); retry shortly"), request: request)
         } catch let e as ObjectError {
             if case .storage = e { logger.error("storage failure", metadata: ["error": "\(e)", "path": "\(request.uri.path)"]) }
             response = errorResponse(S3Error(e), request: request)
@@ -102,6 +110,11 @@ public struct S3Responder: HTTPResponder {
             case .put: return try await createBucket(bucket, request: request)
             case .head: _ = try await blocking { try store.bucket(bucket) }; return .init(status: .ok)
             case .delete:
+                if let plane = spread(bucket) {
+                    _ = try await blocking { try store.bucket(bucket) }
+                    let page = try await plane.list(bucket: bucket, prefix: "", delimiter: "", marker: "", maxKeys: 1)
+                    guard page.objects.isEmpty else { throw ObjectError.bucketNotEmpty(bucket) }
+                }
                 if let catalog { try await catalog.deleteBucket(bucket) } else { try await blocking { try store.deleteBucket(bucket) } }
                 return .init(status: .noContent)
             case .get:
@@ -136,8 +149,7 @@ public struct S3Responder: HTTPResponder {
                 try await blocking { try store.abortUpload(uploadID: uploadID, bucket: bucket, key: key) }
                 return .init(status: .noContent)
             }
-            _ = try await blocking { try store.bucket(bucket) }
-            try await blocking { try store.deleteObject(bucket: bucket, key: key) }
+            try await deleteObject(bucket, key)
             return .init(status: .noContent)
         case .post:
             if c.has("uploads") { return try await createUpload(bucket, key, call: c) }
@@ -147,6 +159,22 @@ public struct S3Responder: HTTPResponder {
             throw S3Error.notImplemented
         default:
             throw S3Error.methodNotAllowed
+        }
+    }
+
+    /// The cluster's data plane when `bucket`'s objects spread over the cluster.
+    func spread(_ bucket: String, _ key: String = "") -> DataPlane? {
+        guard let plane, plane.map.placement(bucket: bucket, key: key) != nil else { return nil }
+        return plane
+    }
+
+    func deleteObject(_ bucket: String, _ key: String) async throws {
+        _ = try await blocking { try store.bucket(bucket) }
+        if let plane = spread(bucket, key) {
+            try ObjectStore.checkKey(key)
+            try await plane.delete(bucket: bucket, key: key)
+        } else {
+            try await blocking { try store.deleteObject(bucket: bucket, key: key) }
         }
     }
 

@@ -92,7 +92,8 @@ public struct Agent: Sendable {
         // Objects across the cluster: this node's shards, its data server, and the plane that
         // spreads what this node's S3 endpoint takes once the layout has more than one node.
         let shards = try ShardStore(root: "\(config.dataDir)/cluster")
-        let clusterData = ClusterData(raft: raft, keyring: keyring, name: config.name, address: config.dataListen.description)
+        let clusterData = ClusterData(
+            raft: raft, keyring: keyring, name: config.name, address: config.dataListen.description, path: "\(config.dataDir)/data-peers")
         Task { await clusterData.follow(gossip) }
         let dataServer = DataServer(
             host: config.dataListen.host, port: config.dataListen.port, backend: shards, sealer: clusterData, logger: logger)
@@ -101,6 +102,13 @@ public struct Agent: Sendable {
             store: store, credentials: catalog,
             settings: S3Settings(region: config.region, baseDomain: config.baseDomain), catalog: catalog,
             clock: Self.nowMs, logger: logger, metrics: exporter.metrics, plane: plane)
+
+        // What a one-node cluster stored moves into the cluster once it has grown.
+        Task {
+            while !Task.isCancelled {
+                if await responder.spreadLocalObjects() == 0 { try? await Task.sleep(for: .seconds(2)) }
+            }
+        }
 
         // The admin token survives restarts, so scripts holding it keep working.
         let token = (try? AdminFile.load(path: adminPath).token) ?? Sodium.randomBytes(24).hex

@@ -2,21 +2,43 @@ import Cluster
 import Control
 import DataPlane
 import DataRPC
+import Files
 import Membership
 import Placement
 import Synchronization
 
 /// What the data plane takes from the rest of the node: the gossip keyring to seal data
 /// connections (it rotates), and where keys live (the replicated layout, with each member's
-/// data address from its gossip tag). Both views are refreshed from gossip every second.
+/// data address from its gossip tag), refreshed from gossip every second.
+///
+/// Kept in `DATA_DIR/data-peers` (the addresses, and whether objects spread): a restarted node
+/// reaches its peers before gossip has told it anything, and never falls back to keeping
+/// objects to itself while its replica of the layout is still loading.
 final class ClusterData: PlacementMap, Sealer {
     static let addressTag = "data"
     let raft: RaftService
-    let view: Mutex<(keyring: Keyring, addresses: [String: String])>
+    let path: String
+    let view: Mutex<(keyring: Keyring, addresses: [String: String], spread: Bool)>
 
-    init(raft: RaftService, keyring: Keyring, name: String, address: String) {
+    init(raft: RaftService, keyring: Keyring, name: String, address: String, path: String) {
         self.raft = raft
-        view = Mutex((keyring, [name: address]))
+        self.path = path
+        var addresses: [String: String] = [:], spread = false
+        if let text = try? Files.read(path, limit: 1 << 20) {
+            for line in String(decoding: text, as: UTF8.self).split(separator: "\n") {
+                let f = line.split(separator: " ")
+                if f == ["spread"] { spread = true }
+                if f.count == 2 { addresses[String(f[0])] = String(f[1]) }
+            }
+        }
+        addresses[name] = address
+        view = Mutex((keyring, addresses, spread))
+    }
+
+    func save() {
+        let (addresses, spread) = view.withLock { ($0.addresses, $0.spread) }
+        let text = (spread ? "spread\n" : "") + addresses.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)\n" }.joined()
+        try? Files.writeAtomically(Array(text.utf8), to: path)
     }
 
     /// Follows gossip until cancelled.
@@ -25,10 +47,13 @@ final class ClusterData: PlacementMap, Sealer {
             if let keys = try? await gossip.keys(), let members = try? await gossip.members() {
                 var addresses: [String: String] = [:]
                 for m in members { if let a = m.tags[Self.addressTag] { addresses[m.name] = a } }
-                view.withLock { v in
+                let changed = view.withLock { v in
                     v.keyring = keys
+                    let before = v.addresses
                     v.addresses.merge(addresses) { _, new in new }
+                    return before != v.addresses
                 }
+                if changed { save() }
             }
             try? await Task.sleep(for: .seconds(1))
         }
@@ -37,11 +62,17 @@ final class ClusterData: PlacementMap, Sealer {
     func seal(_ plaintext: [UInt8]) -> [UInt8] { view.withLock { $0.keyring }.seal(plaintext) }
     func open(_ sealed: [UInt8]) -> [UInt8]? { view.withLock { $0.keyring }.open(sealed) }
 
-    func placement(bucket: String, key: String) -> Placed? {
+    func placement(bucket: String, key: String) throws -> Placed? {
         let layout = raft.read { $0.layout }
-        guard layout.members.count >= 2 else { return nil }
+        let (addresses, spread) = view.withLock { ($0.addresses, $0.spread) }
+        if layout.members.count >= 2 && !spread {
+            view.withLock { $0.spread = true }
+            save()
+        } else if !spread {
+            return nil
+        }
+        guard !layout.members.isEmpty else { throw PlaneError("this node's replica of the data layout is still loading") }
         let p = Placement.partition(bucket: bucket, key: key, partitions: layout.partitions)
-        let addresses = view.withLock { $0.addresses }
         return Placed(k: layout.scheme.k, m: layout.scheme.m, nodes: layout.holders(of: p).map { PlacedNode(name: $0, address: addresses[$0]) })
     }
 

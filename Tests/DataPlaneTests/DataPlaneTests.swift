@@ -18,7 +18,7 @@ struct TestSealer: Sealer {
 /// Every key on the same k+m nodes (a real layout spreads partitions; these tests are about one).
 struct OnePartition: PlacementMap {
     let placed: Placed
-    func placement(bucket: String, key: String) -> Placed? { placed }
+    func placement(bucket: String, key: String) throws -> Placed? { placed }
     func everyNode() -> [PlacedNode] { placed.nodes }
 }
 

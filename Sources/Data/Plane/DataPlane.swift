@@ -31,8 +31,9 @@ public struct Placed: Sendable, Equatable {
 
 /// Where keys live (the replicated layout, with addresses from gossip).
 public protocol PlacementMap: Sendable {
-    /// nil while the cluster keeps objects on the node that took them (a layout of one node).
-    func placement(bucket: String, key: String) -> Placed?
+    /// nil while the cluster keeps objects on the node that took them (a layout of one node
+    /// that never had more); throws while objects spread but the layout is not known yet.
+    func placement(bucket: String, key: String) throws -> Placed?
     /// Every node of the layout (listings ask them all).
     func everyNode() -> [PlacedNode]
 }
@@ -82,17 +83,20 @@ public final class DataPlane: Sendable {
     static func monotonic() -> Instant { Instant(nanoseconds: Int64(NIODeadline.now().uptimeNanoseconds)) }
 
     func placed(_ bucket: String, _ key: String) throws -> Placed {
-        guard let p = map.placement(bucket: bucket, key: key) else { throw PlaneError("no layout places \(bucket)/\(key)") }
+        guard let p = try map.placement(bucket: bucket, key: key) else { throw PlaneError("no layout places \(bucket)/\(key)") }
         return p
     }
 
     // MARK: Writes
 
     /// Starts a PUT of about `size` bytes: connects to every slot's node and opens its shard.
-    public func put(bucket: String, key: String, size: Int) async throws -> PutStream {
+    /// `asOfMs` dates the version instead of the clock (an object a one-node cluster stored
+    /// before it grew: any write since is newer).
+    public func put(bucket: String, key: String, size: Int, asOfMs: Int64? = nil) async throws -> PutStream {
         let p = try placed(bucket, key)
         let block = max(1, min(settings.blockSize, size))
-        let w = try PutStream(plane: self, bucket: bucket, key: key, placed: p, version: nextVersion(), blockSize: block, deleted: false)
+        let version = asOfMs.map { ObjectVersion(time: .init(ms: UInt64(max(0, $0)), logical: 0), writer: UInt64.random(in: 1 ... .max)) } ?? nextVersion()
+        let w = try PutStream(plane: self, bucket: bucket, key: key, placed: p, version: version, blockSize: block, deleted: false)
         try await w.open()
         return w
     }

@@ -73,7 +73,7 @@ extension S3Responder {
             marker = c.query("marker") ?? ""
         }
         let page: ListPage
-        if let plane = spread(bucket) {
+        if let plane = try spread(bucket) {
             _ = try await blocking { try store.bucket(bucket) }
             page = try await plane.list(bucket: bucket, prefix: prefix, delimiter: delimiter, marker: marker, maxKeys: maxKeys)
         } else {

@@ -40,7 +40,7 @@ extension S3Responder {
         guard !parts.isEmpty else { throw S3Error.malformedXML }
         let chosen = parts
         let info: ObjectInfo
-        if let plane = spread(bucket, key) {
+        if let plane = try spread(bucket, key) {
             info = try await completeSpread(plane, bucket, key, uploadID: uploadID, parts: chosen)
         } else {
             info = try await blocking { try store.completeUpload(uploadID: uploadID, bucket: bucket, key: key, parts: chosen) }
@@ -66,17 +66,7 @@ extension S3Responder {
         }
         let size = refs.reduce(0) { $0 + $1.size }
         let w = try await plane.put(bucket: bucket, key: key, size: size)
-        do {
-            for (part, reader) in zip(refs, readers) {
-                var at = 0
-                while at < part.size {
-                    let block = at / reader.blockSize
-                    let data = try await pool.runIfActive { try reader.block(block) }
-                    try await w.append(data)
-                    at += data.count
-                }
-            }
-        } catch {
+        do { try await stream(Array(zip(refs, readers)), into: w) } catch {
             w.abort()
             throw error
         }
@@ -89,6 +79,52 @@ extension S3Responder {
         return ObjectInfo(
             bucket: bucket, key: key, versionID: w.version.description, size: size, etag: etag, contentType: upload.contentType,
             lastModifiedMs: lastModified, userMetadata: upload.userMetadata, parts: refs, checksums: [])
+    }
+
+    /// Streams parts kept in this node's store into a write spreading over the cluster.
+    func stream(_ parts: [(PartRef, ShardReader)], into w: PutStream) async throws {
+        for (part, reader) in parts {
+            var at = 0
+            while at < part.size {
+                let block = at / reader.blockSize
+                let data = try await pool.runIfActive { try reader.block(block) }
+                try await w.append(data)
+                at += data.count
+            }
+        }
+    }
+
+    /// Moves objects this node's store kept from before the cluster grew into the cluster, each
+    /// dated by its own last-modified time (so a write made since stays newer), then drops the
+    /// local copy. At most `limit` per call; returns how many moved.
+    public func spreadLocalObjects(limit: Int = 100) async -> Int {
+        guard let plane, (try? spread("")) != nil else { return 0 }
+        let store = self.store
+        var moved = 0
+        for b in store.listBuckets() {
+            guard let page = try? store.list(bucket: b.name, maxKeys: limit - moved) else { continue }
+            for o in page.objects {
+                do {
+                    let readers = try await blocking { try o.parts.map { try store.openShard($0) } }
+                    let w = try await plane.put(bucket: o.bucket, key: o.key, size: o.size, asOfMs: o.lastModifiedMs)
+                    do { try await stream(Array(zip(o.parts, readers)), into: w) } catch {
+                        w.abort()
+                        throw error
+                    }
+                    try await w.commit(
+                        VersionMeta(
+                            size: o.size, etag: o.etag, contentType: o.contentType, lastModifiedMs: o.lastModifiedMs, userMetadata: o.userMetadata,
+                            checksums: o.checksums, k: 0, m: 0, blockSize: 0, stripes: 0))
+                    try await blocking { try store.deleteObject(bucket: o.bucket, key: o.key) }
+                    moved += 1
+                } catch {
+                    logger.warning("cannot move an object into the cluster yet", metadata: ["bucket": "\(o.bucket)", "key": "\(o.key)", "error": "\(error)"])
+                    return moved
+                }
+            }
+            if moved >= limit { break }
+        }
+        return moved
     }
 
     func listParts(_ bucket: String, _ key: String, uploadID: String) async throws -> Response {

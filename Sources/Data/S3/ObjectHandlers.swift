@@ -26,7 +26,7 @@ extension S3Responder {
         let h = call.signed.headers
         let meta = try userMetadata(h)
         let contentType = h["content-type"] ?? "binary/octet-stream"
-        if let plane = spread(bucket, key) {
+        if let plane = try spread(bucket, key) {
             try ObjectStore.checkKey(key)
             let data = try await ingest(request, call: call, principal: principal) { size in try await plane.put(bucket: bucket, key: key, size: size) }
             try await (data.sink as! PutStream).commit(
@@ -78,19 +78,20 @@ extension S3Responder {
         }
     }
 
-    /// The newest version across the cluster, metadata loaded.
-    func openSpread(_ plane: DataPlane, _ bucket: String, _ key: String) async throws -> ObjectRead {
+    /// The newest version across the cluster, metadata loaded; nil when the cluster has none
+    /// (this node's store may still hold a copy from before the cluster grew).
+    func openSpread(_ plane: DataPlane, _ bucket: String, _ key: String) async throws -> ObjectRead? {
         _ = try await blocking { try store.bucket(bucket) }
-        guard key.utf8.count <= 1024, let read = try await plane.open(bucket: bucket, key: key) else { throw ObjectError.noSuchKey(key) }
-        return read
+        guard key.utf8.count <= 1024 else { throw ObjectError.noSuchKey(key) }
+        return try await plane.open(bucket: bucket, key: key)
     }
 
     func getObject(_ bucket: String, _ key: String, call: S3Call, request: Request) async throws -> Response {
         let (info, readers): (ObjectInfo, [ShardReader])
         var spread: ObjectRead?
-        if let plane = self.spread(bucket, key) {
-            spread = try await openSpread(plane, bucket, key)
-            (info, readers) = (spread!.info, [])
+        if let plane = try self.spread(bucket, key) { spread = try await openSpread(plane, bucket, key) }
+        if let spread {
+            (info, readers) = (spread.info, [])
         } else if request.method == .head {
             (info, readers) = (try await blocking { try store.head(bucket: bucket, key: key) }, [])
         } else {
@@ -184,12 +185,12 @@ extension S3Responder {
         }
         let srcBucket = String(src[..<slash]), srcKey = String(src[src.index(after: slash)...])
         _ = try await blocking { try store.bucket(bucket) }
-        let plane = spread(bucket, key)
+        let plane = try spread(bucket, key)
         var source: ObjectRead?
+        if let plane { source = try await openSpread(plane, srcBucket, srcKey) }
         let info: ObjectInfo
-        if let plane {
-            source = try await openSpread(plane, srcBucket, srcKey)
-            info = source!.info
+        if let source {
+            info = source.info
         } else {
             info = try await blocking { try store.head(bucket: srcBucket, key: srcKey) }
         }
@@ -209,10 +210,18 @@ extension S3Responder {
         }
         let meta = replace ? try userMetadata(h) : info.userMetadata
         let contentType = replace ? (h["content-type"] ?? "binary/octet-stream") : info.contentType
-        if let plane, let source {
+        if let plane {
             try ObjectStore.checkKey(key)
             let w = try await plane.put(bucket: bucket, key: key, size: info.size)
-            do { try await source.read(0..<info.size) { try await w.append($0) } } catch {
+            do {
+                if let source {
+                    try await source.read(0..<info.size) { try await w.append($0) }
+                } else {
+                    let store = self.store
+                    let readers = try await blocking { try info.parts.map { try store.openShard($0) } }
+                    try await stream(Array(zip(info.parts, readers)), into: w)
+                }
+            } catch {
                 w.abort()
                 throw error
             }

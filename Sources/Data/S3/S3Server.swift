@@ -110,7 +110,7 @@ public struct S3Responder: HTTPResponder {
             case .put: return try await createBucket(bucket, request: request)
             case .head: _ = try await blocking { try store.bucket(bucket) }; return .init(status: .ok)
             case .delete:
-                if let plane = spread(bucket) {
+                if let plane = try spread(bucket) {
                     _ = try await blocking { try store.bucket(bucket) }
                     let page = try await plane.list(bucket: bucket, prefix: "", delimiter: "", marker: "", maxKeys: 1)
                     guard page.objects.isEmpty else { throw ObjectError.bucketNotEmpty(bucket) }
@@ -163,16 +163,18 @@ public struct S3Responder: HTTPResponder {
     }
 
     /// The cluster's data plane when `bucket`'s objects spread over the cluster.
-    func spread(_ bucket: String, _ key: String = "") -> DataPlane? {
-        guard let plane, plane.map.placement(bucket: bucket, key: key) != nil else { return nil }
+    func spread(_ bucket: String, _ key: String = "") throws -> DataPlane? {
+        guard let plane, try plane.map.placement(bucket: bucket, key: key) != nil else { return nil }
         return plane
     }
 
     func deleteObject(_ bucket: String, _ key: String) async throws {
         _ = try await blocking { try store.bucket(bucket) }
-        if let plane = spread(bucket, key) {
+        if let plane = try spread(bucket, key) {
             try ObjectStore.checkKey(key)
             try await plane.delete(bucket: bucket, key: key)
+            // A copy kept from before the cluster grew must not show through again.
+            try await blocking { try store.deleteObject(bucket: bucket, key: key) }
         } else {
             try await blocking { try store.deleteObject(bucket: bucket, key: key) }
         }

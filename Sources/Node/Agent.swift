@@ -103,6 +103,10 @@ public struct Agent: Sendable {
             settings: S3Settings(region: config.region, baseDomain: config.baseDomain), catalog: catalog,
             clock: Self.nowMs, logger: logger, metrics: exporter.metrics, plane: plane)
 
+        let repairer = Repairer(
+            name: config.name, shards: shards, plane: plane, interval: .nanoseconds(config.repairInterval.nanoseconds),
+            bytesPerSecond: config.scrubBytesPerSecond, logger: logger)
+        Task { await repairer.run() }
         // What a one-node cluster stored moves into the cluster once it has grown.
         Task {
             while !Task.isCancelled {

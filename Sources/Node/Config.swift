@@ -49,6 +49,9 @@ public struct NodeConfig: Sendable, Equatable {
     /// Seconds a node must be dead (or left) in gossip before it leaves the layout and its
     /// shards are rebuilt elsewhere (`data.remove_after`; Ceph's mon_osd_down_out_interval is 600).
     public var removeAfter: Span
+    /// Pause between the repairer's passes over this node's keys, and the scrub's read rate.
+    public var repairInterval: Span
+    public var scrubBytesPerSecond: Int
     /// S3 connection bounds (`s3.max_connections`, `s3.idle_timeout`).
     public var s3Limits = S3Limits()
     /// Applied entries between snapshots of the cluster state (etcd's --snapshot-count).
@@ -93,6 +96,8 @@ public struct NodeConfig: Sendable, Equatable {
         "raft.voters": "voters to keep when the cluster is big enough: 1, 3, 5 or 7 (integer, default 5)",
         "raft.dead_voter_after": "seconds a voter stays dead in gossip before it is replaced (integer, default 10)",
         "raft.snapshot_every": "applied changes between snapshots of the cluster state (integer, default 100000)",
+        "data.repair_interval": "seconds between passes of the scrubber and repairer over this node's shards (integer, default 60)",
+        "data.scrub_rate": "MiB per second the scrubber reads at most (integer, default 64)",
         "data.remove_after": "seconds a node stays dead in gossip before it leaves the layout and its data is rebuilt elsewhere (integer, default 600)",
         "tags.*": "node metadata gossiped to all members, e.g. tags.zone = \"a\" (strings)",
     ]
@@ -194,6 +199,8 @@ public struct NodeConfig: Sendable, Equatable {
         voters = try integer("raft.voters", 5, "1, 3, 5 or 7") { [1, 3, 5, 7].contains($0) }
         deadVoterAfter = .seconds(Double(try integer("raft.dead_voter_after", 10, "from 1 to 86400") { (1...86_400).contains($0) }))
         removeAfter = .seconds(Double(try integer("data.remove_after", 600, "from 1 to 2592000") { (1...2_592_000).contains($0) }))
+        repairInterval = .seconds(Double(try integer("data.repair_interval", 60, "from 1 to 604800") { (1...604_800).contains($0) }))
+        scrubBytesPerSecond = try integer("data.scrub_rate", 64, "from 1 to 100000") { (1...100_000).contains($0) } << 20
         snapshotEvery = try integer("raft.snapshot_every", 100_000, "from 100 to 10000000") { (100...10_000_000).contains($0) }
         s3Limits = S3Limits(
             maxConnections: try integer("s3.max_connections", 1024, "from 1 to 1000000") { (1...1_000_000).contains($0) },
@@ -220,5 +227,6 @@ public struct NodeConfig: Sendable, Equatable {
         self.metricsListen = metricsListen
         self.raftListen = raftListen; dataListen = ListenAddress("127.0.0.1:7300")!; voters = 5; deadVoterAfter = .seconds(10); removeAfter = .seconds(600);
         snapshotEvery = 100_000
+        repairInterval = .seconds(60); scrubBytesPerSecond = 64 << 20
     }
 }

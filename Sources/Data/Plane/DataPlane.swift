@@ -62,6 +62,7 @@ public final class DataPlane: Sendable {
     public let map: any PlacementMap
     let settings: PlaneSettings
     let hlc = Mutex(HybridClock())
+    let repairs = RepairQueue()
     let wallMs: @Sendable () -> Int64
     let logger: Logger
 
@@ -163,14 +164,14 @@ public final class DataPlane: Sendable {
         let answers = await askHeld(bucket, key, p)
         switch ReadResolution.resolve(answers, k: p.k, readQuorum: p.readQuorum, writeQuorum: p.writeQuorum) {
         case .notFound(let repair):
-            if !repair.isEmpty { logger.debug("stale delete on nodes", metadata: ["key": "\(key)", "nodes": "\(repair)"]) }
+            if !repair.isEmpty { scheduleRepair(bucket: bucket, key: key) }
             return nil
         case .unavailable(let answered, let needed):
             throw PlaneError("\(answered) of \(p.nodes.count) nodes of the key's partition answered; \(needed) needed")
         case .inDoubt(let v):
             throw PlaneError("version \(v) may have been acknowledged but fewer than \(p.k) of its shards answered")
         case .serve(let version, _, let repair):
-            if !repair.isEmpty { logger.debug("nodes lack the newest version", metadata: ["key": "\(key)", "nodes": "\(repair)"]) }
+            if !repair.isEmpty { scheduleRepair(bucket: bucket, key: key) }
             // Every holder of the version, data shards first: the first k are read, the rest stand by.
             var holders: [(node: PlacedNode, shard: Int)] = []
             for n in p.nodes {

@@ -61,13 +61,31 @@ public final class ObjectRead: @unchecked Sendable {
     /// Streams bytes `range` of the object to `body`, one block at a time.
     public func read(_ range: Range<Int>, _ body: ([UInt8]) async throws -> Void) async throws {
         guard !range.isEmpty else { return }
+        let blockSize = meta.blockSize
+        let decoder = StripeDecoder(code: try ReedSolomon(dataShards: meta.k, parityShards: meta.m))
+        try await forEachStripe(range.lowerBound / blockSize, (range.upperBound - 1) / blockSize) { j, header, _, shards in
+            let (block, corrupt) = try decoder.decode(header, shards: shards, checksums: shards.map { $0.map { Checksum.crc32c($0) } })
+            if !corrupt.isEmpty { plane.logger.warning("corrupt shards rebuilt", metadata: ["key": "\(key)", "shards": "\(corrupt)"]) }
+            let start = j * blockSize
+            let lo = max(range.lowerBound, start) - start, hi = min(range.upperBound, start + block.count) - start
+            guard lo <= hi else { throw PlaneError("\(bucket)/\(key): stripe \(j) holds \(block.count) bytes") }
+            try await body(Array(block[lo..<hi]))
+        }
+    }
+
+    /// Stripes `first...last` as stored: index, header (parsed and as sent), and k+m slots with
+    /// the k shards read (nil elsewhere). A holder whose file fails its checksum is told to drop
+    /// it (repair writes it again).
+    func forEachStripe(_ first: Int, _ last: Int, _ body: (Int, StripeHeader, [UInt8], [[UInt8]?]) async throws -> Void) async throws {
         let client = plane.client, timeout = client.requestTimeout
-        let k = meta.k, total = meta.k + meta.m, blockSize = meta.blockSize
-        let first = range.lowerBound / blockSize, last = (range.upperBound - 1) / blockSize
-        let decoder = StripeDecoder(code: try ReedSolomon(dataShards: k, parityShards: meta.m))
+        let k = meta.k, total = meta.k + meta.m
         var sources: [Source] = []
         var next = 0
-        defer { for s in sources { s.link.close() } }
+        var sawCorrupt = false
+        defer {
+            for s in sources { s.link.close() }
+            if sawCorrupt { plane.scheduleRepair(bucket: bucket, key: key) }
+        }
 
         /// The next holder not yet read, streaming from `stripe` on.
         func replacement(from stripe: Int) async -> Source? {
@@ -88,17 +106,25 @@ public final class ObjectRead: @unchecked Sendable {
         while sources.count < k, let s = await replacement(from: first) { sources.append(s) }
         for j in first...last {
             var shards = [[UInt8]?](repeating: nil, count: total)
-            var header: StripeHeader?
+            var header: (StripeHeader, [UInt8])?
             var i = 0
             while i < sources.count {
                 do {
-                    guard case .stripe(let h, let bytes) = try await sources[i].link.receive(timeout: timeout) else { throw PlaneError("stream ended early") }
-                    var r = BinaryReader(h)
-                    let sh = try StripeHeader(reading: &r)
-                    guard Int(sh.index) == j else { throw PlaneError("stripe \(sh.index) where \(j) was due") }
-                    header = header ?? sh
-                    shards[sources[i].shard] = bytes
-                    i += 1
+                    switch try await sources[i].link.receive(timeout: timeout) {
+                    case .stripe(let h, let bytes):
+                        var r = BinaryReader(h)
+                        let sh = try StripeHeader(reading: &r)
+                        guard Int(sh.index) == j else { throw PlaneError("stripe \(sh.index) where \(j) was due") }
+                        header = header ?? (sh, h)
+                        shards[sources[i].shard] = bytes
+                        i += 1
+                    case .error(let e) where e.code == .corrupt:
+                        sawCorrupt = true
+                        plane.undo(.revert(ref(sources[i].shard)), at: sources[i].node)
+                        throw e
+                    default:
+                        throw PlaneError("stream ended early")
+                    }
                 } catch {
                     plane.logger.info("shard read failed; reading another", metadata: ["node": "\(sources[i].node.name)", "error": "\(error)"])
                     sources[i].link.close()
@@ -109,12 +135,7 @@ public final class ObjectRead: @unchecked Sendable {
             guard let header, sources.count >= k else {
                 throw PlaneError("\(bucket)/\(key): only \(sources.count) of the \(k) shards needed answered at stripe \(j)")
             }
-            let (block, corrupt) = try decoder.decode(header, shards: shards, checksums: shards.map { $0.map { Checksum.crc32c($0) } })
-            if !corrupt.isEmpty { plane.logger.warning("corrupt shards rebuilt", metadata: ["key": "\(key)", "shards": "\(corrupt)"]) }
-            let start = j * blockSize
-            let lo = max(range.lowerBound, start) - start, hi = min(range.upperBound, start + block.count) - start
-            guard lo <= hi else { throw PlaneError("\(bucket)/\(key): stripe \(j) holds \(block.count) bytes") }
-            try await body(Array(block[lo..<hi]))
+            try await body(j, header.0, header.1, shards)
         }
         // Each stream ends with `end`: connections that read theirs are in step and go back.
         let done = sources

@@ -85,7 +85,12 @@ public final class ShardStore: Sendable {
         try Files.makeDirectory(p.directory)
         try Files.move(p.temp, to: p.final)
         let nameFile = "\(p.directory)/name"
-        if !Files.exists(nameFile) { try Files.writeAtomically(Array(id.bucket.utf8) + [0] + Array(id.key.utf8), to: nameFile) }
+        if !Files.exists(nameFile) {
+            // Two commits of one key may race here (they share the temporary name): one wins.
+            do { try Files.writeAtomically(Array(id.bucket.utf8) + [0] + Array(id.key.utf8), to: nameFile) } catch {
+                guard Files.exists(nameFile) else { throw error }
+            }
+        }
         for old in try held(bucket: id.bucket, key: id.key).dropFirst(Self.keptVersions) {
             try? Files.remove(
                 "\(p.directory)/\(fileName(ShardRef(bucket: id.bucket, key: id.key, version: old.version, shard: old.shard, deleted: old.deleted)))")
@@ -117,6 +122,38 @@ public final class ShardStore: Sendable {
         index.withLock { buckets in
             if let entry { buckets[bucket, default: BucketIndex()].set(entry) } else { buckets[bucket]?.remove(key) }
         }
+    }
+
+    /// Keys this node holds, by bucket then key, after `after`: what the repairer walks.
+    public func keys(after: (bucket: String, key: String)?, limit: Int) -> [(bucket: String, key: String)] {
+        index.withLock { buckets in
+            var out: [(bucket: String, key: String)] = []
+            for b in buckets.keys.sorted() where after.map({ b >= $0.bucket }) ?? true {
+                let from = after.map { b == $0.bucket ? $0.key : "" } ?? ""
+                let (entries, _) = buckets[b]!.list(prefix: [], after: Array(from.utf8), limit: limit - out.count, maxBytes: .max)
+                out += entries.map { (b, $0.key) }
+                if out.count >= limit { break }
+            }
+            return out
+        }
+    }
+
+    /// Reads every record of every version this node holds of a key, checking each checksum:
+    /// the committed shards that fail (bitrot, a torn file), and the bytes read.
+    public func verify(bucket: String, key: String) -> (corrupt: [ShardRef], bytes: Int) {
+        var corrupt: [ShardRef] = [], bytes = 0
+        for h in (try? held(bucket: bucket, key: key)) ?? [] {
+            let ref = ShardRef(bucket: bucket, key: key, version: h.version, shard: h.shard, deleted: h.deleted)
+            do {
+                let r = try open(ref)
+                for i in 0..<r.count { bytes += try r.record(i).bytes.count }
+            } catch .corrupt {
+                corrupt.append(ref)
+            } catch {
+                continue  // gone meanwhile (replaced), or unreadable now: the next pass sees it again
+            }
+        }
+        return (corrupt, bytes)
     }
 
     /// Newest versions of keys after `after` starting with `prefix`, in byte order, within

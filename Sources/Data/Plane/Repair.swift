@@ -1,0 +1,152 @@
+import Coordinator
+import DataRPC
+import Erasure
+import Synchronization
+
+public enum RepairOutcome: Equatable, Sendable {
+    /// Every node that answered holds its shard of the newest version.
+    case healthy
+    /// Shards (or delete markers) written to this many nodes.
+    case repaired(Int)
+    /// Another node holding the key comes first in its partition and repairs it.
+    case notMine
+    /// The key has no version anywhere.
+    case absent
+    case failed(String)
+}
+
+/// Keys being repaired now, and how many may be at once (reads that found a node lacking
+/// a shard ask for a repair; past the limit the next pass of the repairer gets it).
+final class RepairQueue: Sendable {
+    let inFlight = Mutex<Set<String>>([])
+    static let limit = 8
+
+    func begin(_ id: String) -> Bool {
+        inFlight.withLock { s in
+            guard s.count < Self.limit, !s.contains(id) else { return false }
+            s.insert(id)
+            return true
+        }
+    }
+
+    func end(_ id: String) { _ = inFlight.withLock { $0.remove(id) } }
+}
+
+extension DataPlane {
+    /// Repairs a key in the background (read repair), unless it is being repaired already.
+    func scheduleRepair(bucket: String, key: String) {
+        let id = bucket + "\u{0}" + key
+        guard repairs.begin(id) else { return }
+        Task {
+            let outcome = await repair(bucket: bucket, key: key)
+            if case .failed(let why) = outcome { logger.info("read repair failed", metadata: ["key": "\(key)", "why": "\(why)"]) }
+            repairs.end(id)
+        }
+    }
+
+    /// Brings a key's newest version back to a shard on every node of its partition that
+    /// answers: each node lacking it gets its slot's shard, rebuilt from any k others (the
+    /// stripes as stored are decoded and encoded again, so the new shard matches its siblings
+    /// byte for byte), or the delete marker. With `onlyAs`, only the node holding the version
+    /// at the lowest slot repairs, so that one node of many walking their keys does it.
+    public func repair(bucket: String, key: String, onlyAs me: String? = nil) async -> RepairOutcome {
+        let p: Placed
+        do { p = try placed(bucket, key) } catch { return .failed("\(error)") }
+        let answers = await askHeld(bucket, key, p)
+        func holds(_ node: String, _ v: ObjectVersion) -> Bool {
+            if case .holds(let hs) = answers[node] { return hs.contains { $0.version == v } }
+            return false
+        }
+        func mine(_ v: ObjectVersion) -> Bool { me == nil || p.nodes.first { holds($0.name, v) }?.name == me }
+        switch ReadResolution.resolve(answers, k: p.k, readQuorum: p.readQuorum, writeQuorum: p.writeQuorum) {
+        case .unavailable(let answered, let needed): return .failed("\(answered) nodes answered, \(needed) needed")
+        case .inDoubt(let v): return .failed("version \(v) is in doubt")
+        case .notFound(let lacking):
+            var markers: [ObjectVersion] = []
+            for case .holds(let hs) in answers.values { markers += hs.filter(\.deleted).map(\.version) }
+            guard let marker = markers.max() else { return .absent }
+            guard mine(marker) else { return .notMine }
+            guard !lacking.isEmpty else { return .healthy }
+            let meta = VersionMeta(
+                size: 0, etag: "", contentType: "", lastModifiedMs: 0, userMetadata: [], checksums: [], k: p.k, m: p.m, blockSize: 1, stripes: 0,
+                deleted: true)
+            var done = 0
+            for (i, n) in p.nodes.enumerated() where lacking.contains(n.name) {
+                let ref = ShardRef(bucket: bucket, key: key, version: marker, shard: i, deleted: true)
+                if (try? await write(ref, to: n, meta: meta.encoded())) != nil { done += 1 }
+            }
+            return .repaired(done)
+        case .serve(let v, _, let lacking):
+            guard mine(v) else { return .notMine }
+            guard !lacking.isEmpty else { return .healthy }
+            do {
+                return .repaired(try await rebuild(bucket, key, v, p, answers, for: Set(lacking)))
+            } catch { return .failed("\(error)") }
+        }
+    }
+
+    /// Writes each lacking node its slot's shard of `v`, streaming all of them at once.
+    func rebuild(
+        _ bucket: String, _ key: String, _ v: ObjectVersion, _ p: Placed, _ answers: [String: ShardAnswer], for lacking: Set<String>
+    ) async throws
+        -> Int
+    {
+        var holders: [(node: PlacedNode, shard: Int)] = []
+        for n in p.nodes {
+            guard case .holds(let hs) = answers[n.name] else { continue }
+            for h in hs where h.version == v && !h.deleted && h.shard < p.k + p.m { holders.append((n, h.shard)) }
+        }
+        holders.sort { $0.shard < $1.shard }
+        let read = ObjectRead(plane: self, bucket: bucket, key: key, version: v, placed: p, holders: holders)
+        try await read.loadMeta()
+        let meta = read.meta
+        let code = try ReedSolomon(dataShards: meta.k, parityShards: meta.m)
+        var targets: [(slot: Int, node: PlacedNode, link: DataConnection)] = []
+        defer { for t in targets { t.link.close() } }
+        for (i, n) in p.nodes.enumerated() where lacking.contains(n.name) && i < meta.k + meta.m {
+            guard let address = n.address, let c = try? await client.connect(to: address) else { continue }
+            do {
+                try await c.send(.putShard(ShardRef(bucket: bucket, key: key, version: v, shard: i)))
+                targets.append((i, n, c))
+            } catch { c.close() }
+        }
+        if meta.stripes > 0 {
+            try await read.forEachStripe(0, meta.stripes - 1) { _, header, headerBytes, shards in
+                let stored = try code.decode(shards: shards, size: Int(header.storedLength))
+                let all = code.encode(block: stored)
+                var failed: [Int] = []
+                for (t, target) in targets.enumerated() {
+                    do { try await target.link.send(.stripe(header: headerBytes, bytes: all[target.slot])) } catch { failed.append(t) }
+                }
+                for t in failed.reversed() {
+                    targets[t].link.close()
+                    targets.remove(at: t)
+                }
+            }
+        }
+        var done = 0
+        let timeout = client.requestTimeout
+        for t in targets {
+            do {
+                try await t.link.send(.finish(meta: meta.encoded()))
+                guard try await t.link.receive(timeout: timeout) == .prepared else { continue }
+                try await t.link.send(.commit(ShardRef(bucket: bucket, key: key, version: v, shard: t.slot)))
+                if try await t.link.receive(timeout: timeout) == .ok { done += 1 }
+            } catch { continue }
+        }
+        return done
+    }
+
+    /// One shard with no stripes (a delete marker), prepared and committed on one node.
+    func write(_ ref: ShardRef, to node: PlacedNode, meta: [UInt8]) async throws {
+        guard let address = node.address else { throw PlaneError("\(node.name) has no known address") }
+        let timeout = client.requestTimeout
+        try await client.withConnection(to: address) { c in
+            try await c.send(.putShard(ref))
+            try await c.send(.finish(meta: meta))
+            guard try await c.receive(timeout: timeout) == .prepared else { throw PlaneError("\(node.name) did not prepare") }
+            try await c.send(.commit(ref))
+            guard try await c.receive(timeout: timeout) == .ok else { throw PlaneError("\(node.name) did not commit") }
+        }
+    }
+}

@@ -6,6 +6,7 @@ import Checksum
 import ChunkStore
 import Cluster
 import Coordinator
+import DataPlane
 import Erasure
 import Files
 import Foundation
@@ -58,6 +59,7 @@ let targets: [String: @Sendable ([UInt8]) -> Void] = [
     "gossip-wire": { b in _ = try? WireFormat.decode(b) },
     "raft-frame": { b in _ = try? RaftWire.decode(b) },
     "data-frame": { b in _ = try? DataWire.decode(b) },
+    "version-meta": { b in _ = try? VersionMeta(decoding: b) },
     "cluster-state": { b in
         _ = try? ClusterState(decoding: b)
         _ = try? Request(decoding: b)

@@ -216,7 +216,9 @@ if fuzzing {
     package.targets.append(
         .executableTarget(
             name: "StacksFuzz",
-            dependencies: ["S3", "Objects", "ChunkStore", "Erasure", "Coordinator", "DataPlane", "Files", "Checksum", "Support", "Cluster", "Gossip", "RaftLog"],
+            dependencies: [
+                "S3", "Objects", "ChunkStore", "Erasure", "Coordinator", "DataPlane", "Files", "Checksum", "Support", "Cluster", "Gossip", "RaftLog",
+            ],
             path: "Tests/Fuzz", exclude: ["corpus"],
             swiftSettings: strict + [.unsafeFlags(["-parse-as-library"])],
             linkerSettings: [.unsafeFlags(["-sanitize=fuzzer,address"])]))

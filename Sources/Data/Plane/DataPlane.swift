@@ -172,16 +172,21 @@ public final class DataPlane: Sendable {
             throw PlaneError("version \(v) may have been acknowledged but fewer than \(p.k) of its shards answered")
         case .serve(let version, _, let repair):
             if !repair.isEmpty { scheduleRepair(bucket: bucket, key: key) }
-            // Every holder of the version, data shards first: the first k are read, the rest stand by.
-            var holders: [(node: PlacedNode, shard: Int)] = []
-            for n in p.nodes {
-                guard case .holds(let hs) = answers[n.name] else { continue }
-                for h in hs where h.version == version && !h.deleted && h.shard < p.k + p.m { holders.append((n, h.shard)) }
-            }
-            holders.sort { $0.shard < $1.shard }
-            let read = ObjectRead(plane: self, bucket: bucket, key: key, version: version, placed: p, holders: holders)
-            try await read.loadMeta()
-            return read
+            return try await reader(bucket, key, version, p, answers)
         }
+    }
+
+    /// A reader of `version` over every node that answered holding it, data shards first (the
+    /// first k are read, the rest stand by), its metadata loaded.
+    func reader(_ bucket: String, _ key: String, _ version: ObjectVersion, _ p: Placed, _ answers: [String: ShardAnswer]) async throws -> ObjectRead {
+        var holders: [(node: PlacedNode, shard: Int)] = []
+        for n in p.nodes {
+            guard case .holds(let hs) = answers[n.name] else { continue }
+            for h in hs where h.version == version && !h.deleted && h.shard < p.k + p.m { holders.append((n, h.shard)) }
+        }
+        holders.sort { $0.shard < $1.shard }
+        let read = ObjectRead(plane: self, bucket: bucket, key: key, version: version, placed: p, holders: holders)
+        try await read.loadMeta()
+        return read
     }
 }

@@ -91,14 +91,7 @@ extension DataPlane {
     ) async throws
         -> Int
     {
-        var holders: [(node: PlacedNode, shard: Int)] = []
-        for n in p.nodes {
-            guard case .holds(let hs) = answers[n.name] else { continue }
-            for h in hs where h.version == v && !h.deleted && h.shard < p.k + p.m { holders.append((n, h.shard)) }
-        }
-        holders.sort { $0.shard < $1.shard }
-        let read = ObjectRead(plane: self, bucket: bucket, key: key, version: v, placed: p, holders: holders)
-        try await read.loadMeta()
+        let read = try await reader(bucket, key, v, p, answers)
         let meta = read.meta
         let code = try ReedSolomon(dataShards: meta.k, parityShards: meta.m)
         var targets: [(slot: Int, node: PlacedNode, link: DataConnection)] = []

@@ -105,7 +105,7 @@ public struct Agent: Sendable {
 
         let repairer = Repairer(
             name: config.name, shards: shards, plane: plane, interval: .nanoseconds(config.repairInterval.nanoseconds),
-            bytesPerSecond: config.scrubBytesPerSecond, logger: logger)
+            bytesPerSecond: config.scrubBytesPerSecond, publish: { gossip.setReservedTag(DataReport.tag, $0.encoded) }, logger: logger)
         Task { await repairer.run() }
         // What a one-node cluster stored moves into the cluster once it has grown.
         Task {

@@ -63,7 +63,7 @@ final class ClusterData: PlacementMap, Sealer {
     func open(_ sealed: [UInt8]) -> [UInt8]? { view.withLock { $0.keyring }.open(sealed) }
 
     func placement(bucket: String, key: String) throws -> Placed? {
-        let layout = raft.read { $0.layout }
+        let (layout, migrating) = raft.read { ($0.layout, $0.migrating) }
         let (addresses, spread) = view.withLock { ($0.addresses, $0.spread) }
         if layout.members.count >= 2 && !spread {
             view.withLock { $0.spread = true }
@@ -72,12 +72,21 @@ final class ClusterData: PlacementMap, Sealer {
             return nil
         }
         guard !layout.members.isEmpty else { throw PlaneError("this node's replica of the data layout is still loading") }
-        let p = Placement.partition(bucket: bucket, key: key, partitions: layout.partitions)
-        return Placed(k: layout.scheme.k, m: layout.scheme.m, nodes: layout.holders(of: p).map { PlacedNode(name: $0, address: addresses[$0]) })
+        func holders(_ l: Layout) -> [String] { l.holders(of: Placement.partition(bucket: bucket, key: key, partitions: l.partitions)) }
+        let nodes = holders(layout)
+        var earlier: [String] = []
+        for l in migrating { for n in holders(l) where !nodes.contains(n) && !earlier.contains(n) { earlier.append(n) } }
+        func placed(_ n: String) -> PlacedNode { PlacedNode(name: n, address: addresses[n]) }
+        return Placed(k: layout.scheme.k, m: layout.scheme.m, nodes: nodes.map(placed), version: layout.version, earlier: earlier.map(placed))
     }
 
+    /// Every node of the layout and of earlier versions still consulted.
     func everyNode() -> [PlacedNode] {
-        let names = raft.read { $0.layout.members.map(\.name) }
+        let names = raft.read { s in
+            var names = s.layout.members.map(\.name)
+            for l in s.migrating { for m in l.members where !names.contains(m.name) { names.append(m.name) } }
+            return names
+        }
         let addresses = view.withLock { $0.addresses }
         return names.map { PlacedNode(name: $0, address: addresses[$0]) }
     }

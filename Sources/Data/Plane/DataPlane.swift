@@ -21,7 +21,16 @@ public struct Placed: Sendable, Equatable {
     public var m: Int
     /// `nodes[i]` holds shard i.
     public var nodes: [PlacedNode]
-    public init(k: Int, m: Int, nodes: [PlacedNode]) { self.k = k; self.m = m; self.nodes = nodes }
+    /// The layout version.
+    public var version: UInt64
+    /// Nodes that held slots of the key's partition in earlier layout versions, still consulted
+    /// while data moves, and hold none now: reads ask them too, writes go to `nodes` only.
+    public var earlier: [PlacedNode]
+    public init(k: Int, m: Int, nodes: [PlacedNode], version: UInt64 = 0, earlier: [PlacedNode] = []) {
+        self.k = k; self.m = m; self.nodes = nodes; self.version = version; self.earlier = earlier
+    }
+    /// Every node asked on a read: the slots' nodes, then the earlier ones.
+    public var consulted: [PlacedNode] { nodes + earlier }
     /// Acknowledged writes reach k+1 nodes, except that one node may always be down where
     /// there is parity (2+1 and 1+1 write to k, as MinIO does for k ≠ m; repair restores the rest).
     public var writeQuorum: Int { min(k + 1, max(k, nodes.count - 1)) }
@@ -63,6 +72,7 @@ public final class DataPlane: Sendable {
     let settings: PlaneSettings
     let hlc = Mutex(HybridClock())
     let repairs = RepairQueue()
+    let repairGate = KeyGate()
     let wallMs: @Sendable () -> Int64
     let logger: Logger
 
@@ -137,7 +147,7 @@ public final class DataPlane: Sendable {
     func askHeld(_ bucket: String, _ key: String, _ p: Placed) async -> [String: ShardAnswer] {
         let client = self.client
         let answers = await withTaskGroup(of: (String, ShardAnswer).self) { g in
-            for n in p.nodes {
+            for n in p.consulted {
                 g.addTask {
                     guard let address = n.address else { return (n.name, .failed) }
                     do {
@@ -162,7 +172,7 @@ public final class DataPlane: Sendable {
     public func open(bucket: String, key: String) async throws -> ObjectRead? {
         let p = try placed(bucket, key)
         let answers = await askHeld(bucket, key, p)
-        switch ReadResolution.resolve(answers, k: p.k, readQuorum: p.readQuorum, writeQuorum: p.writeQuorum) {
+        switch resolve(answers, p) {
         case .notFound(let repair):
             if !repair.isEmpty { scheduleRepair(bucket: bucket, key: key) }
             return nil
@@ -170,9 +180,35 @@ public final class DataPlane: Sendable {
             throw PlaneError("\(answered) of \(p.nodes.count) nodes of the key's partition answered; \(needed) needed")
         case .inDoubt(let v):
             throw PlaneError("version \(v) may have been acknowledged but fewer than \(p.k) of its shards answered")
-        case .serve(let version, _, let repair):
-            if !repair.isEmpty { scheduleRepair(bucket: bucket, key: key) }
+        case .serve(let version, _, _):
+            if !lacking(version, p, answers).isEmpty { scheduleRepair(bucket: bucket, key: key) }
             return try await reader(bucket, key, version, p, answers)
+        }
+    }
+
+    /// The newest version among every consulted node's answers, once a read quorum of the
+    /// current slots' nodes has answered: earlier nodes add shards, never the quorum, and one
+    /// silent (gone for good, perhaps) puts no version in doubt. Nodes to repair are current ones.
+    func resolve(_ answers: [String: ShardAnswer], _ p: Placed) -> ReadResolution {
+        let slots = Set(p.nodes.map(\.name))
+        let current = p.nodes.filter { if case .holds = answers[$0.name] { true } else { false } }.count
+        guard current >= p.readQuorum else { return .unavailable(answered: current, needed: p.readQuorum) }
+        let counted = answers.filter { n, a in
+            if slots.contains(n) { return true }
+            if case .holds = a { return true }
+            return false
+        }
+        let r = ReadResolution.resolve(counted, k: p.k, readQuorum: p.readQuorum, writeQuorum: p.writeQuorum)
+        guard case .notFound(let repair) = r else { return r }
+        return .notFound(repair: repair.filter(slots.contains))
+    }
+
+    /// The current slots' nodes that answered without their own shard of `v` (a node that
+    /// holds another shard of it, placed by an earlier layout, lacks its slot's).
+    func lacking(_ v: ObjectVersion, _ p: Placed, _ answers: [String: ShardAnswer]) -> [String] {
+        p.nodes.enumerated().compactMap { i, n in
+            guard case .holds(let hs) = answers[n.name], !hs.contains(where: { $0.version == v && $0.shard == i }) else { return nil }
+            return n.name
         }
     }
 
@@ -180,7 +216,7 @@ public final class DataPlane: Sendable {
     /// first k are read, the rest stand by), its metadata loaded.
     func reader(_ bucket: String, _ key: String, _ version: ObjectVersion, _ p: Placed, _ answers: [String: ShardAnswer]) async throws -> ObjectRead {
         var holders: [(node: PlacedNode, shard: Int)] = []
-        for n in p.nodes {
+        for n in p.consulted {
             guard case .holds(let hs) = answers[n.name] else { continue }
             for h in hs where h.version == version && !h.deleted && h.shard < p.k + p.m { holders.append((n, h.shard)) }
         }

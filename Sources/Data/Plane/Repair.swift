@@ -4,10 +4,10 @@ import Erasure
 import Synchronization
 
 public enum RepairOutcome: Equatable, Sendable {
-    /// Every node that answered holds its shard of the newest version.
-    case healthy
-    /// Shards (or delete markers) written to this many nodes.
-    case repaired(Int)
+    /// The key's newest version (an object, or a delete marker) after the repair: shards written
+    /// to the current slots' nodes that lacked theirs, and slots still without (their node
+    /// silent, or the write failed).
+    case checked(written: Int, missing: Int, marker: Bool)
     /// Another node holding the key comes first in its partition and repairs it.
     case notMine
     /// The key has no version anywhere.
@@ -30,9 +30,47 @@ final class RepairQueue: Sendable {
     }
 
     func end(_ id: String) { _ = inFlight.withLock { $0.remove(id) } }
+
+    var count: Int { inFlight.withLock { $0.count } }
+}
+
+/// One repair of a key at a time on this node (a read repair and the repairer's pass would
+/// otherwise write the same shard to the same node at once, and both fail): the next waits.
+final class KeyGate: Sendable {
+    let state = Mutex<[String: [CheckedContinuation<Void, Never>]]>([:])
+
+    func enter(_ id: String) async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let now = state.withLock { s -> Bool in
+                guard s[id] != nil else {
+                    s[id] = []
+                    return true
+                }
+                s[id]!.append(c)
+                return false
+            }
+            if now { c.resume() }
+        }
+    }
+
+    func leave(_ id: String) {
+        let next = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            guard var waiting = s[id], !waiting.isEmpty else {
+                s[id] = nil
+                return nil
+            }
+            let c = waiting.removeFirst()
+            s[id] = waiting
+            return c
+        }
+        next?.resume()
+    }
 }
 
 extension DataPlane {
+    /// Read repairs under way now.
+    public var repairsInFlight: Int { repairs.count }
+
     /// Repairs a key in the background (read repair), unless it is being repaired already.
     func scheduleRepair(bucket: String, key: String) {
         let id = bucket + "\u{0}" + key
@@ -50,6 +88,9 @@ extension DataPlane {
     /// byte for byte), or the delete marker. With `onlyAs`, only the node holding the version
     /// at the lowest slot repairs, so that one node of many walking their keys does it.
     public func repair(bucket: String, key: String, onlyAs me: String? = nil) async -> RepairOutcome {
+        let id = bucket + "\u{0}" + key
+        await repairGate.enter(id)
+        defer { repairGate.leave(id) }
         let p: Placed
         do { p = try placed(bucket, key) } catch { return .failed("\(error)") }
         let answers = await askHeld(bucket, key, p)
@@ -57,8 +98,9 @@ extension DataPlane {
             if case .holds(let hs) = answers[node] { return hs.contains { $0.version == v } }
             return false
         }
-        func mine(_ v: ObjectVersion) -> Bool { me == nil || p.nodes.first { holds($0.name, v) }?.name == me }
-        switch ReadResolution.resolve(answers, k: p.k, readQuorum: p.readQuorum, writeQuorum: p.writeQuorum) {
+        func mine(_ v: ObjectVersion) -> Bool { me == nil || p.consulted.first { holds($0.name, v) }?.name == me }
+        let silent = p.nodes.filter { if case .holds = answers[$0.name] { false } else { true } }.count
+        switch resolve(answers, p) {
         case .unavailable(let answered, let needed): return .failed("\(answered) nodes answered, \(needed) needed")
         case .inDoubt(let v): return .failed("version \(v) is in doubt")
         case .notFound(let lacking):
@@ -66,7 +108,6 @@ extension DataPlane {
             for case .holds(let hs) in answers.values { markers += hs.filter(\.deleted).map(\.version) }
             guard let marker = markers.max() else { return .absent }
             guard mine(marker) else { return .notMine }
-            guard !lacking.isEmpty else { return .healthy }
             let meta = VersionMeta(
                 size: 0, etag: "", contentType: "", lastModifiedMs: 0, userMetadata: [], checksums: [], k: p.k, m: p.m, blockSize: 1, stripes: 0,
                 deleted: true)
@@ -75,13 +116,36 @@ extension DataPlane {
                 let ref = ShardRef(bucket: bucket, key: key, version: marker, shard: i, deleted: true)
                 if (try? await write(ref, to: n, meta: meta.encoded())) != nil { done += 1 }
             }
-            return .repaired(done)
-        case .serve(let v, _, let lacking):
+            return .checked(written: done, missing: silent + lacking.count - done, marker: true)
+        case .serve(let v, _, _):
             guard mine(v) else { return .notMine }
-            guard !lacking.isEmpty else { return .healthy }
+            let lacking = self.lacking(v, p, answers)
+            guard !lacking.isEmpty else { return .checked(written: 0, missing: silent, marker: false) }
             do {
-                return .repaired(try await rebuild(bucket, key, v, p, answers, for: Set(lacking)))
+                let done = try await rebuild(bucket, key, v, p, answers, for: Set(lacking))
+                return .checked(written: done, missing: silent + lacking.count - done, marker: false)
             } catch { return .failed("\(error)") }
+        }
+    }
+
+    /// Whether this node's shards `mine` of a key, placed here by an earlier layout, may go:
+    /// the newest version is served, and each of `mine` of it is held by its slot's node now
+    /// (older ones are superseded), or a delete marker at least as new as each is on a write
+    /// quorum of the current slots. Anything else (in doubt, unreadable) keeps them.
+    public func movedAway(bucket: String, key: String, mine: [Held]) async -> Bool {
+        guard let p = try? placed(bucket, key) else { return false }
+        let answers = await askHeld(bucket, key, p)
+        func holds(_ slot: Int, _ test: (Held) -> Bool) -> Bool {
+            guard slot < p.nodes.count, case .holds(let hs) = answers[p.nodes[slot].name] else { return false }
+            return hs.contains(where: test)
+        }
+        switch resolve(answers, p) {
+        case .serve(let v, _, _):
+            return mine.allSatisfy { h in h.version < v || (h.version == v && holds(h.shard) { $0.version == v && $0.shard == h.shard }) }
+        case .notFound:
+            return mine.allSatisfy { h in p.nodes.indices.filter { holds($0) { $0.deleted && $0.version >= h.version } }.count >= p.writeQuorum }
+        default:
+            return false
         }
     }
 

@@ -172,6 +172,13 @@ public final class ShardStore: Sendable {
         return try Files.list(dir).compactMap(Self.parse).sorted { $0.version > $1.version }
     }
 
+    /// The committed versions of a key this node holds with their files' sizes, newest first.
+    public func files(bucket: String, key: String) -> [(held: Held, bytes: Int)] {
+        ((try? held(bucket: bucket, key: key)) ?? []).map { h in
+            (h, Files.size(path(ShardRef(bucket: bucket, key: key, version: h.version, shard: h.shard, deleted: h.deleted))) ?? 0)
+        }
+    }
+
     /// `<time>-<writer>.<shard>[d]`; nil for anything else (never trusted beyond its shape).
     static func parse(_ name: String) -> Held? {
         let parts = name.split(separator: ".", omittingEmptySubsequences: false)

@@ -21,6 +21,18 @@ public enum Files {
 
     public static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
 
+    /// A file's size in bytes; nil when it cannot be stat'ed (gone, say).
+    public static func size(_ path: String) -> Int? {
+        var st = stat()
+        return stat(path, &st) == 0 ? Int(st.st_size) : nil
+    }
+
+    /// Bytes free to unprivileged writers on the file system holding `path`.
+    public static func freeBytes(_ path: String) -> UInt64? {
+        var st = statvfs()
+        return statvfs(path, &st) == 0 ? UInt64(st.f_bavail) * UInt64(st.f_frsize) : nil
+    }
+
     /// Writes `bytes` to `path` so that a crash leaves either the old file or the new one:
     /// temp file in the same directory, fsync, rename, fsync the directory.
     public static func writeAtomically(_ bytes: [UInt8], to path: String, mode: mode_t = 0o600) throws(FileError) {

@@ -54,10 +54,11 @@ final class Repairer: Sendable {
         if now { publish(r) }
     }
 
-    /// This node's shards of a key that its layout places on other nodes, with their bytes.
+    /// This node's shards of a key that its layout places on other nodes, with their bytes. A
+    /// shard past the layout's slots (written under a wider scheme) has no other place: it stays.
     func misplaced(_ bucket: String, _ key: String) -> (held: [Held], bytes: Int) {
         guard let p = try? plane.map.placement(bucket: bucket, key: key) else { return ([], 0) }
-        let away = shards.files(bucket: bucket, key: key).filter { $0.held.shard >= p.nodes.count || p.nodes[$0.held.shard].name != name }
+        let away = shards.files(bucket: bucket, key: key).filter { $0.held.shard < p.nodes.count && p.nodes[$0.held.shard].name != name }
         return (away.map(\.held), away.reduce(0) { $0 + $1.bytes })
     }
 
@@ -125,7 +126,7 @@ final class Repairer: Sendable {
             let away = misplaced(bucket, key)
             if !away.held.isEmpty {
                 if await plane.movedAway(bucket: bucket, key: key, mine: away.held) {
-                    for h in away.held { try? shards.revert(ShardRef(bucket: bucket, key: key, version: h.version, shard: h.shard, deleted: h.deleted)) }
+                    for h in away.held { try? shards.revert(h.ref(bucket, key)) }
                     moved += UInt64(away.bytes)
                     let elapsed = (ContinuousClock.now - started) / .milliseconds(1)
                     report(now: false) { r in

@@ -47,12 +47,12 @@ struct StatusCommand: ParsableCommand {
             "cluster \(s.clusterID.isEmpty ? "(not initialized)" : s.clusterID)  self \(s.selfName)  leader \(s.leader ?? "none")  "
             + "term \(s.term)  commit \(s.commitIndex)  applied \(s.appliedIndex)  voters \(s.voters) (quorum \(s.quorum))\n"
         let rows =
-            [["NAME", "RAFT", "GOSSIP", "RAFT ADDRESS", "LAST CONTACT", "MATCH"]]
+            [["NAME", "RAFT", "GOSSIP", "RAFT ADDRESS", "LAST CONTACT", "MATCH", "USED", "FREE"]]
             + s.nodes.map { n in
                 [
                     n.name, n.raftRole, n.status, n.raftAddress ?? "-",
                     n.lastContactMs.map { $0 < 1000 ? "\($0)ms" : String(format: "%.1fs", Double($0) / 1000) } ?? "-",
-                    n.matchIndex.map(String.init) ?? "-",
+                    n.matchIndex.map(String.init) ?? "-", n.usedBytes.map(Self.size) ?? "-", n.freeBytes.map(Self.size) ?? "-",
                 ]
             }
         out += Table.render(rows)
@@ -60,10 +60,30 @@ struct StatusCommand: ParsableCommand {
             let moving = l.migrating == 0 ? "" : ", \(l.migrating) earlier version\(l.migrating == 1 ? "" : "s") still consulted while data moves"
             out += "layout version \(l.version): scheme \(l.scheme) over \(l.members) node\(l.members == 1 ? "" : "s")\(moving) (stacks layout show)\n"
         }
+        if let d = s.data {
+            out +=
+                "objects \(d.objects): \(d.objects - min(d.objects, d.degraded)) fully redundant, \(d.degraded) degraded, \(d.atRisk) at risk, "
+                + "\(d.repairing) being repaired; \(Self.size(d.usedBytes)) used, \(Self.size(d.freeBytes)) free\n"
+            if let r = d.rebalance {
+                let eta = r.etaSeconds.map { ", about \($0) s left" } ?? ""
+                out +=
+                    "rebalance: \(r.partitionsChanged) of \(r.partitions) partitions changed; \(r.keysLeft) keys (\(Self.size(r.bytesLeft))) left to move, "
+                    + "\(Self.size(r.bytesMoved)) moved at \(Self.size(r.bytesPerSecond))/s\(eta)\n"
+            }
+        }
         out +=
             "legend: RAFT leader|voter|learner|none (not in the group yet); GOSSIP alive|suspect|dead|left; "
-            + "LAST CONTACT since this node heard it over Raft; MATCH log index stored there (leader's view)\n"
+            + "LAST CONTACT since this node heard it over Raft; MATCH log index stored there (leader's view); "
+            + "USED, FREE and objects as of each node's last repair pass\n"
         out += s.healthy ? "health: ok\n" : s.problems.map { "health: \($0)\n" }.joined()
         return out
+    }
+
+    /// Bytes in binary units, as `du -h` prints them.
+    static func size(_ bytes: UInt64) -> String {
+        let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"]
+        var v = Double(bytes), u = 0
+        while v >= 1024 && u < units.count - 1 { v /= 1024; u += 1 }
+        return u == 0 ? "\(bytes) B" : String(format: "%.1f", v) + " " + units[u]
     }
 }

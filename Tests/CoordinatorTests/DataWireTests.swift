@@ -4,12 +4,13 @@ import Support
 import Testing
 
 @Suite struct DataWireTests {
-    static let ref = ShardRef(bucket: "photos", key: "2026/12/a b.jpg", version: ObjectVersion(time: .init(ms: 77, logical: 3), writer: 0xABCD), shard: 5)
+    static let ref = ShardRef(
+        bucket: "photos", key: "2026/12/a b.jpg", version: ObjectVersion(time: .init(ms: 77, logical: 3), writer: 0xABCD), shard: 5, k: 4, m: 2)
     static let frames: [DataFrame] = [
         .putShard(ref), .stripe(header: Array(repeating: 9, count: 13), bytes: Array(0..<200)), .finish(meta: [1, 2, 3]), .end,
-        .commit(ref), .abort(ref), .revert(ShardRef(bucket: "b", key: "", version: ref.version, shard: 0, deleted: true)),
+        .commit(ref), .abort(ref), .revert(ShardRef(bucket: "b", key: "", version: ref.version, shard: 0, k: 4, m: 2, deleted: true)),
         .held(bucket: "photos", key: "k"), .getShard(ref, first: 2, count: 8), .prepared, .ok,
-        .versions([Held(ref.version, shard: 1), Held(ref.version, shard: 2, deleted: true)]), .versions([]), .meta([]),
+        .versions([Held(ref.version, shard: 1, k: 4, m: 2), Held(ref.version, shard: 2, k: 4, m: 2, deleted: true)]), .versions([]), .meta([]),
         .error(DataError(.notFound, "no such shard")), .list(bucket: "b", prefix: "p/", after: "p/a", limit: 1000),
         .listing(
             [ListEntry(key: "p/b", version: ref.version, deleted: false, meta: [1, 2]), ListEntry(key: "p/c", version: ref.version, deleted: true, meta: [])],

@@ -39,6 +39,22 @@ import Testing
 /// with every node answering it always decides; with at most w−k silent it is never in doubt
 /// unless a newer write may have been acknowledged; and a writer that saw a version writes above it.
 @Suite struct ReadResolutionTests {
+    /// A version keeps the scheme it was written with: one written at 2+1 reads from its 2 data
+    /// shards under a layout now at 4+2; one claiming 4+2 with 3 shards is not whole.
+    @Test func eachVersionIsWholeByItsOwnScheme() {
+        let old = ObjectVersion(time: .init(ms: 1, logical: 0), writer: 1), new = ObjectVersion(time: .init(ms: 2, logical: 0), writer: 2)
+        var answers: [String: ShardAnswer] = [:]
+        for i in 0..<6 { answers["n\(i)"] = .holds(i < 3 ? [Held(old, shard: i, k: 2, m: 1)] : []) }
+        guard case .serve(let v, let shards, _) = ReadResolution.resolve(answers, k: 4, readQuorum: 2, writeQuorum: 5) else {
+            Issue.record("not served")
+            return
+        }
+        #expect(v == old && shards.map(\.shard) == [0, 1])
+        for i in 0..<3 { answers["n\(i)"] = .holds([Held(new, shard: i, k: 4, m: 2), Held(old, shard: i, k: 2, m: 1)]) }
+        answers["n3"] = .failed
+        #expect(ReadResolution.resolve(answers, k: 2, readQuorum: 2, writeQuorum: 4) == .inDoubt(new), "3 of the 4 shards 4+2 needs, one node silent")
+    }
+
     @Test func readsNeverServeOlderThanTheNewestAcknowledgedWrite() {
         var counts = (reads: 0, served: 0, inDoubt: 0, repairs: 0)
         let failures = Seeds.each(0..<500) { seed in
@@ -61,7 +77,7 @@ import Testing
                 if let a = seen { clocks[writer].observe(a.time, nowMs: now + skew[writer]) }
                 let v = ObjectVersion(time: clocks[writer].now(now + skew[writer]), writer: rng.next())
                 if let a = seen, v <= a { failures.append("a write after reading \(a) got \(v)") }
-                held = write(v, held: held, rng: &rng, nodes: nodes, deleted: rng.next() % 5 == 0, acked: &acked, ackedDelete: &ackedDelete, w: w)
+                held = write(v, held: held, rng: &rng, nodes: nodes, deleted: rng.next() % 5 == 0, acked: &acked, ackedDelete: &ackedDelete, w: w, k: k, m: m)
                 // A read with up to m nodes silent.
                 let silent = Set(nodes.filter { _ in rng.next() % UInt64(n) < UInt64(m) }.prefix(Int(rng.next() % UInt64(m + 1))))
                 var answers: [String: ShardAnswer] = [:]
@@ -101,12 +117,12 @@ import Testing
     /// One write reaching a random subset of nodes (each node its own slot's shard).
     func write(
         _ v: ObjectVersion, held: [String: [Held]], rng: inout SeededRandom, nodes: [String], deleted: Bool,
-        acked: inout ObjectVersion?, ackedDelete: inout Bool, w: Int
+        acked: inout ObjectVersion?, ackedDelete: inout Bool, w: Int, k: Int, m: Int
     ) -> [String: [Held]] {
         var held = held
         let full = rng.next() % 3 != 0
         let reached = nodes.enumerated().filter { _ in full || rng.next() % 2 == 0 }
-        for (slot, node) in reached { held[node, default: []].append(Held(v, shard: slot, deleted: deleted)) }
+        for (slot, node) in reached { held[node, default: []].append(Held(v, shard: slot, k: k, m: m, deleted: deleted)) }
         if reached.count >= w, acked.map({ v > $0 }) ?? true {
             acked = v
             ackedDelete = deleted

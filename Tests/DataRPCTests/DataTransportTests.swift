@@ -33,7 +33,7 @@ struct KeySealer: Sealer {
     }
 
     func ref(_ key: String) -> ShardRef {
-        ShardRef(bucket: "bkt", key: key, version: ObjectVersion(time: .init(ms: 5, logical: 0), writer: 9), shard: 1)
+        ShardRef(bucket: "bkt", key: key, version: ObjectVersion(time: .init(ms: 5, logical: 0), writer: 9), shard: 1, k: 4, m: 2)
     }
 
     /// Asks the server what it holds of one key, over a fresh client.

@@ -13,7 +13,7 @@ import Testing
     }
     static let header = [UInt8](repeating: 1, count: 13)
     func ref(_ key: String = "k", _ t: UInt64 = 10) -> ShardRef {
-        ShardRef(bucket: "bkt", key: key, version: ObjectVersion(time: .init(ms: t, logical: 0), writer: 7), shard: 3)
+        ShardRef(bucket: "bkt", key: key, version: ObjectVersion(time: .init(ms: t, logical: 0), writer: 7), shard: 3, k: 4, m: 2)
     }
     func frame(_ a: ShardServer.Answer) -> DataFrame? { if case .frame(let f) = a { return f } else { return nil } }
     func isNone(_ a: ShardServer.Answer) -> Bool { if case .none = a { return true } else { return false } }
@@ -31,7 +31,7 @@ import Testing
         #expect(frame(server.handle(.finish(meta: [9]))) == .prepared)
         #expect(frame(server.handle(.held(bucket: "bkt", key: "k"))) == .versions([]), "invisible before commit")
         #expect(frame(server.handle(.commit(r))) == .ok)
-        #expect(frame(server.handle(.held(bucket: "bkt", key: "k"))) == .versions([Held(r.version, shard: 3)]))
+        #expect(frame(server.handle(.held(bucket: "bkt", key: "k"))) == .versions([Held(r.version, shard: 3, k: 4, m: 2)]))
         guard case .stream(let source, let range) = server.handle(.getShard(r, first: 1, count: 5)) else {
             Issue.record("no stream")
             return

@@ -1,25 +1,34 @@
 """Objects spread over real `stacks` processes: six nodes (4+2), every object written through one
 node is read back byte-exact through every other, and stays so with any two nodes killed -9;
-listings, overwrites and deletes agree everywhere at once; racing writers leave one whole object."""
+listings, overwrites and deletes agree everywhere at once; racing writers leave one whole object.
+`stacks status` shows capacity and data health; a seventh node gets its share of the data and
+the old copies go; a node removed for good has its shards rebuilt on the others."""
 import hashlib
+import json
 import os
 import random
+import subprocess
 import threading
 
 import pytest
 from boto3.s3.transfer import TransferConfig
 
+from stacks_node import stacks_binary
 from test_layout import layout, same_layout_everywhere
-from test_raft import healthy_with, wait_for
+from test_raft import healthy_with, leader_of, status, wait_for
 
 SIZES = [0, 1, 4096, 65_537, (1 << 20) + 3, 3 * (1 << 20) + 11, 9 * (1 << 20)]
+# Long enough that the kills of the first test never remove a node; the last test waits it out.
+REMOVE_AFTER_S = 60
+SETTINGS = {"raft": {"dead_voter_after": 2}, "data": {"remove_after": REMOVE_AFTER_S, "repair_interval": 2}}
+# What the first test stored in bucket "spread", for the tests after it.
+STORED: dict = {}
 
 
 @pytest.fixture(scope="module")
 def six(module_node_factory):
-    settings = {"raft": {"dead_voter_after": 2}, "data": {"remove_after": 3600, "repair_interval": 2}}
-    first = module_node_factory("o1", tags={"zone": "a"}, **settings)
-    rest = [module_node_factory(f"o{i}", start=False, seeds=[first.gossip_address], tags={"zone": "abc"[i % 3]}, **settings)
+    first = module_node_factory("o1", tags={"zone": "a"}, **SETTINGS)
+    rest = [module_node_factory(f"o{i}", start=False, seeds=[first.gossip_address], tags={"zone": "abc"[i % 3]}, **SETTINGS)
             for i in range(2, 7)]
     for n in rest:
         n.start()
@@ -35,6 +44,11 @@ def shard_files(node, bucket: str, key: str) -> list:
     h = hashlib.sha256(bucket.encode() + b"\0" + key.encode()).digest()[:16].hex()
     d = node.data_dir / "cluster" / "shards" / h[:2] / h
     return sorted(p for p in d.iterdir() if p.name != "name") if d.exists() else []
+
+
+def shard_of(path) -> int:
+    """The shard number in a stripe file's name, `<time>-<writer>.<shard>.<k>.<m>[d]`."""
+    return int(path.name.split(".")[1])
 
 
 def body(size: int, seed: int) -> bytes:
@@ -111,6 +125,7 @@ def test_objects_written_anywhere_read_everywhere_and_survive_two_kills(six):
                 return False, f"{key} lacks shards on {lacking}"
         return True, ""
     wait_for("every object on all six nodes", redundant, 60)
+    STORED.update(objects)
 
 
 def test_flipped_bytes_are_served_around_and_rewritten(six):
@@ -119,8 +134,8 @@ def test_flipped_bytes_are_served_around_and_rewritten(six):
     data = body(3 * (1 << 20), 42)
     six[1].client().put_object(Bucket=bucket, Key="k", Body=data)
     # The node holding data shard 0 (read first by every GET) gets bytes flipped in a record.
-    holder = next(n for n in six if any(p.name.endswith(".0") for p in shard_files(n, bucket, "k")))
-    path = next(p for p in shard_files(holder, bucket, "k") if p.name.endswith(".0"))
+    holder = next(n for n in six if any(shard_of(p) == 0 for p in shard_files(n, bucket, "k")))
+    path = next(p for p in shard_files(holder, bucket, "k") if shard_of(p) == 0)
     good = path.read_bytes()
     bad = bytearray(good)
     for i in range(1000, 1100):
@@ -177,3 +192,99 @@ def test_racing_writers_leave_one_whole_object(six):
         assert not errors, errors
         seen = {n.client().get_object(Bucket=bucket, Key="hot")["Body"].read() for n in six}
         assert len(seen) == 1 and seen.pop() in bodies, f"round {round_}: not one whole object everywhere"
+
+
+def data_status(node) -> tuple[int, dict]:
+    rc, s = status(node)
+    return rc, s.get("data") or {}
+
+
+def test_status_shows_capacity_and_data_health(six):
+    """Each node's used and free bytes; objects degraded while a node is down, and none once
+    it is back and repaired, in JSON and in the table."""
+    assert STORED, "runs after the first test"
+
+    def whole(want_rc):
+        def check():
+            rc, s = status(six[0])
+            d = s.get("data") or {}
+            used = {n["name"]: n.get("used_bytes") for n in s["nodes"] if n["status"] == "alive"}
+            ok = rc == want_rc and d.get("objects", 0) >= len(STORED) and d.get("degraded") == 0 and d.get("at_risk") == 0 \
+                and len(used) == 6 and all(u and u > 0 for u in used.values()) and d.get("free_bytes", 0) > 0
+            return ok, f"rc={rc} data={d} used={used} problems={s['problems']}"
+        return check
+    wait_for("every object fully redundant", whole(0), 60)
+    victim = next(n for n in six if n is not leader_of(six))
+    victim.kill()
+    up = [n for n in six if n is not victim]
+
+    def degraded():
+        rc, d = data_status(up[0])
+        return rc == 1 and d.get("degraded", 0) >= len(STORED), f"rc={rc} {d}"
+    wait_for("objects degraded with a node down", degraded, 60)
+    victim.restart()
+    wait_for("every object fully redundant again", whole(0), 90)
+    table = subprocess.run([str(stacks_binary()), "status", "--data-dir", str(six[1].data_dir)], capture_output=True, text=True, timeout=20)
+    assert table.returncode == 0, table.stdout + table.stderr
+    assert "USED" in table.stdout and "FREE" in table.stdout
+    assert " 0 degraded, 0 at risk" in table.stdout, table.stdout
+
+
+def placed_on(nodes, bucket, key) -> list[str]:
+    return [n.name for n in nodes if shard_files(n, bucket, key)]
+
+
+def all_exact_through(nodes):
+    for n in nodes:
+        c = n.client()
+        assert sorted(keys_of(c, "spread")) == sorted(STORED), f"listing through {n.name}"
+        for key, data in STORED.items():
+            assert c.get_object(Bucket="spread", Key=key)["Body"].read() == data, f"{key} through {n.name}"
+
+
+def wait_moved(nodes, what):
+    """Until the layout consults no earlier version; the rebalance progress status showed meanwhile."""
+    seen = []
+
+    def done():
+        _, s = status(nodes[0])
+        r = (s.get("data") or {}).get("rebalance")
+        if r:
+            seen.append(r)
+        return s["layout"]["migrating"] == 0 and not r, json.dumps(s.get("layout")) + json.dumps(s.get("data"))
+    wait_for(what, done, 180)
+    print(f"{what}: rebalance progress seen {len(seen)} times, last {seen[-1] if seen else None}")
+
+
+def test_a_seventh_node_gets_its_share_and_old_copies_go(six, module_node_factory):
+    assert STORED, "runs after the first test"
+    seventh = module_node_factory("o7", seeds=[six[0].gossip_address], tags={"zone": "b"}, **SETTINGS)
+    nodes = six + [seventh]
+    wait_for("seven nodes in the layout", same_layout_everywhere(nodes, lambda v: len(v["members"]) == 7), 60)
+    # Reads keep working while data moves.
+    some = sorted(STORED)[:3]
+    for key in some:
+        assert seventh.client().get_object(Bucket="spread", Key=key)["Body"].read() == STORED[key]
+    wait_moved(nodes, "data moved to the seventh node")
+    spread = {key: placed_on(nodes, "spread", key) for key in STORED}
+    assert all(len(on) == 6 for on in spread.values()), f"each key on k+m nodes, old copies gone: {spread}"
+    assert any("o7" in on for on in spread.values()), "the seventh node holds its share"
+    all_exact_through(nodes)
+    six.append(seventh)  # the module's cluster has seven nodes from here on
+
+
+def test_a_node_removed_for_good_is_rebuilt_on_the_others(six):
+    assert len(six) == 7 and STORED, "runs after the seventh node joined"
+    victim = next(n for n in six if n is not leader_of(six) and n.name != "o7")
+    victim.kill()
+    rest = [n for n in six if n is not victim]
+    wait_for("the dead node out of the layout",
+             same_layout_everywhere(rest, lambda v: victim.name not in [m["name"] for m in v["members"]]), REMOVE_AFTER_S + 60)
+    wait_moved(rest, "data moved to the layout without the dead node")
+
+    def rebuilt():
+        spread = {key: placed_on(rest, "spread", key) for key in STORED}
+        _, d = data_status(rest[0])
+        return all(len(on) == 6 for on in spread.values()) and d.get("degraded") == 0 and d.get("at_risk") == 0, f"{d} {spread}"
+    wait_for("each key back on k+m live nodes, none degraded", rebuilt, 120)
+    all_exact_through(rest)

@@ -181,4 +181,24 @@ import Testing
         #expect(failures.isEmpty, "\(Seeds.report(failures))")
         print("layout-policy: 200 seeds, \(versions) layout versions proposed")
     }
+
+    /// Migration to a version ends once every alive node of it and of the earlier versions
+    /// consulted has settled under it; a dead one is not waited for, a lagging one is.
+    @Test func migrationEndsWhenEveryAliveNodeSettled() throws {
+        let policy = LayoutPolicy(removeAfter: .seconds(30))
+        let now = Instant(nanoseconds: 0)
+        let old = try Layout().next(members: members(6), requested: Layout().requested)
+        let new = try old.next(members: members(7).filter { $0.name != "n5" }, requested: old.requested)
+        var nodes: [String: LayoutPolicy.Node] = [:]
+        for i in 0..<7 { nodes["n\(i)"] = .init(health: .alive, since: now, settled: new.version) }
+        func finished() -> UInt64? { policy.finished(.init(leader: "n0", layout: new, nodes: nodes, now: now), migrating: [old]) }
+        #expect(finished() == new.version)
+        #expect(policy.finished(.init(leader: "n0", layout: new, nodes: nodes, now: now), migrating: []) == nil, "nothing migrating")
+        nodes["n5"]!.settled = old.version  // removed from the layout, still holding shards it must hand over
+        #expect(finished() == nil)
+        nodes["n5"]!.health = .dead
+        #expect(finished() == new.version, "a dead node is not waited for")
+        nodes["n6"]!.settled = 0  // the newcomer has not finished a pass
+        #expect(finished() == nil)
+    }
 }

@@ -29,26 +29,29 @@ import Testing
         let store = try ShardStore(root: root)
         let weird = ["../../etc/passwd", "", "a/b/c", "ключ", String(repeating: "x", count: 1024)]
         for (i, key) in weird.enumerated() {
-            let id = ShardRef(bucket: "bkt", key: key, version: version(UInt64(100 + i)), shard: 2)
+            let id = ShardRef(bucket: "bkt", key: key, version: version(UInt64(100 + i)), shard: 2, k: 4, m: 2)
             try write(store, id, records: [[1, 2, 3], [], Array(repeating: 9, count: 5000)])
             #expect(try store.held(bucket: "bkt", key: key).isEmpty, "not visible before commit")
             try store.commit(id)
             try store.commit(id)  // idempotent
-            #expect(try store.held(bucket: "bkt", key: key) == [Held(id.version, shard: 2)])
+            #expect(try store.held(bucket: "bkt", key: key) == [Held(id.version, shard: 2, k: 4, m: 2)])
             #expect(store.path(id).hasPrefix(root + "/shards/") && !store.path(id).contains(".."))
             let r = try store.open(id)
             #expect(r.meta == [1, 2, 3] && r.count == 3)
             #expect(try r.record(2).bytes == Array(repeating: 9, count: 5000) && r.record(1).bytes.isEmpty && r.record(0).header == header)
         }
         // Two versions and a delete marker, newest first; abort and revert.
-        let a = ShardRef(bucket: "b2", key: "k", version: version(5), shard: 0)
-        let b = ShardRef(bucket: "b2", key: "k", version: version(6), shard: 0)
-        let d = ShardRef(bucket: "b2", key: "k", version: version(7), shard: 0, deleted: true)
-        let failed = ShardRef(bucket: "b2", key: "k", version: version(8), shard: 0)
+        let a = ShardRef(bucket: "b2", key: "k", version: version(5), shard: 0, k: 4, m: 2)
+        let b = ShardRef(bucket: "b2", key: "k", version: version(6), shard: 0, k: 4, m: 2)
+        let d = ShardRef(bucket: "b2", key: "k", version: version(7), shard: 0, k: 4, m: 2, deleted: true)
+        let failed = ShardRef(bucket: "b2", key: "k", version: version(8), shard: 0, k: 4, m: 2)
         for id in [a, b, d] { try write(store, id, records: [[1]]); try store.commit(id) }
         try write(store, failed, records: [[1]])
         try store.abort(failed)
-        #expect(try store.held(bucket: "b2", key: "k") == [Held(d.version, shard: 0, deleted: true), Held(b.version, shard: 0), Held(a.version, shard: 0)])
+        #expect(
+            try store.held(bucket: "b2", key: "k") == [
+                Held(d.version, shard: 0, k: 4, m: 2, deleted: true), Held(b.version, shard: 0, k: 4, m: 2), Held(a.version, shard: 0, k: 4, m: 2),
+            ])
         for id in [a, b, d] { try store.revert(id) }
         #expect(try store.held(bucket: "b2", key: "k").isEmpty)
         #expect(try Files.list(root + "/tmp").isEmpty)
@@ -60,14 +63,14 @@ import Testing
         let root = tempRoot()
         defer { try? FileManager.default.removeItem(atPath: root) }
         var store = try ShardStore(root: root)
-        let torn = ShardRef(bucket: "b", key: "torn", version: version(1), shard: 1)
+        let torn = ShardRef(bucket: "b", key: "torn", version: version(1), shard: 1, k: 4, m: 2)
         let w = try store.create(torn)
         try w.append(header: header, [UInt8](repeating: 1, count: 100))
         store = try ShardStore(root: root)  // the process died mid-write
         #expect(try Files.list(root + "/tmp").isEmpty)
         #expect(throws: FileError.self) { try store.commit(torn) }
 
-        let id = ShardRef(bucket: "b", key: "k", version: version(2), shard: 0)
+        let id = ShardRef(bucket: "b", key: "k", version: version(2), shard: 0, k: 4, m: 2)
         try write(store, id, records: [Array(repeating: 3, count: 4000), Array(repeating: 4, count: 4000)], meta: Array("meta".utf8))
         try store.commit(id)
         let good = try Files.read(store.path(id))

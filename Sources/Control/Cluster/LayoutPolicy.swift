@@ -19,8 +19,13 @@ public struct LayoutPolicy: Reconciler {
         public var weight: UInt32?
         /// In the Raft configuration (voter or learner).
         public var inGroup: Bool
-        public init(health: VoterPolicy.Node.Health, since: Instant, zone: String? = nil, weight: UInt32? = nil, inGroup: Bool = true) {
-            self.health = health; self.since = since; self.zone = zone; self.weight = weight; self.inGroup = inGroup
+        /// The newest layout version under which a whole pass of its repairer found no shard
+        /// there placed elsewhere (its gossiped `DataReport`).
+        public var settled: UInt64
+        public init(
+            health: VoterPolicy.Node.Health, since: Instant, zone: String? = nil, weight: UInt32? = nil, inGroup: Bool = true, settled: UInt64 = 0
+        ) {
+            self.health = health; self.since = since; self.zone = zone; self.weight = weight; self.inGroup = inGroup; self.settled = settled
         }
     }
 
@@ -56,5 +61,21 @@ public struct LayoutPolicy: Reconciler {
         guard members != o.layout.members || o.layout.version == 0 else { return [] }
         guard let next = try? o.layout.next(members: members, requested: o.layout.requested) else { return [] }
         return [next]
+    }
+
+    /// The version whose migration is over, once every alive node of the current layout and of
+    /// the earlier ones still consulted has settled under it: no shard left on a node its
+    /// layout does not place there, so earlier versions need not be consulted any more. Nodes
+    /// dead or unknown to gossip are not waited for (what they held is rebuilt from parity, and
+    /// one that comes back drops what it holds misplaced once the new node has it).
+    public func finished(_ o: Observed, migrating: [Layout]) -> UInt64? {
+        guard !migrating.isEmpty, o.layout.version > 0 else { return nil }
+        var names = Set(o.layout.members.map(\.name))
+        for l in migrating { names.formUnion(l.members.map(\.name)) }
+        for n in names {
+            guard let node = o.nodes[n], node.health == .alive || node.health == .suspect else { continue }
+            guard node.settled >= o.layout.version else { return nil }
+        }
+        return o.layout.version
     }
 }

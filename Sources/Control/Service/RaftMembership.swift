@@ -48,17 +48,30 @@ extension RaftService {
         var nodes = members.mapValues { m in
             LayoutPolicy.Node(
                 health: Self.health(m.status), since: m.since, zone: m.tags["zone"],
-                weight: m.tags["weight"].flatMap { UInt32($0) }, inGroup: group.contains(m.name))
+                weight: m.tags["weight"].flatMap { UInt32($0) }, inGroup: group.contains(m.name),
+                settled: DataReport(tag: m.tags[DataReport.tag])?.settledVersion ?? 0)
         }
         if nodes[name] == nil { nodes[name] = LayoutPolicy.Node(health: .alive, since: Instant(now)) }
         let policy = LayoutPolicy(removeAfter: settings.removeAfter)
-        guard let next = policy.plan(.init(leader: name, layout: read { $0.layout }, nodes: nodes, now: Instant(now))).first else { return }
-        layoutProposed = next.version
-        logger.info(
-            "layout management", metadata: ["version": "\(next.version)", "scheme": "\(next.scheme)", "nodes": "\(next.members.map(\.name))"])
+        let (layout, migrating) = read { ($0.layout, $0.migrating) }
+        let observed = LayoutPolicy.Observed(leader: name, layout: layout, nodes: nodes, now: Instant(now))
+        if let next = policy.plan(observed).first {
+            layoutProposed = next.version
+            logger.info(
+                "layout management", metadata: ["version": "\(next.version)", "scheme": "\(next.scheme)", "nodes": "\(next.members.map(\.name))"])
+            propose(.applyLayout(next, consumed: LayoutStage()), what: "layout version \(next.version)")
+        } else if let done = policy.finished(observed, migrating: migrating) {
+            layoutProposed = done
+            logger.info("data moved for layout version \(done); earlier versions no longer consulted")
+            propose(.finishMigration(version: done), what: "end of migration to layout version \(done)")
+        }
+    }
+
+    /// Submits a layout command; the next waits until this one is answered.
+    private func propose(_ c: Command, what: String) {
         Task {
-            let outcome = try? await self.submit(.applyLayout(next, consumed: LayoutStage()))
-            if outcome != .ok { self.logger.info("layout version \(next.version) not applied: \(outcome.map { "\($0)" } ?? "no answer")") }
+            let outcome = try? await self.submit(c)
+            if outcome != .ok { self.logger.info("\(what) not applied: \(outcome.map { "\($0)" } ?? "no answer")") }
             self.loop.execute { self.layoutProposed = nil }
         }
     }

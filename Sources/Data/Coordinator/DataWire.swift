@@ -7,10 +7,15 @@ public struct ShardRef: Hashable, Sendable {
     public var key: String
     public var version: ObjectVersion
     public var shard: Int
+    /// The version's scheme: k data and m parity shards (each version keeps the one it was
+    /// written with, whatever the layout's is now).
+    public var k: Int
+    public var m: Int
     public var deleted: Bool
-    public init(bucket: String, key: String, version: ObjectVersion, shard: Int, deleted: Bool = false) {
-        self.bucket = bucket; self.key = key; self.version = version; self.shard = shard; self.deleted = deleted
+    public init(bucket: String, key: String, version: ObjectVersion, shard: Int, k: Int, m: Int, deleted: Bool = false) {
+        self.bucket = bucket; self.key = key; self.version = version; self.shard = shard; self.k = k; self.m = m; self.deleted = deleted
     }
+    public var held: Held { Held(version, shard: shard, k: k, m: m, deleted: deleted) }
 }
 
 /// What nodes say to each other over the data connection: one request at a time per
@@ -105,7 +110,9 @@ public enum DataWire {
         case .versions(let hs):
             w.u8(11)
             w.u32(UInt32(hs.count))
-            for h in hs { w.u64(h.version.time.raw); w.u64(h.version.writer); w.u8(UInt8(h.shard)); w.u8(h.deleted ? 1 : 0) }
+            for h in hs {
+                w.u64(h.version.time.raw); w.u64(h.version.writer); w.u8(UInt8(h.shard)); w.u8(UInt8(h.k)); w.u8(UInt8(h.m)); w.u8(h.deleted ? 1 : 0)
+            }
         case .meta(let m): w.u8(12); w.blob(m)
         case .finish(let meta): w.u8(14); w.blob(meta)
         case .list(let b, let p, let a, let n): w.u8(15); w.string(b); w.string(p); w.string(a); w.u32(n)
@@ -122,14 +129,14 @@ public enum DataWire {
     static func ref(_ s: ShardRef, _ w: inout BinaryWriter) {
         w.string(s.bucket); w.string(s.key)
         w.u64(s.version.time.raw); w.u64(s.version.writer)
-        w.u8(UInt8(s.shard)); w.u8(s.deleted ? 1 : 0)
+        w.u8(UInt8(s.shard)); w.u8(UInt8(s.k)); w.u8(UInt8(s.m)); w.u8(s.deleted ? 1 : 0)
     }
 
     static func ref(_ r: inout BinaryReader) throws(DecodeError) -> ShardRef {
         let bucket = try r.string(max: maxBucket), key = try r.string(max: maxKey)
         let version = ObjectVersion(time: HybridClock.Timestamp(raw: try r.u64()), writer: try r.u64())
-        let shard = Int(try r.u8())
-        return ShardRef(bucket: bucket, key: key, version: version, shard: shard, deleted: try flag(&r))
+        let shard = Int(try r.u8()), k = Int(try r.u8()), m = Int(try r.u8())
+        return ShardRef(bucket: bucket, key: key, version: version, shard: shard, k: k, m: m, deleted: try flag(&r))
     }
 
     static func flag(_ r: inout BinaryReader) throws(DecodeError) -> Bool {
@@ -165,7 +172,8 @@ public enum DataWire {
             var hs: [Held] = []
             for _ in 0..<n {
                 let v = ObjectVersion(time: HybridClock.Timestamp(raw: try r.u64()), writer: try r.u64())
-                hs.append(Held(v, shard: Int(try r.u8()), deleted: try flag(&r)))
+                let shard = Int(try r.u8()), k = Int(try r.u8()), m = Int(try r.u8())
+                hs.append(Held(v, shard: shard, k: k, m: m, deleted: try flag(&r)))
             }
             f = .versions(hs)
         case 12: f = .meta(try r.blob(max: maxMeta))

@@ -16,8 +16,16 @@ public struct ObjectVersion: Comparable, Hashable, Sendable, CustomStringConvert
 public struct Held: Equatable, Sendable {
     public var version: ObjectVersion
     public var shard: Int
+    /// The version's scheme (data and parity shards).
+    public var k: Int
+    public var m: Int
     public var deleted: Bool
-    public init(_ version: ObjectVersion, shard: Int, deleted: Bool = false) { self.version = version; self.shard = shard; self.deleted = deleted }
+    public init(_ version: ObjectVersion, shard: Int, k: Int, m: Int, deleted: Bool = false) {
+        self.version = version; self.shard = shard; self.k = k; self.m = m; self.deleted = deleted
+    }
+    public func ref(_ bucket: String, _ key: String) -> ShardRef {
+        ShardRef(bucket: bucket, key: key, version: version, shard: shard, k: k, m: m, deleted: deleted)
+    }
 }
 
 /// What one node answered for a key: the versions it holds (its newest few: a write in flight
@@ -57,17 +65,21 @@ public enum ReadResolution: Equatable, Sendable {
         // Distinct shards per version (two nodes holding the same shard count once).
         var shardsOf: [ObjectVersion: [Int: String]] = [:]
         var deleted: Set<ObjectVersion> = []
+        var kOf: [ObjectVersion: Int] = [:]
         for (node, versions) in held {
             for h in versions {
                 if shardsOf[h.version, default: [:]][h.shard] == nil { shardsOf[h.version, default: [:]][h.shard] = node }
                 if h.deleted { deleted.insert(h.version) }
+                // The version's own k (its scheme may differ from the layout's now); the largest
+                // any holder claims, so a lying or damaged holder cannot make too few look whole.
+                kOf[h.version] = max(kOf[h.version] ?? 0, h.k > 0 ? h.k : k)
             }
         }
         // A delete marker is whole with one answer (it carries no data); an object needs k shards.
         let silent = answers.count - held.count
         var served: ObjectVersion?
         for v in shardsOf.keys.sorted(by: >) {
-            if deleted.contains(v) || shardsOf[v]!.count >= k {
+            if deleted.contains(v) || shardsOf[v]!.count >= kOf[v] ?? k {
                 served = v
                 break
             }
@@ -79,7 +91,7 @@ public enum ReadResolution: Equatable, Sendable {
             return .notFound(repair: held.filter { !$0.versions.contains { $0.version >= served } }.map(\.node))
         }
         let repair = held.filter { !$0.versions.contains { $0.version == served } }.map(\.node)
-        let shards = shardsOf[served]!.sorted { $0.key < $1.key }.prefix(k).map { ShardSource(node: $0.value, shard: $0.key) }
+        let shards = shardsOf[served]!.sorted { $0.key < $1.key }.prefix(kOf[served] ?? k).map { ShardSource(node: $0.value, shard: $0.key) }
         return .serve(served, shards: Array(shards), repair: repair)
     }
 }

@@ -204,9 +204,12 @@ public final class DataPlane: Sendable {
     }
 
     /// The current slots' nodes that answered without their own shard of `v` (a node that
-    /// holds another shard of it, placed by an earlier layout, lacks its slot's).
+    /// holds another shard of it, placed by an earlier layout, lacks its slot's). Only the
+    /// slots `v`'s own scheme has: a version keeps the scheme it was written with.
     func lacking(_ v: ObjectVersion, _ p: Placed, _ answers: [String: ShardAnswer]) -> [String] {
-        p.nodes.enumerated().compactMap { i, n in
+        var width = p.nodes.count
+        for case .holds(let hs) in answers.values { if let h = hs.first(where: { $0.version == v }) { width = min(width, h.k + h.m) } }
+        return p.nodes.prefix(width).enumerated().compactMap { i, n in
             guard case .holds(let hs) = answers[n.name], !hs.contains(where: { $0.version == v && $0.shard == i }) else { return nil }
             return n.name
         }
@@ -216,12 +219,18 @@ public final class DataPlane: Sendable {
     /// first k are read, the rest stand by), its metadata loaded.
     func reader(_ bucket: String, _ key: String, _ version: ObjectVersion, _ p: Placed, _ answers: [String: ShardAnswer]) async throws -> ObjectRead {
         var holders: [(node: PlacedNode, shard: Int)] = []
+        var scheme: (k: Int, m: Int)?
         for n in p.consulted {
             guard case .holds(let hs) = answers[n.name] else { continue }
-            for h in hs where h.version == version && !h.deleted && h.shard < p.k + p.m { holders.append((n, h.shard)) }
+            for h in hs where h.version == version && !h.deleted && h.k > 0 {
+                // One scheme per version: the first holder's (its metadata is checked against it).
+                if scheme == nil { scheme = (h.k, h.m) }
+                if h.k == scheme?.k && h.m == scheme?.m && h.shard < h.k + h.m { holders.append((n, h.shard)) }
+            }
         }
         holders.sort { $0.shard < $1.shard }
-        let read = ObjectRead(plane: self, bucket: bucket, key: key, version: version, placed: p, holders: holders)
+        let read = ObjectRead(
+            plane: self, bucket: bucket, key: key, version: version, placed: p, holders: holders, k: scheme?.k ?? p.k, m: scheme?.m ?? p.m)
         try await read.loadMeta()
         return read
     }

@@ -15,14 +15,19 @@ public final class ObjectRead: @unchecked Sendable {
     public let version: ObjectVersion
     let placed: Placed
     let holders: [(node: PlacedNode, shard: Int)]
+    /// The version's scheme, as its holders name it (its metadata must agree).
+    let k: Int, m: Int
     public private(set) var meta = VersionMeta(
         size: 0, etag: "", contentType: "", lastModifiedMs: 0, userMetadata: [], checksums: [], k: 1, m: 0, blockSize: 1, stripes: 0)
 
-    init(plane: DataPlane, bucket: String, key: String, version: ObjectVersion, placed: Placed, holders: [(node: PlacedNode, shard: Int)]) {
+    init(
+        plane: DataPlane, bucket: String, key: String, version: ObjectVersion, placed: Placed, holders: [(node: PlacedNode, shard: Int)], k: Int, m: Int
+    ) {
         self.plane = plane; self.bucket = bucket; self.key = key; self.version = version; self.placed = placed; self.holders = holders
+        self.k = k; self.m = m
     }
 
-    func ref(_ shard: Int) -> ShardRef { ShardRef(bucket: bucket, key: key, version: version, shard: shard) }
+    func ref(_ shard: Int) -> ShardRef { ShardRef(bucket: bucket, key: key, version: version, shard: shard, k: k, m: m) }
 
     /// The version as the S3 layer describes objects.
     public var info: ObjectInfo {
@@ -46,6 +51,7 @@ public final class ObjectRead: @unchecked Sendable {
                     guard try await c.receive(timeout: client.requestTimeout) == .end else { throw PlaneError("\(h.node.name) sent stripes unasked") }
                     return try VersionMeta(decoding: m)
                 }
+                guard meta.k == k && meta.m == m else { throw PlaneError("\(h.node.name)'s metadata says \(meta.k)+\(meta.m), its name \(k)+\(m)") }
                 return
             } catch { last = error }
         }

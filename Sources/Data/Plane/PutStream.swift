@@ -31,7 +31,7 @@ public final class PutStream: @unchecked Sendable {
 
     deinit { if !finished { for l in links { l?.close() } } }
 
-    func ref(_ i: Int) -> ShardRef { ShardRef(bucket: bucket, key: key, version: version, shard: i, deleted: deleted) }
+    func ref(_ i: Int) -> ShardRef { ShardRef(bucket: bucket, key: key, version: version, shard: i, k: placed.k, m: placed.m, deleted: deleted) }
 
     func open() async throws {
         let client = plane.client

@@ -113,7 +113,7 @@ extension DataPlane {
                 deleted: true)
             var done = 0
             for (i, n) in p.nodes.enumerated() where lacking.contains(n.name) {
-                let ref = ShardRef(bucket: bucket, key: key, version: marker, shard: i, deleted: true)
+                let ref = ShardRef(bucket: bucket, key: key, version: marker, shard: i, k: p.k, m: p.m, deleted: true)
                 if (try? await write(ref, to: n, meta: meta.encoded())) != nil { done += 1 }
             }
             return .checked(written: done, missing: silent + lacking.count - done, marker: true)
@@ -163,7 +163,7 @@ extension DataPlane {
         for (i, n) in p.nodes.enumerated() where lacking.contains(n.name) && i < meta.k + meta.m {
             guard let address = n.address, let c = try? await client.connect(to: address) else { continue }
             do {
-                try await c.send(.putShard(ShardRef(bucket: bucket, key: key, version: v, shard: i)))
+                try await c.send(.putShard(ShardRef(bucket: bucket, key: key, version: v, shard: i, k: meta.k, m: meta.m)))
                 targets.append((i, n, c))
             } catch { c.close() }
         }
@@ -187,7 +187,7 @@ extension DataPlane {
             do {
                 try await t.link.send(.finish(meta: meta.encoded()))
                 guard try await t.link.receive(timeout: timeout) == .prepared else { continue }
-                try await t.link.send(.commit(ShardRef(bucket: bucket, key: key, version: v, shard: t.slot)))
+                try await t.link.send(.commit(ShardRef(bucket: bucket, key: key, version: v, shard: t.slot, k: meta.k, m: meta.m)))
                 if try await t.link.receive(timeout: timeout) == .ok { done += 1 }
             } catch { continue }
         }

@@ -10,10 +10,10 @@ import Synchronization
 /// place (visible to reads), `abort` drops the temporary file, `revert` the committed one.
 /// Paths come from hashes, never from object names:
 ///
-///     shards/<2 hex>/<32 hex of SHA-256(bucket 0 key)>/<time 16 hex>-<writer 16 hex>.<shard>[d]
+///     shards/<2 hex>/<32 hex of SHA-256(bucket 0 key)>/<time 16 hex>-<writer 16 hex>.<shard>.<k>.<m>[d]
 ///     shards/<2 hex>/<32 hex>/name        bucket 0 key, for the index at start-up
 ///
-/// (a trailing `d` marks a delete marker). A commit keeps the newest `keptVersions` of a key
+/// (k and m: the version's scheme; a trailing `d` marks a delete marker). A commit keeps the newest `keptVersions` of a key
 /// (a write in flight must not hide the version before it from reads). The newest version of
 /// each key, with its metadata, is indexed in memory for listings, rebuilt at start-up from the
 /// directories (names and metadata, never the stripes). Blocking file I/O: callers keep it off
@@ -67,7 +67,7 @@ public final class ShardStore: Sendable {
     }
 
     func fileName(_ id: ShardRef) -> String {
-        "\(Self.hex16(id.version.time.raw))-\(Self.hex16(id.version.writer)).\(id.shard)\(id.deleted ? "d" : "")"
+        "\(Self.hex16(id.version.time.raw))-\(Self.hex16(id.version.writer)).\(id.shard).\(id.k).\(id.m)\(id.deleted ? "d" : "")"
     }
 
     public func path(_ id: ShardRef) -> String { paths(id).final }
@@ -93,7 +93,7 @@ public final class ShardStore: Sendable {
         }
         for old in try held(bucket: id.bucket, key: id.key).dropFirst(Self.keptVersions) {
             try? Files.remove(
-                "\(p.directory)/\(fileName(ShardRef(bucket: id.bucket, key: id.key, version: old.version, shard: old.shard, deleted: old.deleted)))")
+                "\(p.directory)/\(fileName(old.ref(id.bucket, id.key)))")
         }
         refresh(id.bucket, id.key)
     }
@@ -116,7 +116,7 @@ public final class ShardStore: Sendable {
     func refresh(_ bucket: String, _ key: String) {
         var entry: ListEntry?
         if let newest = (try? held(bucket: bucket, key: key))?.first {
-            let ref = ShardRef(bucket: bucket, key: key, version: newest.version, shard: newest.shard, deleted: newest.deleted)
+            let ref = newest.ref(bucket, key)
             if let meta = try? open(ref).meta { entry = ListEntry(key: key, version: newest.version, deleted: newest.deleted, meta: meta) }
         }
         index.withLock { buckets in
@@ -143,7 +143,7 @@ public final class ShardStore: Sendable {
     public func verify(bucket: String, key: String) -> (corrupt: [ShardRef], bytes: Int) {
         var corrupt: [ShardRef] = [], bytes = 0
         for h in (try? held(bucket: bucket, key: key)) ?? [] {
-            let ref = ShardRef(bucket: bucket, key: key, version: h.version, shard: h.shard, deleted: h.deleted)
+            let ref = h.ref(bucket, key)
             do {
                 let r = try open(ref)
                 for i in 0..<r.count { bytes += try r.record(i).bytes.count }
@@ -175,21 +175,22 @@ public final class ShardStore: Sendable {
     /// The committed versions of a key this node holds with their files' sizes, newest first.
     public func files(bucket: String, key: String) -> [(held: Held, bytes: Int)] {
         ((try? held(bucket: bucket, key: key)) ?? []).map { h in
-            (h, Files.size(path(ShardRef(bucket: bucket, key: key, version: h.version, shard: h.shard, deleted: h.deleted))) ?? 0)
+            (h, Files.size(path(h.ref(bucket, key))) ?? 0)
         }
     }
 
     /// `<time>-<writer>.<shard>[d]`; nil for anything else (never trusted beyond its shape).
     static func parse(_ name: String) -> Held? {
         let parts = name.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 2 else { return nil }
+        guard parts.count == 4 else { return nil }
         let ids = parts[0].split(separator: "-", omittingEmptySubsequences: false)
         guard ids.count == 2, ids[0].count == 16, ids[1].count == 16, let t = UInt64(ids[0], radix: 16), let w = UInt64(ids[1], radix: 16) else {
             return nil
         }
-        let deleted = parts[1].hasSuffix("d")
-        guard let shard = Int(deleted ? parts[1].dropLast() : parts[1]), (0..<256).contains(shard) else { return nil }
-        return Held(ObjectVersion(time: HybridClock.Timestamp(raw: t), writer: w), shard: shard, deleted: deleted)
+        let deleted = parts[3].hasSuffix("d")
+        let numbers = [parts[1], parts[2], deleted ? parts[3].dropLast() : parts[3]].map { $0.count <= 3 ? Int($0) : nil }
+        guard let shard = numbers[0], let k = numbers[1], let m = numbers[2], [shard, k, m].allSatisfy((0..<256).contains) else { return nil }
+        return Held(ObjectVersion(time: HybridClock.Timestamp(raw: t), writer: w), shard: shard, k: k, m: m, deleted: deleted)
     }
 
     public func open(_ id: ShardRef) throws(FileError) -> StripeFileReader { try StripeFileReader(path: paths(id).final) }

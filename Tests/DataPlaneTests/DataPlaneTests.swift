@@ -51,10 +51,11 @@ final class Cluster {
 
     func node(_ i: Int) -> PlacedNode { PlacedNode(name: "n\(i)", address: addresses[i]) }
 
-    func plane(_ map: (any PlacementMap)? = nil) -> DataPlane {
+    /// A coordinating node; `skewMs` sets its clock off the others'.
+    func plane(_ map: (any PlacementMap)? = nil, skewMs: Int64 = 0) -> DataPlane {
         DataPlane(
             client: DataClient(sealer: sealer), map: map ?? OnePartition(placed: Placed(k: k, m: m, nodes: (0..<(k + m)).map(node))),
-            wallMs: { Int64(Date().timeIntervalSince1970 * 1000) }, logger: Logger(label: "test"))
+            wallMs: { Int64(Date().timeIntervalSince1970 * 1000) + skewMs }, logger: Logger(label: "test"))
     }
 
     /// The server again, on its old port and shards (a node restarted).
@@ -158,6 +159,22 @@ final class Cluster {
         try await c.restart(1)
         try await c.restart(2)
         #expect(try await get(plane, "key") == v2, "the failed write left nothing visible")
+        await c.shutdown()
+    }
+
+    /// A node whose clock is behind still overwrites and deletes what a node ahead wrote, and
+    /// the node ahead then overwrites it again: each write is newer than the version it found.
+    @Test func aNodeWhoseClockIsBehindStillOverwrites() async throws {
+        let c = try await Cluster(k: 2, m: 1)
+        let (ahead, behind) = (c.plane(skewMs: 20_000), c.plane(skewMs: -20_000))
+        let (v1, v2, v3) = (Self.body(3000, seed: 1), Self.body(4000, seed: 2), Self.body(5000, seed: 3))
+        try await put(ahead, "key", v1)
+        try await put(behind, "key", v2)
+        #expect(try await get(ahead, "key") == v2, "the overwrite through the node 40 s behind wins")
+        try await put(ahead, "key", v3)
+        #expect(try await get(behind, "key") == v3)
+        try await behind.delete(bucket: "b", key: "key")
+        #expect(try await get(ahead, "key") == nil, "the delete through the node behind wins")
         await c.shutdown()
     }
 

@@ -85,6 +85,15 @@ public final class DataPlane: Sendable {
         return ObjectVersion(time: t, writer: UInt64.random(in: 1 ... .max))
     }
 
+    /// A version newer than every one the key's nodes hold, so an overwrite through a node whose
+    /// clock is behind still wins (as Garage dates a write after the version it read). Nodes
+    /// that do not answer are left out: an acknowledged write reached a write quorum, and a
+    /// write that reaches one now overlaps it.
+    func versionAfterHeld(_ bucket: String, _ key: String, _ p: Placed) async -> ObjectVersion {
+        _ = await askHeld(bucket, key, p)
+        return nextVersion()
+    }
+
     /// Versions other nodes hold move this node's clock, so its next write is newer than any it saw.
     func observe(_ versions: [Held]) {
         let now = wallMs()
@@ -106,7 +115,12 @@ public final class DataPlane: Sendable {
     public func put(bucket: String, key: String, size: Int, asOfMs: Int64? = nil) async throws -> PutStream {
         let p = try placed(bucket, key)
         let block = max(1, min(settings.blockSize, size))
-        let version = asOfMs.map { ObjectVersion(time: .init(ms: UInt64(max(0, $0)), logical: 0), writer: UInt64.random(in: 1 ... .max)) } ?? nextVersion()
+        let version: ObjectVersion
+        if let asOfMs {
+            version = ObjectVersion(time: .init(ms: UInt64(max(0, asOfMs)), logical: 0), writer: UInt64.random(in: 1 ... .max))
+        } else {
+            version = await versionAfterHeld(bucket, key, p)
+        }
         let w = try PutStream(plane: self, bucket: bucket, key: key, placed: p, version: version, blockSize: block, deleted: false)
         try await w.open()
         return w
@@ -115,7 +129,7 @@ public final class DataPlane: Sendable {
     /// Deletes a key: a delete marker, newer than every version, written like an object.
     public func delete(bucket: String, key: String) async throws {
         let p = try placed(bucket, key)
-        let w = try PutStream(plane: self, bucket: bucket, key: key, placed: p, version: nextVersion(), blockSize: 1, deleted: true)
+        let w = try PutStream(plane: self, bucket: bucket, key: key, placed: p, version: await versionAfterHeld(bucket, key, p), blockSize: 1, deleted: true)
         try await w.open()
         _ = try await w.commit(
             VersionMeta(

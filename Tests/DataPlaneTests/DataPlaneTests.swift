@@ -178,6 +178,62 @@ final class Cluster {
         await c.shutdown()
     }
 
+    /// An upload begun through one node takes parts through others, lists them and itself
+    /// through any, completes through a third into one object whose parts keep their sizes,
+    /// and is gone everywhere afterwards; a stale part list is refused and an abort forgets.
+    @Test func multipartUploadsSpanNodes() async throws {
+        let c = try await Cluster(k: 2, m: 1)
+        let (a, b, d) = (c.plane(), c.plane(), c.plane())
+        let (p1, p2) = (Self.body(5 << 20, seed: 1), Self.body(1234, seed: 2))
+        let u = try await a.createUpload(bucket: "b", key: "big/object", contentType: "text/x", userMetadata: [Metadatum("m", "1")])
+        func part(_ plane: DataPlane, _ n: Int, _ body: [UInt8]) async throws -> String {
+            let w = try await plane.putPart(bucket: "b", uploadID: u.uploadID, number: n, size: body.count)
+            try await w.append(body)
+            var meta = Self.meta(body)
+            meta.userMetadata = []
+            try await w.commit(meta)
+            return meta.etag
+        }
+        let e1 = try await part(b, 1, p1), e2 = try await part(d, 2, p2)
+        _ = try await part(a, 3, p2)  // uploaded, never named: dropped at completion
+        #expect(try await a.parts(bucket: "b", uploadID: u.uploadID).map(\.number) == [1, 2, 3])
+        let listed = try await d.uploads(bucket: "b", prefix: "big/", keyMarker: "", uploadIDMarker: "", limit: 10)
+        #expect(listed.uploads.map(\.uploadID) == [u.uploadID] && listed.uploads.first?.key == "big/object" && !listed.truncated)
+        await #expect(throws: ObjectError.invalidPart(2)) {
+            _ = try await d.completeUpload(bucket: "b", key: "big/object", uploadID: u.uploadID, parts: [(1, e1), (2, e1)], nowMs: 1)
+        }
+        let info = try await d.completeUpload(bucket: "b", key: "big/object", uploadID: u.uploadID, parts: [(1, e1), (2, e2)], nowMs: 1)
+        #expect(info.etag.hasSuffix("-2"))
+        let r = try await a.open(bucket: "b", key: "big/object")
+        #expect(r?.info.parts.map(\.size) == [p1.count, p2.count] && r?.info.contentType == "text/x" && r?.info.etag == info.etag)
+        #expect(try await get(b, "big/object") == p1 + p2)
+        await #expect(throws: ObjectError.noSuchUpload(u.uploadID)) { _ = try await b.upload(u.uploadID, bucket: "b", key: "big/object") }
+        #expect(try await b.parts(bucket: "b", uploadID: u.uploadID).isEmpty, "the parts went with the upload")
+        let gone = try await a.createUpload(bucket: "b", key: "k", contentType: "", userMetadata: [])
+        let w = try await d.putPart(bucket: "b", uploadID: gone.uploadID, number: 1, size: p2.count)
+        try await w.append(p2)
+        try await w.commit(Self.meta(p2))
+        try await b.abortUpload(bucket: "b", key: "k", uploadID: gone.uploadID)
+        #expect(try await a.uploads(bucket: "b", prefix: "", keyMarker: "", uploadIDMarker: "", limit: 10).uploads.isEmpty)
+        #expect(try await a.parts(bucket: "b", uploadID: gone.uploadID).isEmpty)
+        await c.shutdown()
+    }
+
+    /// Version metadata keeps a multipart object's part sizes, refuses sizes that do not add up
+    /// to the object's, and still reads format 1 (shard files written before part sizes).
+    @Test func versionMetaCarriesPartSizes() throws {
+        var meta = Self.meta(Self.body(5000, seed: 1))
+        (meta.k, meta.m, meta.blockSize, meta.stripes, meta.partSizes) = (2, 1, 4096, 2, [3000, 2000])
+        #expect(try VersionMeta(decoding: meta.encoded()) == meta)
+        var wrong = meta
+        wrong.partSizes = [3000, 1999]
+        #expect(throws: (any Error).self) { try VersionMeta(decoding: wrong.encoded()) }
+        meta.partSizes = []
+        var v1 = meta.encoded().dropLast(4)
+        v1[v1.startIndex] = 1
+        #expect(try VersionMeta(decoding: Array(v1)) == meta)
+    }
+
     /// Listings merge every node's index: newest version per key, delete markers hide keys,
     /// delimiters roll up, pages follow each other with the marker; a restarted node rebuilds
     /// its index from disk, and a node down leaves listings complete.

@@ -1,7 +1,10 @@
 """Fixtures for the Stacks S3 integration tests.
 
 `node` is one real `stacks agent` shared by the whole session (started in a temp
-dir on free loopback ports, torn down with SIGTERM/SIGKILL even if tests fail).
+dir on free loopback ports, torn down with SIGTERM/SIGKILL even if tests fail). Every test
+that asks for `node` or `s3` runs twice: against that one node, and against a three-node
+cluster (2+1) where `node` is its first node and `s3` writes through it and reads through the
+second, so each S3 behaviour also holds for objects spread over the cluster.
 `node_factory` makes extra, independent nodes that stop when the test ends
 (`module_node_factory`: when the module's tests end).
 `bucket` is a fresh, uniquely named bucket per test, emptied and deleted after.
@@ -81,18 +84,49 @@ def module_node_factory(tmp_path_factory):
     _stop(made)
 
 
-@pytest.fixture(scope="session")
-def node(tmp_path_factory) -> StacksNode:
+class RoutedClient:
+    """A boto3 client whose reads (get_*, head_*, list_*, downloads, paginators) go to one node
+    and everything else to another: written through one, read back through the other."""
+
+    READS = ("get_", "head_", "list_", "download_")
+
+    def __init__(self, writer, reader):
+        self._writer, self._reader = writer, reader
+
+    def __getattr__(self, name):
+        reads = name.startswith(self.READS) and name != "get_bucket_policy"
+        return getattr(self._reader if reads else self._writer, name)
+
+
+@pytest.fixture(scope="session", params=["one-node", "three-nodes"])
+def cluster(request, tmp_path_factory) -> list[StacksNode]:
+    """The nodes S3 tests run against: one, or three spreading objects at 2+1."""
+    make, made = _factory(tmp_path_factory)
     # The data dir sits 4 directories below the node's temp root so that even a
     # server that (wrongly) resolves "../" in keys stays inside a dir we watch.
-    make, made = _factory(tmp_path_factory)
-    yield make("node1", nested_depth=4)
+    first = make("node1", nested_depth=4)
+    nodes = [first]
+    if request.param == "three-nodes":
+        from test_layout import same_layout_everywhere
+        from test_raft import healthy_with, wait_for
+        nodes += [make(f"node{i}", nested_depth=4, start=False, seeds=[first.gossip_address]) for i in (2, 3)]
+        for n in nodes[1:]:
+            n.start()
+        wait_for("3 voters", healthy_with(nodes, 3), 90)
+        wait_for("three nodes in the layout at 2+1",
+                 same_layout_everywhere(nodes, lambda v: len(v["members"]) == 3 and v["scheme"] == "2+1"), 60)
+    yield nodes
     _stop(made)
 
 
 @pytest.fixture(scope="session")
-def s3(node):
-    return node.client()
+def node(cluster) -> StacksNode:
+    return cluster[0]
+
+
+@pytest.fixture(scope="session")
+def s3(cluster):
+    return cluster[0].client() if len(cluster) == 1 else RoutedClient(cluster[0].client(), cluster[1].client())
 
 
 def unique_bucket_name(hint: str = "") -> str:

@@ -63,10 +63,6 @@ extension ObjectStore {
         }
     }
 
-    /// Assembles the listed parts (number, ETag) into the object. The parts' shards become the
-    /// object's; unlisted parts are discarded. ETag: MD5 of the parts' binary MD5s, then "-N".
-    /// The whole completion holds the key's stripe lock, as `putPart` and `abortUpload` do, so a
-    /// concurrent abort, re-sent part or second completion runs wholly before or after it.
     /// The parts a completion names, checked against those uploaded (order, ETags, sizes), and
     /// the multipart ETag they make.
     public func resolveUpload(
@@ -76,20 +72,31 @@ extension ObjectStore {
     ) {
         let upload = try upload(uploadID, bucket: bucket, key: key)
         let uploaded = state.withLock { $0.uploads[uploadID]?.parts ?? [:] }
-        guard !chosen.isEmpty else { throw .invalidPart(0) }
-        var refs: [PartRef] = []
-        guard zip(chosen, chosen.dropFirst()).allSatisfy({ $0.number < $1.number }) else { throw .invalidPartOrder }
-        let md5s = Digest(.md5)
-        for (i, c) in chosen.enumerated() {
-            let wanted = c.etag.replacingQuotes()
-            guard let p = uploaded[c.number], p.part.etag == wanted else { throw .invalidPart(c.number) }
-            if i < chosen.count - 1 && p.part.size < Names.minPartSize { throw .entityTooSmall(part: c.number, size: p.part.size) }
-            refs.append(p.part)
-            md5s.update(bytes(fromHex: p.part.etag) ?? [])
-        }
-        return (upload, refs, "\(md5s.finish().hex)-\(refs.count)")
+        let (refs, etag) = try Self.choose(chosen, of: uploaded.mapValues(\.part))
+        return (upload, refs, etag)
     }
 
+    /// The parts a completion names, checked against those uploaded (ascending numbers, ETags,
+    /// every part but the last at least 5 MiB), and the multipart ETag they make: the MD5 of
+    /// the parts' binary MD5s, then "-N".
+    public static func choose(_ chosen: [(number: Int, etag: String)], of uploaded: [Int: PartRef]) throws(ObjectError) -> (parts: [PartRef], etag: String) {
+        guard !chosen.isEmpty else { throw .invalidPart(0) }
+        guard zip(chosen, chosen.dropFirst()).allSatisfy({ $0.number < $1.number }) else { throw .invalidPartOrder }
+        var refs: [PartRef] = []
+        let md5s = Digest(.md5)
+        for (i, c) in chosen.enumerated() {
+            guard let p = uploaded[c.number], p.etag == c.etag.replacingQuotes() else { throw .invalidPart(c.number) }
+            if i < chosen.count - 1 && p.size < Names.minPartSize { throw .entityTooSmall(part: c.number, size: p.size) }
+            refs.append(p)
+            md5s.update(bytes(fromHex: p.etag) ?? [])
+        }
+        return (refs, "\(md5s.finish().hex)-\(refs.count)")
+    }
+
+    /// Assembles the listed parts (number, ETag) into the object. The parts' shards become the
+    /// object's; unlisted parts are discarded. ETag: MD5 of the parts' binary MD5s, then "-N".
+    /// The whole completion holds the key's stripe lock, as `putPart` and `abortUpload` do, so a
+    /// concurrent abort, re-sent part or second completion runs wholly before or after it.
     public func completeUpload(uploadID: String, bucket: String, key: String, parts chosen: [(number: Int, etag: String)]) throws(ObjectError) -> ObjectInfo {
         try stripe(bucket, key).lock.withLock { (_: inout Void) throws(ObjectError) -> ObjectInfo in
             let (upload, refs, etag) = try resolveUpload(uploadID: uploadID, bucket: bucket, key: key, parts: chosen)

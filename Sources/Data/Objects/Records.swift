@@ -61,12 +61,17 @@ public struct UploadInfo: Sendable, Equatable {
     public var contentType: String
     public var userMetadata: [Metadatum]
     public var initiatedMs: Int64
+    public init(uploadID: String, bucket: String, key: String, contentType: String, userMetadata: [Metadatum], initiatedMs: Int64) {
+        self.uploadID = uploadID; self.bucket = bucket; self.key = key; self.contentType = contentType
+        self.userMetadata = userMetadata; self.initiatedMs = initiatedMs
+    }
 }
 
 public struct UploadedPart: Sendable, Equatable {
     public var number: Int
     public var part: PartRef
     public var lastModifiedMs: Int64
+    public init(number: Int, part: PartRef, lastModifiedMs: Int64) { self.number = number; self.part = part; self.lastModifiedMs = lastModifiedMs }
 }
 
 // MARK: - Binary records (version byte first; decoders reject unknown versions and trailing bytes)

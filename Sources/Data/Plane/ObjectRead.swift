@@ -33,7 +33,9 @@ public final class ObjectRead: @unchecked Sendable {
     public var info: ObjectInfo {
         ObjectInfo(
             bucket: bucket, key: key, versionID: version.description, size: meta.size, etag: meta.etag, contentType: meta.contentType,
-            lastModifiedMs: meta.lastModifiedMs, userMetadata: meta.userMetadata, parts: [PartRef(shardID: "", size: meta.size, etag: meta.etag)],
+            lastModifiedMs: meta.lastModifiedMs, userMetadata: meta.userMetadata,
+            parts: meta.partSizes.isEmpty
+                ? [PartRef(shardID: "", size: meta.size, etag: meta.etag)] : meta.partSizes.map { PartRef(shardID: "", size: $0, etag: "") },
             checksums: meta.checksums)
     }
 

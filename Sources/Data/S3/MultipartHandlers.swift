@@ -9,7 +9,14 @@ extension S3Responder {
         let h = call.signed.headers
         let meta = try userMetadata(h)
         let contentType = h["content-type"] ?? "binary/octet-stream"
-        let u = try await blocking { try store.createUpload(bucket: bucket, key: key, contentType: contentType, userMetadata: meta) }
+        let u: UploadInfo
+        if let plane = try spread(bucket) {
+            _ = try await blocking { try store.bucket(bucket) }
+            try ObjectStore.checkKey(key)
+            u = try await plane.createUpload(bucket: bucket, key: key, contentType: contentType, userMetadata: meta)
+        } else {
+            u = try await blocking { try store.createUpload(bucket: bucket, key: key, contentType: contentType, userMetadata: meta) }
+        }
         return xmlResponse(
             XML.document("InitiateMultipartUploadResult") { x in
                 x.element("Bucket", bucket); x.element("Key", key); x.element("UploadId", u.uploadID)
@@ -20,14 +27,38 @@ extension S3Responder {
         guard let n = call.query("partNumber").flatMap(Int.init), (1...10_000).contains(n) else {
             throw S3Error.invalidArgument("Part number must be an integer between 1 and 10000, inclusive")
         }
+        if let plane = try spreadUpload(uploadID, bucket, key) {
+            _ = try await plane.upload(uploadID, bucket: bucket, key: key)
+            let data = try await ingest(request, call: call, principal: principal) { size in
+                try await plane.putPart(bucket: bucket, uploadID: uploadID, number: n, size: size)
+            }
+            try await (data.sink as! PutStream).commit(
+                VersionMeta(
+                    size: data.part.size, etag: data.part.etag, contentType: "", lastModifiedMs: clock(), userMetadata: [], checksums: data.checksums,
+                    k: 0, m: 0, blockSize: 0, stripes: 0))
+            return stored(data)
+        }
         _ = try await blocking { try store.upload(uploadID, bucket: bucket, key: key) }
         let data = try await ingest(request, call: call, principal: principal)
         try await commit(data) { try store.putPart(uploadID: uploadID, bucket: bucket, key: key, number: n, part: data.part) }
         return stored(data)
     }
 
+    /// The data plane when upload `id`'s parts spread over the cluster: nil on a one-node
+    /// cluster, and for an upload this node's store began before the cluster grew (its parts
+    /// stay here, and its completion moves the object into the cluster).
+    func spreadUpload(_ id: String, _ bucket: String, _ key: String) throws -> DataPlane? {
+        guard let plane = try spread(bucket) else { return nil }
+        return (try? store.upload(id, bucket: bucket, key: key)) == nil ? plane : nil
+    }
+
     func completeUpload(_ bucket: String, _ key: String, uploadID: String, request: Request, principal: Principal, call: S3Call) async throws -> Response {
-        _ = try await blocking { try store.upload(uploadID, bucket: bucket, key: key) }
+        let spreadParts = try spreadUpload(uploadID, bucket, key)
+        if let plane = spreadParts {
+            _ = try await plane.upload(uploadID, bucket: bucket, key: key)
+        } else {
+            _ = try await blocking { try store.upload(uploadID, bucket: bucket, key: key) }
+        }
         let body = try await smallBody(request, call: call)
         guard let root = XMLNode.parse(body), root.name == "CompleteMultipartUpload" else { throw S3Error.malformedXML }
         var parts: [(number: Int, etag: String)] = []
@@ -40,7 +71,9 @@ extension S3Responder {
         guard !parts.isEmpty else { throw S3Error.malformedXML }
         let chosen = parts
         let info: ObjectInfo
-        if let plane = try spread(bucket, key) {
+        if let plane = spreadParts {
+            info = try await plane.completeUpload(bucket: bucket, key: key, uploadID: uploadID, parts: chosen, nowMs: clock())
+        } else if let plane = try spread(bucket, key) {
             info = try await completeSpread(plane, bucket, key, uploadID: uploadID, parts: chosen)
         } else {
             info = try await blocking { try store.completeUpload(uploadID: uploadID, bucket: bucket, key: key, parts: chosen) }
@@ -52,8 +85,8 @@ extension S3Responder {
             })
     }
 
-    /// The parts, uploaded to this node, stream into one object spread over the cluster; the
-    /// upload and its parts go once it is acknowledged.
+    /// The parts, uploaded to this node before the cluster grew, stream into one object spread
+    /// over the cluster; the upload and its parts go once it is acknowledged.
     func completeSpread(
         _ plane: DataPlane, _ bucket: String, _ key: String, uploadID: String, parts: [(number: Int, etag: String)]
     ) async throws
@@ -74,7 +107,7 @@ extension S3Responder {
         try await w.commit(
             VersionMeta(
                 size: size, etag: etag, contentType: upload.contentType, lastModifiedMs: lastModified, userMetadata: upload.userMetadata, checksums: [],
-                k: 0, m: 0, blockSize: 0, stripes: 0))
+                k: 0, m: 0, blockSize: 0, stripes: 0, partSizes: refs.count > 1 ? refs.map(\.size) : []))
         try? await blocking { try store.abortUpload(uploadID: uploadID, bucket: bucket, key: key) }
         return ObjectInfo(
             bucket: bucket, key: key, versionID: w.version.description, size: size, etag: etag, contentType: upload.contentType,
@@ -114,7 +147,7 @@ extension S3Responder {
                     try await w.commit(
                         VersionMeta(
                             size: o.size, etag: o.etag, contentType: o.contentType, lastModifiedMs: o.lastModifiedMs, userMetadata: o.userMetadata,
-                            checksums: o.checksums, k: 0, m: 0, blockSize: 0, stripes: 0))
+                            checksums: o.checksums, k: 0, m: 0, blockSize: 0, stripes: 0, partSizes: o.parts.count > 1 ? o.parts.map(\.size) : []))
                     try await blocking { try store.deleteObject(bucket: o.bucket, key: o.key) }
                     moved += 1
                 } catch {
@@ -128,7 +161,13 @@ extension S3Responder {
     }
 
     func listParts(_ bucket: String, _ key: String, uploadID: String) async throws -> Response {
-        let parts = try await blocking { try store.listParts(uploadID: uploadID, bucket: bucket, key: key) }
+        let parts: [UploadedPart]
+        if let plane = try spreadUpload(uploadID, bucket, key) {
+            _ = try await plane.upload(uploadID, bucket: bucket, key: key)
+            parts = try await plane.parts(bucket: bucket, uploadID: uploadID)
+        } else {
+            parts = try await blocking { try store.listParts(uploadID: uploadID, bucket: bucket, key: key) }
+        }
         return xmlResponse(
             XML.document("ListPartsResult") { x in
                 x.element("Bucket", bucket); x.element("Key", key); x.element("UploadId", uploadID)
@@ -146,10 +185,26 @@ extension S3Responder {
 
     func listUploads(_ bucket: String, _ c: S3Call) async throws -> Response {
         let prefix = c.query("prefix") ?? ""
-        let uploads = try await blocking { try store.listUploads(bucket: bucket) }.filter { $0.key.hasPrefix(prefix) }
+        let local = try await blocking { try store.listUploads(bucket: bucket) }.filter { $0.key.hasPrefix(prefix) }
+        var uploads = local, truncated = false, limit = 1000
+        if let plane = try spread(bucket) {
+            if let s = c.query("max-uploads") {
+                guard let n = Int(s), n >= 0 else { throw S3Error.invalidArgument("max-uploads must be a non-negative integer") }
+                limit = min(n, 1000)
+            }
+            let keyMarker = c.query("key-marker") ?? "", idMarker = c.query("upload-id-marker") ?? ""
+            guard keyMarker.utf8.count <= 1024, idMarker.utf8.count <= 64 else { throw S3Error.invalidArgument("marker too long") }
+            let page = try await plane.uploads(bucket: bucket, prefix: prefix, keyMarker: keyMarker, uploadIDMarker: idMarker, limit: limit)
+            // Uploads this node began before the cluster grew are listed too (there are few).
+            uploads = (page.uploads + local).sorted { ($0.key, $0.initiatedMs) < ($1.key, $1.initiatedMs) }
+            truncated = page.truncated
+        }
+        let last = uploads.last
         return xmlResponse(
             XML.document("ListMultipartUploadsResult") { x in
-                x.element("Bucket", bucket); x.element("Prefix", prefix); x.element("MaxUploads", "1000"); x.element("IsTruncated", "false")
+                x.element("Bucket", bucket); x.element("Prefix", prefix); x.element("MaxUploads", "\(limit)")
+                x.element("IsTruncated", truncated ? "true" : "false")
+                if truncated, let last { x.element("NextKeyMarker", last.key); x.element("NextUploadIdMarker", last.uploadID) }
                 for u in uploads {
                     x.element("Upload") { x in
                         x.element("Key", u.key); x.element("UploadId", u.uploadID)

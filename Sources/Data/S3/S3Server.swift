@@ -114,6 +114,8 @@ public struct S3Responder: HTTPResponder {
                     _ = try await blocking { try store.bucket(bucket) }
                     let page = try await plane.list(bucket: bucket, prefix: "", delimiter: "", marker: "", maxKeys: 1)
                     guard page.objects.isEmpty else { throw ObjectError.bucketNotEmpty(bucket) }
+                    let uploads = try await plane.uploads(bucket: bucket, prefix: "", keyMarker: "", uploadIDMarker: "", limit: 1)
+                    guard uploads.uploads.isEmpty else { throw ObjectError.bucketNotEmpty(bucket) }
                 }
                 if let catalog { try await catalog.deleteBucket(bucket) } else { try await blocking { try store.deleteBucket(bucket) } }
                 return .init(status: .noContent)
@@ -146,7 +148,11 @@ public struct S3Responder: HTTPResponder {
             return try await getObject(bucket, key, call: c, request: request)
         case .delete:
             if let uploadID = c.query("uploadId") {
-                try await blocking { try store.abortUpload(uploadID: uploadID, bucket: bucket, key: key) }
+                if let plane = try spreadUpload(uploadID, bucket, key) {
+                    try await plane.abortUpload(bucket: bucket, key: key, uploadID: uploadID)
+                } else {
+                    try await blocking { try store.abortUpload(uploadID: uploadID, bucket: bucket, key: key) }
+                }
                 return .init(status: .noContent)
             }
             try await deleteObject(bucket, key)

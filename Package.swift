@@ -27,6 +27,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
     ],
     targets: [
         // The tree shows the planes: Sources/Shims (C libraries from Debian, each wrapped by exactly one
@@ -112,6 +113,17 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ], path: "Sources/Data/S3", swiftSettings: strict),
 
+        // `stacks bench s3`: an S3 load generator for any endpoint (SigV4, keep-alive HTTP/1.1, HdrHistogram).
+        .target(
+            name: "S3Bench",
+            dependencies: [
+                "S3", "Determinism",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ], path: "Sources/Data/S3Bench", swiftSettings: strict),
+
         // Objects spread over the cluster: PUT streams stripes to the layout's nodes and commits in two
         // phases; GET reads k shards back, standing in parity for a node that fails.
         .target(
@@ -177,7 +189,7 @@ let package = Package(
         .executableTarget(
             name: "stacks",
             dependencies: [
-                "Node", "Membership", "Control", "Erasure", "Security",
+                "Node", "Membership", "Control", "Erasure", "Security", "S3Bench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -191,7 +203,7 @@ let package = Package(
         .testTarget(
             name: "S3Tests",
             dependencies: [
-                "S3", "Objects", "Security", "InProcessHTTP",
+                "S3", "S3Bench", "Objects", "Security", "InProcessHTTP",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),

@@ -45,3 +45,64 @@ build() {
 }
 
 STACKS_BIN="$ROOT/.build/debug/stacks"
+
+# A local cluster's node I of $nodes, under $DEV with the gossip key in $DEV/gossip.key: S3 on
+# 127.0.0.1:($PORT + I - 1); gossip 7946, data 7300, Raft 7100 (+ I - 1) and admin 9100, metrics
+# 9200 (+ I), each + ${OFFSET:-0}; zones zone-1..3 round robin. Used by tools/dev and tools/bench/s3.
+dev_node_config() { # I
+    local i=$1 d="$DEV/node$1" seeds="" j
+    mkdir -p "$d"
+    # Seeds: the first three nodes, so a restarted node finds the others again.
+    for j in $(seq 1 $((nodes < 3 ? nodes : 3))); do seeds+="${seeds:+, }\"127.0.0.1:$((${OFFSET:-0} + 7946 + j - 1))\""; done
+    cat >"$DEV/node$i.toml" <<CONF
+# Written by tools/dev.
+[node]
+name = "node$i"
+data_dir = "$d"
+
+[s3]
+listen = "127.0.0.1:$((PORT + i - 1))"
+region = "us-east-1"
+
+[gossip]
+listen = "127.0.0.1:$((${OFFSET:-0} + 7946 + i - 1))"
+seeds = [$seeds]
+key = "$(cat "$DEV/gossip.key")"
+
+[admin]
+listen = "127.0.0.1:$((${OFFSET:-0} + 9100 + i))"
+
+[metrics]
+listen = "127.0.0.1:$((${OFFSET:-0} + 9200 + i))"
+
+[data]
+listen = "127.0.0.1:$((${OFFSET:-0} + 7300 + i - 1))"
+
+[raft]
+listen = "127.0.0.1:$((${OFFSET:-0} + 7100 + i - 1))"
+# node1 founds the cluster; the others are added by its leader as they appear in gossip.
+bootstrap = $([ "$i" = 1 ] && echo true || echo false)
+
+[tags]
+zone = "zone-$(( (i - 1) % 3 + 1 ))"
+CONF
+}
+
+dev_wait_ready() { # I PID
+    local i=$1 pid=$2 d="$DEV/node$1"
+    for _ in $(seq 1 300); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            echo "tools/dev: node$i exited; last log lines:" >&2; tail -20 "$d/log" >&2; return 1
+        fi
+        if [ -f "$d/env" ] && [ -f "$d/admin" ] && curl -s -o /dev/null "http://127.0.0.1:$((PORT + i - 1))/"; then return 0; fi
+        sleep 0.1
+    done
+    echo "tools/dev: node$i did not answer within 30 s; see $d/log" >&2
+    # Say why when the node can: typically data of a bigger cluster started here before, whose
+    # voters are not all running now.
+    if [ -f "$d/admin" ]; then
+        "$STACKS_BIN" status --data-dir "$d" 2>&1 | grep '^health:' >&2 || true
+        echo "tools/dev: if a cluster of more nodes ran here before, start as many (./tools/dev up --nodes N) or remove $DEV; ./tools/dev down stops what started" >&2
+    fi
+    return 1
+}

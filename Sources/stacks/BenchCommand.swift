@@ -1,11 +1,86 @@
 import ArgumentParser
 import Erasure
 import Foundation
+import S3Bench
 import Security
 
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "bench", abstract: "Measure this machine: the object codec (more workloads to come).", subcommands: [Codec.self])
+        commandName: "bench", abstract: "Measure: an S3 endpoint under load (any S3 service, not only Stacks), or this machine's object codec.",
+        subcommands: [S3.self, Codec.self])
+
+    struct S3: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Load an S3 endpoint: PUT, GET, mixed or list, as MinIO's warp does.",
+            discussion: """
+                Workers (--concurrency) each keep one HTTP/1.1 connection and sign with SigV4 (payload unsigned). get, mixed \
+                and list write their objects before the clock starts; mixed is GET 45 %, HEAD 30 %, PUT 15 %, DELETE 10 % \
+                over each worker's own keys. A progress line each second goes to stderr, a table of the figures too, and \
+                the JSON summary to stdout. Afterwards the run deletes what it wrote, and the bucket if it made it.
+                """)
+        @Option(name: .long, help: "S3 endpoint http://host:port, or several joined by commas (workers take them in turn); default $AWS_ENDPOINT_URL.")
+        var endpoint: String?
+        @Option(name: .long, help: "Access key; default $AWS_ACCESS_KEY_ID.") var accessKey: String?
+        @Option(name: .long, help: "Secret key; default $AWS_SECRET_ACCESS_KEY.") var secretKey: String?
+        @Option(name: .long, help: "Region the signature names; default $AWS_REGION, $AWS_DEFAULT_REGION or us-east-1.") var region: String?
+        @Option(name: .long, help: "Bucket (made if missing, then removed).") var bucket = "stacks-bench"
+        @Option(name: .long, help: "put, get, mixed or list.") var workload = "put"
+        @Option(name: .long, help: "Object size, like 4KiB or 1MiB (up to 1 GiB).") var size = "4KiB"
+        @Option(name: .long, help: "Concurrent workers (1 to 1024).") var concurrency = 8
+        @Option(name: .long, help: "Time measured, like 10s, 500ms or 2m (up to 1 h).") var duration = "10s"
+        @Option(name: .long, help: "Objects the workload touches, split over the workers.") var objects = 1000
+        @Option(name: .long, help: "Stop after this many operations.") var requests: Int?
+        @Option(name: .long, help: "Seed of keys, bodies and the mixed workload's choices (default random).") var seed: UInt64?
+        @Option(name: .long, help: "Server processes (pid,pid,…) whose CPU time per operation to report; children are counted.")
+        var serverPids: String?
+        @Flag(name: .long, help: "Keep the objects written (and the bucket).") var keep = false
+
+        func run() async throws {
+            let env = ProcessInfo.processInfo.environment
+            do {
+                guard let url = endpoint ?? env["AWS_ENDPOINT_URL"] else { throw BenchError("give --endpoint or set AWS_ENDPOINT_URL") }
+                guard let ak = accessKey ?? env["AWS_ACCESS_KEY_ID"], let sk = secretKey ?? env["AWS_SECRET_ACCESS_KEY"] else {
+                    throw BenchError("give --access-key and --secret-key or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+                }
+                guard let w = BenchConfig.Workload(rawValue: workload) else { throw BenchError("--workload must be put, get, mixed or list") }
+                let pids = try (serverPids ?? "").split(separator: ",").map { (p: Substring) throws(BenchError) -> Int32 in
+                    guard let v = Int32(p.trimmingCharacters(in: .whitespaces)), v > 0 else { throw BenchError("--server-pids: \(p) is not a pid") }
+                    return v
+                }
+                let config = try BenchConfig(
+                    workload: w, size: BenchConfig.parseSize(size), concurrency: concurrency, durationSeconds: BenchConfig.parseDuration(duration),
+                    objects: objects, requests: requests)
+                let eps = try url.split(separator: ",").map { (u: Substring) throws(BenchError) in try BenchEndpoint(String(u)) }
+                guard !eps.isEmpty else { throw BenchError("give --endpoint or set AWS_ENDPOINT_URL") }
+                let creds = S3Bench.Credentials(accessKey: ak, secretKey: sk, region: region ?? env["AWS_REGION"] ?? env["AWS_DEFAULT_REGION"] ?? "us-east-1")
+                let options = S3Bench.Options(bucket: bucket, seed: seed ?? UInt64.random(in: 1...UInt64.max), serverPids: pids, keep: keep)
+                FileHandle.standardError.write(Data("bench \(w.rawValue) of \(size) objects, \(concurrency) workers, \(duration) against \(url)\n".utf8))
+                let s = try await S3Bench.run(config, endpoints: eps, credentials: creds, options: options) { line in
+                    FileHandle.standardError.write(Data((line + "\n").utf8))
+                }
+                FileHandle.standardError.write(Data(Self.table(s).utf8))
+                let e = JSONEncoder()
+                e.outputFormatting = [.sortedKeys]
+                print(String(decoding: try e.encode(s), as: UTF8.self))
+            } catch let e as BenchError {
+                throw CLIError(e.description)
+            }
+        }
+
+        static func table(_ s: BenchSummary) -> String {
+            let heads = ["ops/s", "MiB/s", "mean ms", "p50 ms", "p99 ms", "max ms", "errors"]
+            var out = "op     " + heads.map { String(repeating: " ", count: max(0, 10 - $0.count)) + $0 }.joined() + "\n"
+            for f in s.operations + (s.operations.count > 1 ? [s.total] : []) {
+                let name = f == s.total && s.operations.count > 1 ? "total" : f.op.rawValue
+                out += name.padding(toLength: 7, withPad: " ", startingAt: 0)
+                out += String(
+                    format: "%10.1f%10.2f%10.2f%10.2f%10.2f%10.1f%10d\n", f.opsPerSecond, f.mibPerSecond, f.meanMs, f.p50Ms, f.p99Ms, f.maxMs, f.errors)
+            }
+            for (k, n) in s.errorKinds.sorted(by: { $0.key < $1.key }) { out += "  \(n) × \(k)\n" }
+            if let c = s.serverCPUMsPerOp { out += String(format: "server CPU %.2f ms per operation\n", c) }
+            return out
+        }
+    }
 
     struct Codec: ParsableCommand {
         static let configuration = CommandConfiguration(

@@ -111,25 +111,32 @@ struct SigV4 {
         }
         let names = signedHeaders.split(separator: ";").map(String.init)
         guard names.contains("host") else { throw S3Error.accessDenied("the host header must be signed") }
+        for n in names where r.headers[n] == nil { throw S3Error.accessDenied("signed header \(n) is missing") }
+        let scope = c[1...4].joined(separator: "/")
+        let key = Self.signingKey(secret: secret, date: c[1], region: c[2])
+        let expected = Self.signature(
+            r, query: r.query.filter { $0.0 != dropQuery }, signedHeaders: names, payloadHash: payloadHash, amzDate: amzDate, scope: scope, key: key)
+        guard Sodium.constantTimeEqual(Array(expected.utf8), Array(signature.utf8)) else { throw S3Error.signatureMismatch() }
+        return Principal(accessKey: c[0], signingKey: key, amzDate: amzDate, scope: scope, seedSignature: signature)
+    }
+
+    /// The hex signature of a request: its canonical form (method, URI-encoded path, sorted
+    /// encoded query, the signed headers, payload hash) hashed into the string to sign, then
+    /// HMAC'd with the day's signing key. Both the verifier and `SigV4Signer` use it.
+    static func signature(
+        _ r: SignedRequest, query: [(String, String)], signedHeaders names: [String], payloadHash: String, amzDate: String, scope: String, key: [UInt8]
+    ) -> String {
         var canonicalHeaders = ""
-        for n in names {
-            guard let v = r.headers[n] else { throw S3Error.accessDenied("signed header \(n) is missing") }
-            canonicalHeaders += "\(n):\(v.collapsingSpaces)\n"
-        }
-        let encoded: [(String, String)] = r.query.filter { $0.0 != dropQuery }
-            .map { (Self.uriEncode($0.0, slash: true), Self.uriEncode($0.1, slash: true)) }
+        for n in names { canonicalHeaders += "\(n):\((r.headers[n] ?? "").collapsingSpaces)\n" }
+        let encoded: [(String, String)] = query.map { (Self.uriEncode($0.0, slash: true), Self.uriEncode($0.1, slash: true)) }
         let sortedPairs = encoded.sorted { (a: (String, String), b: (String, String)) -> Bool in
             a.0 == b.0 ? a.1 < b.1 : a.0 < b.0
         }
         let query = sortedPairs.map { "\($0.0)=\($0.1)" }.joined(separator: "&")
         let path = Self.uriEncode(Self.percentDecode(r.rawPath) ?? r.rawPath, slash: false)
-        let canonical = [r.method, path, query, canonicalHeaders, signedHeaders, payloadHash].joined(separator: "\n")
-        let scope = c[1...4].joined(separator: "/")
+        let canonical = [r.method, path, query, canonicalHeaders, names.joined(separator: ";"), payloadHash].joined(separator: "\n")
         let toSign = "AWS4-HMAC-SHA256\n\(amzDate)\n\(scope)\n\(Digest.sha256(Array(canonical.utf8)).hex)"
-        let key = Self.signingKey(secret: secret, date: c[1], region: c[2])
-        let expected = Digest.hmacSHA256(key: key, Array(toSign.utf8)).hex
-        guard Sodium.constantTimeEqual(Array(expected.utf8), Array(signature.utf8)) else { throw S3Error.signatureMismatch() }
-        return Principal(accessKey: c[0], signingKey: key, amzDate: amzDate, scope: scope, seedSignature: signature)
+        return Digest.hmacSHA256(key: key, Array(toSign.utf8)).hex
     }
 
     static func signingKey(secret: String, date: String, region: String) -> [UInt8] {
@@ -181,6 +188,45 @@ struct SigV4 {
 
     static func amzDate(fromHTTPDate s: String) -> String? {
         HTTPDate.parse(s).map { HTTPDate.amzDate(epochSeconds: $0) }
+    }
+}
+
+/// Signs requests as an S3 client does (SigV4 in the Authorization header, payload unsigned):
+/// what `stacks bench s3` sends to any S3 endpoint. Keeps the day's signing key.
+public final class SigV4Signer: @unchecked Sendable {
+    let accessKey: String
+    let secret: String
+    let region: String
+    var day = ""
+    var key: [UInt8] = []
+
+    public init(accessKey: String, secret: String, region: String) { self.accessKey = accessKey; self.secret = secret; self.region = region }
+
+    /// Signs a request of `method` on `path` (decoded, e.g. "/bucket/key") with `query`
+    /// (decoded) to `host` at `epochSeconds`: the request target to send (path and query
+    /// percent-encoded) and the headers to add (Host, x-amz-date, x-amz-content-sha256,
+    /// Authorization). Used by one task at a time.
+    public func sign(
+        method: String, path: String, query: [(String, String)], host: String, epochSeconds: Int64
+    ) -> (
+        target: String, headers: [(String, String)]
+    ) {
+        let amzDate = HTTPDate.amzDate(epochSeconds: epochSeconds)
+        let date = String(amzDate.prefix(8))
+        if date != day { (day, key) = (date, SigV4.signingKey(secret: secret, date: date, region: region)) }
+        let payload = "UNSIGNED-PAYLOAD"
+        let headers = ["host": host, "x-amz-content-sha256": payload, "x-amz-date": amzDate]
+        let names = headers.keys.sorted()
+        let scope = "\(date)/\(region)/s3/aws4_request"
+        let rawPath = SigV4.uriEncode(path, slash: false)
+        let r = SignedRequest(method: method, rawPath: rawPath, query: query, headers: headers)
+        let signature = SigV4.signature(r, query: query, signedHeaders: names, payloadHash: payload, amzDate: amzDate, scope: scope, key: key)
+        let auth = "AWS4-HMAC-SHA256 Credential=\(accessKey)/\(scope), SignedHeaders=\(names.joined(separator: ";")), Signature=\(signature)"
+        let q = query.map { $0.1.isEmpty ? SigV4.uriEncode($0.0, slash: true) : "\(SigV4.uriEncode($0.0, slash: true))=\(SigV4.uriEncode($0.1, slash: true))" }
+        return (
+            q.isEmpty ? rawPath : rawPath + "?" + q.joined(separator: "&"),
+            [("Host", host), ("x-amz-content-sha256", payload), ("x-amz-date", amzDate), ("Authorization", auth)]
+        )
     }
 }
 

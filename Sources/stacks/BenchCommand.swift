@@ -18,7 +18,10 @@ struct BenchCommand: ParsableCommand {
                 over each worker's own keys. A progress line each second goes to stderr, a table of the figures too, and \
                 the JSON summary to stdout. Afterwards the run deletes what it wrote, and the bucket if it made it.
                 """)
-        @Option(name: .long, help: "S3 endpoint http://host:port, or several joined by commas (workers take them in turn); default $AWS_ENDPOINT_URL.")
+        @Option(
+            name: .long,
+            help: "S3 endpoint http://host:port, or several joined by commas (workers take them in turn); default $AWS_ENDPOINT_URL, then $STACKS_S3_ENDPOINT."
+        )
         var endpoint: String?
         @Option(name: .long, help: "Access key; default $AWS_ACCESS_KEY_ID.") var accessKey: String?
         @Option(name: .long, help: "Secret key; default $AWS_SECRET_ACCESS_KEY.") var secretKey: String?
@@ -31,14 +34,16 @@ struct BenchCommand: ParsableCommand {
         @Option(name: .long, help: "Objects the workload touches, split over the workers.") var objects = 1000
         @Option(name: .long, help: "Stop after this many operations.") var requests: Int?
         @Option(name: .long, help: "Seed of keys, bodies and the mixed workload's choices (default random).") var seed: UInt64?
-        @Option(name: .long, help: "Server processes (pid,pid,…) whose CPU time per operation to report; children are counted.")
+        @Option(name: .long, help: "Server processes (pid,pid,…) whose CPU time per operation to report; their children and process groups count too.")
         var serverPids: String?
         @Flag(name: .long, help: "Keep the objects written (and the bucket).") var keep = false
 
         func run() async throws {
             let env = ProcessInfo.processInfo.environment
             do {
-                guard let url = endpoint ?? env["AWS_ENDPOINT_URL"] else { throw BenchError("give --endpoint or set AWS_ENDPOINT_URL") }
+                guard let url = endpoint ?? env["AWS_ENDPOINT_URL"] ?? env["STACKS_S3_ENDPOINT"] else {
+                    throw BenchError("give --endpoint or set AWS_ENDPOINT_URL")
+                }
                 guard let ak = accessKey ?? env["AWS_ACCESS_KEY_ID"], let sk = secretKey ?? env["AWS_SECRET_ACCESS_KEY"] else {
                     throw BenchError("give --access-key and --secret-key or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
                 }
@@ -71,8 +76,7 @@ struct BenchCommand: ParsableCommand {
             let heads = ["ops/s", "MiB/s", "mean ms", "p50 ms", "p99 ms", "max ms", "errors"]
             var out = "op     " + heads.map { String(repeating: " ", count: max(0, 10 - $0.count)) + $0 }.joined() + "\n"
             for f in s.operations + (s.operations.count > 1 ? [s.total] : []) {
-                let name = f == s.total && s.operations.count > 1 ? "total" : f.op.rawValue
-                out += name.padding(toLength: 7, withPad: " ", startingAt: 0)
+                out += f.op.padding(toLength: 7, withPad: " ", startingAt: 0)
                 out += String(
                     format: "%10.1f%10.2f%10.2f%10.2f%10.2f%10.1f%10d\n", f.opsPerSecond, f.mibPerSecond, f.meanMs, f.p50Ms, f.p99Ms, f.maxMs, f.errors)
             }

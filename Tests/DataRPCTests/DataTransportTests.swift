@@ -21,12 +21,21 @@ struct KeySealer: Sealer {
 /// leaves the server serving.
 @Suite struct DataTransportTests {
     static let header = [UInt8](repeating: 1, count: 13)
+    /// The suite's other tests can hold both cores' cooperative threads for seconds; a
+    /// handshake (not what these tests measure) may wait that long.
+    static let patient: DataSettings = {
+        var s = DataSettings()
+        (s.helloTimeout, s.connectTimeout) = (.seconds(60), .seconds(30))
+        return s
+    }()
 
     func withServer(_ body: (DataServer, String, KeySealer) async throws -> Void) async throws {
         let root = NSTemporaryDirectory() + "stacks-datatransport-\(UInt64.random(in: 0 ... .max))"
         defer { try? FileManager.default.removeItem(atPath: root) }
         let sealer = KeySealer()
-        let server = DataServer(host: "127.0.0.1", port: 0, backend: try ShardStore(root: root), sealer: sealer, logger: Logger(label: "test"))
+        let server = DataServer(
+            host: "127.0.0.1", port: 0, backend: try ShardStore(root: root), sealer: sealer, settings: Self.patient,
+            logger: Logger(label: "test"))
         let port = try await server.start()
         try await body(server, "127.0.0.1:\(port)", sealer)
         await server.stop()
@@ -38,7 +47,7 @@ struct KeySealer: Sealer {
 
     /// Asks the server what it holds of one key, over a fresh client.
     func held(_ address: String, _ sealer: KeySealer) async throws -> DataFrame {
-        let client = DataClient(sealer: sealer)
+        let client = DataClient(sealer: sealer, settings: Self.patient)
         defer { client.closeAll() }
         return try await client.withConnection(to: address) { c in
             try await c.send(.held(bucket: "bkt", key: "k"))
@@ -48,7 +57,7 @@ struct KeySealer: Sealer {
 
     @Test func aShardGoesInAndComesBackOverOnePooledConnection() async throws {
         try await withServer { server, address, sealer in
-            let client = DataClient(sealer: sealer)
+            let client = DataClient(sealer: sealer, settings: Self.patient)
             defer { client.closeAll() }
             var rng = SeededRandom(seed: 3)
             let blocks = (0..<4).map { i in (0..<(300_000 + i)).map { _ in UInt8.random(in: 0...255, using: &rng) } }

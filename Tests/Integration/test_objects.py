@@ -25,10 +25,10 @@ SETTINGS = {"raft": {"dead_voter_after": 2}, "data": {"remove_after": REMOVE_AFT
 STORED: dict = {}
 
 
-@pytest.fixture(scope="module")
-def six(module_node_factory):
-    first = module_node_factory("o1", tags={"zone": "a"}, **SETTINGS)
-    rest = [module_node_factory(f"o{i}", start=False, seeds=[first.gossip_address], tags={"zone": "abc"[i % 3]}, **SETTINGS)
+def start_six(factory, prefix: str, settings: dict) -> list:
+    """Six nodes over three zones, five of them voters, all on one 4+2 layout."""
+    first = factory(f"{prefix}1", tags={"zone": "a"}, **settings)
+    rest = [factory(f"{prefix}{i}", start=False, seeds=[first.gossip_address], tags={"zone": "abc"[i % 3]}, **settings)
             for i in range(2, 7)]
     for n in rest:
         n.start()
@@ -37,6 +37,11 @@ def six(module_node_factory):
     wait_for("six nodes in the layout at 4+2",
              same_layout_everywhere(nodes, lambda v: len(v["members"]) == 6 and v["scheme"] == "4+2"), 60)
     return nodes
+
+
+@pytest.fixture(scope="module")
+def six(module_node_factory):
+    return start_six(module_node_factory, "o", SETTINGS)
 
 
 def shard_files(node, bucket: str, key: str) -> list:

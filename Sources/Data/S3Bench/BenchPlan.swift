@@ -161,7 +161,8 @@ public struct WorkerPlan: Sendable {
 
 /// Counts and latencies of one operation kind; latencies in microseconds.
 public struct OpFigures: Codable, Sendable, Equatable {
-    public var op: BenchOp
+    /// PUT, GET, HEAD, DELETE, LIST, or TOTAL for the sum of several.
+    public var op: String
     public var count: Int
     public var errors: Int
     public var opsPerSecond: Double

@@ -20,7 +20,8 @@ public enum S3Bench {
     public struct Options: Sendable {
         public var bucket: String
         public var seed: UInt64
-        /// Processes whose CPU time (with their children's) is read before and after the timed phase.
+        /// Processes whose CPU time (with their children's and their process groups') is read
+        /// before and after the timed phase.
         public var serverPids: [Int32]
         /// Leave the objects (and a bucket the run made) in place.
         public var keep: Bool
@@ -41,7 +42,12 @@ public enum S3Bench {
         }
         if config.prefilled {
             progress("writing \(config.objectsPerWorker * config.concurrency) objects of \(config.size) bytes before the clock starts")
-            try await run.prefill()
+            do { try await run.prefill() } catch {
+                if !options.keep {
+                    await run.cleanup((0..<config.concurrency).map { WorkerPlan(config: config, worker: $0, seed: options.seed) }, bucketToo: created)
+                }
+                throw error
+            }
         }
         let cpuBefore = ProcessCPU.ticks(options.serverPids)
         let start = ContinuousClock.now
@@ -243,7 +249,7 @@ final class Run: Sendable {
 
     func summary(seconds: Double) -> BenchSummary {
         figures.withLock { f in
-            func figure(_ op: BenchOp, _ h: Histogram<UInt64>?, _ c: (ok: Int, errors: Int, bytes: Int)) -> OpFigures {
+            func figure(_ op: String, _ h: Histogram<UInt64>?, _ c: (ok: Int, errors: Int, bytes: Int)) -> OpFigures {
                 let ms = { (p: Double) in Double(h?.valueAtPercentile(p) ?? 0) / 1000 }
                 return OpFigures(
                     op: op, count: c.ok, errors: c.errors, opsPerSecond: Double(c.ok) / seconds, mibPerSecond: Double(c.bytes) / 1_048_576 / seconds,
@@ -253,12 +259,11 @@ final class Run: Sendable {
             var all: Histogram<UInt64>?
             for h in f.latency.values { all == nil ? (all = h) : all!.add(h) }
             let sum = f.counts.values.reduce((ok: 0, errors: 0, bytes: 0)) { ($0.ok + $1.ok, $0.errors + $1.errors, $0.bytes + $1.bytes) }
-            var total = figure(.put, all, sum)
-            total.op = used.count == 1 ? used[0] : .put
+            let total = figure(used.count == 1 ? used[0].rawValue : "TOTAL", all, sum)
             return BenchSummary(
                 endpoint: endpoints.map(\.url).joined(separator: ","), bucket: options.bucket, workload: config.workload.rawValue, objectSize: config.size,
                 concurrency: config.concurrency,
-                seconds: seconds, operations: used.map { figure($0, f.latency[$0], f.counts[$0]!) }, total: total, errorKinds: f.errorKinds,
+                seconds: seconds, operations: used.map { figure($0.rawValue, f.latency[$0], f.counts[$0]!) }, total: total, errorKinds: f.errorKinds,
                 serverCPUMsPerOp: nil)
         }
     }
@@ -306,7 +311,8 @@ struct SeededRandomBytes {
     }
 }
 
-/// CPU time of processes from /proc: the given pids and their children, in clock ticks.
+/// CPU time of processes from /proc: the given pids, their children and the members of the
+/// process groups they lead, in clock ticks.
 enum ProcessCPU {
     static let ticksPerSecond = Int(sysconf(Int32(_SC_CLK_TCK)))
 
@@ -320,8 +326,8 @@ enum ProcessCPU {
             else { continue }
             // Fields after "pid (comm)": state ppid pgrp … utime(14) stime(15), 1-based overall.
             let f = stat[stat.index(after: close)...].split(separator: " ")
-            guard f.count > 12, let ppid = Int32(f[1]), let utime = Int(f[11]), let stime = Int(f[12]) else { continue }
-            if roots.contains(pid) || roots.contains(ppid) { total += utime + stime }
+            guard f.count > 12, let ppid = Int32(f[1]), let pgrp = Int32(f[2]), let utime = Int(f[11]), let stime = Int(f[12]) else { continue }
+            if roots.contains(pid) || roots.contains(ppid) || roots.contains(pgrp) { total += utime + stime }
         }
         return total
     }

@@ -17,6 +17,7 @@ BIN, DEV, PORT = os.environ["STACKS_BIN"], os.environ["DEV"], int(os.environ["PO
 N, SEED = int(sys.argv[1]), int(sys.argv[2])
 BUCKET = "accept"
 procs: dict[int, subprocess.Popen] = {}
+killed: set[int] = set()
 
 
 def say(*a):
@@ -28,9 +29,11 @@ def start(i):
     procs[i] = subprocess.Popen([BIN, "agent", "--config", f"{DEV}/node{i}.toml"], stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
     open(f"{DEV}/node{i}/pid.run", "w").write(str(procs[i].pid))
+    killed.discard(i)
 
 
 def kill(i):
+    killed.add(i)
     procs[i].kill()
     procs[i].wait()
 
@@ -38,6 +41,8 @@ def kill(i):
 def wait(what, pred, timeout):
     deadline, detail = time.monotonic() + timeout, ""
     while time.monotonic() < deadline:
+        if exited := [i for i, p in procs.items() if i not in killed and p.poll() is not None]:
+            sys.exit(f"FAILED: waiting for {what}, node{exited[0]} exited (see {DEV}/node{exited[0]}/log)")
         try:
             ok, detail = pred()
         except Exception as e:  # a node still starting

@@ -1,5 +1,9 @@
 """The steps of tools/accept/objects against nodes configured in $DEV/nodeI.toml (see there).
-Prints each step with what it measured; exits non-zero at the first failure."""
+Prints each step with what it measured; exits non-zero at the first failure.
+
+  objects.py OBJECTS SEED     the acceptance steps
+  objects.py big GIB SEED     one GIB GiB PUT through node1 and GET through node4, byte-exact,
+                              with every node's peak RSS (VmHWM) under 256 MiB"""
 import hashlib
 import io
 import json
@@ -14,7 +18,8 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
 BIN, DEV, PORT = os.environ["STACKS_BIN"], os.environ["DEV"], int(os.environ["PORT"])
-N, SEED = int(sys.argv[1]), int(sys.argv[2])
+BIG = sys.argv[1] == "big"
+N, SEED = (int(sys.argv[2]), int(sys.argv[3])) if BIG else (int(sys.argv[1]), int(sys.argv[2]))
 BUCKET = "accept"
 procs: dict[int, subprocess.Popen] = {}
 killed: set[int] = set()
@@ -125,12 +130,80 @@ def healthy(nodes, members):
     return check
 
 
-def main():
+def start_six():
     six = list(range(1, 7))
     for i in six:
         start(i)
     wait("six nodes at 4+2", lambda: (len(layout(1)["members"]) == 6 and layout(1)["scheme"] == "4+2", layout(1)), 120)
     client(1).create_bucket(Bucket=BUCKET)
+    return six
+
+
+class Generated(io.RawIOBase):
+    """SIZE bytes that are random to any compressor (1 MiB blocks cut from a 64 MiB random pool at
+    scattered offsets), seekable so boto3 can hash the body and send it again, never in memory."""
+    POOL, BLOCK = 64 << 20, 1 << 20
+
+    def __init__(self, size, seed):
+        self.size, self.pos = size, 0
+        self.pool = random.Random(seed).randbytes(self.POOL)
+
+    def readable(self):
+        return True
+
+    def seekable(self):
+        return True
+
+    def tell(self):
+        return self.pos
+
+    def seek(self, offset, whence=io.SEEK_SET):
+        self.pos = max(0, min(self.size, offset + (0, self.pos, self.size)[whence]))
+        return self.pos
+
+    def readinto(self, buf):
+        n = min(len(buf), self.size - self.pos, self.BLOCK - self.pos % self.BLOCK)
+        start = (self.pos // self.BLOCK * 7919 * 4096) % (self.POOL - self.BLOCK) + self.pos % self.BLOCK
+        buf[:n] = self.pool[start:start + n]
+        self.pos += n
+        return n
+
+
+def peak_rss_mib(i):
+    status = open(f"/proc/{procs[i].pid}/status").read()
+    return int(status.split("VmHWM:")[1].split()[0]) / 1024
+
+
+def big(gib):
+    six = start_six()
+    size = gib << 30
+    src = Generated(size, SEED)
+    digest = hashlib.md5()
+    while chunk := src.read(8 << 20):
+        digest.update(chunk)
+    src.seek(0)
+    before = {i: peak_rss_mib(i) for i in six}
+    t0 = time.monotonic()
+    etag = client(1).put_object(Bucket=BUCKET, Key="big", Body=src, ContentLength=size)["ETag"].strip('"')
+    say(f"PUT {gib} GiB through node1 in {time.monotonic() - t0:.0f} s, ETag {etag}")
+    if etag != digest.hexdigest():
+        sys.exit(f"FAILED: ETag {etag}, the body's MD5 is {digest.hexdigest()}")
+    t0, got, n = time.monotonic(), hashlib.md5(), 0
+    for chunk in client(4).get_object(Bucket=BUCKET, Key="big")["Body"].iter_chunks(8 << 20):
+        got.update(chunk)
+        n += len(chunk)
+    say(f"GET through node4 in {time.monotonic() - t0:.0f} s: {n} bytes")
+    if n != size or got.hexdigest() != digest.hexdigest():
+        sys.exit(f"FAILED: GET gave {n} bytes with MD5 {got.hexdigest()}")
+    after = {i: peak_rss_mib(i) for i in six}
+    say("peak RSS (VmHWM) per node, MiB, before -> after: " + ", ".join(f"node{i} {before[i]:.0f} -> {after[i]:.0f}" for i in six))
+    if (worst := max(after.values())) >= 256:
+        sys.exit(f"FAILED: a node's RSS peaked at {worst:.0f} MiB")
+    say("every node stayed under 256 MiB")
+
+
+def main():
+    six = start_six()
     objects, t0 = {}, time.monotonic()
     cfg = TransferConfig(multipart_threshold=16 << 20, multipart_chunksize=8 << 20, max_concurrency=4)
     for n, size in enumerate(sizes(N)):
@@ -192,4 +265,4 @@ def main():
     say("all acceptance steps passed")
 
 
-main()
+big(N) if BIG else main()

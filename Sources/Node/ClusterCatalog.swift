@@ -11,12 +11,27 @@ struct ClusterCatalog: BucketCatalog, CredentialStore {
     let store: ObjectStore
     let clock: @Sendable () -> Int64
 
-    func createBucket(_ name: String) async throws {
+    func createBucket(_ name: String, scheme: String?) async throws {
         try ObjectStore.checkBucketName(name)
-        switch try await submit(.createBucket(name: name, createdMs: clock())) {
+        let own = try scheme.flatMap(checkScheme)
+        switch try await submit(.createBucket(name: name, createdMs: clock(), scheme: own)) {
         case .bucketExists: throw ObjectError.bucketAlreadyOwnedByYou(name)
         default: break
         }
+    }
+
+    /// A bucket's own scheme from `x-stacks-scheme`: nil for auto; refused when the layout has
+    /// fewer storage nodes than its width (each shard needs a node of its own).
+    func checkScheme(_ text: String) throws -> ErasureScheme? {
+        if text == "auto" { return nil }
+        guard let s = ErasureScheme(parsing: text) else {
+            throw S3Error.invalidArgument("x-stacks-scheme must be auto or K+M with 1 ≤ K ≤ 32, 0 ≤ M ≤ 16, M ≤ K; got \(text)")
+        }
+        let width = raft.read { $0.layout.scheme.width }
+        guard s.width <= max(width, 1) else {
+            throw S3Error.invalidArgument("x-stacks-scheme \(s) needs \(s.width) storage nodes; the layout places \(width) shards per object")
+        }
+        return s
     }
 
     func deleteBucket(_ name: String) async throws {
@@ -39,7 +54,7 @@ struct ClusterCatalog: BucketCatalog, CredentialStore {
     static func mirror(_ c: Command, _ o: Outcome, store: ObjectStore, logger: @Sendable (String) -> Void) {
         guard o == .ok else { return }
         switch c {
-        case .createBucket(let name, let ms):
+        case .createBucket(let name, let ms, _):
             do { try store.createBucket(name, createdMs: ms) } catch .bucketAlreadyOwnedByYou {} catch {
                 logger("cannot create bucket \(name) locally: \(error)")
             }

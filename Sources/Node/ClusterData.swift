@@ -63,7 +63,7 @@ final class ClusterData: PlacementMap, Sealer {
     func open(_ sealed: [UInt8]) -> [UInt8]? { view.withLock { $0.keyring }.open(sealed) }
 
     func placement(bucket: String, key: String) throws -> Placed? {
-        let (layout, migrating) = raft.read { ($0.layout, $0.migrating) }
+        let (layout, migrating, own) = raft.read { ($0.layout, $0.migrating, $0.buckets[bucket]?.scheme) }
         let (addresses, spread) = view.withLock { ($0.addresses, $0.spread) }
         if layout.members.count >= 2 && !spread {
             view.withLock { $0.spread = true }
@@ -72,12 +72,15 @@ final class ClusterData: PlacementMap, Sealer {
             return nil
         }
         guard !layout.members.isEmpty else { throw PlaneError("this node's replica of the data layout is still loading") }
+        // A bucket's own scheme takes the first slots of the partition while the layout is that wide.
+        let scheme = own.flatMap { $0.width <= layout.scheme.width ? $0 : nil } ?? layout.scheme
         func holders(_ l: Layout) -> [String] { l.holders(of: Placement.partition(bucket: bucket, key: key, partitions: l.partitions)) }
-        let nodes = holders(layout)
+        // Earlier versions' rows whole: asking a node that holds nothing of the key costs a round trip, missing one a read.
+        let nodes = Array(holders(layout).prefix(scheme.width))
         var earlier: [String] = []
         for l in migrating { for n in holders(l) where !nodes.contains(n) && !earlier.contains(n) { earlier.append(n) } }
         func placed(_ n: String) -> PlacedNode { PlacedNode(name: n, address: addresses[n]) }
-        return Placed(k: layout.scheme.k, m: layout.scheme.m, nodes: nodes.map(placed), version: layout.version, earlier: earlier.map(placed))
+        return Placed(k: scheme.k, m: scheme.m, nodes: nodes.map(placed), version: layout.version, earlier: earlier.map(placed))
     }
 
     /// Every node of the layout and of earlier versions still consulted.

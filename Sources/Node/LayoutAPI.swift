@@ -24,8 +24,10 @@ public struct LayoutView: Codable, Sendable, Equatable {
     public var stagedScheme: String?
     /// Earlier versions still consulted while data moves.
     public var migrating: [UInt64]
+    /// Buckets created with a scheme of their own (`x-stacks-scheme`), and that scheme.
+    public var buckets: [String: String]
     enum CodingKeys: String, CodingKey {
-        case version, scheme, requested, partitions, members, migrating
+        case version, scheme, requested, partitions, members, migrating, buckets
         case stagedScheme = "staged_scheme"
     }
 
@@ -35,6 +37,7 @@ public struct LayoutView: Codable, Sendable, Equatable {
         members = l.members.map { Member(name: $0.name, zone: $0.zone, weight: $0.weight, slots: slots[$0.name] ?? 0, stagedWeight: s.staged.weights[$0.name]) }
         stagedScheme = s.staged.scheme?.description
         migrating = s.migrating.map(\.version)
+        buckets = s.buckets.values.reduce(into: [:]) { out, b in if let own = b.scheme { out[b.name] = own.description } }
     }
 }
 

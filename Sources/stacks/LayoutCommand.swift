@@ -43,6 +43,14 @@ struct LayoutCommand: ParsableCommand {
         print(Table.render(rows), terminator: "")
         if let s = v.stagedScheme { print("staged: scheme \(s)") }
         if v.members.contains(where: { $0.stagedWeight != nil }) || v.stagedScheme != nil { print("staged changes take effect with: stacks layout apply") }
+        if !v.buckets.isEmpty {
+            let width = v.scheme.split(separator: "+").compactMap { Int($0) }.reduce(0, +)
+            let own = v.buckets.sorted { $0.key < $1.key }.map { b in
+                let w = b.value.split(separator: "+").compactMap { Int($0) }.reduce(0, +)
+                return "\(b.key) \(b.value)" + (w > width ? " (wider than the layout: \(v.scheme) for now)" : "")
+            }
+            print("buckets with their own scheme: " + own.joined(separator: ", "))
+        }
         if !v.migrating.isEmpty { print("still consulted while data moves: version \(v.migrating.map(String.init).joined(separator: ", "))") }
     }
 

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import subprocess
 import threading
 
@@ -197,6 +198,53 @@ def test_racing_writers_leave_one_whole_object(six):
         assert not errors, errors
         seen = {n.client().get_object(Bucket=bucket, Key="hot")["Body"].read() for n in six}
         assert len(seen) == 1 and seen.pop() in bodies, f"round {round_}: not one whole object everywhere"
+
+
+def create_with_scheme(node, bucket: str, scheme: str):
+    """CreateBucket with Stacks' `x-stacks-scheme` header (signed, as boto3 signs every header it sends)."""
+    c = node.client()
+    c.meta.events.register("before-sign.s3.CreateBucket", lambda request, **_: request.headers.__setitem__("x-stacks-scheme", scheme))
+    return c.create_bucket(Bucket=bucket)
+
+
+def test_a_bucket_keeps_its_own_scheme(six):
+    """A bucket created with x-stacks-scheme 3+3 survives three nodes down; one at 2+1 takes three
+    nodes; a scheme wider than the layout or malformed is refused and creates nothing."""
+    for scheme, why in [("4+3", "needs 7 storage nodes"), ("4+x", "must be auto or K+M"), ("2+5", "must be auto or K+M")]:
+        with pytest.raises(Exception, match=f"InvalidArgument.*{re.escape(why)}") as e:
+            create_with_scheme(six[0], "refused", scheme)
+        assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert "refused" not in [b["Name"] for b in six[1].client().list_buckets()["Buckets"]]
+    create_with_scheme(six[0], "wide", "3+3")
+    create_with_scheme(six[1], "narrow", "2+1")
+    create_with_scheme(six[2], "plain", "auto")
+    want = {"wide": "3+3", "narrow": "2+1"}
+    wait_for("the buckets' schemes in every node's layout", lambda: (all(layout(n).get("buckets") == want for n in six), want), 30)
+    table = subprocess.run([str(stacks_binary()), "layout", "--data-dir", str(six[4].data_dir)], capture_output=True, text=True, timeout=20)
+    assert "buckets with their own scheme: narrow 2+1, wide 3+3\n" in table.stdout, table.stdout
+    data = {b: body(3 * (1 << 20) + 7, n) for n, b in enumerate(["wide", "narrow", "plain"])}
+    for n, (b, d) in enumerate(data.items()):
+        six[n + 3].client().put_object(Bucket=b, Key="k", Body=d)
+    for b, width, suffix in [("wide", 6, ".3.3"), ("narrow", 3, ".2.1"), ("plain", 6, ".4.2")]:
+        files = [f for n in six for f in shard_files(n, b, "k")]
+        assert len(placed_on(six, b, "k")) == width and all(f.name.endswith(suffix) for f in files), f"{b}: {files}"
+    # Three down (the learner and two voters that do not lead, so Raft keeps its majority).
+    roles = {x["name"]: x["raft_role"] for x in status(six[0])[1]["nodes"]}
+    learner = [n for n in six if roles[n.name] == "learner"]
+    voters = [n for n in six if roles[n.name] == "voter"]
+    victims = learner + voters[:3 - len(learner)]
+    assert len(victims) == 3, roles
+    for v in victims:
+        v.kill()
+    for n in six:
+        if n not in victims:
+            assert n.client().get_object(Bucket="wide", Key="k")["Body"].read() == data["wide"], f"3+3 through {n.name}"
+    for v in victims:
+        v.restart()
+    wait_for("5 voters again", healthy_with(six, 5), 90)
+    for n in six:
+        for b, d in data.items():
+            assert n.client().get_object(Bucket=b, Key="k")["Body"].read() == d, f"{b} through {n.name}"
 
 
 def data_status(node) -> tuple[int, dict]:

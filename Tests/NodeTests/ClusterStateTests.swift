@@ -1,5 +1,6 @@
 import Cluster
 import Raft
+import Support
 import Testing
 
 @Suite struct ClusterStateTests {
@@ -37,10 +38,12 @@ import Testing
         var s = ClusterState()
         s.apply(req(1, .initCluster(id: "abc")))
         s.apply(req(2, .createBucket(name: "photos", createdMs: 42)))
+        s.apply(req(5, .createBucket(name: "logs", createdMs: 43, scheme: ErasureScheme(k: 3, m: 3))))
         s.apply(req(3, .putAccessKey(id: "AK", secret: "SK")))
         s.apply(req(4, .put(key: "k", value: [1, 2, 3])))
         let t = try ClusterState(decoding: s.encoded())
         #expect(t == s)
+        #expect(t.buckets["logs"]?.scheme == ErasureScheme(k: 3, m: 3) && t.buckets["photos"]?.scheme == nil)
         var u = t
         #expect(u.apply(req(3, .putAccessKey(id: "AK", secret: "other"))).duplicate)
         #expect(u.accessKeys["AK"] == "SK")
@@ -48,7 +51,8 @@ import Testing
 
     @Test func commandsAndFramesRoundTrip() throws {
         let commands: [Command] = [
-            .initCluster(id: "x"), .createBucket(name: "b", createdMs: -1), .deleteBucket(name: "b"),
+            .initCluster(id: "x"), .createBucket(name: "b", createdMs: -1), .createBucket(name: "c", createdMs: 2, scheme: ErasureScheme(k: 2, m: 1)),
+            .deleteBucket(name: "b"),
             .putAccessKey(id: "i", secret: "s"), .deleteAccessKey(id: "i"), .put(key: "k", value: [0, 255]), .delete(key: "k"),
         ]
         for (i, c) in commands.enumerated() {
@@ -75,6 +79,32 @@ import Testing
             let a = AddressedFrame(from: "n1", fromAddress: "127.0.0.1:7100", cluster: "c0ffee", to: "n2", frame: f)
             #expect(try RaftWire.decode(RaftWire.encode(a)) == a)
         }
+    }
+
+    /// Snapshots written before buckets had schemes (format 2) still load, every bucket on the layout's scheme.
+    @Test func formatTwoSnapshotsLoad() throws {
+        var s = ClusterState()
+        s.apply(req(1, .initCluster(id: "abc")))
+        s.apply(req(2, .createBucket(name: "photos", createdMs: 42)))
+        var bucket = BinaryWriter()
+        bucket.string("photos"); bucket.i64(42)
+        var bytes = s.encoded()
+        let at = try #require((0...(bytes.count - bucket.bytes.count)).first { Array(bytes[$0..<($0 + bucket.bytes.count)]) == bucket.bytes })
+        let end = at + bucket.bytes.count
+        #expect(bytes[end..<(end + 2)] == [0, 0])
+        bytes.removeSubrange(end..<(end + 2))  // format 2 had no scheme bytes
+        bytes[0] = 2
+        let old = try ClusterState(decoding: bytes)
+        #expect(old == s && old.buckets["photos"]?.scheme == nil)
+    }
+
+    /// A scheme out of range (more than 32 data shards) in a command or a snapshot is refused.
+    @Test func schemesOutOfRangeAreRefused() {
+        let bad = req(1, .createBucket(name: "b", createdMs: 0, scheme: ErasureScheme(k: 40, m: 1)))
+        #expect(throws: DecodeError.self) { try Request(decoding: bad.encoded) }
+        var s = ClusterState()
+        s.apply(bad)
+        #expect(throws: DecodeError.self) { try ClusterState(decoding: s.encoded()) }
     }
 
     /// Damaged or hostile input is refused with an error, never a crash. Seeded; the seed is printed on failure.

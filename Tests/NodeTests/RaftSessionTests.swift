@@ -86,7 +86,7 @@ import Testing
         let store = try ObjectStore(root: "\(dir)/store", clock: { 0 })
         let catalog = ClusterCatalog(raft: raft, store: store, clock: { 0 })
         func create(_ name: String) async -> S3Error? {
-            do { try await catalog.createBucket(name); return nil } catch { return error as? S3Error }
+            do { try await catalog.createBucket(name, scheme: nil); return nil } catch { return error as? S3Error }
         }
         async let waiting = withTaskGroup(of: S3Error?.self) { group in
             for i in 0..<3 { group.addTask { await create("waiting-\(i)") } }

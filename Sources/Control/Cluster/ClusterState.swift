@@ -5,7 +5,8 @@ import Support
 public enum Command: Equatable, Sendable {
     /// The first command a new cluster commits: its identity.
     case initCluster(id: String)
-    case createBucket(name: String, createdMs: Int64)
+    /// `scheme`: the bucket's own erasure scheme, used while the layout is that wide (nil: the layout's).
+    case createBucket(name: String, createdMs: Int64, scheme: ErasureScheme? = nil)
     case deleteBucket(name: String)
     case putAccessKey(id: String, secret: String)
     case deleteAccessKey(id: String)
@@ -61,12 +62,14 @@ public struct RequestID: Hashable, Sendable, CustomStringConvertible {
 public struct BucketRecord: Equatable, Sendable {
     public var name: String
     public var createdMs: Int64
+    /// The scheme its new objects get while the layout has at least its width; nil: the layout's.
+    public var scheme: ErasureScheme?
 }
 
 /// The replicated cluster state: applied in log order on every node, voters and learners alike.
 /// Pure and deterministic: the same entries give the same state and outcomes everywhere.
 public struct ClusterState: Equatable, Sendable {
-    public static let formatVersion: UInt8 = 2
+    public static let formatVersion: UInt8 = 3
     /// Layout versions still consulted while data migrates (the newest first); past it the oldest
     /// is dropped, and the shards it placed are found by the nodes' own scans.
     public static let migratingKept = 4
@@ -119,9 +122,9 @@ public struct ClusterState: Equatable, Sendable {
         case .initCluster(let id):
             guard clusterID.isEmpty else { return .alreadyInitialized }
             clusterID = id
-        case .createBucket(let name, let ms):
+        case .createBucket(let name, let ms, let scheme):
             guard buckets[name] == nil else { return .bucketExists }
-            buckets[name] = BucketRecord(name: name, createdMs: ms)
+            buckets[name] = BucketRecord(name: name, createdMs: ms, scheme: scheme)
         case .deleteBucket(let name):
             guard buckets.removeValue(forKey: name) != nil else { return .noSuchBucket }
         case .putAccessKey(let id, let secret):
@@ -157,14 +160,18 @@ public struct ClusterState: Equatable, Sendable {
 
     // MARK: Encoding
 
-    /// The whole state, for snapshots: version · cluster id · buckets · keys · values · layout ·
+    /// The whole state, for snapshots: version · cluster id · buckets (name, created, k, m; 0+0
+    /// for the layout's scheme) · keys · values · layout ·
     /// migrating layouts · staged changes · counters · recent ids.
     public func encoded() -> [UInt8] {
         var w = BinaryWriter()
         w.u8(Self.formatVersion)
         w.string(clusterID)
         w.u32(UInt32(buckets.count))
-        for b in buckets.values.sorted(by: { $0.name < $1.name }) { w.string(b.name); w.i64(b.createdMs) }
+        for b in buckets.values.sorted(by: { $0.name < $1.name }) {
+            w.string(b.name); w.i64(b.createdMs)
+            w.u8(UInt8(b.scheme?.k ?? 0)); w.u8(UInt8(b.scheme?.m ?? 0))
+        }
         w.u32(UInt32(accessKeys.count))
         for (k, s) in accessKeys.sorted(by: { $0.key < $1.key }) { w.string(k); w.string(s) }
         w.u32(UInt32(values.count))
@@ -184,9 +191,14 @@ public struct ClusterState: Equatable, Sendable {
     public init(decoding bytes: [UInt8]) throws(DecodeError) {
         var r = BinaryReader(bytes)
         let version = try r.u8()
-        guard version == 1 || version == Self.formatVersion else { throw DecodeError("unknown cluster state version") }
+        guard (1...Self.formatVersion).contains(version) else { throw DecodeError("unknown cluster state version") }
         clusterID = try r.string()
-        for _ in 0..<(try r.u32()) { let n = try r.string(); buckets[n] = BucketRecord(name: n, createdMs: try r.i64()) }
+        for _ in 0..<(try r.u32()) {
+            let n = try r.string(), ms = try r.i64()
+            // Version 3 added each bucket's scheme.
+            let (k, m) = version >= 3 ? (try r.u8(), try r.u8()) : (0, 0)
+            buckets[n] = BucketRecord(name: n, createdMs: ms, scheme: k == 0 && m == 0 ? nil : try Self.scheme(k, m))
+        }
         for _ in 0..<(try r.u32()) { let k = try r.string(); accessKeys[k] = try r.string() }
         for _ in 0..<(try r.u32()) { let k = try r.string(); values[k] = try r.blob() }
         if version >= 2 {  // version 1 knew no layout
@@ -208,6 +220,14 @@ public struct ClusterState: Equatable, Sendable {
     }
 }
 
+extension ClusterState {
+    /// A bucket's scheme as decoded: in the range `ErasureScheme(parsing:)` allows.
+    static func scheme(_ k: UInt8, _ m: UInt8) throws(DecodeError) -> ErasureScheme {
+        guard let s = ErasureScheme(parsing: "\(k)+\(m)") else { throw DecodeError("bucket scheme \(k)+\(m) out of range") }
+        return s
+    }
+}
+
 extension Request {
     static let version: UInt8 = 1
 
@@ -218,7 +238,8 @@ extension Request {
         w.u64(id.hi); w.u64(id.lo)
         switch command {
         case .initCluster(let id): w.u8(1); w.string(id)
-        case .createBucket(let n, let ms): w.u8(2); w.string(n); w.i64(ms)
+        case .createBucket(let n, let ms, nil): w.u8(2); w.string(n); w.i64(ms)
+        case .createBucket(let n, let ms, let s?): w.u8(12); w.string(n); w.i64(ms); w.u8(UInt8(s.k)); w.u8(UInt8(s.m))
         case .deleteBucket(let n): w.u8(3); w.string(n)
         case .putAccessKey(let id, let s): w.u8(4); w.string(id); w.string(s)
         case .deleteAccessKey(let id): w.u8(5); w.string(id)
@@ -248,6 +269,7 @@ extension Request {
         case 9: command = .revertLayout
         case 10: command = .applyLayout(try Layout(reading: &r), consumed: try LayoutStage(reading: &r))
         case 11: command = .finishMigration(version: try r.u64())
+        case 12: command = .createBucket(name: try r.string(), createdMs: try r.i64(), scheme: try ClusterState.scheme(try r.u8(), try r.u8()))
         default: throw DecodeError("unknown command")
         }
         try r.expectEnd()

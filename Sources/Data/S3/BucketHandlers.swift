@@ -31,7 +31,14 @@ extension S3Responder {
                     400, "InvalidLocationConstraint", "The specified location-constraint \(loc) is not valid; this endpoint serves \(settings.region)")
             }
         }
-        if let catalog { try await catalog.createBucket(bucket) } else { try await blocking { try store.createBucket(bucket) } }
+        // Stacks' own: the bucket's erasure scheme (K+M or auto), as MinIO users pick parity by storage class.
+        let scheme = request.headers[.init("x-stacks-scheme")!]
+        if let catalog {
+            try await catalog.createBucket(bucket, scheme: scheme)
+        } else {
+            if scheme != nil { throw S3Error.invalidArgument("x-stacks-scheme needs a cluster; this store keeps one copy") }
+            try await blocking { try store.createBucket(bucket) }
+        }
         var headers = HTTPFields()
         headers[.location] = "/\(bucket)"
         return Response(status: .ok, headers: headers)

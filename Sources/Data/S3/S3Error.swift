@@ -25,7 +25,7 @@ public struct S3Error: Error, CustomStringConvertible, Equatable {
         S3Error(
             403, "SignatureDoesNotMatch", "The request signature we calculated does not match the signature you provided. Check your key and signing method.")
     }
-    static func invalidArgument(_ m: String) -> S3Error { S3Error(400, "InvalidArgument", m) }
+    public static func invalidArgument(_ m: String) -> S3Error { S3Error(400, "InvalidArgument", m) }
     static func invalidRequest(_ m: String) -> S3Error { S3Error(400, "InvalidRequest", m) }
     static let malformedXML = S3Error(400, "MalformedXML", "The XML you provided was not well-formed or did not validate against our published schema.")
     static func badDigest(_ m: String) -> S3Error { S3Error(400, "BadDigest", m) }

@@ -21,8 +21,8 @@ public struct S3Settings: Sendable {
 /// in its replicated state and mirrors the result into each node's store.
 public protocol BucketCatalog: Sendable {
     /// Throws `ObjectError.bucketAlreadyOwnedByYou` when it exists; the bucket exists in the
-    /// local store on return.
-    func createBucket(_ name: String) async throws
+    /// local store on return. `scheme`: the `x-stacks-scheme` header (K+M or auto), checked here.
+    func createBucket(_ name: String, scheme: String?) async throws
     /// Throws `ObjectError.noSuchBucket` or `.bucketNotEmpty`.
     func deleteBucket(_ name: String) async throws
 }

@@ -75,8 +75,8 @@ final class ClusterData: PlacementMap, Sealer {
         // A bucket's own scheme takes the first slots of the partition while the layout is that wide.
         let scheme = own.flatMap { $0.width <= layout.scheme.width ? $0 : nil } ?? layout.scheme
         func holders(_ l: Layout) -> [String] { l.holders(of: Placement.partition(bucket: bucket, key: key, partitions: l.partitions)) }
-        // Earlier versions' rows whole: asking a node that holds nothing of the key costs a round trip, missing one a read.
         let nodes = Array(holders(layout).prefix(scheme.width))
+        // Earlier versions' rows whole: asking a node that holds nothing of the key costs a round trip, missing one a read.
         var earlier: [String] = []
         for l in migrating { for n in holders(l) where !nodes.contains(n) && !earlier.contains(n) { earlier.append(n) } }
         func placed(_ n: String) -> PlacedNode { PlacedNode(name: n, address: addresses[n]) }

@@ -24,8 +24,9 @@ public struct LayoutView: Codable, Sendable, Equatable {
     public var stagedScheme: String?
     /// Earlier versions still consulted while data moves.
     public var migrating: [UInt64]
-    /// Buckets created with a scheme of their own (`x-stacks-scheme`), and that scheme.
-    public var buckets: [String: String]
+    /// Buckets created with a scheme of their own (`x-stacks-scheme`), and that scheme; optional so
+    /// a CLI reads the answer of a node from before bucket schemes.
+    public var buckets: [String: String]?
     enum CodingKeys: String, CodingKey {
         case version, scheme, requested, partitions, members, migrating, buckets
         case stagedScheme = "staged_scheme"

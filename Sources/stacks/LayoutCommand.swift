@@ -43,9 +43,9 @@ struct LayoutCommand: ParsableCommand {
         print(Table.render(rows), terminator: "")
         if let s = v.stagedScheme { print("staged: scheme \(s)") }
         if v.members.contains(where: { $0.stagedWeight != nil }) || v.stagedScheme != nil { print("staged changes take effect with: stacks layout apply") }
-        if !v.buckets.isEmpty {
+        if let buckets = v.buckets, !buckets.isEmpty {
             let width = v.scheme.split(separator: "+").compactMap { Int($0) }.reduce(0, +)
-            let own = v.buckets.sorted { $0.key < $1.key }.map { b in
+            let own = buckets.sorted { $0.key < $1.key }.map { b in
                 let w = b.value.split(separator: "+").compactMap { Int($0) }.reduce(0, +)
                 return "\(b.key) \(b.value)" + (w > width ? " (wider than the layout: \(v.scheme) for now)" : "")
             }

@@ -189,7 +189,7 @@ let package = Package(
         .executableTarget(
             name: "stacks",
             dependencies: [
-                "Node", "Membership", "Control", "Erasure", "Security", "S3Bench",
+                "Node", "Membership", "Control", "Cluster", "Erasure", "Security", "S3Bench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

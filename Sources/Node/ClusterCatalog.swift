@@ -23,10 +23,8 @@ struct ClusterCatalog: BucketCatalog, CredentialStore {
     /// A bucket's own scheme from `x-stacks-scheme`: nil for auto; refused when the layout has
     /// fewer storage nodes than its width (each shard needs a node of its own).
     func checkScheme(_ text: String) throws -> ErasureScheme? {
-        if text == "auto" { return nil }
-        guard let s = ErasureScheme(parsing: text) else {
-            throw S3Error.invalidArgument("x-stacks-scheme must be auto or K+M with 1 ≤ K ≤ 32, 0 ≤ M ≤ 16, M ≤ K; got \(text)")
-        }
+        guard let request = SchemeRequest(parsing: text) else { throw S3Error.invalidArgument("x-stacks-scheme must be \(SchemeRequest.syntax); got \(text)") }
+        guard case .fixed(let s) = request else { return nil }
         let width = raft.read { $0.layout.scheme.width }
         guard s.width <= max(width, 1) else {
             throw S3Error.invalidArgument("x-stacks-scheme \(s) needs \(s.width) storage nodes; the layout places \(width) shards per object")

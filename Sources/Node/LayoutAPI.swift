@@ -61,13 +61,8 @@ enum LayoutAPI {
                 return AdminAPI.problem(.badRequest, "weight \(w.value) for \(w.key) is above \(Layout.maxWeight)")
             }
             if let s = req.scheme {
-                if s == "auto" {
-                    stage.scheme = .automatic
-                } else if let scheme = ErasureScheme(parsing: s) {
-                    stage.scheme = .fixed(scheme)
-                } else {
-                    return AdminAPI.problem(.badRequest, "scheme must be auto or K+M with 1 ≤ K ≤ 32, 0 ≤ M ≤ 16, M ≤ K; got \(s)")
-                }
+                guard let scheme = SchemeRequest(parsing: s) else { return AdminAPI.problem(.badRequest, "scheme must be \(SchemeRequest.syntax); got \(s)") }
+                stage.scheme = scheme
             }
             guard !stage.isEmpty else { return AdminAPI.problem(.badRequest, "nothing to stage") }
             return try await AdminAPI.clusterCall {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Cluster
 import Foundation
 import Node
 
@@ -44,10 +45,9 @@ struct LayoutCommand: ParsableCommand {
         if let s = v.stagedScheme { print("staged: scheme \(s)") }
         if v.members.contains(where: { $0.stagedWeight != nil }) || v.stagedScheme != nil { print("staged changes take effect with: stacks layout apply") }
         if let buckets = v.buckets, !buckets.isEmpty {
-            let width = v.scheme.split(separator: "+").compactMap { Int($0) }.reduce(0, +)
+            let width = ErasureScheme(parsing: v.scheme)?.width ?? 0
             let own = buckets.sorted { $0.key < $1.key }.map { b in
-                let w = b.value.split(separator: "+").compactMap { Int($0) }.reduce(0, +)
-                return "\(b.key) \(b.value)" + (w > width ? " (wider than the layout: \(v.scheme) for now)" : "")
+                "\(b.key) \(b.value)" + ((ErasureScheme(parsing: b.value)?.width ?? 0) > width ? " (wider than the layout: \(v.scheme) for now)" : "")
             }
             print("buckets with their own scheme: " + own.joined(separator: ", "))
         }

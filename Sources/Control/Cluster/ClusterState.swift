@@ -160,8 +160,8 @@ public struct ClusterState: Equatable, Sendable {
 
     // MARK: Encoding
 
-    /// The whole state, for snapshots: version · cluster id · buckets (name, created, k, m; 0+0
-    /// for the layout's scheme) · keys · values · layout ·
+    /// The whole state, for snapshots: version · cluster id · buckets (name, created, 0 for the
+    /// layout's scheme or 1 · k · m) · keys · values · layout ·
     /// migrating layouts · staged changes · counters · recent ids.
     public func encoded() -> [UInt8] {
         var w = BinaryWriter()
@@ -170,7 +170,7 @@ public struct ClusterState: Equatable, Sendable {
         w.u32(UInt32(buckets.count))
         for b in buckets.values.sorted(by: { $0.name < $1.name }) {
             w.string(b.name); w.i64(b.createdMs)
-            w.u8(UInt8(b.scheme?.k ?? 0)); w.u8(UInt8(b.scheme?.m ?? 0))
+            if let s = b.scheme { w.u8(1); w.u8(UInt8(s.k)); w.u8(UInt8(s.m)) } else { w.u8(0) }
         }
         w.u32(UInt32(accessKeys.count))
         for (k, s) in accessKeys.sorted(by: { $0.key < $1.key }) { w.string(k); w.string(s) }
@@ -195,9 +195,14 @@ public struct ClusterState: Equatable, Sendable {
         clusterID = try r.string()
         for _ in 0..<(try r.u32()) {
             let n = try r.string(), ms = try r.i64()
-            // Version 3 added each bucket's scheme.
-            let (k, m) = version >= 3 ? (try r.u8(), try r.u8()) : (0, 0)
-            buckets[n] = BucketRecord(name: n, createdMs: ms, scheme: k == 0 && m == 0 ? nil : try Self.scheme(k, m))
+            // Version 3 added each bucket's own scheme.
+            var scheme: ErasureScheme?
+            switch version >= 3 ? try r.u8() : 0 {
+            case 0: scheme = nil
+            case 1: scheme = try ErasureScheme(reading: &r, what: "bucket")
+            default: throw DecodeError("unknown bucket scheme tag")
+            }
+            buckets[n] = BucketRecord(name: n, createdMs: ms, scheme: scheme)
         }
         for _ in 0..<(try r.u32()) { let k = try r.string(); accessKeys[k] = try r.string() }
         for _ in 0..<(try r.u32()) { let k = try r.string(); values[k] = try r.blob() }
@@ -217,14 +222,6 @@ public struct ClusterState: Equatable, Sendable {
             remember(id, o)
         }
         try r.expectEnd()
-    }
-}
-
-extension ClusterState {
-    /// A bucket's scheme as decoded: in the range `ErasureScheme(parsing:)` allows.
-    static func scheme(_ k: UInt8, _ m: UInt8) throws(DecodeError) -> ErasureScheme {
-        guard let s = ErasureScheme(parsing: "\(k)+\(m)") else { throw DecodeError("bucket scheme \(k)+\(m) out of range") }
-        return s
     }
 }
 
@@ -269,7 +266,7 @@ extension Request {
         case 9: command = .revertLayout
         case 10: command = .applyLayout(try Layout(reading: &r), consumed: try LayoutStage(reading: &r))
         case 11: command = .finishMigration(version: try r.u64())
-        case 12: command = .createBucket(name: try r.string(), createdMs: try r.i64(), scheme: try ClusterState.scheme(try r.u8(), try r.u8()))
+        case 12: command = .createBucket(name: try r.string(), createdMs: try r.i64(), scheme: try ErasureScheme(reading: &r, what: "bucket"))
         default: throw DecodeError("unknown command")
         }
         try r.expectEnd()

@@ -9,11 +9,21 @@ public struct ErasureScheme: Hashable, Sendable, CustomStringConvertible {
     public var width: Int { k + m }
     public var description: String { "\(k)+\(m)" }
 
-    /// Parses "K+M" with 1 ≤ K ≤ 32, 0 ≤ M ≤ 16 and M ≤ K (more parity than data is mirroring, done better by 1+M).
+    /// 1 ≤ K ≤ 32, 0 ≤ M ≤ 16 and M ≤ K (more parity than data is mirroring, done better by 1+M).
+    public var isValid: Bool { (1...32).contains(k) && (0...16).contains(m) && (m <= k || k == 1) }
+
+    /// Parses a valid "K+M".
     public init?(parsing s: String) {
         let parts = s.split(separator: "+", omittingEmptySubsequences: false)
-        guard parts.count == 2, let k = Int(parts[0]), let m = Int(parts[1]), (1...32).contains(k), (0...16).contains(m), m <= k || k == 1 else { return nil }
+        guard parts.count == 2, let k = Int(parts[0]), let m = Int(parts[1]) else { return nil }
         self.k = k; self.m = m
+        guard isValid else { return nil }
+    }
+
+    /// A scheme read from disk or a peer: refused unless valid.
+    public init(reading r: inout BinaryReader, what: String) throws(DecodeError) {
+        k = Int(try r.u8()); m = Int(try r.u8())
+        guard isValid else { throw DecodeError("\(what) scheme \(k)+\(m) out of range") }
     }
 
     /// What a cluster of `nodes` storage nodes gets when no scheme is asked for: the most parity
@@ -44,6 +54,19 @@ public struct ErasureScheme: Hashable, Sendable, CustomStringConvertible {
 public enum SchemeRequest: Hashable, Sendable, CustomStringConvertible {
     case automatic
     case fixed(ErasureScheme)
+    /// What `init(parsing:)` takes, for error messages.
+    public static let syntax = "auto or K+M with 1 ≤ K ≤ 32, 0 ≤ M ≤ 16, M ≤ K"
+
+    /// "auto" or a valid "K+M".
+    public init?(parsing s: String) {
+        if s == "auto" {
+            self = .automatic
+        } else if let scheme = ErasureScheme(parsing: s) {
+            self = .fixed(scheme)
+        } else {
+            return nil
+        }
+    }
     public var description: String {
         switch self {
         case .automatic: "auto"
@@ -136,8 +159,8 @@ public struct Layout: Equatable, Sendable {
     /// Why this layout cannot be taken as given (from a peer's entry), or nil when it can.
     public func problem() -> String? {
         guard members.count <= Self.maxMembers else { return "too many members" }
-        guard ErasureScheme(parsing: scheme.description) != nil else { return "scheme \(scheme) out of range" }
-        if case .fixed(let s) = requested, ErasureScheme(parsing: s.description) == nil { return "requested scheme \(s) out of range" }
+        guard scheme.isValid else { return "scheme \(scheme) out of range" }
+        if case .fixed(let s) = requested, !s.isValid { return "requested scheme \(s) out of range" }
         for (a, b) in zip(members, members.dropFirst()) where a.name >= b.name { return "members not sorted and unique" }
         guard members.allSatisfy({ $0.weight <= Self.maxWeight }) else { return "weight above \(Self.maxWeight)" }
         guard (1...Self.maxPartitions).contains(partitions), assignment.count == partitions else { return "assignment is not one row per partition" }
@@ -212,9 +235,7 @@ public struct LayoutStage: Equatable, Sendable {
         switch try r.u8() {
         case 0: scheme = nil
         case 1: scheme = .automatic
-        case 2:
-            guard let s = ErasureScheme(parsing: "\(try r.u8())+\(try r.u8())") else { throw DecodeError("staged scheme out of range") }
-            scheme = .fixed(s)
+        case 2: scheme = .fixed(try ErasureScheme(reading: &r, what: "staged"))
         default: throw DecodeError("unknown staged scheme")
         }
     }

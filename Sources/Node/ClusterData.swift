@@ -41,7 +41,8 @@ final class ClusterData: PlacementMap, Sealer {
         try? Files.writeAtomically(Array(text.utf8), to: path)
     }
 
-    /// Follows gossip until cancelled.
+    /// Follows gossip until cancelled: each second, and every 100 ms while the layout is not
+    /// known or names a node with no address yet (a node that just joined learns both at once).
     func follow(_ gossip: GossipService) async {
         while !Task.isCancelled {
             if let keys = try? await gossip.keys(), let members = try? await gossip.members() {
@@ -55,7 +56,9 @@ final class ClusterData: PlacementMap, Sealer {
                 }
                 if changed { save() }
             }
-            try? await Task.sleep(for: .seconds(1))
+            let nodes = everyNode()
+            let unknown = nodes.isEmpty || nodes.contains { $0.address == nil }
+            try? await Task.sleep(for: unknown ? .milliseconds(100) : .seconds(1))
         }
     }
 

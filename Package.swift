@@ -39,6 +39,7 @@ let package = Package(
         system("CISAL", "libisal", "libisal-dev", "Sources/Shims/CISAL"),
         system("CLibvirt", "libvirt", "libvirt-dev", "Sources/Shims/CLibvirt"),
         system("COpenSSL", "libcrypto", "libssl-dev", "Sources/Shims/COpenSSL"),
+        system("CSQLite", "sqlite3", "libsqlite3-dev", "Sources/Shims/CSQLite"),
 
         // Dependencies point one way: Node → (S3, Objects, Compute, Control → Membership) → cores →
         // (ChunkStore, Erasure, Security, Determinism) → C.
@@ -49,6 +50,8 @@ let package = Package(
         .target(name: "Checksum", dependencies: ["CISAL"], path: "Sources/Support/Checksum", swiftSettings: strict),
         // Thin POSIX file I/O (atomic writes, fsync of directories) with one error type.
         .target(name: "Files", dependencies: ["Support"], path: "Sources/Support/Files", swiftSettings: strict),
+        // SQLite connections and statements (the shard store's sorted key index).
+        .target(name: "SQLite", dependencies: ["CSQLite"], path: "Sources/Support/SQLite", swiftSettings: strict),
         // LZ4 block compression (shard blocks, gossip state).
         .target(name: "Compression", dependencies: ["CLZ4", "Support"], path: "Sources/Support/Compression", swiftSettings: strict),
         // Metrics through swift-metrics, exported by swift-prometheus (help text per series).
@@ -141,7 +144,7 @@ let package = Package(
             ], swiftSettings: strict),
         // This node's shards of object versions: temporary, committed, reverted; paths from hashes.
         .target(
-            name: "ShardStore", dependencies: ["ChunkStore", "Coordinator", "Determinism", "Files", "Security"], path: "Sources/Data/ShardStore",
+            name: "ShardStore", dependencies: ["ChunkStore", "Coordinator", "Determinism", "Files", "Security", "SQLite"], path: "Sources/Data/ShardStore",
             swiftSettings: strict),
         .testTarget(name: "ShardStoreTests", dependencies: ["ShardStore", "ChunkStore", "Coordinator", "Determinism", "Files"], swiftSettings: strict),
         // The data connection between nodes: its server's protocol (frames in, answers out), and the
@@ -189,7 +192,7 @@ let package = Package(
         .executableTarget(
             name: "stacks",
             dependencies: [
-                "Node", "Membership", "Control", "Cluster", "Erasure", "Security", "S3Bench",
+                "Node", "Membership", "Control", "Cluster", "Erasure", "Security", "S3Bench", "ShardStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

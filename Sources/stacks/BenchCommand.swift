@@ -3,11 +3,13 @@ import Erasure
 import Foundation
 import S3Bench
 import Security
+import ShardStore
 
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "bench", abstract: "Measure: an S3 endpoint under load (any S3 service, not only Stacks), or this machine's object codec.",
-        subcommands: [S3.self, Codec.self])
+        commandName: "bench",
+        abstract: "Measure: an S3 endpoint under load (any S3 service, not only Stacks), this machine's object codec, or a node's key index.",
+        subcommands: [S3.self, Codec.self, Index.self])
 
     struct S3: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -121,6 +123,41 @@ struct BenchCommand: ParsableCommand {
                 let name = f.name.padding(toLength: 64, withPad: " ", startingAt: 0)
                 print("  " + name + String(format: "%7.2f GB/s  %5.0f%% of raw ISA-L", g, 100 * f.bytesPerSecond / raw))
             }
+        }
+    }
+
+    struct Index: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "A shard store of many keys: commits, start-up with the sorted index, the scan that rebuilds it, listing.")
+        @Option(name: .long, help: "Keys to write (1 to 10,000,000).") var keys = 100_000
+        @Option(name: .long, help: "Directory for the store (made, then removed); default a new one under $TMPDIR or /var/tmp.") var dir: String?
+        @Flag(name: .long, help: "Empty the page cache before each start-up (needs root), as after a reboot.") var dropCaches = false
+        @Option(name: .long, help: "table or json.") var format = "table"
+
+        func validate() throws {
+            guard (1...10_000_000).contains(keys) else { throw ValidationError("--keys must be 1 to 10,000,000") }
+            guard ["table", "json"].contains(format) else { throw ValidationError("--format must be table or json") }
+        }
+
+        func run() throws {
+            let root = dir ?? "\(ProcessInfo.processInfo.environment["TMPDIR"] ?? "/var/tmp")/stacks-bench-index-\(getpid())"
+            guard !FileManager.default.fileExists(atPath: root) else { throw ValidationError("\(root) exists: give a new directory") }
+            defer { try? FileManager.default.removeItem(atPath: root) }
+            let f = try IndexBench.run(root: root, keys: keys, dropCaches: dropCaches) { FileHandle.standardError.write(Data("\($0)\n".utf8)) }
+            if format == "json" {
+                let row: [String: Double] = [
+                    "keys": Double(f.keys), "commits_per_s": f.commitsPerSecond, "start_s": f.startSeconds, "rebuild_s": f.rebuildSeconds,
+                    "list_keys_per_s": f.listKeysPerSecond, "index_bytes": Double(f.indexBytes), "cold": f.cold ? 1 : 0,
+                ]
+                print(String(decoding: try JSONEncoder().encode(row), as: UTF8.self))
+                return
+            }
+            print("key index, \(f.keys) keys, \(f.cold ? "page cache emptied before each start-up" : "warm page cache")")
+            print(String(format: "  commits (shard file + index)        %10.0f /s", f.commitsPerSecond))
+            print(String(format: "  start-up reading the index          %10.3f s", f.startSeconds))
+            print(String(format: "  start-up rebuilding it by a scan    %10.3f s", f.rebuildSeconds))
+            print(String(format: "  listing, pages of 1,000             %10.0f keys/s", f.listKeysPerSecond))
+            print(String(format: "  index on disk                       %10.1f MiB", Double(f.indexBytes) / 1_048_576))
         }
     }
 }

@@ -2,6 +2,8 @@ import ChunkStore
 import Coordinator
 import Determinism
 import Files
+import Glibc
+import SQLite
 import Security
 import Synchronization
 
@@ -15,32 +17,71 @@ import Synchronization
 ///
 /// (k and m: the version's scheme; a trailing `d` marks a delete marker). A commit keeps the newest `keptVersions` of a key
 /// (a write in flight must not hide the version before it from reads). The newest version of
-/// each key, with its metadata, is indexed in memory for listings, rebuilt at start-up from the
-/// directories (names and metadata, never the stripes). Blocking file I/O: callers keep it off
-/// event loops.
+/// each key, with its metadata, is in a sorted index on disk (`KeyIndex`, SQLite) for listings
+/// and the repairer; start-up reads only what a crash left pending. Blocking file I/O: callers
+/// keep it off event loops.
 public final class ShardStore: Sendable {
     public let root: String
     public static let keptVersions = 3
-    let index = Mutex<[String: BucketIndex]>([:])
+    let index: Mutex<KeyIndex>
 
     /// Opens (or makes) the store. Temporary files left by a previous run are removed: a write in
     /// progress when the process stopped was never committed, and its coordinator saw it fail.
+    /// The index is opened and brought up to date (see `KeyIndex`); one that cannot be opened
+    /// is moved aside (`index.sqlite.damaged`) and rebuilt from the directories.
     public init(root: String) throws(FileError) {
         self.root = root
         try Files.makeDirectory(root)
         try Files.makeDirectory("\(root)/tmp")
         try Files.makeDirectory("\(root)/shards")
         for name in try Files.list("\(root)/tmp") { try Files.remove("\(root)/tmp/\(name)") }
-        for fan in try Files.list("\(root)/shards") {
-            for h in try Files.list("\(root)/shards/\(fan)") {
+        let path = "\(root)/index.sqlite"
+        var opened: KeyIndex?, built = false
+        do {
+            opened = try KeyIndex(path: path)
+            built = try opened!.built
+        } catch {
+            opened = nil
+            for suffix in ["", "-wal", "-shm"] where Files.exists(path + suffix) { try Files.move(path + suffix, to: "\(path).damaged\(suffix)") }
+            do { opened = try KeyIndex(path: path) } catch { throw Self.indexError(error) }
+        }
+        index = Mutex(opened!)
+        do throws(SQLiteError) {
+            try index.withLock { i throws(SQLiteError) in
+                if built {
+                    for (bucket, key) in try i.pending() { try i.set(bucket, key, entry(bucket, key), settling: .all) }
+                } else {
+                    try i.clear()
+                    try scan(into: i)
+                    try i.markBuilt()
+                }
+            }
+        } catch {
+            throw Self.indexError(error)
+        }
+    }
+
+    static func indexError(_ e: SQLiteError) -> FileError { .io(operation: "index (\(e.message))", path: e.path, errno: EIO) }
+
+    /// Every key directory's newest version into `index`, a thousand keys per transaction.
+    func scan(into index: KeyIndex) throws(SQLiteError) {
+        var batch: [(String, String, ListEntry?)] = []
+        func flush() throws(SQLiteError) {
+            try index.db.transaction { () throws(SQLiteError) in for (b, k, e) in batch { try index.set(b, k, e, settling: .none) } }
+            batch.removeAll(keepingCapacity: true)
+        }
+        for fan in (try? Files.list("\(root)/shards")) ?? [] {
+            for h in (try? Files.list("\(root)/shards/\(fan)")) ?? [] {
                 let dir = "\(root)/shards/\(fan)/\(h)"
                 guard let name = try? Files.read("\(dir)/name", limit: 2048), let zero = name.firstIndex(of: 0),
                     let bucket = String(validating: name[..<zero], as: UTF8.self),
                     let key = String(validating: name[(zero + 1)...], as: UTF8.self)
                 else { continue }
-                refresh(bucket, key)
+                batch.append((bucket, key, entry(bucket, key)))
+                if batch.count == 1000 { try flush() }
             }
         }
+        try flush()
     }
 
     /// A shard's hashed key, computed once per operation, and the paths that follow from it.
@@ -81,6 +122,8 @@ public final class ShardStore: Sendable {
     public func commit(_ id: ShardRef) throws(FileError) {
         let p = paths(id)
         if !Files.exists(p.temp) && Files.exists(p.final) { return }
+        try markPending(id)
+        defer { refresh(id.bucket, id.key) }
         try Files.makeDirectory(String(p.directory.prefix(upTo: p.directory.lastIndex(of: "/")!)))
         try Files.makeDirectory(p.directory)
         try Files.move(p.temp, to: p.final)
@@ -95,7 +138,6 @@ public final class ShardStore: Sendable {
             try? Files.remove(
                 "\(p.directory)/\(fileName(old.ref(id.bucket, id.key)))")
         }
-        refresh(id.bucket, id.key)
     }
 
     public func abort(_ id: ShardRef) throws(FileError) { try Files.remove(paths(id).temp) }
@@ -103,6 +145,8 @@ public final class ShardStore: Sendable {
     /// Drops a committed shard (a failed write undone, or an old version replaced).
     public func revert(_ id: ShardRef) throws(FileError) {
         let p = paths(id)
+        try markPending(id)
+        defer { refresh(id.bucket, id.key) }
         try Files.remove(p.final)
         try Files.syncDirectory(of: p.final)
         if try held(bucket: id.bucket, key: id.key).isEmpty {
@@ -112,30 +156,26 @@ public final class ShardStore: Sendable {
         refresh(id.bucket, id.key)
     }
 
-    /// Re-reads a key's newest version into the index (or drops the key).
+    func markPending(_ id: ShardRef) throws(FileError) {
+        do throws(SQLiteError) { try index.withLock { i throws(SQLiteError) in try i.markPending(id.bucket, id.key) } } catch { throw Self.indexError(error) }
+    }
+
+    /// A key's newest version as its directory holds it, with its metadata (nil: none).
+    func entry(_ bucket: String, _ key: String) -> ListEntry? {
+        guard let newest = (try? held(bucket: bucket, key: key))?.first, let meta = try? open(newest.ref(bucket, key)).meta else { return nil }
+        return ListEntry(key: key, version: newest.version, deleted: newest.deleted, meta: meta)
+    }
+
+    /// Re-reads a key's newest version into the index (or drops the key) as one operation on it
+    /// finishes. If the index cannot be written the key stays pending, for the next start-up.
     func refresh(_ bucket: String, _ key: String) {
-        var entry: ListEntry?
-        if let newest = (try? held(bucket: bucket, key: key))?.first {
-            let ref = newest.ref(bucket, key)
-            if let meta = try? open(ref).meta { entry = ListEntry(key: key, version: newest.version, deleted: newest.deleted, meta: meta) }
-        }
-        index.withLock { buckets in
-            if let entry { buckets[bucket, default: BucketIndex()].set(entry) } else { buckets[bucket]?.remove(key) }
-        }
+        let e = entry(bucket, key)
+        index.withLock { i in _ = try? i.db.transaction { () throws(SQLiteError) in try i.set(bucket, key, e, settling: .one) } }
     }
 
     /// Keys this node holds, by bucket then key, after `after`: what the repairer walks.
     public func keys(after: (bucket: String, key: String)?, limit: Int) -> [(bucket: String, key: String)] {
-        index.withLock { buckets in
-            var out: [(bucket: String, key: String)] = []
-            for b in buckets.keys.sorted() where after.map({ b >= $0.bucket }) ?? true {
-                let from = after.map { b == $0.bucket ? $0.key : "" } ?? ""
-                let (entries, _) = buckets[b]!.list(prefix: [], after: Array(from.utf8), limit: limit - out.count, maxBytes: .max)
-                out += entries.map { (b, $0.key) }
-                if out.count >= limit { break }
-            }
-            return out
-        }
+        index.withLock { (try? $0.keys(after: after, limit: limit)) ?? [] }
     }
 
     /// Reads every record of every version this node holds of a key, checking each checksum:
@@ -159,9 +199,8 @@ public final class ShardStore: Sendable {
     /// Newest versions of keys after `after` starting with `prefix`, in byte order, within
     /// `limit` entries and about `maxBytes`; `truncated` when more may follow.
     public func list(bucket: String, prefix: String, after: String, limit: Int, maxBytes: Int) -> (entries: [ListEntry], truncated: Bool) {
-        index.withLock { buckets in
-            guard buckets[bucket] != nil else { return ([], false) }
-            return buckets[bucket]!.list(prefix: Array(prefix.utf8), after: Array(after.utf8), limit: limit, maxBytes: maxBytes)
+        index.withLock { i in
+            (try? i.list(bucket: bucket, prefix: Array(prefix.utf8), after: Array(after.utf8), limit: limit, maxBytes: maxBytes)) ?? ([], false)
         }
     }
 
@@ -194,40 +233,4 @@ public final class ShardStore: Sendable {
     }
 
     public func open(_ id: ShardRef) throws(FileError) -> StripeFileReader { try StripeFileReader(path: paths(id).final) }
-}
-
-/// One bucket's keys on this node, newest version each; keys compare as bytes, as S3 orders them.
-struct BucketIndex {
-    var entries: [[UInt8]: ListEntry] = [:]
-    var sorted: [[UInt8]]? = []
-
-    mutating func set(_ e: ListEntry) {
-        let k = Array(e.key.utf8)
-        if entries.updateValue(e, forKey: k) == nil { sorted = nil }
-    }
-
-    mutating func remove(_ key: String) {
-        if entries.removeValue(forKey: Array(key.utf8)) != nil { sorted = nil }
-    }
-
-    mutating func list(prefix: [UInt8], after: [UInt8], limit: Int, maxBytes: Int) -> (entries: [ListEntry], truncated: Bool) {
-        if sorted == nil { sorted = entries.keys.sorted { $0.lexicographicallyPrecedes($1) } }
-        let keys = sorted!
-        let from = after.lexicographicallyPrecedes(prefix) ? prefix : after
-        var lo = 0, hi = keys.count
-        while lo < hi {
-            let mid = (lo + hi) / 2
-            if keys[mid].lexicographicallyPrecedes(from) || keys[mid] == after { lo = mid + 1 } else { hi = mid }
-        }
-        var out: [ListEntry] = []
-        var bytes = 0
-        for k in keys[lo...] {
-            guard k.starts(with: prefix) else { return (out, false) }
-            let e = entries[k]!
-            if out.count == limit || (!out.isEmpty && bytes + k.count + e.meta.count > maxBytes) { return (out, true) }
-            out.append(e)
-            bytes += k.count + e.meta.count + 32
-        }
-        return (out, false)
-    }
 }

@@ -187,6 +187,7 @@ public struct Agent: Sendable {
             logger: logger
         )
         try await app.runService()
+        shards.close()
     }
 }
 

@@ -1,16 +1,17 @@
 import Coordinator
 import Determinism
+import Glibc
 import SQLite
 
 /// The sorted local index of a shard store, kept in SQLite (`index.sqlite` in the store): the
 /// newest version of each key the node holds, with its metadata, in S3's byte order (keys are
 /// BLOBs), so that listings and the repairer read ranges and start-up reads no key directory.
 ///
-/// The key directories stay the truth: a commit or revert first counts the key as `pending`
-/// (synced), then changes the files, then writes the key's entry and takes the count back in one
-/// transaction (left to SQLite's checkpoints). Start-up re-reads only the keys still pending (a
-/// process or the OS stopped between the steps). A store without a finished index (new, from before the index, or the index damaged)
-/// is scanned once, the index written in batches and marked `built`.
+/// The key directories stay the truth: a commit or revert first counts the key as `pending`,
+/// then changes the files, then writes the key's entry and takes the count back in one
+/// transaction. Start-up re-reads only the keys still pending (the process stopped between the
+/// steps). A store whose index is not `trusted` (new, from before the index, damaged, or the
+/// machine crashed since) is scanned once, the index written in batches and marked `built`.
 final class KeyIndex {
     static let format: Int64 = 1
     let db: SQLiteDatabase
@@ -27,16 +28,51 @@ final class KeyIndex {
             """)
     }
 
-    /// True once a scan of the whole store has been written, in this format.
-    var built: Bool {
-        get throws(SQLiteError) {
-            var format: Int64?
-            try db.query("SELECT value FROM info WHERE name = 'built'") { row in
-                format = row.int(0)
-                return false
-            }
-            return format == Self.format
+    /// Whether the index can be trusted as it is: a scan of the whole store was written, in
+    /// this format, and nothing it was told since can have been lost. Its log is synced by
+    /// SQLite's checkpoints only, which a killed process never loses but an OS crash may: so it
+    /// is trusted when the machine has not restarted since the index was last opened (`boot`,
+    /// the kernel's boot id), or when the store was closed cleanly (`close`) before it restarted.
+    func trusted(boot: Int64) throws(SQLiteError) -> Bool {
+        var info: [String: Int64] = [:]
+        try db.query("SELECT name, value FROM info") { row in
+            if let name = String(validating: row.blob(0), as: UTF8.self) { info[name] = row.int(1) }
+            return true
         }
+        guard info["built"] == Self.format, let last = info["boot"] else { return false }
+        return last == boot || info["clean"] == last
+    }
+
+    /// Records that the store is open in this boot, and no longer closed cleanly (synced, as
+    /// every later change depends on it).
+    func opened(boot: Int64) throws(SQLiteError) {
+        try synced { () throws(SQLiteError) in
+            try db.run("INSERT OR REPLACE INTO info VALUES ('boot', ?)", [.int(boot)])
+            try db.run("DELETE FROM info WHERE name = 'clean'")
+        }
+    }
+
+    /// Marks a clean close (synced): every change so far is on disk, whatever the OS does next.
+    func close() throws(SQLiteError) {
+        try synced { () throws(SQLiteError) in try db.run("INSERT OR REPLACE INTO info SELECT 'clean', value FROM info WHERE name = 'boot'") }
+    }
+
+    func synced(_ body: () throws(SQLiteError) -> Void) throws(SQLiteError) {
+        try db.execute("PRAGMA synchronous=FULL")
+        defer { try? db.execute("PRAGMA synchronous=NORMAL") }
+        try db.transaction(body)
+    }
+
+    /// This boot of the machine: the first 16 hex digits of the kernel's boot id (0 where the
+    /// system has none, which trusts the index always).
+    static func bootID() -> Int64 {
+        guard let fd = Optional(Glibc.open("/proc/sys/kernel/random/boot_id", O_RDONLY)), fd >= 0 else { return 0 }
+        defer { Glibc.close(fd) }
+        var buf = [UInt8](repeating: 0, count: 64)
+        let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+        guard n > 0 else { return 0 }
+        let hex = buf[..<n].filter { ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) }.prefix(16)
+        return Int64(bitPattern: UInt64(String(decoding: hex, as: UTF8.self), radix: 16) ?? 0)
     }
 
     /// Empties the index before a scan.
@@ -51,8 +87,6 @@ final class KeyIndex {
     /// Counts an operation on a key under way (before its files change), synced to disk as the
     /// files' changes are: an OS crash after them still finds the key pending.
     func markPending(_ bucket: String, _ key: String) throws(SQLiteError) {
-        try db.execute("PRAGMA synchronous=FULL")
-        defer { try? db.execute("PRAGMA synchronous=NORMAL") }
         try db.run(
             "INSERT INTO pending VALUES (?1, ?2, 1) ON CONFLICT (bucket, key) DO UPDATE SET n = n + 1",
             [.blob(Array(bucket.utf8)), .blob(Array(key.utf8))])

@@ -29,17 +29,19 @@ public final class ShardStore: Sendable {
     /// progress when the process stopped was never committed, and its coordinator saw it fail.
     /// The index is opened and brought up to date (see `KeyIndex`); one that cannot be opened
     /// is moved aside (`index.sqlite.damaged`) and rebuilt from the directories.
-    public init(root: String) throws(FileError) {
+    public convenience init(root: String) throws(FileError) { try self.init(root: root, boot: KeyIndex.bootID()) }
+
+    init(root: String, boot: Int64) throws(FileError) {
         self.root = root
         try Files.makeDirectory(root)
         try Files.makeDirectory("\(root)/tmp")
         try Files.makeDirectory("\(root)/shards")
         for name in try Files.list("\(root)/tmp") { try Files.remove("\(root)/tmp/\(name)") }
         let path = "\(root)/index.sqlite"
-        var opened: KeyIndex?, built = false
+        var opened: KeyIndex?, trusted = false
         do {
             opened = try KeyIndex(path: path)
-            built = try opened!.built
+            trusted = try opened!.trusted(boot: boot)
         } catch {
             opened = nil
             for suffix in ["", "-wal", "-shm"] where Files.exists(path + suffix) { try Files.move(path + suffix, to: "\(path).damaged\(suffix)") }
@@ -48,18 +50,23 @@ public final class ShardStore: Sendable {
         index = Mutex(opened!)
         do throws(SQLiteError) {
             try index.withLock { i throws(SQLiteError) in
-                if built {
+                if trusted {
                     for (bucket, key) in try i.pending() { try i.set(bucket, key, entry(bucket, key), settling: .all) }
                 } else {
                     try i.clear()
                     try scan(into: i)
                     try i.markBuilt()
                 }
+                try i.opened(boot: boot)
             }
         } catch {
             throw Self.indexError(error)
         }
     }
+
+    /// Marks the index closed cleanly, so that a restart of the machine does not rebuild it.
+    /// Changes after this are kept, but without the mark again.
+    public func close() { index.withLock { i in try? i.close() } }
 
     static func indexError(_ e: SQLiteError) -> FileError { .io(operation: "index (\(e.message))", path: e.path, errno: EIO) }
 

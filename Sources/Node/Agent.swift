@@ -97,7 +97,9 @@ public struct Agent: Sendable {
         Task { await clusterData.follow(gossip) }
         let dataServer = DataServer(
             host: config.dataListen.host, port: config.dataListen.port, backend: shards, sealer: clusterData, logger: logger)
-        let plane = DataPlane(client: DataClient(sealer: clusterData), map: clusterData, wallMs: Self.nowMs, logger: logger)
+        var planeSettings = PlaneSettings()
+        planeSettings.markerGrace = config.markerGrace
+        let plane = DataPlane(client: DataClient(sealer: clusterData), map: clusterData, settings: planeSettings, wallMs: Self.nowMs, logger: logger)
         let responder = S3Responder(
             store: store, credentials: catalog,
             settings: S3Settings(region: config.region, baseDomain: config.baseDomain), catalog: catalog,

@@ -52,6 +52,9 @@ public struct NodeConfig: Sendable, Equatable {
     /// Pause between the repairer's passes over this node's keys, and the scrub's read rate.
     public var repairInterval: Span
     public var scrubBytesPerSecond: Int
+    /// How long a delete marker stays before the repairer drops it and every version under it
+    /// (`data.marker_grace`).
+    public var markerGrace: Span
     /// S3 connection bounds (`s3.max_connections`, `s3.idle_timeout`).
     public var s3Limits = S3Limits()
     /// Applied entries between snapshots of the cluster state (etcd's --snapshot-count).
@@ -98,6 +101,7 @@ public struct NodeConfig: Sendable, Equatable {
         "raft.snapshot_every": "applied changes between snapshots of the cluster state (integer, default 100000)",
         "data.repair_interval": "seconds between passes of the scrubber and repairer over this node's shards (integer, default 60)",
         "data.scrub_rate": "MiB per second the scrubber reads at most (integer, default 64)",
+        "data.marker_grace": "seconds a deleted key's marker stays before the repairer drops it from every node (integer, default 3600)",
         "data.remove_after": "seconds a node stays dead in gossip before it leaves the layout and its data is rebuilt elsewhere (integer, default 600)",
         "tags.*": "node metadata gossiped to all members, e.g. tags.zone = \"a\" (strings)",
     ]
@@ -201,6 +205,7 @@ public struct NodeConfig: Sendable, Equatable {
         removeAfter = .seconds(Double(try integer("data.remove_after", 600, "from 1 to 2592000") { (1...2_592_000).contains($0) }))
         repairInterval = .seconds(Double(try integer("data.repair_interval", 60, "from 1 to 604800") { (1...604_800).contains($0) }))
         scrubBytesPerSecond = try integer("data.scrub_rate", 64, "from 1 to 100000") { (1...100_000).contains($0) } << 20
+        markerGrace = .seconds(Double(try integer("data.marker_grace", 3600, "from 1 to 2592000") { (1...2_592_000).contains($0) }))
         snapshotEvery = try integer("raft.snapshot_every", 100_000, "from 100 to 10000000") { (100...10_000_000).contains($0) }
         s3Limits = S3Limits(
             maxConnections: try integer("s3.max_connections", 1024, "from 1 to 1000000") { (1...1_000_000).contains($0) },
@@ -227,6 +232,6 @@ public struct NodeConfig: Sendable, Equatable {
         self.metricsListen = metricsListen
         self.raftListen = raftListen; dataListen = ListenAddress("127.0.0.1:7300")!; voters = 5; deadVoterAfter = .seconds(10); removeAfter = .seconds(600);
         snapshotEvery = 100_000
-        repairInterval = .seconds(60); scrubBytesPerSecond = 64 << 20
+        repairInterval = .seconds(60); scrubBytesPerSecond = 64 << 20; markerGrace = .seconds(3600)
     }
 }

@@ -52,10 +52,20 @@ final class Cluster {
     func node(_ i: Int) -> PlacedNode { PlacedNode(name: "n\(i)", address: addresses[i]) }
 
     /// A coordinating node; `skewMs` sets its clock off the others'.
-    func plane(_ map: (any PlacementMap)? = nil, skewMs: Int64 = 0) -> DataPlane {
+    func plane(_ map: (any PlacementMap)? = nil, skewMs: Int64 = 0, settings: PlaneSettings = PlaneSettings()) -> DataPlane {
         DataPlane(
             client: DataClient(sealer: sealer), map: map ?? OnePartition(placed: Placed(k: k, m: m, nodes: (0..<(k + m)).map(node))),
-            wallMs: { Int64(Date().timeIntervalSince1970 * 1000) + skewMs }, logger: Logger(label: "test"))
+            settings: settings, wallMs: { Int64(Date().timeIntervalSince1970 * 1000) + skewMs }, logger: Logger(label: "test"))
+    }
+
+    /// What node `i` holds of a key, newest first.
+    func held(_ i: Int, _ key: String) async throws -> [Held] {
+        let answer = try await DataClient(sealer: sealer).withConnection(to: addresses[i]) { conn in
+            try await conn.send(.held(bucket: "b", key: key))
+            return try await conn.receive(timeout: .seconds(10))
+        }
+        guard case .versions(let hs) = answer else { throw PlaneError("no answer from n\(i)") }
+        return hs
     }
 
     /// The server again, on its old port and shards (a node restarted).
@@ -307,12 +317,41 @@ final class Cluster {
         try await plane.delete(bucket: "b", key: "small")
         try await c.restart(1)
         #expect(await plane.repair(bucket: "b", key: "small") == .checked(written: 1, missing: 0, marker: true))
-        let held = try await DataClient(sealer: c.sealer).withConnection(to: c.addresses[1]) { conn in
-            try await conn.send(.held(bucket: "b", key: "small"))
-            return try await conn.receive(timeout: .seconds(10))
+        #expect(try await c.held(1, "small").first?.deleted == true, "the node that missed the delete holds the marker now")
+        await c.shutdown()
+    }
+
+    /// A deleted key's marker and the versions under it go from every node once the marker is
+    /// older than the grace, on the repairer's pass (never a read repair's), and only when
+    /// every slot's node holds it; the key can be written again afterwards.
+    @Test func deleteMarkersArePurgedAfterTheirGrace() async throws {
+        let c = try await Cluster(k: 2, m: 1)
+        var quick = PlaneSettings()
+        quick.markerGrace = .milliseconds(1)
+        let plane = c.plane(), purging = c.plane(settings: quick)
+        try await put(plane, "gone", Self.body(5000, seed: 7))
+        try await put(plane, "gone", Self.body(6000, seed: 8))
+        try await put(plane, "kept", Self.body(100, seed: 9))
+        try await plane.delete(bucket: "b", key: "gone")
+        try await Task.sleep(for: .milliseconds(5))
+        #expect(await plane.repair(bucket: "b", key: "gone", onlyAs: "n0") == .checked(written: 0, missing: 0, marker: true), "within the grace")
+        #expect(await purging.repair(bucket: "b", key: "gone") == .checked(written: 0, missing: 0, marker: true), "a read repair")
+        await c.stop(2)
+        #expect(await purging.repair(bucket: "b", key: "gone", onlyAs: "n0") == .checked(written: 0, missing: 1, marker: true), "a node silent")
+        try await c.restart(2)
+        #expect(try await c.held(0, "gone").count == 3, "two versions and the marker")
+        #expect(await purging.repair(bucket: "b", key: "gone", onlyAs: "n1") == .notMine)
+        #expect(await purging.repair(bucket: "b", key: "gone", onlyAs: "n0") == .purged)
+        for i in 0..<3 {
+            #expect(try await c.held(i, "gone").isEmpty, "n\(i)")
+            let dirs = try FileManager.default.subpathsOfDirectory(atPath: "\(c.root)/n\(i)/shards").filter { $0.split(separator: "/").count == 2 }
+            #expect(dirs.count == 1, "only kept's key directory is left on n\(i): \(dirs)")
         }
-        guard case .versions(let hs) = held else { throw PlaneError("no answer") }
-        #expect(hs.first?.deleted == true, "the node that missed the delete holds the marker now")
+        #expect(await purging.repair(bucket: "b", key: "gone", onlyAs: "n0") == .absent)
+        #expect(try await plane.list(bucket: "b", prefix: "", delimiter: "", marker: "", maxKeys: 10).objects.map(\.key) == ["kept"])
+        let again = Self.body(700, seed: 10)
+        try await put(plane, "gone", again)
+        #expect(try await get(plane, "gone") == again)
         await c.shutdown()
     }
 

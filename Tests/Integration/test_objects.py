@@ -21,7 +21,7 @@ from test_raft import healthy_with, leader_of, status, wait_for
 SIZES = [0, 1, 4096, 65_537, (1 << 20) + 3, 3 * (1 << 20) + 11, 9 * (1 << 20)]
 # Long enough that the kills of the first test never remove a node; the last test waits it out.
 REMOVE_AFTER_S = 60
-SETTINGS = {"raft": {"dead_voter_after": 2}, "data": {"remove_after": REMOVE_AFTER_S, "repair_interval": 2}}
+SETTINGS = {"raft": {"dead_voter_after": 2}, "data": {"remove_after": REMOVE_AFTER_S, "repair_interval": 2, "marker_grace": 2}}
 # What the first test stored in bucket "spread", for the tests after it.
 STORED: dict = {}
 
@@ -175,6 +175,40 @@ def test_overwrite_and_delete_resolve_everywhere_at_once(six):
         six[5].client().delete_bucket(Bucket=bucket)
     six[4].client().delete_object(Bucket=bucket, Key="left")
     six[5].client().delete_bucket(Bucket=bucket)
+
+
+def test_deleted_objects_and_finished_uploads_leave_nothing_on_disk(six):
+    """Once the marker grace has passed, a deleted object's shards and delete markers go from
+    every node, and so do the parts and the record of a completed multipart upload."""
+    bucket = "purge"
+    c = six[0].client()
+    c.create_bucket(Bucket=bucket)
+    c.put_object(Bucket=bucket, Key="gone/big", Body=body(1 << 20, 1))
+    c.put_object(Bucket=bucket, Key="gone/small", Body=b"s" * 100)
+    c.put_object(Bucket=bucket, Key="gone/small", Body=b"t" * 200)
+    up = six[1].client().create_multipart_upload(Bucket=bucket, Key="gone/mp")["UploadId"]
+    parts = [six[i].client().upload_part(Bucket=bucket, Key="gone/mp", UploadId=up, PartNumber=i, Body=body(5 << 20, i))["ETag"] for i in (1, 2)]
+    assert all(shard_files(n, ".parts." + bucket, f"{up}/00001") for n in six), "the parts are on every node"
+    six[2].client().complete_multipart_upload(
+        Bucket=bucket, Key="gone/mp", UploadId=up, MultipartUpload={"Parts": [{"PartNumber": i + 1, "ETag": e} for i, e in enumerate(parts)]})
+    c.put_object(Bucket=bucket, Key="kept", Body=b"k")
+    keys = [(bucket, "gone/big"), (bucket, "gone/small"), (bucket, "gone/mp"),
+            (".parts." + bucket, f"{up}/00001"), (".parts." + bucket, f"{up}/00002"), (".uploads." + bucket, f"gone/mp\0{up}")]
+    for key in ("gone/big", "gone/small", "gone/mp"):
+        six[3].client().delete_object(Bucket=bucket, Key=key)
+
+    def purged():
+        left = {f"{b}/{k}": [n.name for n in six if shard_files(n, b, k)] for b, k in keys}
+        return not any(left.values()), f"files left: {left}"
+    wait_for("deleted keys gone from every node", purged, 60)
+    for n in six:
+        assert keys_of(n.client(), bucket) == ["kept"], n.name
+        assert n.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []) == [], n.name
+        with pytest.raises(n.client().exceptions.NoSuchKey):
+            n.client().get_object(Bucket=bucket, Key="gone/small")
+    assert all(shard_files(n, bucket, "kept") for n in six), "what was not deleted stays"
+    six[4].client().put_object(Bucket=bucket, Key="gone/small", Body=b"again")
+    assert six[5].client().get_object(Bucket=bucket, Key="gone/small")["Body"].read() == b"again"
 
 
 def test_racing_writers_leave_one_whole_object(six):

@@ -60,6 +60,9 @@ public struct PlaneSettings: Sendable {
     /// How long a node may take to prepare or commit.
     public var timeout: Span = .seconds(30)
     public var compress = true
+    /// How long a delete marker stays before the repairer drops it, with every version under
+    /// it, from every node: longer than any write that started before the delete may take.
+    public var markerGrace: Span = .seconds(3600)
     public init() {}
 }
 

@@ -10,6 +10,9 @@ public enum RepairOutcome: Equatable, Sendable {
     case checked(written: Int, missing: Int, marker: Bool)
     /// Another node holding the key comes first in its partition and repairs it.
     case notMine
+    /// The key's delete marker, older than `PlaneSettings.markerGrace` and on every slot's
+    /// node, was dropped with every version under it: the key is gone from the cluster.
+    case purged
     /// The key has no version anywhere.
     case absent
     case failed(String)
@@ -108,6 +111,11 @@ extension DataPlane {
             for case .holds(let hs) in answers.values { markers += hs.filter(\.deleted).map(\.version) }
             guard let marker = markers.max() else { return .absent }
             guard mine(marker) else { return .notMine }
+            if me != nil, silent == 0, p.earlier.isEmpty, p.nodes.allSatisfy({ holds($0.name, marker) }),
+                wallMs() - Int64(clamping: marker.time.ms) > settings.markerGrace.nanoseconds / 1_000_000
+            {
+                return await purge(bucket, key, marker, p, answers)
+            }
             let meta = VersionMeta(
                 size: 0, etag: "", contentType: "", lastModifiedMs: 0, userMetadata: [], checksums: [], k: p.k, m: p.m, blockSize: 1, stripes: 0,
                 deleted: true)
@@ -126,6 +134,32 @@ extension DataPlane {
                 return .checked(written: done, missing: silent + lacking.count - done, marker: false)
             } catch { return .failed("\(error)") }
         }
+    }
+
+    /// Drops a delete marker and every version under it from each slot's node: the versions
+    /// under it first everywhere, then the markers, so that a purge cut short never leaves an
+    /// older version newest anywhere (a marker left is written back to the others and purged
+    /// on a later pass). Only when every slot's node holds the marker and nothing migrates: no
+    /// node that answers reads can hold an older version then, and none newer is touched.
+    func purge(_ bucket: String, _ key: String, _ marker: ObjectVersion, _ p: Placed, _ answers: [String: ShardAnswer]) async -> RepairOutcome {
+        let timeout = client.requestTimeout
+        for markers in [false, true] {
+            for n in p.nodes {
+                guard case .holds(let hs) = answers[n.name], let address = n.address else { return .failed("\(n.name) did not answer") }
+                for h in hs where h.version <= marker && h.deleted == markers {
+                    do {
+                        let answer = try await client.withConnection(to: address) { c in
+                            try await c.send(.revert(h.ref(bucket, key)))
+                            return try await c.receive(timeout: timeout)
+                        }
+                        if case .error(let e) = answer, e.code != .notFound { return .failed("\(n.name) refused to drop \(h.version): \(e)") }
+                    } catch {
+                        return .failed("\(n.name): \(error)")
+                    }
+                }
+            }
+        }
+        return .purged
     }
 
     /// Whether this node's shards `mine` of a key, placed here by an earlier layout, may go:

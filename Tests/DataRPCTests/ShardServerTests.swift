@@ -46,6 +46,37 @@ import Testing
         #expect(e.code == .notFound)
     }
 
+    /// `heldHead` answers the versions, then the newest version's metadata, then its record
+    /// when it is one stripe of a data shard within the size asked, then `end`.
+    @Test func heldHeadSendsASmallDataShardAlong() throws {
+        let (s, root) = try store()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let server = ShardServer(backend: s)
+        func put(_ r: ShardRef, stripes: Int, meta: [UInt8]) {
+            _ = server.handle(.putShard(r))
+            for i in 0..<stripes { _ = server.handle(.stripe(header: Self.header, bytes: [UInt8](repeating: UInt8(i), count: 100))) }
+            #expect(frame(server.handle(.finish(meta: meta))) == .prepared)
+            #expect(frame(server.handle(.commit(r))) == .ok)
+        }
+        func head(_ key: String, maxBytes: UInt32 = 1000) -> [DataFrame] {
+            if case .frames(let fs) = server.handle(.heldHead(bucket: "bkt", key: key, maxBytes: maxBytes)) { return fs }
+            return []
+        }
+        let data = ref("small"), parity = ShardRef(bucket: "bkt", key: "parity", version: data.version, shard: 4, k: 4, m: 2)
+        let long = ref("long"), marker = ShardRef(bucket: "bkt", key: "gone", version: data.version, shard: 0, k: 4, m: 2, deleted: true)
+        put(data, stripes: 1, meta: [1])
+        put(parity, stripes: 1, meta: [2])
+        put(long, stripes: 2, meta: [3])
+        put(marker, stripes: 0, meta: [4])
+        let record = DataFrame.stripe(header: Self.header, bytes: [UInt8](repeating: 0, count: 100))
+        #expect(head("small") == [.versions([data.held]), .meta([1]), record, .end])
+        #expect(head("small", maxBytes: 99) == [.versions([data.held]), .meta([1]), .end], "larger than asked")
+        #expect(head("parity") == [.versions([parity.held]), .meta([2]), .end], "parity is read only when a data shard is missing")
+        #expect(head("long") == [.versions([long.held]), .meta([3]), .end], "more than one stripe")
+        #expect(head("gone") == [.versions([marker.held]), .end])
+        #expect(head("none") == [.versions([]), .end])
+    }
+
     /// A put that cannot be written (the same shard twice) drops its stripes and answers the
     /// error at its end, and the connection stays in step for the next request.
     @Test func aFailedPutStaysInStep() throws {

@@ -39,6 +39,10 @@ public enum DataFrame: Equatable, Sendable {
     case abort(ShardRef)
     case revert(ShardRef)
     case held(bucket: String, key: String)
+    /// `held`, answered as `versions` then, when the newest is an object's version: its `meta`,
+    /// its one `stripe` if it has only one, the shard is a data shard and the record is at most
+    /// `maxBytes`, and `end` (a small object read in one round trip).
+    case heldHead(bucket: String, key: String, maxBytes: UInt32)
     /// Stripes `first..<first+count` of a shard.
     case getShard(ShardRef, first: UInt32, count: UInt32)
     case prepared
@@ -104,6 +108,7 @@ public enum DataWire {
         case .abort(let s): w.u8(5); ref(s, &w)
         case .revert(let s): w.u8(6); ref(s, &w)
         case .held(let b, let k): w.u8(7); w.string(b); w.string(k)
+        case .heldHead(let b, let k, let max): w.u8(17); w.string(b); w.string(k); w.u32(max)
         case .getShard(let s, let first, let count): w.u8(8); ref(s, &w); w.u32(first); w.u32(count)
         case .prepared: w.u8(9)
         case .ok: w.u8(10)
@@ -163,6 +168,7 @@ public enum DataWire {
         case 5: f = .abort(try ref(&r))
         case 6: f = .revert(try ref(&r))
         case 7: f = .held(bucket: try r.string(max: maxBucket), key: try r.string(max: maxKey))
+        case 17: f = .heldHead(bucket: try r.string(max: maxBucket), key: try r.string(max: maxKey), maxBytes: try r.u32())
         case 8: f = .getShard(try ref(&r), first: try r.u32(), count: try r.u32())
         case 9: f = .prepared
         case 10: f = .ok

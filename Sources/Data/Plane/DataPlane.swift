@@ -162,33 +162,65 @@ public final class DataPlane: Sendable {
 
     /// Each node's answer to `held` (its newest versions of the key), `.failed` for silence.
     func askHeld(_ bucket: String, _ key: String, _ p: Placed) async -> [String: ShardAnswer] {
-        let client = self.client
-        let answers = await withTaskGroup(of: (String, ShardAnswer).self) { g in
+        await askHeld(bucket, key, p, heads: false).answers
+    }
+
+    /// What a node sent along with its versions when asked with `heads`: its newest version's
+    /// metadata and, for a one-stripe object, its data shard's record.
+    struct Head {
+        var held: Held
+        var meta: [UInt8]
+        var stripe: (header: [UInt8], bytes: [UInt8])?
+    }
+
+    /// `held` to every consulted node; with `heads`, each also sends its newest version's
+    /// metadata and small data shard (`heldHead`), so that a small object reads in one round trip.
+    func askHeld(_ bucket: String, _ key: String, _ p: Placed, heads: Bool) async -> (answers: [String: ShardAnswer], heads: [String: Head]) {
+        let client = self.client, maxBytes = UInt32(clamping: settings.blockSize)
+        let (answers, found) = await withTaskGroup(of: (String, ShardAnswer, Head?).self) { g in
             for n in p.consulted {
                 g.addTask {
-                    guard let address = n.address else { return (n.name, .failed) }
+                    guard let address = n.address else { return (n.name, .failed, nil) }
                     do {
-                        let a = try await client.withConnection(to: address) { c in
-                            try await c.send(.held(bucket: bucket, key: key))
-                            return try await c.receive(timeout: client.requestTimeout)
+                        return try await client.withConnection(to: address) { c in
+                            guard heads else {
+                                try await c.send(.held(bucket: bucket, key: key))
+                                guard case .versions(let hs) = try await c.receive(timeout: client.requestTimeout) else { return (n.name, .failed, nil) }
+                                return (n.name, .holds(hs), nil)
+                            }
+                            try await c.send(.heldHead(bucket: bucket, key: key, maxBytes: maxBytes))
+                            guard case .versions(let hs) = try await c.receive(timeout: client.requestTimeout) else { throw PlaneError("no versions") }
+                            var head: Head?
+                            for _ in 0..<3 {
+                                switch try await c.receive(timeout: client.requestTimeout) {
+                                case .end: return (n.name, .holds(hs), head)
+                                case .meta(let m) where head == nil && hs.first != nil: head = Head(held: hs.first!, meta: m)
+                                case .stripe(let h, let b) where head != nil && head!.stripe == nil: head!.stripe = (h, b)
+                                default: throw PlaneError("\(n.name) answered heldHead out of order")
+                                }
+                            }
+                            throw PlaneError("\(n.name) answered heldHead with too many frames")
                         }
-                        if case .versions(let hs) = a { return (n.name, .holds(hs)) }
-                    } catch {}
-                    return (n.name, .failed)
+                    } catch {
+                        return (n.name, .failed, nil)
+                    }
                 }
             }
-            var out: [String: ShardAnswer] = [:]
-            for await (n, a) in g { out[n] = a }
-            return out
+            var out: [String: ShardAnswer] = [:], found: [String: Head] = [:]
+            for await (n, a, h) in g {
+                out[n] = a
+                found[n] = h
+            }
+            return (out, found)
         }
         for case .holds(let hs) in answers.values { observe(hs) }
-        return answers
+        return (answers, found)
     }
 
     /// The newest version of a key, ready to read: nil when there is none (or a delete marker).
     public func open(bucket: String, key: String) async throws -> ObjectRead? {
         let p = try placed(bucket, key)
-        let answers = await askHeld(bucket, key, p)
+        let (answers, heads) = await askHeld(bucket, key, p, heads: true)
         switch resolve(answers, p) {
         case .notFound(let repair):
             if !repair.isEmpty { scheduleRepair(bucket: bucket, key: key) }
@@ -199,7 +231,7 @@ public final class DataPlane: Sendable {
             throw PlaneError("version \(v) may have been acknowledged but fewer than \(p.k) of its shards answered")
         case .serve(let version, _, _):
             if !lacking(version, p, answers).isEmpty { scheduleRepair(bucket: bucket, key: key) }
-            return try await reader(bucket, key, version, p, answers)
+            return try await reader(bucket, key, version, p, answers, heads: heads)
         }
     }
 
@@ -233,8 +265,11 @@ public final class DataPlane: Sendable {
     }
 
     /// A reader of `version` over every node that answered holding it, data shards first (the
-    /// first k are read, the rest stand by), its metadata loaded.
-    func reader(_ bucket: String, _ key: String, _ version: ObjectVersion, _ p: Placed, _ answers: [String: ShardAnswer]) async throws -> ObjectRead {
+    /// first k are read, the rest stand by), its metadata loaded: from `heads` when a holder
+    /// sent it, with the data shards' records they sent.
+    func reader(
+        _ bucket: String, _ key: String, _ version: ObjectVersion, _ p: Placed, _ answers: [String: ShardAnswer], heads: [String: Head] = [:]
+    ) async throws -> ObjectRead {
         var holders: [(node: PlacedNode, shard: Int)] = []
         var scheme: (k: Int, m: Int)?
         for n in p.consulted {
@@ -248,7 +283,13 @@ public final class DataPlane: Sendable {
         holders.sort { $0.shard < $1.shard }
         let read = ObjectRead(
             plane: self, bucket: bucket, key: key, version: version, placed: p, holders: holders, k: scheme?.k ?? p.k, m: scheme?.m ?? p.m)
-        try await read.loadMeta()
+        let sent = heads.values.filter { $0.held.version == version && $0.held.k == read.k && $0.held.m == read.m }
+        if let m = sent.lazy.compactMap({ try? VersionMeta(decoding: $0.meta) }).first(where: { $0.k == read.k && $0.m == read.m }) {
+            read.meta = m
+            for h in sent { if let stripe = h.stripe { read.sent[h.held.shard] = stripe } }
+        } else {
+            try await read.loadMeta()
+        }
         return read
     }
 }

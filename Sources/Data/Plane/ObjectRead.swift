@@ -17,8 +17,10 @@ public final class ObjectRead: @unchecked Sendable {
     let holders: [(node: PlacedNode, shard: Int)]
     /// The version's scheme, as its holders name it (its metadata must agree).
     let k: Int, m: Int
-    public private(set) var meta = VersionMeta(
+    public internal(set) var meta = VersionMeta(
         size: 0, etag: "", contentType: "", lastModifiedMs: 0, userMetadata: [], checksums: [], k: 1, m: 0, blockSize: 1, stripes: 0)
+    /// Records of stripe 0 by shard, sent with the holders' versions (a one-stripe object).
+    var sent: [Int: (header: [UInt8], bytes: [UInt8])] = [:]
 
     init(
         plane: DataPlane, bucket: String, key: String, version: ObjectVersion, placed: Placed, holders: [(node: PlacedNode, shard: Int)], k: Int, m: Int
@@ -87,6 +89,15 @@ public final class ObjectRead: @unchecked Sendable {
     func forEachStripe(_ first: Int, _ last: Int, _ body: (Int, StripeHeader, [UInt8], [[UInt8]?]) async throws -> Void) async throws {
         let client = plane.client, timeout = client.requestTimeout
         let k = meta.k, total = meta.k + meta.m
+        if first == 0, last == 0, meta.stripes == 1, sent.count >= k {
+            var shards = [[UInt8]?](repeating: nil, count: total)
+            for (shard, record) in sent.sorted(by: { $0.key < $1.key }).prefix(k) where shard < total { shards[shard] = record.bytes }
+            let headerBytes = sent.sorted { $0.key < $1.key }[0].value.header
+            var r = BinaryReader(headerBytes)
+            if let header = try? StripeHeader(reading: &r), header.index == 0, shards.compactMap({ $0 }).count == k {
+                return try await body(0, header, headerBytes, shards)
+            }
+        }
         var sources: [Source] = []
         var next = 0
         var sawCorrupt = false

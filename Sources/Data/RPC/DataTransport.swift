@@ -113,6 +113,7 @@ public final class DataServer: Service, Sendable {
                 switch try await pool.runIfActive({ server.value.handle(frame) }) {
                 case .none: continue
                 case .frame(let answer): try await conn.send(answer)
+                case .frames(let answers): for a in answers { try await conn.send(a) }
                 case .stream(let source, let range):
                     try await stream(Box(source), range, on: conn)
                 case .close(let reason):

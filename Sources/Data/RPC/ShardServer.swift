@@ -45,6 +45,8 @@ public final class ShardServer {
         /// Nothing to send (a put's first frames).
         case none
         case frame(DataFrame)
+        /// Several frames, in order.
+        case frames([DataFrame])
         /// Stream `meta`, records `range` of `source` as `stripe` frames, then `end` (the shell
         /// reads one record at a time as the connection drains: backpressure).
         case stream(any ShardSource, Range<Int>)
@@ -98,6 +100,18 @@ public final class ShardServer {
             do { return .frame(.versions(Array(try backend.held(bucket: bucket, key: key).prefix(DataWire.maxVersions)))) } catch {
                 return .frame(.error(Self.error(error)))
             }
+        case .heldHead(let bucket, let key, let maxBytes):
+            let hs: [Held]
+            do { hs = Array(try backend.held(bucket: bucket, key: key).prefix(DataWire.maxVersions)) } catch { return .frame(.error(Self.error(error))) }
+            var out: [DataFrame] = [.versions(hs)]
+            // What cannot be read here is left to the reader's usual path, which reports it.
+            if let newest = hs.first, !newest.deleted, let source = try? backend.read(newest.ref(bucket, key)) {
+                out.append(.meta(source.meta))
+                if source.count == 1, newest.shard < newest.k, let record = try? source.record(0), record.bytes.count <= Int(maxBytes) {
+                    out.append(.stripe(header: record.header, bytes: record.bytes))
+                }
+            }
+            return .frames(out + [.end])
         case .list(let bucket, let prefix, let after, let limit):
             let (entries, truncated) = backend.list(
                 bucket: bucket, prefix: prefix, after: after, limit: min(Int(limit), DataWire.maxListing), maxBytes: DataWire.listingBytes)

@@ -184,6 +184,11 @@ import Testing
         try Files.writeAtomically(Array("b".utf8) + [0] + Array("late".utf8), to: dir + "/name")
         let gone = ShardRef(bucket: "b", key: "k7", version: version(107), shard: 1, k: 4, m: 2)
         try store!.markPending(gone)
+        // Another operation on the key starts and ends meanwhile: the one in flight stays pending.
+        let other = ShardRef(bucket: "b", key: "k7", version: version(99), shard: 2, k: 4, m: 2)
+        try write(store!, other, records: [[2]])
+        try store!.commit(other)
+        try store!.revert(other)
         try Files.remove(store!.path(gone))
         #expect(!keys(store!, "b").contains("late") && keys(store!, "b").contains("k7"), "the index has not seen either yet")
         store = nil

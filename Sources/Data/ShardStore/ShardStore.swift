@@ -160,7 +160,6 @@ public final class ShardStore: Sendable {
             try? Files.remove("\(p.directory)/name")
             try? Files.removeDirectory(p.directory)
         }
-        refresh(id.bucket, id.key)
     }
 
     func markPending(_ id: ShardRef) throws(FileError) {

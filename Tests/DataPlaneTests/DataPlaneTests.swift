@@ -382,4 +382,30 @@ final class Cluster {
         #expect(try await get(plane, "moved") == body, "n1 and n3 serve without n2")
         await c.shutdown()
     }
+
+    /// A copy left on a node the layout no longer places the key on (it was away while the
+    /// data moved), of a key since deleted and purged from its slots, may go; not while a
+    /// slot's node is silent, and not while an earlier layout is still consulted.
+    @Test func anOldCopyNoSlotKnowsOfMayGo() async throws {
+        let c = try await Cluster(k: 2, m: 1, spare: 1)
+        let map = MovingPartition(Placed(k: 2, m: 1, nodes: [c.node(0), c.node(1), c.node(2)], version: 1))
+        var quick = PlaneSettings()
+        quick.markerGrace = .milliseconds(1)
+        let plane = c.plane(map, settings: quick)
+        try await put(plane, "old", Self.body(3000, seed: 11))
+        let held = try await c.held(2, "old")
+        map.placed.withLock { $0 = Placed(k: 2, m: 1, nodes: [c.node(0), c.node(1), c.node(3)], version: 2) }
+        #expect(await plane.movedAway(bucket: "b", key: "old", mine: held) == false, "the version is alive and n3 lacks its shard")
+        try await plane.delete(bucket: "b", key: "old")
+        try await Task.sleep(for: .milliseconds(5))
+        #expect(await plane.repair(bucket: "b", key: "old", onlyAs: "n0") == .purged)
+        map.placed.withLock { $0.earlier = [c.node(2)] }
+        #expect(await plane.movedAway(bucket: "b", key: "old", mine: held) == false, "while the earlier layout is consulted")
+        map.placed.withLock { $0.earlier = [] }
+        await c.stop(3)
+        #expect(await plane.movedAway(bucket: "b", key: "old", mine: held) == false, "a slot's node silent")
+        try await c.restart(3)
+        #expect(await plane.movedAway(bucket: "b", key: "old", mine: held) == true)
+        await c.shutdown()
+    }
 }

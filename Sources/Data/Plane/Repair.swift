@@ -165,7 +165,8 @@ extension DataPlane {
     /// Whether this node's shards `mine` of a key, placed here by an earlier layout, may go:
     /// the newest version is served, and each of `mine` of it is held by its slot's node now
     /// (older ones are superseded), or a delete marker at least as new as each is on a write
-    /// quorum of the current slots. Anything else (in doubt, unreadable) keeps them.
+    /// quorum of the current slots, or no slot's node holds anything of the key while nothing
+    /// migrates. Anything else (in doubt, unreadable, a slot's node silent) keeps them.
     public func movedAway(bucket: String, key: String, mine: [Held]) async -> Bool {
         guard let p = try? placed(bucket, key) else { return false }
         let answers = await askHeld(bucket, key, p)
@@ -177,7 +178,12 @@ extension DataPlane {
         case .serve(let v, _, _):
             return mine.allSatisfy { h in h.version < v || (h.version == v && holds(h.shard) { $0.version == v && $0.shard == h.shard }) }
         case .notFound:
-            return mine.allSatisfy { h in p.nodes.indices.filter { holds($0) { $0.deleted && $0.version >= h.version } }.count >= p.writeQuorum }
+            // Every slot's node answered holding nothing, and nothing migrates: no acknowledged
+            // version of the key is anywhere (a purged key, or an old copy left by a node that was
+            // away while its data moved), so what this node keeps of it is garbage.
+            let nothingOnSlots = p.earlier.isEmpty && p.nodes.allSatisfy { if case .holds(let hs) = answers[$0.name] { hs.isEmpty } else { false } }
+            return nothingOnSlots
+                || mine.allSatisfy { h in p.nodes.indices.filter { holds($0) { $0.deleted && $0.version >= h.version } }.count >= p.writeQuorum }
         default:
             return false
         }

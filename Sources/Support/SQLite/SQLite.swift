@@ -19,6 +19,7 @@ public final class SQLiteDatabase {
             throw e
         }
         handle = h
+        sqlite3_busy_timeout(h, 5000)  // another connection to the same file (a tool, a test) waits its turn
         do {
             try execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL")
         } catch {

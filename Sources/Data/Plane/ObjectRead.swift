@@ -79,7 +79,7 @@ public final class ObjectRead: @unchecked Sendable {
             let start = j * blockSize
             let lo = max(range.lowerBound, start) - start, hi = min(range.upperBound, start + block.count) - start
             guard lo <= hi else { throw PlaneError("\(bucket)/\(key): stripe \(j) holds \(block.count) bytes") }
-            try await body(Array(block[lo..<hi]))
+            try await body(lo == 0 && hi == block.count ? block : Array(block[lo..<hi]))
         }
     }
 

@@ -298,7 +298,8 @@ final class Cluster {
         let bodies = ["empty": [UInt8](), "small": Self.body(5000, seed: 5), "big": Self.body((3 << 20) + 7, seed: 6)]
         for (k, b) in bodies { try await put(plane, k, b) }
         await c.stop(2)
-        try FileManager.default.removeItem(atPath: "\(c.root)/n2")
+        // Moved away whole (a rename), as the stopped server's store may still be closing its files.
+        try FileManager.default.moveItem(atPath: "\(c.root)/n2", toPath: "\(c.root)/n2-lost")
         try await c.restart(2)
         for k in bodies.keys {
             let first = await plane.repair(bucket: "b", key: k)

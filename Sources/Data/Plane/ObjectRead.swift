@@ -91,8 +91,9 @@ public final class ObjectRead: @unchecked Sendable {
         let k = meta.k, total = meta.k + meta.m
         if first == 0, last == 0, meta.stripes == 1, sent.count >= k {
             var shards = [[UInt8]?](repeating: nil, count: total)
-            for (shard, record) in sent.sorted(by: { $0.key < $1.key }).prefix(k) where shard < total { shards[shard] = record.bytes }
-            let headerBytes = sent.sorted { $0.key < $1.key }[0].value.header
+            let lowest = sent.sorted { $0.key < $1.key }.prefix(k)
+            for (shard, record) in lowest where shard < total { shards[shard] = record.bytes }
+            let headerBytes = lowest[lowest.startIndex].value.header
             var r = BinaryReader(headerBytes)
             if let header = try? StripeHeader(reading: &r), header.index == 0, shards.compactMap({ $0 }).count == k {
                 return try await body(0, header, headerBytes, shards)

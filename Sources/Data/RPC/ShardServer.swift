@@ -96,13 +96,10 @@ public final class ShardServer {
         case .commit(let ref): return run { () throws(FileError) in try backend.commit(ref) }
         case .abort(let ref): return run { () throws(FileError) in try backend.abort(ref) }
         case .revert(let ref): return run { () throws(FileError) in try backend.revert(ref) }
-        case .held(let bucket, let key):
-            do { return .frame(.versions(Array(try backend.held(bucket: bucket, key: key).prefix(DataWire.maxVersions)))) } catch {
-                return .frame(.error(Self.error(error)))
-            }
-        case .heldHead(let bucket, let key, let maxBytes):
+        case .held(let bucket, let key), .heldHead(let bucket, let key, _):
             let hs: [Held]
             do { hs = Array(try backend.held(bucket: bucket, key: key).prefix(DataWire.maxVersions)) } catch { return .frame(.error(Self.error(error))) }
+            guard case .heldHead(_, _, let maxBytes) = frame else { return .frame(.versions(hs)) }
             var out: [DataFrame] = [.versions(hs)]
             // What cannot be read here is left to the reader's usual path, which reports it.
             if let newest = hs.first, !newest.deleted, let source = try? backend.read(newest.ref(bucket, key)) {

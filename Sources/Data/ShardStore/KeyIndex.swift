@@ -66,7 +66,8 @@ final class KeyIndex {
     /// This boot of the machine: the first 16 hex digits of the kernel's boot id (0 where the
     /// system has none, which trusts the index always).
     static func bootID() -> Int64 {
-        guard let fd = Optional(Glibc.open("/proc/sys/kernel/random/boot_id", O_RDONLY)), fd >= 0 else { return 0 }
+        let fd = Glibc.open("/proc/sys/kernel/random/boot_id", O_RDONLY)
+        guard fd >= 0 else { return 0 }
         defer { Glibc.close(fd) }
         var buf = [UInt8](repeating: 0, count: 64)
         let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
@@ -84,8 +85,7 @@ final class KeyIndex {
         try db.run("INSERT OR REPLACE INTO info VALUES ('built', ?)", [.int(Self.format)])
     }
 
-    /// Counts an operation on a key under way (before its files change), synced to disk as the
-    /// files' changes are: an OS crash after them still finds the key pending.
+    /// Counts an operation on a key under way (before its files change).
     func markPending(_ bucket: String, _ key: String) throws(SQLiteError) {
         try db.run(
             "INSERT INTO pending VALUES (?1, ?2, 1) ON CONFLICT (bucket, key) DO UPDATE SET n = n + 1",

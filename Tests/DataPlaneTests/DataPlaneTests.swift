@@ -384,6 +384,26 @@ final class Cluster {
         await c.shutdown()
     }
 
+    /// A node that knows the layout but not yet its peers' addresses (it just started) reads
+    /// once they are known a moment later, instead of answering 503 at once.
+    @Test func aReadWaitsBrieflyForAddressesNotKnownYet() async throws {
+        let c = try await Cluster(k: 2, m: 1)
+        let full = Placed(k: 2, m: 1, nodes: (0..<3).map(c.node))
+        let map = MovingPartition(Placed(k: 2, m: 1, nodes: [c.node(0), PlacedNode(name: "n1", address: nil), PlacedNode(name: "n2", address: nil)]))
+        let body = Self.body(4000, seed: 12)
+        try await put(c.plane(OnePartition(placed: full)), "fresh", body)
+        let plane = c.plane(map)
+        let learned = Task {
+            try await Task.sleep(for: .milliseconds(50))
+            map.placed.withLock { $0 = full }
+        }
+        #expect(try await get(plane, "fresh") == body)
+        try await learned.value
+        map.placed.withLock { $0.nodes[1].address = nil; $0.nodes[2].address = nil }
+        await #expect(throws: PlaneError.self, "still unknown after the wait") { try await get(plane, "fresh") }
+        await c.shutdown()
+    }
+
     /// A copy left on a node the layout no longer places the key on (it was away while the
     /// data moved), of a key since deleted and purged from its slots, may go; not while a
     /// slot's node is silent, and not while an earlier layout is still consulted.

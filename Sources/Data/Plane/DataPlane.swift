@@ -219,8 +219,14 @@ public final class DataPlane: Sendable {
 
     /// The newest version of a key, ready to read: nil when there is none (or a delete marker).
     public func open(bucket: String, key: String) async throws -> ObjectRead? {
-        let p = try placed(bucket, key)
-        let (answers, heads) = await askHeld(bucket, key, p, heads: true)
+        var p = try placed(bucket, key)
+        var (answers, heads) = await askHeld(bucket, key, p, heads: true)
+        if case .unavailable = resolve(answers, p), p.consulted.contains(where: { $0.address == nil }) {
+            // A node that just started may know the layout a moment before its peers' addresses.
+            try await Task.sleep(for: .milliseconds(200))
+            p = try placed(bucket, key)
+            (answers, heads) = await askHeld(bucket, key, p, heads: true)
+        }
         switch resolve(answers, p) {
         case .notFound(let repair):
             if !repair.isEmpty { scheduleRepair(bucket: bucket, key: key) }

@@ -399,7 +399,10 @@ final class Cluster {
         }
         #expect(try await get(plane, "fresh") == body)
         try await learned.value
-        map.placed.withLock { $0.nodes[1].address = nil; $0.nodes[2].address = nil }
+        map.placed.withLock { p in
+            p.nodes[1].address = nil
+            p.nodes[2].address = nil
+        }
         await #expect(throws: PlaneError.self, "still unknown after the wait") { try await get(plane, "fresh") }
         await c.shutdown()
     }

@@ -32,6 +32,20 @@ final class MovingPartition: PlacementMap {
 }
 
 /// k+m data servers on loopback, each over its own shard store, and a plane writing through them.
+/// A partition whose addresses the node learns between its first look and the next.
+final class LearningPartition: PlacementMap {
+    let looks = Mutex(0)
+    let first: Placed, then: Placed
+    init(first: Placed, then: Placed) { self.first = first; self.then = then }
+    func placement(bucket: String, key: String) throws -> Placed? {
+        looks.withLock { n in
+            n += 1
+            return n == 1 ? first : then
+        }
+    }
+    func everyNode() -> [PlacedNode] { then.nodes }
+}
+
 final class Cluster {
     let root = NSTemporaryDirectory() + "stacks-plane-\(UInt64.random(in: 0 ... .max))"
     let sealer = TestSealer()
@@ -328,13 +342,13 @@ final class Cluster {
     @Test func deleteMarkersArePurgedAfterTheirGrace() async throws {
         let c = try await Cluster(k: 2, m: 1)
         var quick = PlaneSettings()
-        quick.markerGrace = .milliseconds(1)
-        let plane = c.plane(), purging = c.plane(settings: quick)
+        quick.markerGrace = .seconds(1)
+        // The purging node's clock is a minute on: every marker is past its grace there.
+        let plane = c.plane(), purging = c.plane(skewMs: 60_000, settings: quick)
         try await put(plane, "gone", Self.body(5000, seed: 7))
         try await put(plane, "gone", Self.body(6000, seed: 8))
         try await put(plane, "kept", Self.body(100, seed: 9))
         try await plane.delete(bucket: "b", key: "gone")
-        try await Task.sleep(for: .milliseconds(5))
         #expect(await plane.repair(bucket: "b", key: "gone", onlyAs: "n0") == .checked(written: 0, missing: 0, marker: true), "within the grace")
         #expect(await purging.repair(bucket: "b", key: "gone") == .checked(written: 0, missing: 0, marker: true), "a read repair")
         await c.stop(2)
@@ -389,21 +403,15 @@ final class Cluster {
     @Test func aReadWaitsBrieflyForAddressesNotKnownYet() async throws {
         let c = try await Cluster(k: 2, m: 1)
         let full = Placed(k: 2, m: 1, nodes: (0..<3).map(c.node))
-        let map = MovingPartition(Placed(k: 2, m: 1, nodes: [c.node(0), PlacedNode(name: "n1", address: nil), PlacedNode(name: "n2", address: nil)]))
+        var unknown = full
+        unknown.nodes[1].address = nil
+        unknown.nodes[2].address = nil
         let body = Self.body(4000, seed: 12)
         try await put(c.plane(OnePartition(placed: full)), "fresh", body)
-        let plane = c.plane(map)
-        let learned = Task {
-            try await Task.sleep(for: .milliseconds(50))
-            map.placed.withLock { $0 = full }
+        #expect(try await get(c.plane(LearningPartition(first: unknown, then: full)), "fresh") == body, "known by the second look")
+        await #expect(throws: PlaneError.self, "still unknown after the wait") {
+            try await get(c.plane(OnePartition(placed: unknown)), "fresh")
         }
-        #expect(try await get(plane, "fresh") == body)
-        try await learned.value
-        map.placed.withLock { p in
-            p.nodes[1].address = nil
-            p.nodes[2].address = nil
-        }
-        await #expect(throws: PlaneError.self, "still unknown after the wait") { try await get(plane, "fresh") }
         await c.shutdown()
     }
 
@@ -414,15 +422,14 @@ final class Cluster {
         let c = try await Cluster(k: 2, m: 1, spare: 1)
         let map = MovingPartition(Placed(k: 2, m: 1, nodes: [c.node(0), c.node(1), c.node(2)], version: 1))
         var quick = PlaneSettings()
-        quick.markerGrace = .milliseconds(1)
-        let plane = c.plane(map, settings: quick)
+        quick.markerGrace = .seconds(1)
+        let plane = c.plane(map), purging = c.plane(map, skewMs: 60_000, settings: quick)
         try await put(plane, "old", Self.body(3000, seed: 11))
         let held = try await c.held(2, "old")
         map.placed.withLock { $0 = Placed(k: 2, m: 1, nodes: [c.node(0), c.node(1), c.node(3)], version: 2) }
         #expect(await plane.movedAway(bucket: "b", key: "old", mine: held) == false, "the version is alive and n3 lacks its shard")
         try await plane.delete(bucket: "b", key: "old")
-        try await Task.sleep(for: .milliseconds(5))
-        #expect(await plane.repair(bucket: "b", key: "old", onlyAs: "n0") == .purged)
+        #expect(await purging.repair(bucket: "b", key: "old", onlyAs: "n0") == .purged)
         map.placed.withLock { $0.earlier = [c.node(2)] }
         #expect(await plane.movedAway(bucket: "b", key: "old", mine: held) == false, "while the earlier layout is consulted")
         map.placed.withLock { $0.earlier = [] }

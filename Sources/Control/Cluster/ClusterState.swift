@@ -170,7 +170,7 @@ public struct ClusterState: Equatable, Sendable {
         w.u32(UInt32(buckets.count))
         for b in buckets.values.sorted(by: { $0.name < $1.name }) {
             w.string(b.name); w.i64(b.createdMs)
-            if let s = b.scheme { w.u8(1); w.u8(UInt8(s.k)); w.u8(UInt8(s.m)) } else { w.u8(0) }
+            if let s = b.scheme { w.u8(1); s.write(to: &w) } else { w.u8(0) }
         }
         w.u32(UInt32(accessKeys.count))
         for (k, s) in accessKeys.sorted(by: { $0.key < $1.key }) { w.string(k); w.string(s) }
@@ -236,7 +236,7 @@ extension Request {
         switch command {
         case .initCluster(let id): w.u8(1); w.string(id)
         case .createBucket(let n, let ms, nil): w.u8(2); w.string(n); w.i64(ms)
-        case .createBucket(let n, let ms, let s?): w.u8(12); w.string(n); w.i64(ms); w.u8(UInt8(s.k)); w.u8(UInt8(s.m))
+        case .createBucket(let n, let ms, let s?): w.u8(12); w.string(n); w.i64(ms); s.write(to: &w)
         case .deleteBucket(let n): w.u8(3); w.string(n)
         case .putAccessKey(let id, let s): w.u8(4); w.string(id); w.string(s)
         case .deleteAccessKey(let id): w.u8(5); w.string(id)

@@ -20,6 +20,9 @@ public struct ErasureScheme: Hashable, Sendable, CustomStringConvertible {
         guard isValid else { return nil }
     }
 
+    /// K and M as two bytes, as `init(reading:what:)` reads them.
+    public func write(to w: inout BinaryWriter) { w.u8(UInt8(k)); w.u8(UInt8(m)) }
+
     /// A scheme read from disk or a peer: refused unless valid.
     public init(reading r: inout BinaryReader, what: String) throws(DecodeError) {
         k = Int(try r.u8()); m = Int(try r.u8())
@@ -178,9 +181,9 @@ public struct Layout: Equatable, Sendable {
         w.u64(version)
         switch requested {
         case .automatic: w.u8(0); w.u8(0)
-        case .fixed(let s): w.u8(UInt8(s.k)); w.u8(UInt8(s.m))
+        case .fixed(let s): s.write(to: &w)
         }
-        w.u8(UInt8(scheme.k)); w.u8(UInt8(scheme.m))
+        scheme.write(to: &w)
         w.u32(UInt32(partitions))
         w.u32(UInt32(members.count))
         for m in members { w.string(m.name); w.string(m.zone); w.u32(m.weight) }
@@ -224,7 +227,7 @@ public struct LayoutStage: Equatable, Sendable {
         switch scheme {
         case nil: w.u8(0)
         case .automatic: w.u8(1)
-        case .fixed(let s): w.u8(2); w.u8(UInt8(s.k)); w.u8(UInt8(s.m))
+        case .fixed(let s): w.u8(2); s.write(to: &w)
         }
     }
 

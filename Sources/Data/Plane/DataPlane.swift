@@ -221,8 +221,8 @@ public final class DataPlane: Sendable {
     public func open(bucket: String, key: String) async throws -> ObjectRead? {
         var p = try placed(bucket, key)
         var (answers, heads) = await askHeld(bucket, key, p, heads: true)
+        // A node that just started may know the layout a moment before its peers' addresses.
         if case .unavailable = resolve(answers, p), p.consulted.contains(where: { $0.address == nil }) {
-            // A node that just started may know the layout a moment before its peers' addresses.
             try await Task.sleep(for: .milliseconds(200))
             p = try placed(bucket, key)
             (answers, heads) = await askHeld(bucket, key, p, heads: true)

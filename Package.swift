@@ -61,7 +61,7 @@ let package = Package(
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ], path: "Sources/Support/Telemetry", swiftSettings: strict),
-        .target(name: "Security", dependencies: ["CSodium", "COpenSSL"], swiftSettings: strict),
+        .target(name: "Security", dependencies: ["CSodium", "COpenSSL", "Support"], swiftSettings: strict),
         // Hummingbird responders driven in process, as its testing module drives a router; tests only.
         .target(
             name: "InProcessHTTP",

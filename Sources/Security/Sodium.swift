@@ -59,6 +59,116 @@ public enum Sodium {
         }
     }
 
+    /// Ed25519 signatures (detached): node identities and the cluster key.
+    public enum Sign {
+        public static let publicKeyBytes = Int(crypto_sign_PUBLICKEYBYTES)
+        public static let secretKeyBytes = Int(crypto_sign_SECRETKEYBYTES)
+        public static let signatureBytes = Int(crypto_sign_BYTES)
+
+        public static func keyPair() -> (publicKey: [UInt8], secretKey: [UInt8]) {
+            _ = ready
+            var pk = [UInt8](repeating: 0, count: publicKeyBytes), sk = [UInt8](repeating: 0, count: secretKeyBytes)
+            _ = crypto_sign_keypair(&pk, &sk)
+            return (pk, sk)
+        }
+
+        /// The public half of a secret key (libsodium's secret key carries it).
+        public static func publicKey(of secretKey: [UInt8]) -> [UInt8]? {
+            guard secretKey.count == secretKeyBytes else { return nil }
+            var pk = [UInt8](repeating: 0, count: publicKeyBytes)
+            guard crypto_sign_ed25519_sk_to_pk(&pk, secretKey) == 0 else { return nil }
+            return pk
+        }
+
+        public static func sign(_ message: [UInt8], secretKey: [UInt8]) throws(SecurityError) -> [UInt8] {
+            try ensureReady()
+            guard secretKey.count == secretKeyBytes else { throw .badKeyLength(expected: secretKeyBytes, got: secretKey.count) }
+            var sig = [UInt8](repeating: 0, count: signatureBytes)
+            guard crypto_sign_detached(&sig, nil, message, UInt64(message.count), secretKey) == 0 else { throw .sealFailed }
+            return sig
+        }
+
+        public static func verify(_ signature: [UInt8], of message: [UInt8], publicKey: [UInt8]) -> Bool {
+            guard ready, signature.count == signatureBytes, publicKey.count == publicKeyBytes else { return false }
+            return crypto_sign_verify_detached(signature, message, UInt64(message.count), publicKey) == 0
+        }
+    }
+
+    /// BLAKE2b with a 32-byte output, optionally keyed (16 to 64 key bytes).
+    public static func hash(_ message: [UInt8], key: [UInt8] = []) -> [UInt8] {
+        _ = ready
+        var out = [UInt8](repeating: 0, count: 32)
+        let k = key.count >= Int(crypto_generichash_KEYBYTES_MIN) ? key : []
+        _ = crypto_generichash(&out, 32, message, UInt64(message.count), k.isEmpty ? nil : k, k.count)
+        return out
+    }
+
+    /// X25519 key exchange (libsodium's `crypto_kx`): two session keys, one each way.
+    public enum KeyExchange {
+        public static let publicKeyBytes = Int(crypto_kx_PUBLICKEYBYTES)
+
+        public static func keyPair() -> (publicKey: [UInt8], secretKey: [UInt8]) {
+            _ = ready
+            var pk = [UInt8](repeating: 0, count: publicKeyBytes), sk = [UInt8](repeating: 0, count: Int(crypto_kx_SECRETKEYBYTES))
+            _ = crypto_kx_keypair(&pk, &sk)
+            return (pk, sk)
+        }
+
+        /// The connecting side's keys: `receive` opens what the acceptor sends, `send` seals for it.
+        public static func clientKeys(
+            publicKey: [UInt8], secretKey: [UInt8], serverPublicKey: [UInt8]
+        ) throws(SecurityError) -> (receive: [UInt8], send: [UInt8]) {
+            try ensureReady()
+            guard serverPublicKey.count == publicKeyBytes else { throw .badKeyLength(expected: publicKeyBytes, got: serverPublicKey.count) }
+            var rx = [UInt8](repeating: 0, count: Int(crypto_kx_SESSIONKEYBYTES)), tx = rx
+            guard crypto_kx_client_session_keys(&rx, &tx, publicKey, secretKey, serverPublicKey) == 0 else { throw .authenticationFailed }
+            return (rx, tx)
+        }
+
+        public static func serverKeys(
+            publicKey: [UInt8], secretKey: [UInt8], clientPublicKey: [UInt8]
+        ) throws(SecurityError) -> (receive: [UInt8], send: [UInt8]) {
+            try ensureReady()
+            guard clientPublicKey.count == publicKeyBytes else { throw .badKeyLength(expected: publicKeyBytes, got: clientPublicKey.count) }
+            var rx = [UInt8](repeating: 0, count: Int(crypto_kx_SESSIONKEYBYTES)), tx = rx
+            guard crypto_kx_server_session_keys(&rx, &tx, publicKey, secretKey, clientPublicKey) == 0 else { throw .authenticationFailed }
+            return (rx, tx)
+        }
+    }
+
+    /// ChaCha20-Poly1305 (IETF) under a session key with a counter nonce: a key is used by one
+    /// sender only, and each message number once, so a replayed or reordered message fails.
+    public enum CounterAEAD {
+        public static let tagBytes = Int(crypto_aead_chacha20poly1305_ietf_ABYTES)
+
+        static func nonce(_ n: UInt64) -> [UInt8] {
+            var out = [UInt8](repeating: 0, count: Int(crypto_aead_chacha20poly1305_ietf_NPUBBYTES))
+            for i in 0..<8 { out[i] = UInt8(truncatingIfNeeded: n >> (8 * UInt64(i))) }
+            return out
+        }
+
+        public static func seal(_ plaintext: [UInt8], key: [UInt8], counter: UInt64) throws(SecurityError) -> [UInt8] {
+            try ensureReady()
+            guard key.count == 32 else { throw .badKeyLength(expected: 32, got: key.count) }
+            var cipher = [UInt8](repeating: 0, count: plaintext.count + tagBytes)
+            var len: UInt64 = 0
+            guard crypto_aead_chacha20poly1305_ietf_encrypt(&cipher, &len, plaintext, UInt64(plaintext.count), nil, 0, nil, nonce(counter), key) == 0
+            else { throw .sealFailed }
+            return cipher
+        }
+
+        public static func open(_ sealed: [UInt8], key: [UInt8], counter: UInt64) throws(SecurityError) -> [UInt8] {
+            try ensureReady()
+            guard key.count == 32 else { throw .badKeyLength(expected: 32, got: key.count) }
+            guard sealed.count >= tagBytes else { throw .authenticationFailed }
+            var plain = [UInt8](repeating: 0, count: max(sealed.count - tagBytes, 1))
+            var len: UInt64 = 0
+            guard crypto_aead_chacha20poly1305_ietf_decrypt(&plain, &len, nil, sealed, UInt64(sealed.count), nil, 0, nonce(counter), key) == 0
+            else { throw .authenticationFailed }
+            return Array(plain.prefix(Int(len)))
+        }
+    }
+
     /// Constant-time comparison, so signature checks leak no timing.
     public static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
         guard a.count == b.count else { return false }

@@ -46,6 +46,13 @@ public struct BinaryReader {
         guard v <= UInt64(max) else { throw DecodeError("value \(v) exceeds \(max)") }
         return Int(v)
     }
+    /// A u32 count of items that follow, refused above `max`.
+    public mutating func count(max: Int) throws(DecodeError) -> Int {
+        let n = Int(try u32())
+        guard n <= max else { throw DecodeError("\(n) items exceed \(max)") }
+        return n
+    }
+    public mutating func bytes(_ n: Int) throws(DecodeError) -> [UInt8] { Array(try take(n)) }
     public mutating func blob(max: Int = 1 << 24) throws(DecodeError) -> [UInt8] {
         let n = Int(try u32())
         guard n <= max else { throw DecodeError("field of \(n) bytes exceeds \(max)") }

@@ -222,7 +222,9 @@ public struct JoinDoorman: Sendable {
             w.u8(1); w.string("this member has no node credential (it joined before join tokens)")
             return w.bytes
         }
-        guard let k = try? Sodium.KeyExchange.serverKeys(publicKey: ephemeral.publicKey, secretKey: ephemeral.secretKey, clientPublicKey: Array(hello.dropFirst()))
+        guard
+            let k = try? Sodium.KeyExchange.serverKeys(
+                publicKey: ephemeral.publicKey, secretKey: ephemeral.secretKey, clientPublicKey: Array(hello.dropFirst()))
         else { throw JoinError("a hello with an invalid key") }
         let credBytes = proof.credential.encoded
         transcript = JoinHandshake.transcript(hello: hello, memberEphemeral: ephemeral.publicKey, clusterKey: proof.clusterKey, credential: credBytes)

@@ -45,7 +45,9 @@ import Testing
 }
 
 extension String {
-    fileprivate func replacingOccurrences(of a: String, with b: String) -> String { split(separator: Character(a), omittingEmptySubsequences: false).joined(separator: b) }
+    fileprivate func replacingOccurrences(of a: String, with b: String) -> String {
+        split(separator: Character(a), omittingEmptySubsequences: false).joined(separator: b)
+    }
 }
 
 /// Both ends of the join handshake driven back to back, and every way a seed or a joiner can lie.
@@ -112,7 +114,8 @@ extension String {
 
         // A credential the impostor signed itself, presenting the right cluster key.
         let selfMade = NodeKey.generate()
-        let fake = NodeCredential(clusterID: "c1", node: "m1", publicKey: selfMade.publicKey, role: .all, issuedMs: 1, signature: [UInt8](repeating: 7, count: 64))
+        let fake = NodeCredential(
+            clusterID: "c1", node: "m1", publicKey: selfMade.publicKey, role: .all, issuedMs: 1, signature: [UInt8](repeating: 7, count: 64))
         var j3 = joiner(token)
         var d3 = JoinDoorman(proof: .init(clusterKey: m.cluster.publicKey, credential: fake, nodeKey: selfMade), ephemeral: Sodium.KeyExchange.keyPair())
         #expect(throws: JoinError.self) { try j3.request(answering: try d3.proof(answering: j3.hello)) }

@@ -81,6 +81,49 @@ import Testing
         }
     }
 
+    /// Tokens are checked and counted in log order: every refusal changes nothing, a single-use
+    /// token admits one node, and the same node asking again after a lost answer uses nothing.
+    @Test func tokensAdmitNodesOnceAndRefuseEveryOtherWay() throws {
+        var s = ClusterState()
+        let hash = [UInt8](repeating: 1, count: 32), wrong = [UInt8](repeating: 2, count: 32), key = [UInt8](repeating: 3, count: 32)
+        s.apply(req(1, .createToken(TokenRecord(id: "t1", secretHash: hash, role: "storage", createdMs: 0, expiresMs: 1000, usesLeft: 1))))
+        s.apply(req(2, .createToken(TokenRecord(id: "t2", secretHash: hash, role: "all", createdMs: 0, expiresMs: 1000, usesLeft: 5))))
+        #expect(s.apply(req(3, .createToken(TokenRecord(id: "t1", secretHash: wrong, role: "all", createdMs: 0, expiresMs: 9, usesLeft: 9)))).outcome == .tokenExists)
+        let before = s
+        func admit(_ n: UInt64, _ id: String, _ h: [UInt8], _ node: String, _ k: [UInt8], _ now: Int64) -> Outcome {
+            s.apply(req(n, .admitNode(tokenID: id, secretHash: h, node: node, publicKey: k, nowMs: now))).outcome
+        }
+        #expect(admit(10, "nope", hash, "a", key, 5) == .noSuchToken)
+        #expect(admit(11, "t1", wrong, "a", key, 5) == .wrongSecret)
+        #expect(admit(12, "t1", hash, "a", key, 1000) == .tokenExpired)
+        var refusedOnly = s
+        refusedOnly = try ClusterState(decoding: refusedOnly.encoded())
+        #expect(refusedOnly.tokens == before.tokens && refusedOnly.nodes.isEmpty && refusedOnly.joins.isEmpty)
+
+        #expect(admit(13, "t1", hash, "a", key, 5) == .ok)
+        #expect(s.tokens["t1"]?.usesLeft == 0 && s.nodes["a"]?.role == "storage" && s.joins.map(\.name) == ["a"])
+        #expect(admit(14, "t1", hash, "b", key, 5) == .tokenUsedUp)
+        #expect(admit(15, "t1", hash, "a", key, 6) == .ok, "the same enrolment again")
+        #expect(s.joins.count == 1 && s.tokens["t1"]?.usesLeft == 0)
+        #expect(admit(16, "t2", hash, "a", [9], 6) == .nodeExists, "a name another key holds")
+        #expect(s.apply(req(17, .revokeToken(id: "t2"))).outcome == .ok)
+        #expect(admit(18, "t2", hash, "c", key, 6) == .tokenRevoked)
+        #expect(s.apply(req(19, .revokeToken(id: "zz"))).outcome == .noSuchToken)
+        #expect(s.apply(req(20, .registerNode(NodeRecord(name: "f", publicKey: key, role: "all", joinedMs: 1, tokenID: "")))).outcome == .ok)
+        #expect(s.apply(req(21, .registerNode(NodeRecord(name: "f", publicKey: [7], role: "all", joinedMs: 1, tokenID: "")))).outcome == .nodeExists)
+        #expect(try ClusterState(decoding: s.encoded()) == s)
+        // Tokens a day past their end are dropped when the next one is made.
+        s.apply(req(22, .createToken(TokenRecord(id: "t3", secretHash: hash, role: "all", createdMs: 1000 + ClusterState.expiredTokensKeptMs + 1, expiresMs: .max, usesLeft: 1))))
+        #expect(s.tokens.keys.sorted() == ["t3"])
+        for c: Command in [
+            .createToken(TokenRecord(id: "t", secretHash: hash, role: "all", createdMs: 1, expiresMs: 2, usesLeft: 3, revoked: true)),
+            .revokeToken(id: "t"), .admitNode(tokenID: "t", secretHash: hash, node: "n", publicKey: key, nowMs: -4),
+            .registerNode(NodeRecord(name: "n", publicKey: key, role: "compute", joinedMs: 8, tokenID: "")),
+        ] {
+            #expect(try Request(decoding: req(1, c).encoded) == req(1, c))
+        }
+    }
+
     /// Snapshots written before buckets had schemes (format 2) still load, every bucket on the layout's scheme.
     @Test func formatTwoSnapshotsLoad() throws {
         var s = ClusterState()
@@ -89,6 +132,10 @@ import Testing
         var bucket = BinaryWriter()
         bucket.string("photos"); bucket.i64(42)
         var bytes = s.encoded()
+        // Format 4's tokens, nodes and joins (three empty counts) sit before the counters and the two remembered ids.
+        let tail = 8 + 4 + 2 * 17
+        #expect(bytes[(bytes.count - tail - 12)..<(bytes.count - tail)].allSatisfy { $0 == 0 })
+        bytes.removeSubrange((bytes.count - tail - 12)..<(bytes.count - tail))
         let at = try #require((0...(bytes.count - bucket.bytes.count)).first { Array(bytes[$0..<($0 + bucket.bytes.count)]) == bucket.bytes })
         let end = at + bucket.bytes.count
         #expect(bytes[end] == 0)

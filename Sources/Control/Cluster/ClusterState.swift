@@ -20,6 +20,15 @@ public enum Command: Equatable, Sendable {
     case applyLayout(Layout, consumed: LayoutStage)
     /// Data has moved to `version`: older versions are no longer consulted.
     case finishMigration(version: UInt64)
+    /// A join token (only its secret's hash); expired tokens a day past their end are dropped.
+    case createToken(TokenRecord)
+    case revokeToken(id: String)
+    /// A node enrols with a token: checked and counted here, in log order, so two nodes racing
+    /// for a single-use token get one `ok` and one `tokenUsedUp`. The same node (name and key)
+    /// asking again with the same token, after a lost answer, gets `ok` and uses nothing more.
+    case admitNode(tokenID: String, secretHash: [UInt8], node: String, publicKey: [UInt8], nowMs: Int64)
+    /// A node with a credential it did not get through a token: the founding node.
+    case registerNode(NodeRecord)
 }
 
 /// What applying a command did; every replica computes the same one.
@@ -33,6 +42,62 @@ public enum Outcome: UInt8, Equatable, Sendable {
     /// The layout changed since the proposer computed its new version: compute again.
     case staleLayout = 6
     case invalidLayout = 7
+    case noSuchToken = 8
+    case tokenExpired = 9
+    case tokenUsedUp = 10
+    case tokenRevoked = 11
+    /// The secret does not match the token's hash.
+    case wrongSecret = 12
+    /// Another node (another key) already has that name.
+    case nodeExists = 13
+    case tokenExists = 14
+}
+
+/// A join token as the cluster keeps it: never the secret, only its keyed hash.
+public struct TokenRecord: Equatable, Sendable {
+    public var id: String
+    public var secretHash: [UInt8]
+    public var role: String
+    public var createdMs: Int64
+    public var expiresMs: Int64
+    public var usesLeft: UInt32
+    public var revoked: Bool
+
+    public init(id: String, secretHash: [UInt8], role: String, createdMs: Int64, expiresMs: Int64, usesLeft: UInt32, revoked: Bool = false) {
+        self.id = id; self.secretHash = secretHash; self.role = role
+        self.createdMs = createdMs; self.expiresMs = expiresMs; self.usesLeft = usesLeft; self.revoked = revoked
+    }
+
+    func encode(_ w: inout BinaryWriter) {
+        w.string(id); w.blob(secretHash); w.string(role); w.i64(createdMs); w.i64(expiresMs); w.u32(usesLeft); w.u8(revoked ? 1 : 0)
+    }
+
+    init(reading r: inout BinaryReader) throws(DecodeError) {
+        id = try r.string(max: 64); secretHash = try r.blob(max: 64); role = try r.string(max: 16)
+        createdMs = try r.i64(); expiresMs = try r.i64(); usesLeft = try r.u32(); revoked = try r.u8() != 0
+    }
+}
+
+/// A node the cluster admitted: its public key, role, and the token it came with ("" for the founder).
+public struct NodeRecord: Equatable, Sendable {
+    public var name: String
+    public var publicKey: [UInt8]
+    public var role: String
+    public var joinedMs: Int64
+    public var tokenID: String
+
+    public init(name: String, publicKey: [UInt8], role: String, joinedMs: Int64, tokenID: String) {
+        self.name = name; self.publicKey = publicKey; self.role = role; self.joinedMs = joinedMs; self.tokenID = tokenID
+    }
+
+    func encode(_ w: inout BinaryWriter) {
+        w.string(name); w.blob(publicKey); w.string(role); w.i64(joinedMs); w.string(tokenID)
+    }
+
+    init(reading r: inout BinaryReader) throws(DecodeError) {
+        name = try r.string(max: 256); publicKey = try r.blob(max: 64); role = try r.string(max: 16)
+        joinedMs = try r.i64(); tokenID = try r.string(max: 64)
+    }
 }
 
 /// A command with the identity the client gave it, so a retried request (after a leader died
@@ -69,7 +134,11 @@ public struct BucketRecord: Equatable, Sendable {
 /// The replicated cluster state: applied in log order on every node, voters and learners alike.
 /// Pure and deterministic: the same entries give the same state and outcomes everywhere.
 public struct ClusterState: Equatable, Sendable {
-    public static let formatVersion: UInt8 = 3
+    public static let formatVersion: UInt8 = 4
+    /// Joins remembered for `stacks token list --joins`, the newest kept.
+    public static let joinsKept = 1000
+    /// Expired tokens stay listed this long after their end.
+    public static let expiredTokensKeptMs: Int64 = 86_400_000
     /// Layout versions still consulted while data migrates (the newest first); past it the oldest
     /// is dropped, and the shards it placed are found by the nodes' own scans.
     public static let migratingKept = 4
@@ -84,6 +153,10 @@ public struct ClusterState: Equatable, Sendable {
     /// Earlier layout versions whose data has not finished moving, newest first.
     public private(set) var migrating: [Layout] = []
     public private(set) var staged = LayoutStage()
+    public private(set) var tokens: [String: TokenRecord] = [:]
+    public private(set) var nodes: [String: NodeRecord] = [:]
+    /// Every admission by token, oldest first (`joinsKept` at most).
+    public private(set) var joins: [NodeRecord] = []
     /// Commands applied (duplicates excluded): lets tests prove nothing was applied twice.
     public private(set) var appliedCommands: UInt64 = 0
     /// Recent request ids with their outcomes, oldest first.
@@ -154,15 +227,54 @@ public struct ClusterState: Equatable, Sendable {
             if consumed.scheme != nil && staged.scheme == consumed.scheme { staged.scheme = nil }
         case .finishMigration(let version):
             migrating.removeAll { $0.version < version }
+        case .createToken(let t):
+            guard tokens[t.id] == nil else { return .tokenExists }
+            tokens = tokens.filter { $0.value.expiresMs > t.createdMs - Self.expiredTokensKeptMs }
+            tokens[t.id] = t
+        case .revokeToken(let id):
+            guard tokens[id] != nil else { return .noSuchToken }
+            tokens[id]!.revoked = true
+        case .admitNode(let id, let hash, let node, let key, let now):
+            return admit(tokenID: id, secretHash: hash, node: node, publicKey: key, nowMs: now)
+        case .registerNode(let n):
+            if let old = nodes[n.name], old.publicKey != n.publicKey { return .nodeExists }
+            nodes[n.name] = n
         }
         return .ok
+    }
+
+    private mutating func admit(tokenID: String, secretHash: [UInt8], node: String, publicKey: [UInt8], nowMs: Int64) -> Outcome {
+        guard var t = tokens[tokenID] else { return .noSuchToken }
+        guard constantTimeEqual(secretHash, t.secretHash) else { return .wrongSecret }
+        if let n = nodes[node] {
+            // The same enrolment again (its answer was lost): nothing more is used.
+            return n.publicKey == publicKey && n.tokenID == tokenID ? .ok : .nodeExists
+        }
+        guard !t.revoked else { return .tokenRevoked }
+        guard nowMs < t.expiresMs else { return .tokenExpired }
+        guard t.usesLeft > 0 else { return .tokenUsedUp }
+        t.usesLeft -= 1
+        tokens[tokenID] = t
+        let record = NodeRecord(name: node, publicKey: publicKey, role: t.role, joinedMs: nowMs, tokenID: tokenID)
+        nodes[node] = record
+        joins.append(record)
+        if joins.count > Self.joinsKept { joins.removeFirst(joins.count - Self.joinsKept) }
+        return .ok
+    }
+
+    /// Compares two hashes in time that depends only on their length.
+    private func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        guard a.count == b.count else { return false }
+        var d: UInt8 = 0
+        for i in a.indices { d |= a[i] ^ b[i] }
+        return d == 0
     }
 
     // MARK: Encoding
 
     /// The whole state, for snapshots: version · cluster id · buckets (name, created, 0 for the
     /// layout's scheme or 1 · k · m) · keys · values · layout ·
-    /// migrating layouts · staged changes · counters · recent ids.
+    /// migrating layouts · staged changes · tokens · nodes · joins · counters · recent ids.
     public func encoded() -> [UInt8] {
         var w = BinaryWriter()
         w.u8(Self.formatVersion)
@@ -180,6 +292,12 @@ public struct ClusterState: Equatable, Sendable {
         w.u8(UInt8(migrating.count))
         for l in migrating { l.encode(&w) }
         staged.encode(&w)
+        w.u32(UInt32(tokens.count))
+        for t in tokens.values.sorted(by: { $0.id < $1.id }) { t.encode(&w) }
+        w.u32(UInt32(nodes.count))
+        for n in nodes.values.sorted(by: { $0.name < $1.name }) { n.encode(&w) }
+        w.u32(UInt32(joins.count))
+        for j in joins { j.encode(&w) }
         w.u64(appliedCommands)
         // Oldest first, so a restored state forgets in the same order.
         let ordered = Array(recentOrder[recentHead...]) + Array(recentOrder[..<recentHead])
@@ -212,6 +330,12 @@ public struct ClusterState: Equatable, Sendable {
             guard n <= Self.migratingKept else { throw DecodeError("\(n) migrating layouts") }
             for _ in 0..<n { migrating.append(try Layout(reading: &r)) }
             staged = try LayoutStage(reading: &r)
+        }
+        if version >= 4 {  // tokens and admitted nodes came with join tokens
+            for _ in 0..<(try r.count(max: r.remaining)) { let t = try TokenRecord(reading: &r); tokens[t.id] = t }
+            for _ in 0..<(try r.count(max: r.remaining)) { let n = try NodeRecord(reading: &r); nodes[n.name] = n }
+            let n = try r.count(max: Self.joinsKept)
+            for _ in 0..<n { joins.append(try NodeRecord(reading: &r)) }
         }
         appliedCommands = try r.u64()
         let n = try r.u32()
@@ -246,6 +370,10 @@ extension Request {
         case .revertLayout: w.u8(9)
         case .applyLayout(let l, let c): w.u8(10); l.encode(&w); c.encode(&w)
         case .finishMigration(let v): w.u8(11); w.u64(v)
+        case .createToken(let t): w.u8(13); t.encode(&w)
+        case .revokeToken(let id): w.u8(14); w.string(id)
+        case .admitNode(let id, let h, let n, let k, let now): w.u8(15); w.string(id); w.blob(h); w.string(n); w.blob(k); w.i64(now)
+        case .registerNode(let n): w.u8(16); n.encode(&w)
         }
         return w.bytes
     }
@@ -267,6 +395,13 @@ extension Request {
         case 10: command = .applyLayout(try Layout(reading: &r), consumed: try LayoutStage(reading: &r))
         case 11: command = .finishMigration(version: try r.u64())
         case 12: command = .createBucket(name: try r.string(), createdMs: try r.i64(), scheme: try ErasureScheme(reading: &r, what: "bucket"))
+        case 13: command = .createToken(try TokenRecord(reading: &r))
+        case 14: command = .revokeToken(id: try r.string(max: 64))
+        case 15:
+            command = .admitNode(
+                tokenID: try r.string(max: 64), secretHash: try r.blob(max: 64), node: try r.string(max: 256), publicKey: try r.blob(max: 64),
+                nowMs: try r.i64())
+        case 16: command = .registerNode(try NodeRecord(reading: &r))
         default: throw DecodeError("unknown command")
         }
         try r.expectEnd()

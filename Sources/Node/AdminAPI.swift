@@ -28,7 +28,7 @@ public struct KeyringView: Codable, Sendable, Equatable {
 }
 
 struct KeyRequest: Codable { var key: String }
-struct JoinRequest: Codable { var seeds: [String] }
+struct GossipJoinRequest: Codable { var seeds: [String] }
 struct TagsRequest: Codable { var tags: [String: String] }
 
 /// The change version a long poll waits past: sent on `/v1/status` and `/v1/members`.
@@ -65,7 +65,7 @@ enum MetricsAPI {
 /// The node's loopback admin API: HTTP + JSON, every request carrying `Authorization: Bearer
 /// TOKEN` where TOKEN is in `DATA_DIR/admin` (mode 0600) together with the API's URL.
 enum AdminAPI {
-    static func router(gossip: GossipService, raft: RaftService, changes: ChangeFeed, token: String) -> Router<BasicRequestContext> {
+    static func router(gossip: GossipService, raft: RaftService, changes: ChangeFeed, token: String, join: JoinService? = nil) -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self)
         router.add(middleware: BearerToken(token: token))
         router.get("/v1/status") { request, _ in
@@ -104,7 +104,7 @@ enum AdminAPI {
         }
         router.post("/v1/join") { request, _ in
             let body = try await request.body.collect(upTo: 65536)
-            guard let req = try? JSONDecoder().decode(JoinRequest.self, from: Data(buffer: body)), !req.seeds.isEmpty,
+            guard let req = try? JSONDecoder().decode(GossipJoinRequest.self, from: Data(buffer: body)), !req.seeds.isEmpty,
                 req.seeds.allSatisfy({ ListenAddress($0) != nil })
             else {
                 return problem(.badRequest, "body must be {\"seeds\": [\"host:port\", ...]}")
@@ -123,6 +123,7 @@ enum AdminAPI {
             return try json(req.tags)
         }
         LayoutAPI.add(to: router, raft: raft)
+        if let join { TokenAPI.add(to: router, raft: raft, join: join) }
         router.get("/v1/keyring") { _, _ in try json(KeyringView(try await gossip.keys())) }
         let operations: [(String, @Sendable (inout Keyring, [UInt8]) throws -> Void)] = [
             ("install", { @Sendable k, key in k.install(key) }),

@@ -31,8 +31,10 @@ public struct Agent: Sendable {
 
     /// Runs until SIGINT or SIGTERM. `announce` is called once the S3 endpoint accepts connections.
     /// `join` adds gossip seeds to the config's.
+    /// `enrol`: a member's data address and a join token, used on the first start (as `join.seed`
+    /// and `join.token` in the config).
     public func run(
-        join: [String] = [], generateGossipKey: Bool = false,
+        join: [String] = [], enrol: (seed: String, token: String)? = nil, generateGossipKey: Bool = false,
         announce: @escaping @Sendable (_ endpoint: String, _ newKey: (id: String, secret: String)?) -> Void
     ) async throws {
         try Files.makeDirectory(config.dataDir)
@@ -43,15 +45,27 @@ public struct Agent: Sendable {
         let envPath = "\(config.dataDir)/env", adminPath = "\(config.dataDir)/admin"
         try? Files.remove(envPath)  // the env file appears only once this run's endpoint answers
 
+        // Identity: enrol with a join token on the first start, if given one.
+        var identity = try NodeIdentity(dataDir: config.dataDir)
+        if identity.credential == nil, let (seed, token) = enrol ?? config.joinSeed.map({ ($0, config.joinToken ?? "") }) {
+            logger.info("enrolling through \(seed)")
+            let grant = try await Enrolment.enrol(seed: seed, token: token, name: config.name, dataDir: config.dataDir)
+            logger.info("enrolled", metadata: ["cluster": "\(grant.clusterID)", "role": "\(grant.credential.role)"])
+            identity = try NodeIdentity(dataDir: config.dataDir)
+        }
+        var seeds = config.seeds + join
+        for s in Enrolment.savedSeeds(dataDir: config.dataDir) where !seeds.contains(s) { seeds.append(s) }
+
         let keyringPath = "\(config.dataDir)/keyring"
         let keyring: Keyring
         if let k = try Keyring.load(path: keyringPath) {
             keyring = k
         } else {
-            guard let initial = config.gossipKey ?? (generateGossipKey ? Keyring.generateKey() : nil) else {
+            // The founding node makes the gossip key; joining nodes receive the keyring with their credential.
+            guard let initial = config.gossipKey ?? (generateGossipKey || (config.bootstrap ?? seeds.isEmpty) ? Keyring.generateKey() : nil) else {
                 throw ConfigError(
-                    file: "config", key: "gossip.key", line: nil,
-                    problem: "is required on a node's first start (make one with `stacks keygen`; the same key on every node)")
+                    file: "config", key: "join.token", line: nil,
+                    problem: "is required on a joining node's first start (`stacks token create` on a member makes one), or gossip.key shared by every node")
             }
             keyring = try Keyring(primary: Keyring.parse(base64: initial))
             try keyring.save(path: keyringPath)
@@ -60,7 +74,7 @@ public struct Agent: Sendable {
         let gossip = GossipService(
             name: config.name, listen: config.gossipListen, tags: config.tags,
             reservedTags: [RaftService.addressTag: config.raftListen.description, ClusterData.addressTag: config.dataListen.description],
-            seeds: config.seeds + join, keyring: keyring, keyringPath: keyringPath,
+            seeds: seeds, keyring: keyring, keyringPath: keyringPath,
             peersPath: "\(config.dataDir)/gossip-peers",
             seed: UInt64.random(in: .min ... .max), logger: logger, metrics: exporter.metrics)
         var raftSettings = RaftServiceSettings()
@@ -73,7 +87,7 @@ public struct Agent: Sendable {
         let changes = ChangeFeed()
         let raft = try RaftService(
             name: config.name, directory: "\(config.dataDir)/raft", listen: config.raftListen,
-            bootstrap: config.bootstrap ?? (config.seeds.isEmpty && join.isEmpty), gossip: gossip, keyring: keyring,
+            bootstrap: config.bootstrap ?? seeds.isEmpty, gossip: gossip, keyring: keyring,
             settings: raftSettings, logger: logger, metrics: exporter.metrics,
             onApply: { c, o in
                 ClusterCatalog.mirror(c, o, store: store, logger: log)
@@ -81,6 +95,19 @@ public struct Agent: Sendable {
             },
             onRestore: { s in ClusterCatalog.reconcile(s, store: store, logger: log) })
         raft.onShapeChange = { changes.bump() }
+        // The founding node makes the cluster's signing key (also a node upgraded from before
+        // join tokens that founded its cluster alone); its own credential follows once the
+        // cluster id is committed.
+        if identity.clusterKey == nil && identity.credential == nil && (raft.founded || (seeds.isEmpty && raft.read { $0.nodes.isEmpty })) {
+            try identity.save(clusterKey: .generate())
+            if identity.nodeKey == nil { try identity.save(nodeKey: .generate()) }
+            logger.info("made the cluster's signing key", metadata: ["fingerprint": "\(identity.clusterKey!.fingerprint.hex)"])
+        }
+        let joins = JoinService(raft: raft, gossip: gossip, identity: identity, metrics: exporter.metrics, logger: logger)
+        if identity.signs {
+            gossip.setReservedTag(JoinService.signerTag, "1")
+            Task { [identity] in await Self.completeFounderIdentity(identity, name: config.name, raft: raft, joins: joins, logger: logger) }
+        }
         let memberEvents = gossip.events
         Task { for await _ in memberEvents { changes.bump() } }
         let catalog = ClusterCatalog(raft: raft, store: store, clock: Self.nowMs)
@@ -96,7 +123,7 @@ public struct Agent: Sendable {
             raft: raft, keyring: keyring, name: config.name, address: config.dataListen.description, path: "\(config.dataDir)/data-peers")
         Task { await clusterData.follow(gossip) }
         let dataServer = DataServer(
-            host: config.dataListen.host, port: config.dataListen.port, backend: shards, sealer: clusterData, logger: logger)
+            host: config.dataListen.host, port: config.dataListen.port, backend: shards, sealer: clusterData, door: joins, logger: logger)
         var planeSettings = PlaneSettings()
         planeSettings.markerGrace = config.markerGrace
         let plane = DataPlane(client: DataClient(sealer: clusterData), map: clusterData, settings: planeSettings, wallMs: Self.nowMs, logger: logger)
@@ -120,7 +147,7 @@ public struct Agent: Sendable {
         let token = (try? AdminFile.load(path: adminPath).token) ?? Sodium.randomBytes(24).hex
         try? Files.remove(adminPath)
         let admin = Application(
-            router: AdminAPI.router(gossip: gossip, raft: raft, changes: changes, token: token),
+            router: AdminAPI.router(gossip: gossip, raft: raft, changes: changes, token: token, join: joins),
             configuration: .init(address: .hostname(config.adminListen.host, port: config.adminListen.port), serverName: "stacks-admin"),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? config.adminListen.port
@@ -190,6 +217,36 @@ public struct Agent: Sendable {
         )
         try await app.runService()
         shards.close()
+    }
+}
+
+extension Agent {
+    /// The founder's own credential (signed by the key it holds) and its entry among the
+    /// cluster's nodes, once the cluster id is committed; retried until both are there.
+    static func completeFounderIdentity(_ start: NodeIdentity, name: String, raft: RaftService, joins: JoinService, logger: Logger) async {
+        var identity = start
+        while !Task.isCancelled {
+            do {
+                try await raft.linearizableBarrier()
+                let (clusterID, registered) = raft.read { ($0.clusterID, $0.nodes[name]) }
+                guard let key = identity.clusterKey, let nodeKey = identity.nodeKey, !clusterID.isEmpty else {
+                    throw ClusterError.unavailable("no cluster id yet")
+                }
+                if identity.credential == nil {
+                    guard let c = key.issue(clusterID: clusterID, node: name, publicKey: nodeKey.publicKey, role: .all, issuedMs: nowMs()) else { return }
+                    try identity.save(credential: c)
+                    joins.update(identity)
+                }
+                if registered == nil, let c = identity.credential {
+                    let o = try await raft.submit(
+                        .registerNode(NodeRecord(name: name, publicKey: c.publicKey, role: c.role.rawValue, joinedMs: c.issuedMs, tokenID: "")))
+                    if o != .ok { logger.warning("the cluster already has another node named \(name)") }
+                }
+                return
+            } catch {
+                try? await Task.sleep(for: .milliseconds(200))
+            }
+        }
     }
 }
 

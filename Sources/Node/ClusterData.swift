@@ -15,7 +15,7 @@ import Synchronization
 /// reaches its peers before gossip has told it anything, and never falls back to keeping
 /// objects to itself while its replica of the layout is still loading.
 final class ClusterData: PlacementMap, Sealer {
-    static let addressTag = "data"
+    static let addressTag = ClusterStatus.dataAddressTag
     let raft: RaftService
     let path: String
     let view: Mutex<(keyring: Keyring, addresses: [String: String], spread: Bool)>

@@ -30,6 +30,7 @@ public struct NodeConfig: Sendable, Equatable {
     public var seeds: [String]
     /// Initial gossip key (base64); the keyring file in the data dir wins once it exists.
     public var gossipKey: String?
+
     public var adminListen: ListenAddress
     /// Prometheus scrape endpoint (`GET /metrics`, no token: it tells counts, not data).
     public var metricsListen: ListenAddress
@@ -59,6 +60,15 @@ public struct NodeConfig: Sendable, Equatable {
     public var s3Limits = S3Limits()
     /// Applied entries between snapshots of the cluster state (etcd's --snapshot-count).
     public var snapshotEvery: Int
+    /// Enrol through this member's data address with this token on the first start
+    /// (`join.seed`, `join.token`; what `stacks agent --join SEED --token TOKEN` gives).
+    public var joinSeed: String?
+    public var joinToken: String?
+
+    /// 1-64 letters, digits, '-', '_' or '.'.
+    public static func isValidName(_ name: String) -> Bool {
+        !name.isEmpty && name.utf8.count <= 64 && name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." })
+    }
 
     /// The embedded default: one node, data under `./.stacks/`, S3 on loopback.
     /// nil when an address is not host:port or the admin address is not loopback (serving the
@@ -103,6 +113,8 @@ public struct NodeConfig: Sendable, Equatable {
         "data.scrub_rate": "MiB per second the scrubber reads at most (integer, default 64)",
         "data.marker_grace": "seconds a deleted key's marker stays before the repairer drops it from every node (integer, default 3600)",
         "data.remove_after": "seconds a node stays dead in gossip before it leaves the layout and its data is rebuilt elsewhere (integer, default 600)",
+        "join.seed": "on the first start, enrol through this member's address host:port (`stacks status` shows it) (string; needs join.token)",
+        "join.token": "the join token for join.seed, as `stacks token create` prints it (string)",
         "tags.*": "node metadata gossiped to all members, e.g. tags.zone = \"a\" (strings)",
     ]
 
@@ -128,7 +140,7 @@ public struct NodeConfig: Sendable, Equatable {
         }
         self.dataDir = dataDir
         name = try string("node.name") ?? "node"
-        guard !name.isEmpty, name.utf8.count <= 64, name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." }) else {
+        guard Self.isValidName(name) else {
             throw ConfigError(file: file, key: "node.name", line: line("node.name"), problem: "must be 1-64 letters, digits, '-', '_' or '.'")
         }
         let listen = try string("s3.listen") ?? "127.0.0.1:9000"
@@ -215,6 +227,20 @@ public struct NodeConfig: Sendable, Equatable {
                 throw ConfigError(file: file, key: "raft.bootstrap", line: e.line, problem: "must be true or false, got \(e.value)")
             }
             bootstrap = b
+        }
+        joinSeed = try string("join.seed")
+        joinToken = try string("join.token")
+        if (joinSeed == nil) != (joinToken == nil) {
+            throw ConfigError(
+                file: file, key: joinSeed == nil ? "join.seed" : "join.token", line: nil,
+                problem: "is required with \(joinSeed == nil ? "join.token" : "join.seed")")
+        }
+        if let s = joinSeed, ListenAddress(s) == nil {
+            throw ConfigError(file: file, key: "join.seed", line: line("join.seed"), problem: "must be host:port, got \(s)")
+        }
+        if let t = joinToken, JoinToken(text: t) == nil {
+            throw ConfigError(
+                file: file, key: "join.token", line: line("join.token"), problem: "is not a join token (STKS1-…, as `stacks token create` prints it)")
         }
         baseDomain = try string("s3.base_domain")
         if let d = baseDomain, d.isEmpty || d.hasPrefix(".") {

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Membership
 import Node
+import Security
 
 struct MembersCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -197,15 +198,88 @@ struct KeyringCommand: ParsableCommand {
     }
 }
 
-struct JoinCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "join", abstract: "Make the local node join a cluster through members' gossip addresses.")
-    @Option(name: .long, help: "Data directory of the local node.")
+struct JoinCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "join", abstract: "Enrol a new node with a join token; or, without --token, make the running node join members' gossip addresses.",
+        discussion: """
+            With --token: `stacks join SEED --token TOKEN --data-dir DIR` proves the token to the member at SEED (its \
+            `address` in `stacks status`), after checking that it holds the token's cluster key, and keeps the node's \
+            credential, the cluster's keyring and a config in DIR; `stacks agent --data-dir DIR` then runs the node.
+            """)
+    @Option(name: .long, help: "Data directory of the node.")
     var dataDir = ".stacks"
-    @Argument(help: "Gossip address host:port of a member (one or more).")
+    @Option(name: .long, help: "A join token from `stacks token create`.")
+    var token: String?
+    @Option(name: .long, help: "With --token: the new node's name (default: the host name).")
+    var name: String?
+    @Option(name: .long, help: "With --token: the S3 listen address host:port.")
+    var s3Listen = "127.0.0.1:9000"
+    @Option(name: .long, help: "With --token: the gossip UDP address host:port.")
+    var gossipListen = "127.0.0.1:7946"
+    @Option(name: .long, help: "With --token: the admin API address host:port (loopback).")
+    var adminListen = "127.0.0.1:9001"
+    @Option(name: .long, help: "With --token: the Raft TCP address host:port.")
+    var raftListen = "127.0.0.1:7100"
+    @Option(name: .long, help: "With --token: the metrics address host:port.")
+    var metricsListen = "127.0.0.1:9002"
+    @Option(name: .long, help: "With --token: the data connection's TCP address host:port.")
+    var dataListen = "127.0.0.1:7300"
+    @Argument(help: "With --token: one member's address (`stacks status`). Without: gossip addresses of members.")
     var seeds: [String]
-    func run() throws {
-        _ = try AdminClient(dataDir: dataDir).post("/v1/join", json: ["seeds": seeds], as: [String: [String]].self)
-        print("joining through \(seeds.joined(separator: ", "))")
+
+    var nodeName: String {
+        name ?? String(ProcessInfo.processInfo.hostName.prefix { $0 != "." }.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" ? $0 : "-" })
+    }
+
+    func validate() throws {
+        guard let _ = token else { return }
+        guard seeds.count == 1 else { throw ValidationError("give exactly one seed: a member's address from `stacks status`") }
+        guard NodeConfig.isValidName(nodeName) else { throw ValidationError("--name must be 1-64 letters, digits, '-', '_' or '.'") }
+        guard
+            NodeConfig.development(
+                dataDir: dataDir, s3Listen: s3Listen, gossipListen: gossipListen, adminListen: adminListen, raftListen: raftListen,
+                metricsListen: metricsListen, dataListen: dataListen) != nil
+        else { throw ValidationError("the --*-listen options must be host:port, and --admin-listen a loopback address") }
+    }
+
+    func run() async throws {
+        guard let token else {
+            _ = try AdminClient(dataDir: dataDir).post("/v1/join", json: ["seeds": seeds], as: [String: [String]].self)
+            print("joining through \(seeds.joined(separator: ", "))")
+            return
+        }
+        let grant: JoinGrant
+        do { grant = try await Enrolment.enrol(seed: seeds[0], token: token, name: nodeName, dataDir: dataDir) } catch let e as Enrolment.Failure {
+            FileHandle.standardError.write(Data("stacks: \(e)\n".utf8))
+            throw ExitCode(1)
+        }
+        let config = """
+            # Written by `stacks join`; `stacks agent --data-dir \(dataDir)` runs this node.
+            [node]
+            name = "\(nodeName)"
+            data_dir = "\(dataDir)"
+
+            [s3]
+            listen = "\(s3Listen)"
+
+            [gossip]
+            listen = "\(gossipListen)"
+
+            [admin]
+            listen = "\(adminListen)"
+
+            [metrics]
+            listen = "\(metricsListen)"
+
+            [raft]
+            listen = "\(raftListen)"
+
+            [data]
+            listen = "\(dataListen)"
+
+            """
+        try Data(config.utf8).write(to: URL(fileURLWithPath: "\(dataDir)/node.toml"))
+        print("joined cluster \(grant.clusterID) as \(nodeName) (role \(grant.credential.role.rawValue)); run it with: stacks agent --data-dir \(dataDir)")
     }
 }
 

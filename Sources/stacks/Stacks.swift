@@ -9,7 +9,7 @@ struct Stacks: AsyncParsableCommand {
         abstract: "A peer-to-peer, storage-first cluster: S3 object storage and VM scheduling in one binary.",
         subcommands: [
             AgentCommand.self, StatusCommand.self, MembersCommand.self, LayoutCommand.self, BenchCommand.self, JoinCommand.self, TagsCommand.self,
-            KeyringCommand.self,
+            KeyringCommand.self, TokenCommand.self,
             KeygenCommand.self,
         ])
 }
@@ -46,22 +46,45 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(name: .long, help: "With --dev: the data connection's TCP address host:port.")
     var dataListen: String?
 
-    @Option(name: .long, help: "Gossip address of a member to join through (repeatable; adds to the config's seeds).")
+    @Option(name: .long, help: "With --dev: this node's name (default dev).")
+    var name: String?
+
+    @Option(
+        name: .long,
+        help:
+            "Gossip address of a member to join through (repeatable; adds to the config's seeds). With --token: the one member's address (`stacks status`) to enrol through."
+    )
     var join: [String] = []
 
+    @Option(name: .long, help: "A join token (`stacks token create`): enrol through --join on the first start, then run.")
+    var token: String?
+
+    /// `stacks join` leaves the node's config here: `stacks agent --data-dir DIR` runs it.
+    var joinedConfig: String? {
+        guard config == nil, !dev, let dataDir else { return nil }
+        return "\(dataDir)/node.toml"
+    }
+
     func validate() throws {
+        if token != nil && join.count != 1 { throw ValidationError("--token needs exactly one --join SEED: a member's address from `stacks status`") }
+        if let path = joinedConfig {
+            guard FileManager.default.fileExists(atPath: path) else {
+                throw ValidationError("\(path) is missing: `stacks join SEED --token TOKEN --data-dir DIR` writes it (or give --config FILE or --dev)")
+            }
+            return
+        }
         guard (config == nil) != !dev else { throw ValidationError("give exactly one of --config FILE or --dev") }
         if config != nil
             && (dataDir != nil || s3Listen != nil || gossipListen != nil || adminListen != nil || raftListen != nil || metricsListen != nil
-                || dataListen != nil)
+                || dataListen != nil || name != nil)
         {
             throw ValidationError("--data-dir and the --*-listen options go with --dev; with --config put them in the file")
         }
     }
 
     func run() async throws {
-        let nodeConfig: NodeConfig
-        if let path = config {
+        var nodeConfig: NodeConfig
+        if let path = config ?? joinedConfig {
             guard let data = FileManager.default.contents(atPath: path) else {
                 throw ValidationError("cannot read config file \(path)")
             }
@@ -82,12 +105,18 @@ struct AgentCommand: AsyncParsableCommand {
                 )
             }
             nodeConfig = c
+            if let name {
+                guard NodeConfig.isValidName(name) else { throw ValidationError("--name must be 1-64 letters, digits, '-', '_' or '.'") }
+                nodeConfig.name = name
+            }
         }
         let agent = Agent(config: nodeConfig)
-        try await agent.run(join: join, generateGossipKey: dev) { endpoint, newKey in
-            var lines = ["stacks: node \(nodeConfig.name) serving S3 at \(endpoint) (region \(nodeConfig.region)), data in \(nodeConfig.dataDir)"]
+        let enrol = token.map { (seed: join[0], token: $0) }
+        let config = nodeConfig
+        try await agent.run(join: enrol == nil ? join : [], enrol: enrol, generateGossipKey: dev && enrol == nil) { endpoint, newKey in
+            var lines = ["stacks: node \(config.name) serving S3 at \(endpoint) (region \(config.region)), data in \(config.dataDir)"]
             if let newKey {
-                lines.append("stacks: created access key (shown once; also in \(nodeConfig.dataDir)/credentials):")
+                lines.append("stacks: created access key (shown once; also in \(config.dataDir)/credentials):")
                 lines.append("  AWS_ACCESS_KEY_ID=\(newKey.id)")
                 lines.append("  AWS_SECRET_ACCESS_KEY=\(newKey.secret)")
             }

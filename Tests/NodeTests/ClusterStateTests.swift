@@ -88,7 +88,9 @@ import Testing
         let hash = [UInt8](repeating: 1, count: 32), wrong = [UInt8](repeating: 2, count: 32), key = [UInt8](repeating: 3, count: 32)
         s.apply(req(1, .createToken(TokenRecord(id: "t1", secretHash: hash, role: "storage", createdMs: 0, expiresMs: 1000, usesLeft: 1))))
         s.apply(req(2, .createToken(TokenRecord(id: "t2", secretHash: hash, role: "all", createdMs: 0, expiresMs: 1000, usesLeft: 5))))
-        #expect(s.apply(req(3, .createToken(TokenRecord(id: "t1", secretHash: wrong, role: "all", createdMs: 0, expiresMs: 9, usesLeft: 9)))).outcome == .tokenExists)
+        #expect(
+            s.apply(req(3, .createToken(TokenRecord(id: "t1", secretHash: wrong, role: "all", createdMs: 0, expiresMs: 9, usesLeft: 9)))).outcome
+                == .tokenExists)
         let before = s
         func admit(_ n: UInt64, _ id: String, _ h: [UInt8], _ node: String, _ k: [UInt8], _ now: Int64) -> Outcome {
             s.apply(req(n, .admitNode(tokenID: id, secretHash: h, node: node, publicKey: k, nowMs: now))).outcome
@@ -113,7 +115,12 @@ import Testing
         #expect(s.apply(req(21, .registerNode(NodeRecord(name: "f", publicKey: [7], role: "all", joinedMs: 1, tokenID: "")))).outcome == .nodeExists)
         #expect(try ClusterState(decoding: s.encoded()) == s)
         // Tokens a day past their end are dropped when the next one is made.
-        s.apply(req(22, .createToken(TokenRecord(id: "t3", secretHash: hash, role: "all", createdMs: 1000 + ClusterState.expiredTokensKeptMs + 1, expiresMs: .max, usesLeft: 1))))
+        s.apply(
+            req(
+                22,
+                .createToken(
+                    TokenRecord(id: "t3", secretHash: hash, role: "all", createdMs: 1000 + ClusterState.expiredTokensKeptMs + 1, expiresMs: .max, usesLeft: 1)))
+        )
         #expect(s.tokens.keys.sorted() == ["t3"])
         for c: Command in [
             .createToken(TokenRecord(id: "t", secretHash: hash, role: "all", createdMs: 1, expiresMs: 2, usesLeft: 3, revoked: true)),

@@ -14,6 +14,8 @@ public struct ClusterStatus: Codable, Sendable, Equatable {
         /// Gossip status: alive, suspect, dead, left, or unknown.
         public var status: String
         public var raftAddress: String?
+        /// Its data connection's address: the SEED_ADDR a new node passes to `stacks join`.
+        public var address: String?
         /// Milliseconds since this node last heard from it over Raft (nil: never).
         public var lastContactMs: Int?
         /// Highest log index known to be stored there (leader's view only).
@@ -23,11 +25,14 @@ public struct ClusterStatus: Codable, Sendable, Equatable {
         public var usedBytes: UInt64?
         public var freeBytes: UInt64?
         enum CodingKeys: String, CodingKey {
-            case name, status
+            case name, status, address
             case raftRole = "raft_role", raftAddress = "raft_address", lastContactMs = "last_contact_ms", matchIndex = "match_index"
             case usedBytes = "used_bytes", freeBytes = "free_bytes"
         }
     }
+    /// The gossip tag that carries a node's data address.
+    public static let dataAddressTag = "data"
+
     public var selfName: String
     public var clusterID: String
     public var leader: String?
@@ -133,6 +138,7 @@ extension RaftService {
                 raftRole: n == leader && voters.contains(n) ? "leader" : voters.contains(n) ? "voter" : learners.contains(n) ? "learner" : "none",
                 status: gossipStatus(n),
                 raftAddress: n == name ? listen.description : address(of: n),
+                address: members[n]?.tags[ClusterStatus.dataAddressTag],
                 lastContactMs: n == name ? 0 : lastHeard[n].map { Int((now - $0).nanoseconds / 1_000_000) },
                 matchIndex: n == name ? core.lastIndex.value : progress?.match[n]?.value,
                 usedBytes: report(n)?.usedBytes, freeBytes: report(n)?.freeBytes)

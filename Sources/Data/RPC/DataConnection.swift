@@ -12,6 +12,12 @@ public protocol Sealer: Sendable {
     func open(_ sealed: [UInt8]) -> [UInt8]?
 }
 
+/// For connections whose frames are sealed by their own protocol.
+struct NoSealer: Sealer {
+    func seal(_ plaintext: [UInt8]) -> [UInt8] { plaintext }
+    func open(_ sealed: [UInt8]) -> [UInt8]? { nil }
+}
+
 public struct DataConnectionError: Error, Equatable, CustomStringConvertible {
     public var description: String
     public init(_ description: String) { self.description = description }
@@ -57,9 +63,12 @@ public final class DataConnection: @unchecked Sendable {
         return DataConnection(channel: ch, handler: handler, sealer: sealer)
     }
 
+    /// The first 16 bytes the peer sent: its challenge, or `JoinHandshake.magic` from a joiner.
+    public func firstBytes() async throws -> [UInt8] { try await handler.peerChallenge.futureResult.get() }
+
     /// Exchanges hellos: returns once the peer has proved the key, throws (and closes) otherwise.
     public func handshake(timeout: TimeAmount) async throws {
-        peerChallenge = try await handler.peerChallenge.futureResult.get()
+        peerChallenge = try await firstBytes()
         try await sendRaw(Self.helloBody)
         guard try await receiveRaw(timeout: timeout) == Self.helloBody else { throw fail("the peer's first frame is not its hello") }
         established = true
@@ -75,6 +84,45 @@ public final class DataConnection: @unchecked Sendable {
     }
 
     public func close() { channel.close(promise: nil) }
+
+    /// A frame as it is, unsealed: the join handshake seals its own messages.
+    public func sendPlain(_ body: [UInt8]) async throws {
+        var buf = channel.allocator.buffer(capacity: 4 + body.count)
+        buf.writeInteger(UInt32(body.count), endianness: .little)
+        buf.writeBytes(body)
+        try await channel.writeAndFlush(buf)
+    }
+
+    /// The next frame as it came, at most `maxBytes`.
+    public func receivePlain(timeout: TimeAmount, maxBytes: Int) async throws -> [UInt8] {
+        let h = handler, loop = channel.eventLoop
+        let buf = try await withCheckedThrowingContinuation { (c: CheckedContinuation<ByteBuffer, any Error>) in
+            loop.execute { h.take(c, timeout: timeout) }
+        }
+        guard buf.readableBytes <= maxBytes else { throw fail("a frame of \(buf.readableBytes) bytes, over \(maxBytes)") }
+        return Array(buf.readableBytesView)
+    }
+
+    /// A connection to a member's data port that opens with `first` instead of a challenge (the
+    /// joiner's magic), for a protocol of plain frames.
+    public static func open(to address: String, sendingFirst first: [UInt8], maxFrameBytes: Int, timeout: TimeAmount) async throws -> DataConnection {
+        guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]) else {
+            throw DataConnectionError("not a host:port address: \(address)")
+        }
+        var host = Substring(address[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = host.dropFirst().dropLast() }
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .connectTimeout(timeout)
+            .channelInitializer { ch in
+                ch.eventLoop.makeCompletedFuture {
+                    try ch.pipeline.syncOperations.addHandler(DataHandler(challenge: first, loop: ch.eventLoop, firstFrameMax: maxFrameBytes))
+                }
+            }
+            .connect(host: String(host), port: port).get()
+        let handler = try await channel.pipeline.handler(type: DataHandler.self).get()
+        return DataConnection(channel: channel, handler: handler, sealer: NoSealer())
+    }
 
     func sendRaw(_ body: [UInt8]) async throws {
         let sealed = sealer.seal(SessionBinding.bind(challenge: peerChallenge, seq: sendSeq, body))
@@ -115,6 +163,7 @@ final class DataHandler: ChannelDuplexHandler, @unchecked Sendable {
     static let readAhead = 2
 
     let challenge: [UInt8]
+    let firstFrameMax: Int
     let peerChallenge: EventLoopPromise<[UInt8]>
     /// Set once the connection failed; read by the pool from any thread.
     let failed = Atomic<Bool>(false)
@@ -127,8 +176,9 @@ final class DataHandler: ChannelDuplexHandler, @unchecked Sendable {
     var readHeld = false
     var closedError: DataConnectionError?
 
-    init(challenge: [UInt8], loop: any EventLoop) {
+    init(challenge: [UInt8], loop: any EventLoop, firstFrameMax: Int = DataConnection.helloMaxBytes) {
         self.challenge = challenge
+        self.firstFrameMax = firstFrameMax
         peerChallenge = loop.makePromise()
     }
 
@@ -167,7 +217,7 @@ final class DataHandler: ChannelDuplexHandler, @unchecked Sendable {
             peerChallenge.succeed(c)
         }
         guard let n = buf.getInteger(at: buf.readerIndex, endianness: .little, as: UInt32.self) else { return nil }
-        let limit = framesRead == 0 ? DataConnection.helloMaxBytes : DataConnection.maxFrameBytes
+        let limit = framesRead == 0 ? firstFrameMax : DataConnection.maxFrameBytes
         guard Int(n) <= limit else {
             finish(DataConnectionError("a frame of \(n) bytes, over \(limit)"))
             context?.close(promise: nil)

@@ -3,6 +3,7 @@ import Files
 import Logging
 import NIOCore
 import NIOPosix
+import Security
 import ServiceLifecycle
 import Synchronization
 
@@ -30,16 +31,17 @@ public final class DataServer: Service, Sendable {
     let port: Int
     let backend: any ShardBackend
     let sealer: any Sealer
+    let door: (any JoinDoor)?
     let settings: DataSettings
     let pool: NIOThreadPool
     let logger: Logger
     let state = Mutex<(channel: (any Channel)?, open: [ObjectIdentifier: DataConnection], stopped: Bool)>((nil, [:], false))
 
     public init(
-        host: String, port: Int, backend: any ShardBackend, sealer: any Sealer, settings: DataSettings = DataSettings(),
+        host: String, port: Int, backend: any ShardBackend, sealer: any Sealer, door: (any JoinDoor)? = nil, settings: DataSettings = DataSettings(),
         pool: NIOThreadPool = .singleton, logger: Logger
     ) {
-        self.host = host; self.port = port; self.backend = backend; self.sealer = sealer
+        self.host = host; self.port = port; self.backend = backend; self.sealer = sealer; self.door = door
         self.settings = settings; self.pool = pool; self.logger = logger
     }
 
@@ -107,6 +109,10 @@ public final class DataServer: Service, Sendable {
             conn.close()
         }
         do {
+            if try await conn.firstBytes() == JoinHandshake.magic {
+                if let door { await door.serveJoin(conn) }
+                return
+            }
             try await conn.handshake(timeout: settings.helloTimeout)
             while true {
                 let frame = try await conn.receive(timeout: settings.idleTimeout)
@@ -138,6 +144,12 @@ public final class DataServer: Service, Sendable {
         }
         try await conn.send(.end)
     }
+}
+
+/// Where a member's data port hands a joining node (one that opened with `JoinHandshake.magic`).
+public protocol JoinDoor: Sendable {
+    /// Runs the join handshake over the connection's plain frames; the server closes it after.
+    func serveJoin(_ conn: DataConnection) async
 }
 
 /// A reference handed between the connection's task and the thread pool; one user at a time.

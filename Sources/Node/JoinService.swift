@@ -1,0 +1,120 @@
+import Cluster
+import Control
+import DataRPC
+import Foundation
+import Gossip
+import Logging
+import Membership
+import NIOCore
+import Security
+import Synchronization
+import Telemetry
+
+/// A member's end of `stacks join`, on its data port: proves the cluster key, checks the token
+/// through the Raft log (`admitNode`) and, if admitted, signs the joiner's credential and hands
+/// it the keyring and seeds. A member that does not hold the cluster's signing key sends the
+/// joiner on to one that does. Every refusal is counted by reason and changes no cluster state.
+final class JoinService: JoinDoor {
+    static let joins = Series("stacks_joins_total", "Nodes this node admitted with a join token.")
+    static let refusedSeries = Series("stacks_join_refused_total", "Join attempts this node refused, by reason.")
+    static let reasons = [
+        "expired", "used_up", "revoked", "wrong_secret", "unknown_token", "name_taken", "bad_request", "handshake", "unavailable",
+    ]
+    /// The gossip tag of members that sign credentials.
+    static let signerTag = "signer"
+
+    let raft: RaftService
+    let gossip: GossipService
+    let identity: Mutex<NodeIdentity>
+    let logger: Logger
+    let admitted: CoreMetrics.Counter
+    let refusals: [String: CoreMetrics.Counter]
+    let timeout = TimeAmount.seconds(10)
+
+    init(raft: RaftService, gossip: GossipService, identity: NodeIdentity, metrics: Metrics, logger: Logger) {
+        self.raft = raft; self.gossip = gossip; self.identity = Mutex(identity); self.logger = logger
+        admitted = metrics.counter(Self.joins)
+        refusals = Dictionary(uniqueKeysWithValues: Self.reasons.map { ($0, metrics.counter(Self.refusedSeries, [("reason", $0)])) })
+    }
+
+    func update(_ i: NodeIdentity) { identity.withLock { $0 = i } }
+
+    func refused(_ reason: String, _ message: String, _ remote: String) -> JoinAnswer {
+        refusals[reason]?.increment()
+        logger.warning("refused a join", metadata: ["from": "\(remote)", "reason": "\(message)"])
+        return .refused(message)
+    }
+
+    func serveJoin(_ conn: DataConnection) async {
+        var door = JoinDoorman(proof: identity.withLock { $0.proof }, ephemeral: Sodium.KeyExchange.keyPair())
+        do {
+            let hello = try await conn.receivePlain(timeout: timeout, maxBytes: JoinHandshake.maxMessageBytes)
+            let proof = try door.proof(answering: hello)
+            try await conn.sendPlain(proof)
+            let sealed = try await conn.receivePlain(timeout: timeout, maxBytes: JoinHandshake.maxMessageBytes)
+            let request: JoinRequest
+            do { request = try door.request(sealed) } catch {
+                try await conn.sendPlain(door.answer(refused("handshake", error.description, conn.remote)))
+                return
+            }
+            try await conn.sendPlain(door.answer(await decide(request, from: conn.remote)))
+        } catch {
+            refusals["handshake"]?.increment()
+            logger.info("a join handshake ended", metadata: ["from": "\(conn.remote)", "why": "\(error)"])
+        }
+    }
+
+    func decide(_ req: JoinRequest, from remote: String) async -> JoinAnswer {
+        let (key, signs) = identity.withLock { ($0.clusterKey, $0.signs) }
+        guard let key, signs else {
+            let signers =
+                (try? await gossip.members())?.filter { $0.status == .alive && $0.tags[Self.signerTag] == "1" }
+                .compactMap { $0.tags[ClusterData.addressTag] } ?? []
+            if signers.isEmpty { return refused("unavailable", "no live member can sign credentials now; retry later", remote) }
+            return .redirect(signers)
+        }
+        guard NodeConfig.isValidName(req.name) else {
+            return refused("bad_request", "the node name must be 1-64 letters, digits, '-', '_' or '.'", remote)
+        }
+        guard req.tokenID.count == JoinToken.idBytes, req.secret.count == JoinToken.secretBytes, req.publicKey.count == Sodium.Sign.publicKeyBytes
+        else { return refused("bad_request", "malformed join request", remote) }
+        // A live member of that name that the cluster did not admit with a key (it joined before tokens).
+        if raft.read({ $0.nodes[req.name] }) == nil, (try? await gossip.members())?.contains(where: { $0.name == req.name && $0.status == .alive }) == true {
+            return refused("name_taken", "a live member is already named \(req.name)", remote)
+        }
+        let id = req.tokenID.hex
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        let outcome: Outcome
+        do {
+            outcome = try await raft.submit(
+                .admitNode(tokenID: id, secretHash: JoinToken.hash(secret: req.secret), node: req.name, publicKey: req.publicKey, nowMs: now))
+        } catch {
+            return refused("unavailable", "the cluster cannot commit the join now (\(error)); retry", remote)
+        }
+        switch outcome {
+        case .ok: break
+        case .noSuchToken: return refused("unknown_token", "no such token (id \(id))", remote)
+        case .wrongSecret: return refused("wrong_secret", "the token's secret is wrong", remote)
+        case .tokenExpired: return refused("expired", "the token has expired", remote)
+        case .tokenUsedUp: return refused("used_up", "the token has no uses left", remote)
+        case .tokenRevoked: return refused("revoked", "the token was revoked", remote)
+        case .nodeExists: return refused("name_taken", "another node is already named \(req.name)", remote)
+        default: return refused("unavailable", "unexpected outcome \(outcome)", remote)
+        }
+        let (clusterID, record) = raft.read { ($0.clusterID, $0.nodes[req.name]) }
+        guard let record, let role = NodeRole(rawValue: record.role),
+            let cred = key.issue(clusterID: clusterID, node: req.name, publicKey: req.publicKey, role: role, issuedMs: record.joinedMs)
+        else { return refused("unavailable", "cannot sign the credential", remote) }
+        let keyring: Keyring, members: [Member]
+        do {
+            keyring = try await gossip.keys()
+            members = try await gossip.members()
+        } catch { return refused("unavailable", "gossip is not running", remote) }
+        admitted.increment()
+        logger.info("admitted a node", metadata: ["node": "\(req.name)", "token": "\(id)", "from": "\(remote)"])
+        return .accepted(
+            JoinGrant(
+                clusterID: clusterID, clusterKey: key.publicKey, credential: cred, keyring: keyring.keys,
+                seeds: members.filter { $0.status == .alive }.map(\.address).prefix(16).map { $0 }))
+    }
+}

@@ -1,0 +1,86 @@
+import Files
+import Security
+
+/// A node's identity in `DATA_DIR/identity/` (directory 0700, files 0600, one base64 line each):
+/// `cluster.pub` the cluster's public key, `cluster.key` its signing key (only on the nodes that
+/// sign credentials: the founding node), `node.key` this node's own secret key, `node.cred` its
+/// credential. A node that joined before join tokens has none of them.
+public struct NodeIdentity: Sendable {
+    public var clusterKey: ClusterKey?
+    public var nodeKey: NodeKey?
+    public var credential: NodeCredential?
+    let dir: String
+
+    public init(dataDir: String) throws {
+        dir = "\(dataDir)/identity"
+        func line(_ name: String) throws -> [UInt8]? {
+            let path = "\(dir)/\(name)"
+            guard Files.exists(path) else { return nil }
+            guard let b = Base64.decode(String(decoding: try Files.read(path, limit: 1 << 16), as: UTF8.self).trimmingWhitespace) else {
+                throw ConfigError(file: path, key: nil, line: nil, problem: "is not one line of base64")
+            }
+            return b
+        }
+        if let sk = try line("cluster.key") {
+            guard let pk = Sodium.Sign.publicKey(of: sk) else {
+                throw ConfigError(file: "\(dir)/cluster.key", key: nil, line: nil, problem: "is not an Ed25519 secret key")
+            }
+            clusterKey = ClusterKey(publicKey: pk, secretKey: sk)
+        } else if let pk = try line("cluster.pub") {
+            guard pk.count == Sodium.Sign.publicKeyBytes else {
+                throw ConfigError(file: "\(dir)/cluster.pub", key: nil, line: nil, problem: "is not an Ed25519 public key")
+            }
+            clusterKey = ClusterKey(publicKey: pk)
+        }
+        if let sk = try line("node.key") {
+            guard let pk = Sodium.Sign.publicKey(of: sk) else {
+                throw ConfigError(file: "\(dir)/node.key", key: nil, line: nil, problem: "is not an Ed25519 secret key")
+            }
+            nodeKey = NodeKey(publicKey: pk, secretKey: sk)
+        }
+        if let c = try line("node.cred") {
+            do { credential = try NodeCredential(decoding: c) } catch {
+                throw ConfigError(file: "\(dir)/node.cred", key: nil, line: nil, problem: "is not a node credential: \(error)")
+            }
+        }
+    }
+
+    /// Whether this node can sign credentials (and so admit joining nodes).
+    public var signs: Bool { clusterKey?.secretKey != nil }
+
+    /// What it shows a joiner: nil until it has a credential that its cluster key verifies.
+    public var proof: JoinDoorman.Proof? {
+        guard let clusterKey, let nodeKey, let credential, credential.verify(clusterKey: clusterKey.publicKey), credential.publicKey == nodeKey.publicKey
+        else { return nil }
+        return JoinDoorman.Proof(clusterKey: clusterKey.publicKey, credential: credential, nodeKey: nodeKey)
+    }
+
+    public mutating func save(clusterKey k: ClusterKey) throws {
+        try Files.makeDirectory(dir)
+        if let sk = k.secretKey { try write("cluster.key", sk) }
+        try write("cluster.pub", k.publicKey)
+        clusterKey = k
+    }
+
+    public mutating func save(nodeKey k: NodeKey) throws {
+        try Files.makeDirectory(dir)
+        try write("node.key", k.secretKey)
+        nodeKey = k
+    }
+
+    public mutating func save(credential c: NodeCredential) throws {
+        try Files.makeDirectory(dir)
+        try write("node.cred", c.encoded)
+        credential = c
+    }
+
+    func write(_ name: String, _ bytes: [UInt8]) throws {
+        try Files.writeAtomically(Array((Base64.encode(bytes) + "\n").utf8), to: "\(dir)/\(name)", mode: 0o600)
+    }
+}
+
+extension String {
+    var trimmingWhitespace: String {
+        String(drop { $0.isWhitespace }.reversed().drop { $0.isWhitespace }.reversed())
+    }
+}

@@ -1,0 +1,116 @@
+import ArgumentParser
+import Foundation
+import Node
+
+struct TokenCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "token", abstract: "Make, list and revoke join tokens (what a new node needs to join).",
+        discussion: """
+            A token carries the cluster key's fingerprint, so the joining node refuses a seed that is not a member, and \
+            a secret the cluster keeps only a hash of. Give it to `stacks join SEED --token TOKEN --data-dir DIR` or \
+            `stacks agent --join SEED --token TOKEN`, where SEED is a member's `address` from `stacks status`.
+            """,
+        subcommands: [Create.self, List.self, Revoke.self], defaultSubcommand: List.self)
+
+    struct Options: ParsableArguments {
+        @Option(name: .long, help: "Data directory of the local node.")
+        var dataDir = ".stacks"
+    }
+
+    struct Create: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Make a token; it is printed once, on the last line.")
+        @OptionGroup var options: Options
+        @Option(name: .long, help: "How long it is valid: like 30m, 1h, 7d (default 1h, at most 366d).")
+        var ttl = "1h"
+        @Option(name: .long, help: "How many nodes may join with it (default 1).")
+        var uses = 1
+        @Option(name: .long, help: "storage, compute or all (default all).")
+        var role = "all"
+
+        func validate() throws {
+            guard TokenCommand.seconds(ttl) != nil else { throw ValidationError("--ttl must be like 30m, 1h or 7d, got \(ttl)") }
+            guard uses >= 1 else { throw ValidationError("--uses must be at least 1") }
+            guard ["storage", "compute", "all"].contains(role) else { throw ValidationError("--role must be storage, compute or all") }
+        }
+
+        func run() throws {
+            struct Body: Encodable {
+                var ttl_seconds: Int
+                var uses: Int
+                var role: String
+            }
+            let t = try AdminClient(dataDir: options.dataDir).post(
+                "/v1/tokens", json: Body(ttl_seconds: TokenCommand.seconds(ttl)!, uses: uses, role: role), as: NewToken.self)
+            print("token \(t.id): role \(t.role), \(t.uses) use\(t.uses == 1 ? "" : "s"), expires \(TokenCommand.date(t.expiresMs))")
+            print(t.token)
+        }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List tokens (never their secrets), or with --joins the nodes that joined.")
+        @OptionGroup var options: Options
+        @Flag(name: .long, help: "Show the audit trail of joins instead: which node, when, with which token.")
+        var joins = false
+        @Option(name: .long, help: "table or json.")
+        var format = "table"
+        func validate() throws {
+            guard ["table", "json"].contains(format) else { throw ValidationError("--format must be table or json") }
+        }
+
+        func run() throws {
+            let client = try AdminClient(dataDir: options.dataDir)
+            if joins {
+                let js = try client.get("/v1/joins", as: [JoinView].self)
+                if format == "json" { return try TokenCommand.printJSON(js) }
+                print(
+                    Table.render([["NODE", "ROLE", "TOKEN", "JOINED"]] + js.map { [$0.node, $0.role, $0.token, TokenCommand.date($0.atMs)] }), terminator: "")
+                return
+            }
+            let ts = try client.get("/v1/tokens", as: [TokenView].self)
+            if format == "json" { return try TokenCommand.printJSON(ts) }
+            let now = Int64(Date().timeIntervalSince1970 * 1000)
+            let rows = ts.map { t in
+                [
+                    t.id, t.role, TokenCommand.date(t.expiresMs), "\(t.usesLeft)",
+                    t.revoked ? "revoked" : t.expiresMs <= now ? "expired" : t.usesLeft == 0 ? "used up" : "valid",
+                ]
+            }
+            print(Table.render([["ID", "ROLE", "EXPIRES", "USES LEFT", "STATE"]] + rows), terminator: "")
+        }
+    }
+
+    struct Revoke: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Revoke a token: no node joins with it any more.")
+        @OptionGroup var options: Options
+        @Argument(help: "The token's id (from `stacks token list`).")
+        var id: String
+        func run() throws {
+            let (status, body) = try AdminClient(dataDir: options.dataDir).request("DELETE", "/v1/tokens/\(id)")
+            guard status == 200 else {
+                let message = (try? JSONDecoder().decode([String: String].self, from: body))?["error"] ?? "status \(status)"
+                throw CLIError(message)
+            }
+            print("revoked token \(id)")
+        }
+    }
+
+    /// "90s", "30m", "1h", "7d" (or plain seconds).
+    static func seconds(_ s: String) -> Int? {
+        let units: [(String, Int)] = [("s", 1), ("m", 60), ("h", 3600), ("d", 86_400)]
+        var number = Substring(s), scale = 1
+        if let (u, f) = units.first(where: { s.hasSuffix($0.0) }) { number = s.dropLast(u.count); scale = f }
+        guard let v = Int(number), v >= 1, v <= 366 * 86_400 / scale else { return nil }
+        return v * scale
+    }
+
+    static func date(_ ms: Int64) -> String {
+        let f = ISO8601DateFormatter()
+        return f.string(from: Date(timeIntervalSince1970: Double(ms) / 1000))
+    }
+
+    static func printJSON(_ v: some Encodable) throws {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        print(String(decoding: try enc.encode(v), as: UTF8.self))
+    }
+}

@@ -104,9 +104,9 @@ public struct Agent: Sendable {
             logger.info("made the cluster's signing key", metadata: ["fingerprint": "\(identity.clusterKey!.fingerprint.hex)"])
         }
         let joins = JoinService(raft: raft, gossip: gossip, identity: identity, metrics: exporter.metrics, logger: logger)
+        let startIdentity = identity
         if identity.signs {
             gossip.setReservedTag(JoinService.signerTag, "1")
-            Task { [identity] in await Self.completeFounderIdentity(identity, name: config.name, raft: raft, joins: joins, logger: logger) }
         }
         let memberEvents = gossip.events
         Task { for await _ in memberEvents { changes.bump() } }
@@ -180,6 +180,8 @@ public struct Agent: Sendable {
                 let port = channel.localAddress?.port ?? config.s3Listen.port
                 let endpoint = "http://\(config.s3Listen.host):\(port)"
                 Task {
+                    // Ready only once the founder's credential exists: a token made then is redeemable.
+                    if startIdentity.signs { await Self.completeFounderIdentity(startIdentity, name: config.name, raft: raft, joins: joins, logger: logger) }
                     var migrate = migrateBuckets
                     if !keys.all.isEmpty {
                         // Keys of the credentials file the cluster lacks (also after a crash mid-migration).

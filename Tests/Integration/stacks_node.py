@@ -111,7 +111,8 @@ def parse_metrics(text: str) -> dict[str, float]:
 class StacksNode:
     def __init__(self, root: Path, name: str = "node1", data_dir: Path | None = None,
                  seeds: list[str] | None = None, gossip_key: str | None = None, tags: dict[str, str] | None = None,
-                 raft: dict[str, object] | None = None, data: dict[str, object] | None = None, wait_env: bool = True, s3: dict[str, object] | None = None):
+                 raft: dict[str, object] | None = None, data: dict[str, object] | None = None, wait_env: bool = True, s3: dict[str, object] | None = None,
+                 join: tuple[str, str] | None = None):
         self.root = Path(root)
         self.name = name
         self.data_dir = Path(data_dir) if data_dir else self.root / name
@@ -138,7 +139,9 @@ class StacksNode:
         # a node that can never join (wrong key) is ready without one.
         self.wait_env = wait_env
         self.seeds = seeds or []
-        self.gossip_key = gossip_key or SESSION_GOSSIP_KEY
+        # "" starts with no gossip key: a founder makes one, a node with `join` (seed, token) receives it.
+        self.gossip_key = SESSION_GOSSIP_KEY if gossip_key is None else gossip_key
+        self.join = join
         self.tags = tags or {}
         self.log_path = self.data_dir / "stacks-test.log"
         self.proc: subprocess.Popen | None = None
@@ -160,8 +163,8 @@ class StacksNode:
             + "\n[gossip]\n"
             f'listen = "{self.gossip_address}"\n'
             f"seeds = [{', '.join(f'{chr(34)}{x}{chr(34)}' for x in self.seeds)}]\n"
-            f'key = "{self.gossip_key}"\n'
-            "\n[admin]\n"
+            + (f'key = "{self.gossip_key}"\n' if self.gossip_key else "")
+            + "\n[admin]\n"
             f'listen = "127.0.0.1:{self.admin_port}"\n'
             "\n[metrics]\n"
             f'listen = "127.0.0.1:{self.metrics_port}"\n'
@@ -171,6 +174,7 @@ class StacksNode:
             + "\n[data]\n"
             f'listen = "127.0.0.1:{self.data_port}"\n'
             + "".join(f"{k} = {v}\n" for k, v in self.data.items())
+            + (f'\n[join]\nseed = "{self.join[0]}"\ntoken = "{self.join[1]}"\n' if self.join else "")
             + ("\n[tags]\n" + "".join(f'{k} = "{v}"\n' for k, v in self.tags.items()) if self.tags else "")
         )
 
@@ -187,6 +191,11 @@ class StacksNode:
     @property
     def gossip_address(self) -> str:
         return f"127.0.0.1:{self.gossip_port}"
+
+    @property
+    def data_address(self) -> str:
+        """Its data connection's address: what `stacks status` shows as `address`, a join seed."""
+        return f"127.0.0.1:{self.data_port}"
 
     @property
     def env_path(self) -> Path:

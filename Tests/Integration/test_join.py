@@ -1,0 +1,204 @@
+"""Joining with tokens between real `stacks` processes: the founding node makes the cluster's keys,
+`stacks token create` prints a token, new nodes enrol with `stacks join` or `stacks agent --join
+--token` (the `join.seed`/`join.token` config keys) and the cluster works through every node.
+Every refusal (expired, used up, revoked, forged, another cluster's token, a seed that is not a
+member) exits non-zero with its reason, is counted, and changes no cluster state; secrets never
+show in logs or listings."""
+import json
+import os
+import stat
+import subprocess
+import threading
+import time
+import uuid
+
+from stacks_node import StacksNode, free_port, free_udp_port, parse_metrics, stacks_binary
+
+
+def stacks(*args, timeout=60) -> subprocess.CompletedProcess:
+    return subprocess.run([str(stacks_binary()), *map(str, args)], capture_output=True, text=True, timeout=timeout)
+
+
+def make_token(node, *args) -> str:
+    out = stacks("token", "create", "--data-dir", node.data_dir, *args)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip().splitlines()[-1]
+
+
+def tokens(node) -> list[dict]:
+    out = stacks("token", "list", "--data-dir", node.data_dir, "--format", "json")
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def joins(node) -> list[dict]:
+    out = stacks("token", "list", "--joins", "--data-dir", node.data_dir, "--format", "json")
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def status(node) -> tuple[int, dict]:
+    out = stacks("status", "--data-dir", node.data_dir, "--format", "json")
+    assert out.returncode in (0, 1), out.stderr
+    return out.returncode, json.loads(out.stdout)
+
+
+def wait_for(what, predicate, timeout=60):
+    deadline = time.monotonic() + timeout
+    detail = ""
+    while time.monotonic() < deadline:
+        ok, detail = predicate()
+        if ok:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{what} not reached within {timeout:.0f} s: {detail}")
+
+
+def founder(root, name="n1") -> StacksNode:
+    n = StacksNode(root, name, gossip_key="")
+    n.start()
+    return n
+
+
+def join_cli(seed: str, token: str, data_dir, name: str) -> subprocess.CompletedProcess:
+    """`stacks join` on fresh ports; leaves DATA_DIR/node.toml for `stacks agent --data-dir`."""
+    ports = [free_port() for _ in range(5)]
+    return stacks("join", seed, "--token", token, "--data-dir", data_dir, "--name", name,
+                  "--s3-listen", f"127.0.0.1:{ports[0]}", "--gossip-listen", f"127.0.0.1:{free_udp_port()}",
+                  "--admin-listen", f"127.0.0.1:{ports[1]}", "--raft-listen", f"127.0.0.1:{ports[2]}",
+                  "--metrics-listen", f"127.0.0.1:{ports[3]}", "--data-listen", f"127.0.0.1:{ports[4]}")
+
+
+def test_nodes_join_with_tokens_and_the_cluster_works_through_every_node(tmp_path):
+    n1 = founder(tmp_path)
+    nodes = [n1]
+    try:
+        ident = n1.data_dir / "identity"
+        for f in ("cluster.key", "cluster.pub", "node.key", "node.cred"):
+            assert stat.S_IMODE(os.stat(ident / f).st_mode) == 0o600, f
+        assert stat.S_IMODE(os.stat(ident).st_mode) == 0o700
+        # The seed is the founder's `address` in status.
+        _, st = status(n1)
+        seed = next(x["address"] for x in st["nodes"] if x["name"] == "n1")
+        assert seed == n1.data_address
+        token = make_token(n1, "--uses", "3", "--ttl", "10m")
+        # Three through `join.seed`/`join.token` in their config (`stacks agent --join --token`)...
+        for i in range(2, 5):
+            n = StacksNode(tmp_path, f"n{i}", gossip_key="", join=(seed, token))
+            nodes.append(n)
+            n.start()
+        # ...and one with a token of its own through `stacks join`, then `stacks agent --data-dir`.
+        token5 = make_token(n1, "--role", "storage")
+        d5 = tmp_path / "n5"
+        out = join_cli(nodes[2].data_address, token5, d5, "n5")
+        assert out.returncode == 0, out.stderr
+        assert "joined cluster" in out.stdout and (d5 / "node.toml").exists()
+        log5 = open(tmp_path / "n5.log", "wb")
+        p5 = subprocess.Popen([str(stacks_binary()), "agent", "--data-dir", str(d5)], stdout=log5, stderr=subprocess.STDOUT)
+        try:
+            wait_for("n5 serving", lambda: ((d5 / "env").exists(), "no env file"))
+
+            def five_healthy():
+                rc, s = status(n1)
+                alive = [x["name"] for x in s["nodes"] if x["status"] == "alive"]
+                return rc == 0 and len(alive) == 5 and (s.get("layout") or {}).get("members") == 5, (rc, alive, s.get("problems"))
+            wait_for("five nodes healthy in status", five_healthy, 90)
+            for n in nodes:
+                rc, s = status(n)
+                assert rc == 0, s["problems"]
+            # The token was used three times, exactly; the audit names every joiner.
+            t = next(x for x in tokens(n1) if token.split("-")[2] == x["id"])
+            assert t["uses_left"] == 0
+            assert sorted(j["node"] for j in joins(n1)) == ["n2", "n3", "n4", "n5"]
+            assert next(j for j in joins(n1) if j["node"] == "n5")["role"] == "storage"
+            # S3 through every node, read back through another.
+            c = n1.client()
+            bucket = f"join-{uuid.uuid4().hex[:8]}"
+            c.create_bucket(Bucket=bucket)
+            env5 = dict(line.split("=", 1) for line in (d5 / "env").read_text().split() if "=" in line)
+            endpoints = [n.endpoint for n in nodes] + [env5["STACKS_S3_ENDPOINT"]]
+            import boto3
+            from stacks_node import s3_config
+            clients = [boto3.client("s3", endpoint_url=e, aws_access_key_id=n1.access_key, aws_secret_access_key=n1.secret_key,
+                                    region_name="us-east-1", config=s3_config()) for e in endpoints]
+            for i, cl in enumerate(clients):
+                cl.put_object(Bucket=bucket, Key=f"k{i}", Body=f"through {i}".encode() * 100)
+            for i in range(len(clients)):
+                got = clients[(i + 1) % len(clients)].get_object(Bucket=bucket, Key=f"k{i}")["Body"].read()
+                assert got == f"through {i}".encode() * 100
+            # A node that joined restarts on its credential, with no token needed again.
+            nodes[1].restart()
+            assert stacks("status", "--data-dir", nodes[1].data_dir).returncode in (0, 1)
+        finally:
+            p5.kill()
+            p5.wait()
+    finally:
+        for n in nodes:
+            n.kill()
+
+
+def test_every_bad_join_is_refused_with_its_reason_and_changes_nothing(tmp_path):
+    n1 = founder(tmp_path / "a")
+    other = founder(tmp_path / "b", "o1")
+    secrets = []
+    try:
+        def refused(seed, token, name, want):
+            if token.startswith("STKS1-"):
+                secrets.append(token.split("-")[-1])
+            out = join_cli(seed, token, tmp_path / "try" / name, name)
+            assert out.returncode != 0, out.stdout
+            assert want in out.stderr, out.stderr
+            assert not (tmp_path / "try" / name / "identity" / "node.cred").exists()
+
+        expired = make_token(n1, "--ttl", "1s")
+        revoked = make_token(n1)
+        assert stacks("token", "revoke", "--data-dir", n1.data_dir, revoked.split("-")[2]).returncode == 0
+        good = make_token(n1, "--uses", "1")
+        parts = good.split("-")
+        forged = "-".join(parts[:3] + [("0" if parts[3][0] != "0" else "1") + parts[3][1:]])
+        unknown = "-".join(parts[:2] + ["00" * 8, parts[3]])
+        foreign = make_token(other)
+        before = tokens(n1)
+
+        refused(n1.data_address, revoked, "r1", "revoked")
+        refused(n1.data_address, forged, "r2", "secret is wrong")
+        refused(n1.data_address, unknown, "r3", "no such token")
+        refused(n1.data_address, foreign, "r4", "does not hold the cluster key")
+        # A seed that is a member of another cluster never sees this cluster's secret.
+        refused(other.data_address, good, "r5", "does not hold the cluster key")
+        refused(n1.data_address, "not-a-token", "r6", "not a join token")
+        wait_for("the 1 s token to expire", lambda: (time.time() * 1000 > next(t for t in tokens(n1) if t["id"] == expired.split("-")[2])["expires_ms"], ""), 10)
+        refused(n1.data_address, expired, "r7", "expired")
+        assert tokens(n1) == before, "refusals changed no token"
+        assert joins(n1) == []
+
+        # Two nodes racing with one single-use token: exactly one gets in.
+        results = {}
+
+        def race(name):
+            results[name] = join_cli(n1.data_address, good, tmp_path / "race" / name, name)
+        threads = [threading.Thread(target=race, args=(f"x{i}",)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        codes = sorted(r.returncode for r in results.values())
+        assert codes[0] == 0 and codes[1] != 0, {k: (v.returncode, v.stderr) for k, v in results.items()}
+        loser = next(r for r in results.values() if r.returncode != 0)
+        assert "no uses left" in loser.stderr, loser.stderr
+        assert [j["node"] for j in joins(n1)] == [next(k for k, v in results.items() if v.returncode == 0)]
+
+        m = parse_metrics(n1.metrics_text())
+        for reason, count in [("revoked", 1), ("wrong_secret", 1), ("unknown_token", 1), ("expired", 1), ("used_up", 1)]:
+            assert m.get(f'stacks_join_refused_total{{reason="{reason}"}}') == count, (reason, {k: v for k, v in m.items() if "join" in k})
+        assert m.get("stacks_joins_total") == 1
+
+        # No secret in any log or listing.
+        listing = stacks("token", "list", "--data-dir", n1.data_dir).stdout + json.dumps(tokens(n1)) + json.dumps(status(n1)[1])
+        logs = (n1.log_path.read_text(errors="replace") + other.log_path.read_text(errors="replace")
+                + "".join(r.stdout + r.stderr for r in results.values()))
+        for s in secrets + [good.split("-")[-1]]:
+            assert s not in listing and s not in logs, s
+    finally:
+        n1.kill()
+        other.kill()

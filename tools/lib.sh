@@ -49,11 +49,16 @@ STACKS_BIN="$ROOT/.build/debug/stacks"
 # A local cluster's node I of $nodes, under $DEV with the gossip key in $DEV/gossip.key: S3 on
 # 127.0.0.1:($PORT + I - 1); gossip 7946, data 7300, Raft 7100 (+ I - 1) and admin 9100, metrics
 # 9200 (+ I), each + ${OFFSET:-0}; zones zone-1..3 round robin. Used by tools/dev and tools/bench/s3.
-dev_node_config() { # I
-    local i=$1 d="$DEV/node$1" seeds="" j
+dev_node_config() { # I [TOKEN]: node1 founds the cluster; the others enrol with TOKEN through node1
+    local i=$1 token=${2:-} d="$DEV/node$1" seeds="" j key="" join=""
     mkdir -p "$d"
     # Seeds: the first three nodes, so a restarted node finds the others again.
     for j in $(seq 1 $((nodes < 3 ? nodes : 3))); do seeds+="${seeds:+, }\"127.0.0.1:$((${OFFSET:-0} + 7946 + j - 1))\""; done
+    # A dev dir from before join tokens keeps its shared gossip key.
+    [ -f "$DEV/gossip.key" ] && key="key = \"$(cat "$DEV/gossip.key")\""
+    [ -n "$token" ] && join="[join]
+seed = \"127.0.0.1:$((${OFFSET:-0} + 7300))\"
+token = \"$token\""
     cat >"$DEV/node$i.toml" <<CONF
 # Written by tools/dev.
 [node]
@@ -67,7 +72,7 @@ region = "us-east-1"
 [gossip]
 listen = "127.0.0.1:$((${OFFSET:-0} + 7946 + i - 1))"
 seeds = [$seeds]
-key = "$(cat "$DEV/gossip.key")"
+$key
 
 [admin]
 listen = "127.0.0.1:$((${OFFSET:-0} + 9100 + i))"
@@ -85,6 +90,8 @@ bootstrap = $([ "$i" = 1 ] && echo true || echo false)
 
 [tags]
 zone = "zone-$(( (i - 1) % 3 + 1 ))"
+
+$join
 CONF
 }
 

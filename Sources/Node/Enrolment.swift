@@ -42,7 +42,7 @@ public enum Enrolment {
         for _ in 0...maxHops {
             tried.insert(address)
             let answer: JoinAnswer
-            do { answer = try await attempt(address, token: token, name: name, nodeKey: nodeKey) } catch let e as JoinError {
+            do { answer = try await attempt(address, token: token, name: name, nodeKey: nodeKey) } catch let e as HandshakeError {
                 throw Failure("join through \(address) refused: \(e.description)")
             } catch {
                 throw Failure("cannot reach \(address): \(error)")

@@ -35,7 +35,7 @@ public enum JoinHandshake {
     static func requestTranscript(_ t: [UInt8]) -> [UInt8] { Sodium.hash(Array("stacks join request".utf8) + t) }
 }
 
-public struct JoinError: Error, Equatable, CustomStringConvertible {
+public struct HandshakeError: Error, Equatable, CustomStringConvertible {
     public var description: String
     public init(_ description: String) { self.description = description }
 }
@@ -142,50 +142,50 @@ public struct Joiner: Sendable {
 
     /// Checks the member's proof and returns the sealed request; throws, sending nothing, when
     /// the member does not prove a credential of the token's cluster.
-    public mutating func request(answering proof: [UInt8]) throws(JoinError) -> [UInt8] {
+    public mutating func request(answering proof: [UInt8]) throws(HandshakeError) -> [UInt8] {
         var r = BinaryReader(proof)
         guard let eph = try? r.bytes(Sodium.KeyExchange.publicKeyBytes), let status = try? r.u8() else {
-            throw JoinError("the seed's answer is not a Stacks join proof")
+            throw HandshakeError("the seed's answer is not a Stacks join proof")
         }
         if status == 1 {
             let why = (try? r.string(max: 1024)) ?? "no reason given"
-            throw JoinError("the seed cannot prove the cluster key: \(why)")
+            throw HandshakeError("the seed cannot prove the cluster key: \(why)")
         }
         guard status == 0, let k = try? Sodium.KeyExchange.clientKeys(publicKey: ephemeral.publicKey, secretKey: ephemeral.secretKey, serverPublicKey: eph),
             let sealed = try? r.blob(max: JoinHandshake.maxMessageBytes), (try? r.expectEnd()) != nil
-        else { throw JoinError("the seed's answer is not a Stacks join proof") }
+        else { throw HandshakeError("the seed's answer is not a Stacks join proof") }
         guard let plain = try? Sodium.CounterAEAD.open(sealed, key: k.receive, counter: 0) else {
-            throw JoinError("the seed's proof does not open")
+            throw HandshakeError("the seed's proof does not open")
         }
         var p = BinaryReader(plain)
         guard let ck = try? p.blob(max: 64), let credBytes = try? p.blob(max: 4096), let sig = try? p.blob(max: 128),
             (try? p.expectEnd()) != nil, let cred = try? NodeCredential(decoding: credBytes)
-        else { throw JoinError("the seed's proof is malformed") }
+        else { throw HandshakeError("the seed's proof is malformed") }
         guard Sodium.constantTimeEqual(ClusterKey.fingerprint(of: ck), token.fingerprint) else {
-            throw JoinError("the seed does not hold the cluster key this token is for (fingerprint mismatch): refusing to send the secret")
+            throw HandshakeError("the seed does not hold the cluster key this token is for (fingerprint mismatch): refusing to send the secret")
         }
         let t = JoinHandshake.transcript(hello: hello, memberEphemeral: eph, clusterKey: ck, credential: credBytes)
         guard cred.verify(clusterKey: ck), Sodium.Sign.verify(sig, of: t, publicKey: cred.publicKey) else {
-            throw JoinError("the seed's credential or signature is not the cluster's: refusing to send the secret")
+            throw HandshakeError("the seed's credential or signature is not the cluster's: refusing to send the secret")
         }
         keys = k
         clusterKey = ck
         let req = JoinRequest(
             tokenID: token.id, secret: token.secret, name: name, publicKey: nodeKey.publicKey,
             signature: nodeKey.sign(JoinHandshake.requestTranscript(t)))
-        guard let out = try? Sodium.CounterAEAD.seal(req.encoded, key: k.send, counter: 0) else { throw JoinError("cannot seal the request") }
+        guard let out = try? Sodium.CounterAEAD.seal(req.encoded, key: k.send, counter: 0) else { throw HandshakeError("cannot seal the request") }
         return out
     }
 
     /// The member's answer; a grant is checked against the pinned cluster key and this node's key.
-    public func answer(_ sealed: [UInt8]) throws(JoinError) -> JoinAnswer {
+    public func answer(_ sealed: [UInt8]) throws(HandshakeError) -> JoinAnswer {
         guard let k = keys, let plain = try? Sodium.CounterAEAD.open(sealed, key: k.receive, counter: 1),
             let a = try? JoinAnswer(decoding: plain)
-        else { throw JoinError("the seed's answer does not open") }
+        else { throw HandshakeError("the seed's answer does not open") }
         if case .accepted(let g) = a {
             guard g.clusterKey == clusterKey, g.credential.verify(clusterKey: clusterKey), g.credential.publicKey == nodeKey.publicKey,
                 g.credential.node == name, g.credential.clusterID == g.clusterID, !g.keyring.isEmpty
-            else { throw JoinError("the credential the seed sent is not valid for this node") }
+            else { throw HandshakeError("the credential the seed sent is not valid for this node") }
         }
         return a
     }
@@ -212,9 +212,9 @@ public struct JoinDoorman: Sendable {
     }
 
     /// The answer to a hello; throws for anything that is not one.
-    public mutating func proof(answering hello: [UInt8]) throws(JoinError) -> [UInt8] {
+    public mutating func proof(answering hello: [UInt8]) throws(HandshakeError) -> [UInt8] {
         guard hello.count == 1 + Sodium.KeyExchange.publicKeyBytes, hello[0] == JoinHandshake.version else {
-            throw JoinError("not a join hello of version \(JoinHandshake.version)")
+            throw HandshakeError("not a join hello of version \(JoinHandshake.version)")
         }
         var w = BinaryWriter()
         for b in ephemeral.publicKey { w.u8(b) }
@@ -225,24 +225,24 @@ public struct JoinDoorman: Sendable {
         guard
             let k = try? Sodium.KeyExchange.serverKeys(
                 publicKey: ephemeral.publicKey, secretKey: ephemeral.secretKey, clientPublicKey: Array(hello.dropFirst()))
-        else { throw JoinError("a hello with an invalid key") }
+        else { throw HandshakeError("a hello with an invalid key") }
         let credBytes = proof.credential.encoded
         transcript = JoinHandshake.transcript(hello: hello, memberEphemeral: ephemeral.publicKey, clusterKey: proof.clusterKey, credential: credBytes)
         var p = BinaryWriter()
         p.blob(proof.clusterKey); p.blob(credBytes); p.blob(proof.nodeKey.sign(transcript))
-        guard let sealed = try? Sodium.CounterAEAD.seal(p.bytes, key: k.send, counter: 0) else { throw JoinError("cannot seal the proof") }
+        guard let sealed = try? Sodium.CounterAEAD.seal(p.bytes, key: k.send, counter: 0) else { throw HandshakeError("cannot seal the proof") }
         keys = k
         w.u8(0); w.blob(sealed)
         return w.bytes
     }
 
     /// The joiner's request, with its key's signature checked.
-    public func request(_ sealed: [UInt8]) throws(JoinError) -> JoinRequest {
+    public func request(_ sealed: [UInt8]) throws(HandshakeError) -> JoinRequest {
         guard let k = keys, let plain = try? Sodium.CounterAEAD.open(sealed, key: k.receive, counter: 0),
             let req = try? JoinRequest(decoding: plain)
-        else { throw JoinError("a join request that does not open") }
+        else { throw HandshakeError("a join request that does not open") }
         guard Sodium.Sign.verify(req.signature, of: JoinHandshake.requestTranscript(transcript), publicKey: req.publicKey) else {
-            throw JoinError("the joining node does not prove its key")
+            throw HandshakeError("the joining node does not prove its key")
         }
         return req
     }

@@ -136,35 +136,53 @@ public enum Sodium {
         }
     }
 
-    /// ChaCha20-Poly1305 (IETF) under a session key with a counter nonce: a key is used by one
-    /// sender only, and each message number once, so a replayed or reordered message fails.
+    /// AEAD under a session key with a counter nonce: a key is used by one sender only, and each
+    /// message number once, so a replayed or reordered message fails. AES-256-GCM where the CPU
+    /// has AES-NI and CLMUL (libsodium's condition), else ChaCha20-Poly1305 (IETF).
     public enum CounterAEAD {
-        public static let tagBytes = Int(crypto_aead_chacha20poly1305_ietf_ABYTES)
+        public enum Cipher: UInt8, Sendable {
+            case chacha20poly1305 = 0
+            case aes256gcm = 1
+        }
+        public static let tagBytes = 16
+        /// The fastest cipher this machine runs.
+        public static let best: Cipher = ready && crypto_aead_aes256gcm_is_available() == 1 ? .aes256gcm : .chacha20poly1305
 
         static func nonce(_ n: UInt64) -> [UInt8] {
-            var out = [UInt8](repeating: 0, count: Int(crypto_aead_chacha20poly1305_ietf_NPUBBYTES))
+            var out = [UInt8](repeating: 0, count: 12)
             for i in 0..<8 { out[i] = UInt8(truncatingIfNeeded: n >> (8 * UInt64(i))) }
             return out
         }
 
-        public static func seal(_ plaintext: [UInt8], key: [UInt8], counter: UInt64) throws(SecurityError) -> [UInt8] {
+        public static func seal(_ plaintext: [UInt8], key: [UInt8], counter: UInt64, cipher: Cipher = .chacha20poly1305) throws(SecurityError) -> [UInt8] {
             try ensureReady()
             guard key.count == 32 else { throw .badKeyLength(expected: 32, got: key.count) }
-            var cipher = [UInt8](repeating: 0, count: plaintext.count + tagBytes)
+            var cipherText = [UInt8](repeating: 0, count: plaintext.count + tagBytes)
             var len: UInt64 = 0
-            guard crypto_aead_chacha20poly1305_ietf_encrypt(&cipher, &len, plaintext, UInt64(plaintext.count), nil, 0, nil, nonce(counter), key) == 0
-            else { throw .sealFailed }
-            return cipher
+            let n = nonce(counter)
+            let rc =
+                switch cipher {
+                case .chacha20poly1305: crypto_aead_chacha20poly1305_ietf_encrypt(&cipherText, &len, plaintext, UInt64(plaintext.count), nil, 0, nil, n, key)
+                case .aes256gcm:
+                    best == .aes256gcm ? crypto_aead_aes256gcm_encrypt(&cipherText, &len, plaintext, UInt64(plaintext.count), nil, 0, nil, n, key) : -1
+                }
+            guard rc == 0 else { throw .sealFailed }
+            return cipherText
         }
 
-        public static func open(_ sealed: [UInt8], key: [UInt8], counter: UInt64) throws(SecurityError) -> [UInt8] {
+        public static func open(_ sealed: [UInt8], key: [UInt8], counter: UInt64, cipher: Cipher = .chacha20poly1305) throws(SecurityError) -> [UInt8] {
             try ensureReady()
             guard key.count == 32 else { throw .badKeyLength(expected: 32, got: key.count) }
             guard sealed.count >= tagBytes else { throw .authenticationFailed }
             var plain = [UInt8](repeating: 0, count: max(sealed.count - tagBytes, 1))
             var len: UInt64 = 0
-            guard crypto_aead_chacha20poly1305_ietf_decrypt(&plain, &len, nil, sealed, UInt64(sealed.count), nil, 0, nonce(counter), key) == 0
-            else { throw .authenticationFailed }
+            let n = nonce(counter)
+            let rc =
+                switch cipher {
+                case .chacha20poly1305: crypto_aead_chacha20poly1305_ietf_decrypt(&plain, &len, nil, sealed, UInt64(sealed.count), nil, 0, n, key)
+                case .aes256gcm: best == .aes256gcm ? crypto_aead_aes256gcm_decrypt(&plain, &len, nil, sealed, UInt64(sealed.count), nil, 0, n, key) : -1
+                }
+            guard rc == 0 else { throw .authenticationFailed }
             return Array(plain.prefix(Int(len)))
         }
     }

@@ -12,6 +12,7 @@ import Objects
 import S3
 import Security
 import ShardStore
+import Synchronization
 import Telemetry
 
 /// One running node: the object store and the S3 endpoint, composed from the config.
@@ -98,12 +99,18 @@ public struct Agent: Sendable {
         // The founding node makes the cluster's signing key (also a node upgraded from before
         // join tokens that founded its cluster alone); its own credential follows once the
         // cluster id is committed.
-        if identity.clusterKey == nil && identity.credential == nil && (raft.founded || (seeds.isEmpty && raft.read { $0.nodes.isEmpty })) {
+        if identity.clusterKey == nil && identity.credential == nil
+            && (raft.founded || (seeds.isEmpty && raft.read { $0.nodes.isEmpty && $0.layout.members.count <= 1 }))
+        {
             try identity.save(clusterKey: .generate())
             if identity.nodeKey == nil { try identity.save(nodeKey: .generate()) }
             logger.info("made the cluster's signing key", metadata: ["fingerprint": "\(identity.clusterKey!.fingerprint.hex)"])
         }
-        let joins = JoinService(raft: raft, gossip: gossip, identity: identity, metrics: exporter.metrics, logger: logger)
+        // Raft and data connections prove this identity and check their peers' against the cluster state.
+        let authority = NodeAuthority(identity)
+        authority.raft.withLock { $0 = raft }
+        raft.authority = authority
+        let joins = JoinService(raft: raft, gossip: gossip, authority: authority, metrics: exporter.metrics, logger: logger)
         let startIdentity = identity
         if identity.signs {
             gossip.setReservedTag(JoinService.signerTag, "1")
@@ -123,10 +130,23 @@ public struct Agent: Sendable {
             raft: raft, keyring: keyring, name: config.name, address: config.dataListen.description, path: "\(config.dataDir)/data-peers")
         Task { await clusterData.follow(gossip) }
         let dataServer = DataServer(
-            host: config.dataListen.host, port: config.dataListen.port, backend: shards, sealer: clusterData, door: joins, logger: logger)
+            host: config.dataListen.host, port: config.dataListen.port, backend: shards, sealer: clusterData, door: joins, authority: authority, logger: logger)
+        let dataRefusals = exporter.metrics.counter(
+            Series(
+                "stacks_data_handshakes_refused_total", "Data connections refused because the peer did not prove a credential of this cluster (or is removed).")
+        )
+        let dataRefusalsCounted = Mutex(0)
+        exporter.metrics.beforeScrape {
+            let n = dataServer.handshakesRefused
+            dataRefusalsCounted.withLock { c in
+                dataRefusals.increment(by: n - c)
+                c = n
+            }
+        }
         var planeSettings = PlaneSettings()
         planeSettings.markerGrace = config.markerGrace
-        let plane = DataPlane(client: DataClient(sealer: clusterData), map: clusterData, settings: planeSettings, wallMs: Self.nowMs, logger: logger)
+        let plane = DataPlane(
+            client: DataClient(sealer: clusterData, authority: authority), map: clusterData, settings: planeSettings, wallMs: Self.nowMs, logger: logger)
         let responder = S3Responder(
             store: store, credentials: catalog,
             settings: S3Settings(region: config.region, baseDomain: config.baseDomain), catalog: catalog,

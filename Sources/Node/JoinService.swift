@@ -25,19 +25,19 @@ final class JoinService: JoinDoor {
 
     let raft: RaftService
     let gossip: GossipService
-    let identity: Mutex<NodeIdentity>
+    let authority: NodeAuthority
     let logger: Logger
     let admitted: CoreMetrics.Counter
     let refusals: [String: CoreMetrics.Counter]
     let timeout = TimeAmount.seconds(10)
 
-    init(raft: RaftService, gossip: GossipService, identity: NodeIdentity, metrics: Metrics, logger: Logger) {
-        self.raft = raft; self.gossip = gossip; self.identity = Mutex(identity); self.logger = logger
+    init(raft: RaftService, gossip: GossipService, authority: NodeAuthority, metrics: Metrics, logger: Logger) {
+        self.raft = raft; self.gossip = gossip; self.authority = authority; self.logger = logger
         admitted = metrics.counter(Self.joins)
         refusals = Dictionary(uniqueKeysWithValues: Self.reasons.map { ($0, metrics.counter(Self.refusedSeries, [("reason", $0)])) })
     }
 
-    func update(_ i: NodeIdentity) { identity.withLock { $0 = i } }
+    func update(_ i: NodeIdentity) { authority.state.withLock { $0 = i } }
 
     func refused(_ reason: String, _ message: String, _ remote: String) -> JoinAnswer {
         refusals[reason]?.increment()
@@ -46,7 +46,7 @@ final class JoinService: JoinDoor {
     }
 
     func serveJoin(_ conn: DataConnection) async {
-        var door = JoinDoorman(proof: identity.withLock { $0.proof }, ephemeral: Sodium.KeyExchange.keyPair())
+        var door = JoinDoorman(proof: authority.state.withLock { $0.proof }, ephemeral: Sodium.KeyExchange.keyPair())
         do {
             let hello = try await conn.receivePlain(timeout: timeout, maxBytes: JoinHandshake.maxMessageBytes)
             let proof = try door.proof(answering: hello)
@@ -65,7 +65,7 @@ final class JoinService: JoinDoor {
     }
 
     func decide(_ req: JoinRequest, from remote: String) async -> JoinAnswer {
-        let (key, signs) = identity.withLock { ($0.clusterKey, $0.signs) }
+        let (key, signs) = authority.state.withLock { ($0.clusterKey, $0.signs) }
         guard let key, signs else {
             let signers =
                 (try? await gossip.members())?.filter { $0.status == .alive && $0.tags[Self.signerTag] == "1" }

@@ -73,7 +73,7 @@ enum TokenAPI {
             guard (1...maxTTLSeconds).contains(ttl) else { return AdminAPI.problem(.badRequest, "the ttl must be from 1 s to 366 days") }
             guard (1...maxUses).contains(uses) else { return AdminAPI.problem(.badRequest, "uses must be from 1 to \(maxUses)") }
             guard let role = NodeRole(rawValue: req.role ?? "all") else { return AdminAPI.problem(.badRequest, "the role must be storage, compute or all") }
-            guard let fingerprint = join.identity.withLock({ $0.clusterKey?.fingerprint }) else {
+            guard let fingerprint = join.authority.state.withLock({ $0.clusterKey?.fingerprint }) else {
                 return AdminAPI.problem(.conflict, "this node has no cluster identity (it joined before join tokens): make tokens on a node that has")
             }
             let token = JoinToken.generate(fingerprint: fingerprint)

@@ -44,7 +44,9 @@ public enum NodeHandshake {
         return Sodium.hash(w.bytes)
     }
 
-    static func check(_ sealedProof: [UInt8], key: [UInt8], cipher: Sodium.CounterAEAD.Cipher, transcript: ([UInt8]) -> [UInt8], identity: Identity, admit: Admit)
+    static func check(
+        _ sealedProof: [UInt8], key: [UInt8], cipher: Sodium.CounterAEAD.Cipher, transcript: ([UInt8]) -> [UInt8], identity: Identity, admit: Admit
+    )
         throws(HandshakeError) -> (NodeCredential, [UInt8])
     {
         guard let plain = try? Sodium.CounterAEAD.open(sealedProof, key: key, counter: 0, cipher: cipher) else {
@@ -119,7 +121,8 @@ public enum NodeHandshake {
         public mutating func answer(_ hello: [UInt8]) throws(HandshakeError) -> [UInt8] {
             guard hello.count == 3 + Sodium.KeyExchange.publicKeyBytes, hello[0] == NodeHandshake.version, let p = Purpose(rawValue: hello[1]),
                 let theirs = Sodium.CounterAEAD.Cipher(rawValue: hello[2]),
-                let k = try? Sodium.KeyExchange.serverKeys(publicKey: ephemeral.publicKey, secretKey: ephemeral.secretKey, clientPublicKey: Array(hello.dropFirst(3)))
+                let k = try? Sodium.KeyExchange.serverKeys(
+                    publicKey: ephemeral.publicKey, secretKey: ephemeral.secretKey, clientPublicKey: Array(hello.dropFirst(3)))
             else { throw HandshakeError("not a node handshake hello of version \(NodeHandshake.version)") }
             cipher = theirs == .aes256gcm && Sodium.CounterAEAD.best == .aes256gcm ? .aes256gcm : .chacha20poly1305
             purpose = p
@@ -171,4 +174,13 @@ public struct NodeSession: Sendable {
         received += 1
         return p
     }
+}
+
+/// Who a node is to its peers, and whom it lets in: handed to the Raft and data transports.
+public protocol PeerAuthority: Sendable {
+    /// This node's proof; nil on a node with no credential, which speaks the protocol from before
+    /// credentials (frames sealed under the gossip keyring).
+    var identity: NodeHandshake.Identity? { get }
+    /// nil admits a peer whose credential verified; otherwise the reason it is refused.
+    func admit(_ credential: NodeCredential) -> String?
 }

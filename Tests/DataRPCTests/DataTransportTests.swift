@@ -124,4 +124,53 @@ struct KeySealer: Sealer {
             #expect(answer == .versions([]))
         }
     }
+
+    struct Authority: PeerAuthority {
+        let identity: NodeHandshake.Identity?
+        var removed: Set<String> = []
+        func admit(_ c: NodeCredential) -> String? { removed.contains(c.node) ? "removed from the cluster" : nil }
+    }
+
+    static func member(_ cluster: ClusterKey, _ name: String, id: String = "c1") -> NodeHandshake.Identity {
+        let k = NodeKey.generate()
+        return NodeHandshake.Identity(
+            clusterKey: cluster.publicKey, credential: cluster.issue(clusterID: id, node: name, publicKey: k.publicKey, role: .all, issuedMs: 1)!, nodeKey: k)
+    }
+
+    /// Between credentialed nodes the connection is mutually authenticated; a peer with only the
+    /// cluster's old shared key, another cluster's credential or a removed node's is refused at
+    /// the handshake and counted, and the server goes on serving members.
+    @Test func credentialedNodesTalkAndEveryOtherPeerIsRefused() async throws {
+        let root = NSTemporaryDirectory() + "stacks-datatransport-\(UInt64.random(in: 0 ... .max))"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let cluster = ClusterKey.generate(), sealer = KeySealer()
+        let server = DataServer(
+            host: "127.0.0.1", port: 0, backend: try ShardStore(root: root), sealer: sealer,
+            authority: Authority(identity: Self.member(cluster, "s"), removed: ["gone"]), settings: Self.patient, logger: Logger(label: "test"))
+        let address = "127.0.0.1:\(try await server.start())"
+        func ask(_ authority: Authority?) async throws -> (DataFrame, String?) {
+            let client = DataClient(sealer: sealer, authority: authority, settings: Self.patient)
+            defer { client.closeAll() }
+            return try await client.withConnection(to: address) { c in
+                try await c.send(.held(bucket: "bkt", key: "k"))
+                return (try await c.receive(timeout: .seconds(10)), c.peer?.node)
+            }
+        }
+        let (answer, peer) = try await ask(Authority(identity: Self.member(cluster, "c")))
+        #expect(answer == .versions([]) && peer == "s")
+        #expect(server.handshakesRefused == 0)
+        let refused: [(String, Authority?)] = [
+            ("only the shared key", nil), ("another cluster", Authority(identity: Self.member(ClusterKey.generate(), "c"))),
+            ("another cluster id", Authority(identity: Self.member(cluster, "c", id: "c2"))),
+            ("a removed node", Authority(identity: Self.member(cluster, "gone"))),
+        ]
+        for (n, (what, authority)) in refused.enumerated() {
+            await #expect(throws: (any Error).self, "\(what)") { _ = try await ask(authority) }
+            // The server counts once it has read the peer's attempt.
+            for _ in 0..<200 where server.handshakesRefused < n + 1 { try await Task.sleep(for: .milliseconds(10)) }
+            #expect(server.handshakesRefused == n + 1, "\(what)")
+        }
+        #expect(try await ask(Authority(identity: Self.member(cluster, "c2"))).0 == .versions([]))
+        await server.stop()
+    }
 }

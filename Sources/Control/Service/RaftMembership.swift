@@ -18,6 +18,13 @@ extension RaftService {
         }
     }
 
+    /// The members the leader manages: in a cluster that admits nodes with tokens, only those it
+    /// admitted (a process holding only the gossip key is seen in gossip but gets no share).
+    var admittedMembers: [String: Member] {
+        let admitted = read { $0.nodes }
+        return admitted.isEmpty ? members : members.filter { admitted[$0.key] != nil }
+    }
+
     func address(of node: String) -> String? { members[node]?.tags[RaftService.addressTag] ?? heardAt[node] }
     public static let addressTag = "raft"
     public static let clusterTag = "cluster"
@@ -27,7 +34,7 @@ extension RaftService {
     func manageVoters(now: NIODeadline) {
         guard case .leader(let progress) = core.role else { return }
         let policy = VoterPolicy(target: settings.voters, grace: settings.deadVoterAfter)
-        let nodes = members.mapValues { m in
+        let nodes = admittedMembers.mapValues { m in
             VoterPolicy.Node(
                 health: Self.health(m.status), since: m.since, zone: m.tags["zone"],
                 hasRaftAddress: m.tags[Self.addressTag] != nil, cluster: m.tags[Self.clusterTag])
@@ -45,7 +52,7 @@ extension RaftService {
     func manageLayout(now: NIODeadline) {
         guard layoutProposed == nil else { return }
         let group = core.voters.union(core.learners)
-        var nodes = members.mapValues { m in
+        var nodes = admittedMembers.mapValues { m in
             LayoutPolicy.Node(
                 health: Self.health(m.status), since: m.since, zone: m.tags["zone"],
                 weight: m.tags["weight"].flatMap { UInt32($0) }, inGroup: group.contains(m.name),

@@ -19,6 +19,8 @@ struct RaftMetrics {
         buckets: [1 << 10, 1 << 14, 1 << 17, 1 << 20, 1 << 23, 1 << 26, 1 << 29].map(Double.init))
     static let dropped = Series("stacks_raft_frames_dropped_total", "Raft frames dropped unread, by reason.")
     static let refused = Series("stacks_raft_connections_refused_total", "Raft connections refused at accept (per-host or total cap).")
+    static let unauthenticated = Series(
+        "stacks_raft_handshakes_refused_total", "Raft connections refused because the peer did not prove a credential of this cluster (or is removed).")
     static let inbound = Series("stacks_raft_inbound_connections", "Accepted Raft connections open now.")
 
     static let roles = ["follower", "pre_candidate", "candidate", "leader"]
@@ -35,9 +37,10 @@ struct RaftMetrics {
     /// another cluster sharing the gossip key; messages the core refused as no correct peer sends.
     let undecodable: CoreMetrics.Counter, foreign: CoreMetrics.Counter, rejected: CoreMetrics.Counter
     let refusedAtAccept: CoreMetrics.Counter
+    let handshakesRefused: CoreMetrics.Counter
     let inboundGauge: CoreMetrics.Gauge
     /// The shell's and core's counts already added to the counters above.
-    var counted = (undecodable: 0, foreign: 0, rejected: 0, refused: 0)
+    var counted = (undecodable: 0, foreign: 0, rejected: 0, refused: 0, handshakes: 0)
 
     init(_ m: Metrics) {
         termGauge = m.gauge(Self.term)
@@ -52,6 +55,7 @@ struct RaftMetrics {
         foreign = m.counter(Self.dropped, [("reason", "foreign_cluster")])
         rejected = m.counter(Self.dropped, [("reason", "rejected_by_core")])
         refusedAtAccept = m.counter(Self.refused)
+        handshakesRefused = m.counter(Self.unauthenticated)
         inboundGauge = m.gauge(Self.inbound)
     }
 
@@ -65,7 +69,8 @@ struct RaftMetrics {
     }
 
     /// On the loop, before a scrape.
-    mutating func sample(_ core: RaftNode, framesDropped: Int, foreignFrames: Int, inboundRefused: Int, inbound: Int) {
+    mutating func sample(_ core: RaftNode, framesDropped: Int, foreignFrames: Int, inboundRefused: Int, handshakesRefused refusedHandshakes: Int, inbound: Int)
+    {
         termGauge.record(Int64(clamping: core.term.value))
         let current = Self.name(core.role)
         for (r, g) in roleGauges { g.record(r == current ? 1 : 0) }
@@ -76,6 +81,7 @@ struct RaftMetrics {
         foreign.increment(by: foreignFrames - counted.foreign)
         rejected.increment(by: core.rejected - counted.rejected)
         refusedAtAccept.increment(by: inboundRefused - counted.refused)
-        counted = (framesDropped, foreignFrames, core.rejected, inboundRefused)
+        handshakesRefused.increment(by: refusedHandshakes - counted.handshakes)
+        counted = (framesDropped, foreignFrames, core.rejected, inboundRefused, refusedHandshakes)
     }
 }

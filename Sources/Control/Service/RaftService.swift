@@ -103,8 +103,11 @@ public final class RaftService: Service, @unchecked Sendable {
     final class Link: @unchecked Sendable {  // touched only on the loop
         var address: String
         var channel: (any Channel)?
-        /// The acceptor's challenge once read; frames wait in `pending` until then.
+        /// The acceptor's challenge once read (pre-credential protocol), or the session once the
+        /// node handshake finished; frames wait in `pending` until then.
         var challenge: [UInt8]?
+        var session: NodeSession?
+        var ready: Bool { challenge != nil || session != nil }
         var seq: UInt64 = 0
         var connecting = false
         /// Frames' plaintext, sealed when the connection's challenge is known.
@@ -145,6 +148,11 @@ public final class RaftService: Service, @unchecked Sendable {
     /// Called (on the loop) when the group's shape as `stacks status` shows it changes: role,
     /// leader, term, voters or learners. Set before the service runs.
     public var onShapeChange: (@Sendable () -> Void)?
+    /// Credentials for connections; set before the service runs. A node with an identity speaks
+    /// only the node handshake, one without only the pre-credential protocol.
+    public var authority: (any PeerAuthority)?
+    /// Connections refused for a peer that did not prove a credential of this cluster.
+    public internal(set) var handshakesRefused = 0
     var lastShape: Shape?
     struct Shape: Equatable {
         var leader: String?
@@ -206,7 +214,7 @@ public final class RaftService: Service, @unchecked Sendable {
             try? await self.loop.submit {
                 self.metrics.sample(
                     self.core, framesDropped: self.framesDropped, foreignFrames: self.foreignFrames,
-                    inboundRefused: self.inboundRefused, inbound: self.inbound)
+                    inboundRefused: self.inboundRefused, handshakesRefused: self.handshakesRefused, inbound: self.inbound)
             }.get()
         }
     }

@@ -27,7 +27,7 @@ extension RaftService {
         }
         links[f.to] = link
         let plain = RaftWire.encode(f)
-        if let ch = link.channel, link.challenge != nil {
+        if let ch = link.channel, link.ready {
             ch.write(sealed(plain, on: link), promise: nil)
             dirty.insert(f.to)
         } else {
@@ -39,8 +39,13 @@ extension RaftService {
 
     /// `plain` sealed as the link's next frame, length-prefixed.
     func sealed(_ plain: [UInt8], on link: Link) -> ByteBuffer {
-        let sealed = keyring.seal(RaftSession.bind(challenge: link.challenge!, seq: link.seq, plain))
-        link.seq += 1
+        let sealed: [UInt8]
+        if link.session != nil {
+            sealed = link.session!.seal(plain)
+        } else {
+            sealed = keyring.seal(RaftSession.bind(challenge: link.challenge!, seq: link.seq, plain))
+            link.seq += 1
+        }
         var buf = ByteBufferAllocator().buffer(capacity: 4 + sealed.count)
         buf.writeInteger(UInt32(sealed.count), endianness: .little)
         buf.writeBytes(sealed)
@@ -56,7 +61,20 @@ extension RaftService {
             .connectTimeout(.milliseconds(500))
             .channelInitializer { ch in
                 ch.eventLoop.makeCompletedFuture {
-                    try ch.pipeline.syncOperations.addHandler(ChallengeReader { challenge in self.established(peer, link, ch, challenge) })
+                    if let identity = self.authority?.identity {
+                        let initiator = NodeHandshake.Initiator(
+                            identity: identity, purpose: .raft, ephemeral: Sodium.KeyExchange.keyPair(), admit: self.admitter)
+                        try ch.pipeline.syncOperations.addHandler(ByteToMessageHandler(AnswerDecoder()))
+                        try ch.pipeline.syncOperations.addHandler(
+                            HandshakeInitiator(initiator: initiator) { result in
+                                switch result {
+                                case .success(let session): self.established(peer, link, ch, session: session)
+                                case .failure(let e): self.refusedHandshake(peer, e)
+                                }
+                            })
+                    } else {
+                        try ch.pipeline.syncOperations.addHandler(ChallengeReader { challenge in self.established(peer, link, ch, challenge) })
+                    }
                 }
             }
             .connect(host: a.host, port: a.port)
@@ -67,15 +85,17 @@ extension RaftService {
                     guard self.links[peer] === link else { ch.close(promise: nil); return }
                     link.channel = ch
                     link.challenge = nil
-                    // An acceptor that never sends its challenge (not a Stacks node) is let go.
+                    link.session = nil
+                    // An acceptor that never answers (not a Stacks node) is let go.
                     let timer = ch.eventLoop.scheduleTask(in: TimeAmount(self.settings.helloTimeout)) {
-                        if link.channel === ch && link.challenge == nil { ch.close(promise: nil) }
+                        if link.channel === ch && !link.ready { ch.close(promise: nil) }
                     }
                     ch.closeFuture.whenComplete { _ in
                         timer.cancel()
                         guard link.channel === ch else { return }
                         link.channel = nil
                         link.challenge = nil
+                        link.session = nil
                         link.retryAt = NIODeadline.now() + .milliseconds(100)
                         self.lostConnection(to: peer)
                     }
@@ -89,13 +109,42 @@ extension RaftService {
 
     /// The acceptor's challenge arrived: say hello, then send what waited.
     func established(_ peer: String, _ link: Link, _ ch: any Channel, _ challenge: [UInt8]) {
-        guard link.channel === ch, link.challenge == nil else { return }
+        guard link.channel === ch, !link.ready else { return }
         link.challenge = challenge
         link.seq = 0
         ch.write(sealed(RaftSession.helloBody, on: link), promise: nil)
+        sendPending(link, ch)
+    }
+
+    /// The node handshake finished (its last message is already written): send what waited.
+    func established(_ peer: String, _ link: Link, _ ch: any Channel, session: NodeSession) {
+        guard link.channel === ch, !link.ready else { return }
+        guard session.peer.node == peer else {
+            refusedHandshake(peer, HandshakeError("the node at \(link.address) is \(session.peer.node), not \(peer)"))
+            ch.close(promise: nil)
+            return
+        }
+        link.session = session
+        sendPending(link, ch)
+    }
+
+    func sendPending(_ link: Link, _ ch: any Channel) {
         for p in link.pending { ch.write(sealed(p, on: link), promise: nil) }
         link.pending = []
         ch.flush()
+    }
+
+    /// The caller's admission rule, for handshakes (refuses nothing without an authority).
+    var admitter: NodeHandshake.Admit {
+        let authority = self.authority
+        return { authority?.admit($0) }
+    }
+
+    func refusedHandshake(_ peer: String, _ e: HandshakeError) {
+        handshakesRefused += 1
+        if handshakesRefused & (handshakesRefused - 1) == 0 {  // 1st, 2nd, 4th, 8th…
+            logger.warning("refused a Raft connection", metadata: ["peer": "\(peer)", "why": "\(e)", "count": "\(handshakesRefused)"])
+        }
     }
 
     func admitInbound(_ host: String) -> Bool {
@@ -142,19 +191,60 @@ extension RaftService {
         var seq: UInt64 = 0
         var host: String?
         var helloTimer: Scheduled<Void>?
+        /// With a credential: the node handshake, then its session.
+        var acceptor: NodeHandshake.Acceptor?
+        var session: NodeSession?
         init(service: RaftService) { self.service = service }
 
         func channelActive(context: ChannelHandlerContext) {
             let host = context.remoteAddress?.ipAddress ?? "unknown"
             guard service.admitInbound(host) else { context.close(promise: nil); return }
             self.host = host
-            challenge = Sodium.randomBytes(RaftSession.challengeBytes)
-            context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: challenge)), promise: nil)
+            if let identity = service.authority?.identity {
+                // The connector speaks first.
+                acceptor = NodeHandshake.Acceptor(identity: identity, ephemeral: Sodium.KeyExchange.keyPair(), admit: service.admitter)
+                challenge = [0]  // open for reading
+            } else {
+                challenge = Sodium.randomBytes(RaftSession.challengeBytes)
+                context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: challenge)), promise: nil)
+            }
             let ch = context.channel, me = NIOLoopBound(self, eventLoop: context.eventLoop)
             helloTimer = context.eventLoop.scheduleTask(in: TimeAmount(service.settings.helloTimeout)) {
-                if me.value.seq == 0 { ch.close(promise: nil) }
+                if me.value.seq == 0 && me.value.session == nil { ch.close(promise: nil) }
             }
             context.fireChannelActive()
+        }
+
+        /// The credentialed path: hello, then the connector's proof, then numbered frames.
+        func readAuthenticated(context: ChannelHandlerContext, _ frame: [UInt8]) {
+            if session != nil {
+                guard let plain = session!.open(frame) else { return drop(context) }
+                service.receive(plain)
+                return
+            }
+            do throws(HandshakeError) {
+                if acceptor!.purpose == nil {
+                    let answer = try acceptor!.answer(frame)
+                    var buf = context.channel.allocator.buffer(capacity: 4 + answer.count)
+                    buf.writeInteger(UInt32(answer.count), endianness: .little)
+                    buf.writeBytes(answer)
+                    context.writeAndFlush(wrapOutboundOut(buf), promise: nil)
+                } else {
+                    let s = try acceptor!.finish(frame)
+                    guard acceptor!.purpose == .raft else { throw HandshakeError("a data handshake on the Raft port") }
+                    session = s
+                    helloTimer?.cancel()
+                }
+            } catch {
+                service.refusedHandshake(context.remoteAddress?.description ?? "?", error)
+                drop(context)
+            }
+        }
+
+        func drop(_ context: ChannelHandlerContext) {
+            service.framesDropped += 1
+            challenge = []
+            context.close(promise: nil)
         }
 
         func channelInactive(context: ChannelHandlerContext) {
@@ -167,6 +257,7 @@ extension RaftService {
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             guard !challenge.isEmpty else { return }  // refused or closing
             let sealed = Array(unwrapInboundIn(data).readableBytesView)
+            if acceptor != nil { return readAuthenticated(context: context, sealed) }
             guard let plain = service.keyring.open(sealed), let body = RaftSession.unbind(plain, challenge: challenge, seq: seq),
                 seq > 0 || body == RaftSession.helloBody
             else {
@@ -190,6 +281,59 @@ extension RaftService {
             challenge = []
             context.close(promise: nil)
         }
+    }
+
+    /// The acceptor's answer to a node hello: one length-prefixed frame.
+    struct AnswerDecoder: ByteToMessageDecoder {
+        typealias InboundOut = ByteBuffer
+        struct TooLarge: Error {}
+        mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+            guard let n = buffer.getInteger(at: buffer.readerIndex, endianness: .little, as: UInt32.self) else { return .needMoreData }
+            guard Int(n) <= NodeHandshake.maxMessageBytes else { throw TooLarge() }
+            guard buffer.readableBytes >= 4 + Int(n) else { return .needMoreData }
+            buffer.moveReaderIndex(forwardBy: 4)
+            context.fireChannelRead(wrapInboundOut(buffer.readSlice(length: Int(n))!))
+            return .continue
+        }
+    }
+
+    /// The connector's end of the node handshake: sends the hello, checks the answer, sends its
+    /// proof, then reports the session (the acceptor sends nothing more).
+    final class HandshakeInitiator: ChannelInboundHandler {
+        typealias InboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+        let initiator: NodeHandshake.Initiator
+        var done: ((Result<NodeSession, HandshakeError>) -> Void)?
+        init(initiator: NodeHandshake.Initiator, done: @escaping (Result<NodeSession, HandshakeError>) -> Void) {
+            self.initiator = initiator; self.done = done
+        }
+
+        func write(_ context: ChannelHandlerContext, _ bytes: [UInt8]) {
+            var buf = context.channel.allocator.buffer(capacity: 4 + bytes.count)
+            buf.writeInteger(UInt32(bytes.count), endianness: .little)
+            buf.writeBytes(bytes)
+            context.writeAndFlush(wrapOutboundOut(buf), promise: nil)
+        }
+
+        func channelActive(context: ChannelHandlerContext) {
+            write(context, initiator.hello)
+            context.fireChannelActive()
+        }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            guard let finish = done else { return }
+            done = nil
+            do {
+                let (proof, session) = try initiator.finish(answering: Array(unwrapInboundIn(data).readableBytesView))
+                write(context, proof)
+                finish(.success(session))
+            } catch {
+                finish(.failure(error))
+                context.close(promise: nil)
+            }
+        }
+
+        func errorCaught(context: ChannelHandlerContext, error: any Error) { context.close(promise: nil) }
     }
 
     /// The connector's end: reads the acceptor's challenge, then ignores the (empty) rest.

@@ -47,6 +47,8 @@ public final class DataConnection: @unchecked Sendable {
     var sendSeq: UInt64 = 0
     var receiveSeq: UInt64 = 0
     var peerChallenge: [UInt8] = []
+    /// The node handshake's session (credentialed nodes); nil on the pre-credential protocol.
+    var session: NodeSession?
     public private(set) var established = false
 
     init(channel: any Channel, handler: DataHandler, sealer: any Sealer) {
@@ -56,9 +58,13 @@ public final class DataConnection: @unchecked Sendable {
     public var isOpen: Bool { channel.isActive && !handler.failed.load(ordering: .relaxed) }
     public var remote: String { channel.remoteAddress?.description ?? "?" }
 
-    /// The pipeline of a data connection, either end.
-    static func install(on ch: any Channel, sealer: any Sealer) throws -> DataConnection {
-        let handler = DataHandler(challenge: Sodium.randomBytes(SessionBinding.challengeBytes), loop: ch.eventLoop)
+    /// The pipeline of a data connection, either end. A credentialed initiator opens with
+    /// `NodeHandshake.magic` where the pre-credential protocol sends a challenge.
+    static func install(on ch: any Channel, sealer: any Sealer, initiating: Bool = false) throws -> DataConnection {
+        let handler =
+            initiating
+            ? DataHandler(challenge: NodeHandshake.magic, loop: ch.eventLoop, firstFrameMax: NodeHandshake.maxMessageBytes)
+            : DataHandler(challenge: Sodium.randomBytes(SessionBinding.challengeBytes), loop: ch.eventLoop)
         try ch.pipeline.syncOperations.addHandler(handler)
         return DataConnection(channel: ch, handler: handler, sealer: sealer)
     }
@@ -73,6 +79,31 @@ public final class DataConnection: @unchecked Sendable {
         guard try await receiveRaw(timeout: timeout) == Self.helloBody else { throw fail("the peer's first frame is not its hello") }
         established = true
     }
+
+    /// The node handshake, connecting side: returns once both ends proved their credentials.
+    public func authenticate(_ initiator: NodeHandshake.Initiator, timeout: TimeAmount) async throws {
+        _ = try await firstBytes()  // the acceptor's challenge, unused by this protocol
+        try await sendPlain(initiator.hello)
+        let answer = try await receivePlain(timeout: timeout, maxBytes: NodeHandshake.maxMessageBytes)
+        let (proof, s) = try initiator.finish(answering: answer)
+        try await sendPlain(proof)
+        session = s
+        established = true
+    }
+
+    /// The node handshake, accepting side.
+    public func accept(_ acceptor: NodeHandshake.Acceptor, timeout: TimeAmount) async throws {
+        var acceptor = acceptor
+        let hello = try await receivePlain(timeout: timeout, maxBytes: NodeHandshake.maxMessageBytes)
+        try await sendPlain(try acceptor.answer(hello))
+        let s = try acceptor.finish(try await receivePlain(timeout: timeout, maxBytes: NodeHandshake.maxMessageBytes))
+        guard acceptor.purpose == .data else { throw fail("a Raft handshake on the data port") }
+        session = s
+        established = true
+    }
+
+    /// The credential the other end proved (nil on the pre-credential protocol).
+    public var peer: NodeCredential? { session?.peer }
 
     public func send(_ frame: DataFrame) async throws { try await sendRaw(DataWire.encode(frame)) }
 
@@ -125,8 +156,13 @@ public final class DataConnection: @unchecked Sendable {
     }
 
     func sendRaw(_ body: [UInt8]) async throws {
-        let sealed = sealer.seal(SessionBinding.bind(challenge: peerChallenge, seq: sendSeq, body))
-        sendSeq += 1
+        let sealed: [UInt8]
+        if session != nil {
+            sealed = session!.seal(body)
+        } else {
+            sealed = sealer.seal(SessionBinding.bind(challenge: peerChallenge, seq: sendSeq, body))
+            sendSeq += 1
+        }
         var buf = channel.allocator.buffer(capacity: 4 + sealed.count)
         buf.writeInteger(UInt32(sealed.count), endianness: .little)
         buf.writeBytes(sealed)
@@ -137,6 +173,10 @@ public final class DataConnection: @unchecked Sendable {
         let h = handler, loop = channel.eventLoop
         let buf = try await withCheckedThrowingContinuation { (c: CheckedContinuation<ByteBuffer, any Error>) in
             loop.execute { h.take(c, timeout: timeout) }
+        }
+        if session != nil {
+            guard let body = session!.open(Array(buf.readableBytesView)) else { throw fail("a frame that does not open in this connection's session") }
+            return body
         }
         guard let plain = sealer.open(Array(buf.readableBytesView)),
             let body = SessionBinding.unbind(plain, challenge: handler.challenge, seq: receiveSeq)

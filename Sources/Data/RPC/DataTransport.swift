@@ -32,16 +32,21 @@ public final class DataServer: Service, Sendable {
     let backend: any ShardBackend
     let sealer: any Sealer
     let door: (any JoinDoor)?
+    let authority: (any PeerAuthority)?
     let settings: DataSettings
     let pool: NIOThreadPool
     let logger: Logger
     let state = Mutex<(channel: (any Channel)?, open: [ObjectIdentifier: DataConnection], stopped: Bool)>((nil, [:], false))
+    let refusedCount = Atomic<Int>(0)
+
+    /// Connections refused for a peer that did not prove a credential of this cluster (or is removed).
+    public var handshakesRefused: Int { refusedCount.load(ordering: .relaxed) }
 
     public init(
-        host: String, port: Int, backend: any ShardBackend, sealer: any Sealer, door: (any JoinDoor)? = nil, settings: DataSettings = DataSettings(),
-        pool: NIOThreadPool = .singleton, logger: Logger
+        host: String, port: Int, backend: any ShardBackend, sealer: any Sealer, door: (any JoinDoor)? = nil, authority: (any PeerAuthority)? = nil,
+        settings: DataSettings = DataSettings(), pool: NIOThreadPool = .singleton, logger: Logger
     ) {
-        self.host = host; self.port = port; self.backend = backend; self.sealer = sealer; self.door = door
+        self.host = host; self.port = port; self.backend = backend; self.sealer = sealer; self.door = door; self.authority = authority
         self.settings = settings; self.pool = pool; self.logger = logger
     }
 
@@ -109,11 +114,25 @@ public final class DataServer: Service, Sendable {
             conn.close()
         }
         do {
-            if try await conn.firstBytes() == JoinHandshake.magic {
+            let first = try await conn.firstBytes()
+            if first == JoinHandshake.magic {
                 if let door { await door.serveJoin(conn) }
                 return
             }
-            try await conn.handshake(timeout: settings.helloTimeout)
+            if let identity = authority?.identity, let authority {
+                guard first == NodeHandshake.magic else { throw HandshakeError("a peer without a credential (the protocol from before join tokens)") }
+                do {
+                    try await conn.accept(
+                        NodeHandshake.Acceptor(identity: identity, ephemeral: Sodium.KeyExchange.keyPair(), admit: { authority.admit($0) }),
+                        timeout: settings.helloTimeout)
+                } catch let e as HandshakeError { throw e } catch {
+                    // Gone mid-handshake: typically a peer that refused this node's proof.
+                    throw HandshakeError("the peer left the handshake: \(error)")
+                }
+            } else {
+                guard first != NodeHandshake.magic else { return }  // a credentialed peer; this node has none
+                try await conn.handshake(timeout: settings.helloTimeout)
+            }
             while true {
                 let frame = try await conn.receive(timeout: settings.idleTimeout)
                 switch try await pool.runIfActive({ server.value.handle(frame) }) {
@@ -126,6 +145,11 @@ public final class DataServer: Service, Sendable {
                     logger.warning("closing a data connection", metadata: ["peer": "\(conn.remote)", "reason": "\(reason)"])
                     return
                 }
+            }
+        } catch let e as HandshakeError {
+            let n = refusedCount.add(1, ordering: .relaxed).newValue
+            if n & (n - 1) == 0 {  // 1st, 2nd, 4th, 8th…
+                logger.warning("refused a data connection", metadata: ["peer": "\(conn.remote)", "why": "\(e)", "count": "\(n)"])
             }
         } catch {
             if conn.established { logger.debug("data connection ended", metadata: ["peer": "\(conn.remote)", "why": "\(error)"]) }
@@ -163,11 +187,12 @@ final class Box<T>: @unchecked Sendable {
 /// step; a connection whose request threw is closed, since its stream may be mid-frame.
 public final class DataClient: Sendable {
     let sealer: any Sealer
+    let authority: (any PeerAuthority)?
     let settings: DataSettings
     let idle = Mutex<[String: [(DataConnection, NIODeadline)]]>([:])
 
-    public init(sealer: any Sealer, settings: DataSettings = DataSettings()) {
-        self.sealer = sealer; self.settings = settings
+    public init(sealer: any Sealer, authority: (any PeerAuthority)? = nil, settings: DataSettings = DataSettings()) {
+        self.sealer = sealer; self.authority = authority; self.settings = settings
     }
 
     public var requestTimeout: TimeAmount { settings.requestTimeout }
@@ -197,17 +222,24 @@ public final class DataClient: Sendable {
         }
         var host = Substring(address[..<colon])
         if host.hasPrefix("[") && host.hasSuffix("]") { host = host.dropFirst().dropLast() }
-        let sealer = self.sealer
+        let sealer = self.sealer, identity = authority?.identity, authority = self.authority
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connectTimeout(settings.connectTimeout)
-            .channelInitializer { ch in ch.eventLoop.makeCompletedFuture { _ = try DataConnection.install(on: ch, sealer: sealer) } }
+            .channelInitializer { ch in ch.eventLoop.makeCompletedFuture { _ = try DataConnection.install(on: ch, sealer: sealer, initiating: identity != nil) }
+            }
             .connect(host: String(host), port: port).get()
         let conn: DataConnection
         do {
             let handler = try await channel.pipeline.handler(type: DataHandler.self).get()
             conn = DataConnection(channel: channel, handler: handler, sealer: sealer)
-            try await conn.handshake(timeout: settings.helloTimeout)
+            if let identity, let authority {
+                try await conn.authenticate(
+                    NodeHandshake.Initiator(identity: identity, purpose: .data, ephemeral: Sodium.KeyExchange.keyPair(), admit: { authority.admit($0) }),
+                    timeout: settings.helloTimeout)
+            } else {
+                try await conn.handshake(timeout: settings.helloTimeout)
+            }
         } catch {
             channel.close(promise: nil)
             throw error

@@ -202,3 +202,47 @@ def test_every_bad_join_is_refused_with_its_reason_and_changes_nothing(tmp_path)
     finally:
         n1.kill()
         other.kill()
+
+
+def test_a_process_without_a_credential_gets_no_share_and_its_connections_are_refused(tmp_path):
+    import socket
+    n1 = founder(tmp_path)
+    n2 = StacksNode(tmp_path, "n2", gossip_key="", join=(n1.data_address, make_token(n1)))
+    n2.start()
+    # It holds the gossip key (stolen, or from before tokens) but no credential.
+    stolen = (n1.data_dir / "keyring").read_text().split()[0]
+    intruder = StacksNode(tmp_path, "intruder", gossip_key=stolen, seeds=[n1.gossip_address], wait_env=False)
+    intruder.start()
+    try:
+        wait_for("the intruder alive in n1's gossip",
+                 lambda: (any(x["name"] == "intruder" and x["status"] == "alive" for x in status(n1)[1]["nodes"]), ""), 30)
+        # The leader manages voters and the layout every second: over three of its rounds the
+        # intruder gets neither a Raft seat nor a share of the data.
+        for _ in range(6):
+            _, s = status(n1)
+            role = next(x["raft_role"] for x in s["nodes"] if x["name"] == "intruder")
+            assert role == "none" and s["layout"]["members"] == 2, (role, s["layout"])
+            time.sleep(0.5)
+        # Connections that do not open with a credential's handshake are refused and counted.
+        def refused(port, payload):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+                c.sendall(payload)
+                c.settimeout(10)
+                while c.recv(4096):
+                    pass  # the node's challenge, then the close
+        refused(n1.data_port, os.urandom(16) + (60).to_bytes(4, "little") + os.urandom(60))
+        refused(n1.raft_port, (35).to_bytes(4, "little") + os.urandom(35))
+
+        def counted():
+            m = n1.metrics()
+            return (m.get("stacks_data_handshakes_refused_total", 0) >= 1 and m.get("stacks_raft_handshakes_refused_total", 0) >= 1,
+                    {k: v for k, v in m.items() if "handshakes" in k})
+        wait_for("both refusals counted", counted, 30)
+        # The members still work together.
+        c = n2.client(access_key=n1.access_key, secret_key=n1.secret_key)
+        c.create_bucket(Bucket="still-works")
+        c.put_object(Bucket="still-works", Key="k", Body=b"x" * 5000)
+        assert n1.client().get_object(Bucket="still-works", Key="k")["Body"].read() == b"x" * 5000
+    finally:
+        for n in (n1, n2, intruder):
+            n.kill()

@@ -93,15 +93,19 @@ public struct Agent: Sendable {
             onApply: { c, o in
                 ClusterCatalog.mirror(c, o, store: store, logger: log)
                 if case .applyLayout = c, o == .ok { changes.bump() }
+                if case .rotateGossipKey(let k) = c, o == .ok { Self.adoptGossipKey(k, gossip: gossip, logger: logger) }
             },
-            onRestore: { s in ClusterCatalog.reconcile(s, store: store, logger: log) })
+            onRestore: { s in
+                ClusterCatalog.reconcile(s, store: store, logger: log)
+                if let k = s.gossipKey { Self.adoptGossipKey(k, gossip: gossip, logger: logger) }
+            })
         raft.onShapeChange = { changes.bump() }
         // The founding node makes the cluster's signing key (also a node upgraded from before
         // join tokens that founded its cluster alone); its own credential follows once the
-        // cluster id is committed.
-        if identity.clusterKey == nil && identity.credential == nil
-            && (raft.founded || (seeds.isEmpty && raft.read { $0.nodes.isEmpty && $0.layout.members.count <= 1 }))
-        {
+        // cluster id is committed. A cluster founded on a shared `gossip.key` keeps running as
+        // before join tokens: its nodes seal Raft and data frames under that key.
+        let mayFound = raft.founded || (seeds.isEmpty && raft.read { $0.nodes.isEmpty && $0.layout.members.count <= 1 })
+        if identity.clusterKey == nil && identity.credential == nil && config.gossipKey == nil && mayFound {
             try identity.save(clusterKey: .generate())
             if identity.nodeKey == nil { try identity.save(nodeKey: .generate()) }
             logger.info("made the cluster's signing key", metadata: ["fingerprint": "\(identity.clusterKey!.fingerprint.hex)"])
@@ -243,6 +247,33 @@ public struct Agent: Sendable {
 }
 
 extension Agent {
+    /// How long older gossip keys stay after a rotation, so that members applying it a little
+    /// later still open this node's packets meanwhile.
+    static let gossipKeyGrace = Duration.seconds(30)
+
+    /// Makes the cluster's rotated gossip key this node's primary, and drops the others after
+    /// `gossipKeyGrace` unless another rotation came since.
+    static func adoptGossipKey(_ key: [UInt8], gossip: GossipService, logger: Logger) {
+        Task {
+            do {
+                if try await gossip.keys().primary != key {
+                    _ = try await gossip.changeKeyring { ring in
+                        ring.install(key)
+                        try ring.use(key)
+                    }
+                    logger.info("gossip key rotated by the cluster")
+                }
+                try await Task.sleep(for: gossipKeyGrace)
+                _ = try await gossip.changeKeyring { ring in
+                    guard ring.primary == key else { return }
+                    for k in ring.keys where k != key { try ring.remove(k) }
+                }
+            } catch {
+                logger.warning("cannot adopt the cluster's gossip key: \(error)")
+            }
+        }
+    }
+
     /// The founder's own credential (signed by the key it holds) and its entry among the
     /// cluster's nodes, once the cluster id is committed; retried until both are there.
     static func completeFounderIdentity(_ start: NodeIdentity, name: String, raft: RaftService, joins: JoinService, logger: Logger) async {

@@ -58,7 +58,7 @@ struct TokenCreateRequest: Codable {
     }
 }
 
-/// `/v1/tokens` (create, list, revoke) and `/v1/joins` (the audit).
+/// `/v1/tokens` (create, list, revoke), `/v1/joins` (the audit) and `/v1/nodes/NAME/remove`.
 enum TokenAPI {
     static let maxTTLSeconds = 366 * 86_400
     static let maxUses = 10_000
@@ -96,5 +96,23 @@ enum TokenAPI {
             }
         }
         router.get("/v1/joins") { _, _ in try AdminAPI.json(raft.read { $0.joins.map(JoinView.init) }) }
+        // `stacks node remove`: the node's credential is refused everywhere from the commit on,
+        // then a new gossip key goes to every member but it (through the Raft log, which no
+        // longer reaches it).
+        router.post("/v1/nodes/:name/remove") { _, context in
+            let name = context.parameters.get("name") ?? ""
+            guard name != raft.name else { return AdminAPI.problem(.conflict, "a node cannot remove itself: run this on another member") }
+            guard raft.read({ $0.nodes[name] }) != nil else {
+                return AdminAPI.problem(.notFound, "no node named \(name) was admitted with a credential (see stacks token list --joins)")
+            }
+            return try await AdminAPI.clusterCall {
+                let now = Int64(Date().timeIntervalSince1970 * 1000)
+                guard try await raft.submit(.removeNode(name: name, atMs: now)) == .ok else {
+                    return AdminAPI.problem(.conflict, "\(name) is already removed")
+                }
+                _ = try await raft.submit(.rotateGossipKey(Sodium.randomBytes(32)))
+                return try AdminAPI.json(["removed": name, "gossip_key": "rotated"])
+            }
+        }
     }
 }

@@ -114,3 +114,21 @@ struct TokenCommand: ParsableCommand {
         print(String(decoding: try enc.encode(v), as: UTF8.self))
     }
 }
+
+struct NodeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "node", abstract: "Manage the cluster's admitted nodes.", subcommands: [Remove.self])
+
+    struct Remove: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Remove a node for good: its credential is refused by every member and the gossip key is rotated without it.",
+            discussion: "Its data is rebuilt elsewhere as for any node that left. Run it on another member.")
+        @OptionGroup var options: TokenCommand.Options
+        @Argument(help: "The node's name.")
+        var name: String
+        func run() throws {
+            _ = try AdminClient(dataDir: options.dataDir).post("/v1/nodes/\(name)/remove", json: [String: String](), as: [String: String].self)
+            print("removed node \(name); the gossip key was rotated without it")
+        }
+    }
+}

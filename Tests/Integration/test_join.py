@@ -12,6 +12,8 @@ import threading
 import time
 import uuid
 
+import botocore.exceptions
+
 from stacks_node import StacksNode, free_port, free_udp_port, parse_metrics, stacks_binary
 
 
@@ -214,6 +216,7 @@ def test_a_process_without_a_credential_gets_no_share_and_its_connections_are_re
     intruder = StacksNode(tmp_path, "intruder", gossip_key=stolen, seeds=[n1.gossip_address], wait_env=False)
     intruder.start()
     try:
+        wait_for("n1 and n2 in the layout", lambda: ((status(n1)[1].get("layout") or {}).get("members") == 2, ""), 60)
         wait_for("the intruder alive in n1's gossip",
                  lambda: (any(x["name"] == "intruder" and x["status"] == "alive" for x in status(n1)[1]["nodes"]), ""), 30)
         # The leader manages voters and the layout every second: over three of its rounds the
@@ -221,7 +224,7 @@ def test_a_process_without_a_credential_gets_no_share_and_its_connections_are_re
         for _ in range(6):
             _, s = status(n1)
             role = next(x["raft_role"] for x in s["nodes"] if x["name"] == "intruder")
-            assert role == "none" and s["layout"]["members"] == 2, (role, s["layout"])
+            assert role == "none" and s["layout"]["members"] == 2, (role, s.get("layout"))
             time.sleep(0.5)
         # Connections that do not open with a credential's handshake are refused and counted.
         def refused(port, payload):
@@ -245,4 +248,64 @@ def test_a_process_without_a_credential_gets_no_share_and_its_connections_are_re
         assert n1.client().get_object(Bucket="still-works", Key="k")["Body"].read() == b"x" * 5000
     finally:
         for n in (n1, n2, intruder):
+            n.kill()
+
+
+def test_a_removed_node_is_locked_out_and_the_gossip_key_rotates_without_it(tmp_path):
+    n1 = founder(tmp_path)
+    token = make_token(n1, "--uses", "2")
+    others = [StacksNode(tmp_path, f"n{i}", gossip_key="", join=(n1.data_address, token)) for i in (2, 3)]
+    for n in others:
+        n.start()
+    n2, n3 = others
+    nodes = [n1, n2, n3]
+    try:
+        wait_for("three nodes in the layout", lambda: ((status(n1)[1].get("layout") or {}).get("members") == 3, ""), 60)
+        c = n1.client()
+        c.create_bucket(Bucket="keep")
+        for i in range(5):
+            c.put_object(Bucket="keep", Key=f"k{i}", Body=bytes([i]) * 20000)
+        old_key = (n1.data_dir / "keyring").read_text().split()[0]
+        refused_before = sum(n.metrics().get("stacks_raft_handshakes_refused_total", 0) + n.metrics().get("stacks_data_handshakes_refused_total", 0) for n in (n1, n2))
+
+        assert stacks("node", "remove", "n1", "--data-dir", n1.data_dir).returncode != 0, "a node does not remove itself"
+        out = stacks("node", "remove", "n3", "--data-dir", n1.data_dir)
+        assert out.returncode == 0, out.stderr
+        again = stacks("node", "remove", "n3", "--data-dir", n2.data_dir)
+        assert again.returncode != 0 and "already removed" in again.stderr, again.stderr
+
+        # The members adopt a new gossip key; the removed node never learns it.
+        def rotated():
+            prim = [(n.data_dir / "keyring").read_text().split()[0] for n in (n1, n2)]
+            return all(p != old_key for p in prim) and prim[0] == prim[1], prim
+        wait_for("the new gossip key on n1 and n2", rotated, 30)
+        new_key = (n1.data_dir / "keyring").read_text().split()[0]
+        assert new_key not in (n3.data_dir / "keyring").read_text()
+        # It loses its Raft seat and its share of the data; its connections are refused.
+        def out_of_the_cluster():
+            s = status(n1)[1]
+            role = next((x["raft_role"] for x in s["nodes"] if x["name"] == "n3"), "none")
+            return role == "none" and (s.get("layout") or {}).get("members") == 2, (role, s.get("layout"))
+        wait_for("n3 out of the Raft group and the layout", out_of_the_cluster, 60)
+        # Restarted, it still holds its credential; whatever it asks of the members is refused.
+        n3.kill()
+        n3.start()
+        try:
+            n3.client(access_key=n1.access_key, secret_key=n1.secret_key, read_timeout=30).put_object(Bucket="keep", Key="late", Body=b"z" * 5000)
+            raise AssertionError("a write through the removed node was acknowledged")
+        except botocore.exceptions.ClientError:
+            pass  # it cannot reach a write quorum among members that refuse it
+
+        def refused_now():
+            total = sum(n.metrics().get("stacks_raft_handshakes_refused_total", 0) + n.metrics().get("stacks_data_handshakes_refused_total", 0)
+                        for n in (n1, n2))
+            return total > refused_before, total
+        wait_for("the restarted removed node refused by the members", refused_now, 60)
+        # Every object is still whole through the members.
+        for n in (n1, n2):
+            for i in range(5):
+                assert n.client(access_key=n1.access_key, secret_key=n1.secret_key).get_object(Bucket="keep", Key=f"k{i}")["Body"].read() == bytes([i]) * 20000
+        assert [j["node"] for j in joins(n1)] == ["n2", "n3"]
+    finally:
+        for n in nodes:
             n.kill()

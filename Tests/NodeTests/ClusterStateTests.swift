@@ -113,6 +113,18 @@ import Testing
         #expect(s.apply(req(19, .revokeToken(id: "zz"))).outcome == .noSuchToken)
         #expect(s.apply(req(20, .registerNode(NodeRecord(name: "f", publicKey: key, role: "all", joinedMs: 1, tokenID: "")))).outcome == .ok)
         #expect(s.apply(req(21, .registerNode(NodeRecord(name: "f", publicKey: [7], role: "all", joinedMs: 1, tokenID: "")))).outcome == .nodeExists)
+        // A removed node's key stays refused; its name may come back with another key.
+        #expect(s.apply(req(30, .removeNode(name: "zz", atMs: 9))).outcome == .noSuchNode)
+        #expect(s.apply(req(31, .removeNode(name: "a", atMs: 9))).outcome == .ok)
+        #expect(s.removedNodes == ["a"] && s.nodes["a"]?.removedMs == 9)
+        #expect(s.apply(req(32, .removeNode(name: "a", atMs: 10))).outcome == .noSuchNode)
+        s.apply(req(33, .createToken(TokenRecord(id: "t4", secretHash: hash, role: "all", createdMs: 0, expiresMs: 1000, usesLeft: 5))))
+        #expect(admit(34, "t4", hash, "a", key, 7) == .nodeExists, "the removed key")
+        #expect(admit(35, "t4", hash, "a", [5, 5], 7) == .ok)
+        #expect(s.removedNodes.isEmpty && s.nodes["a"]?.publicKey == [5, 5])
+        #expect(s.apply(req(36, .rotateGossipKey([1]))).outcome == .invalidLayout)
+        #expect(s.apply(req(37, .rotateGossipKey([UInt8](repeating: 4, count: 32)))).outcome == .ok)
+        #expect(s.gossipKey == [UInt8](repeating: 4, count: 32))
         #expect(try ClusterState(decoding: s.encoded()) == s)
         // Tokens a day past their end are dropped when the next one is made.
         s.apply(
@@ -126,6 +138,8 @@ import Testing
             .createToken(TokenRecord(id: "t", secretHash: hash, role: "all", createdMs: 1, expiresMs: 2, usesLeft: 3, revoked: true)),
             .revokeToken(id: "t"), .admitNode(tokenID: "t", secretHash: hash, node: "n", publicKey: key, nowMs: -4),
             .registerNode(NodeRecord(name: "n", publicKey: key, role: "compute", joinedMs: 8, tokenID: "")),
+            .registerNode(NodeRecord(name: "n", publicKey: key, role: "compute", joinedMs: 8, tokenID: "", removedMs: 9)),
+            .removeNode(name: "n", atMs: 3), .rotateGossipKey(key),
         ] {
             #expect(try Request(decoding: req(1, c).encoded) == req(1, c))
         }
@@ -139,10 +153,11 @@ import Testing
         var bucket = BinaryWriter()
         bucket.string("photos"); bucket.i64(42)
         var bytes = s.encoded()
-        // Format 4's tokens, nodes and joins (three empty counts) sit before the counters and the two remembered ids.
+        // Format 4's tokens, nodes and joins (three empty counts) and no gossip key sit before the
+        // counters and the two remembered ids.
         let tail = 8 + 4 + 2 * 17
-        #expect(bytes[(bytes.count - tail - 12)..<(bytes.count - tail)].allSatisfy { $0 == 0 })
-        bytes.removeSubrange((bytes.count - tail - 12)..<(bytes.count - tail))
+        #expect(bytes[(bytes.count - tail - 13)..<(bytes.count - tail)].allSatisfy { $0 == 0 })
+        bytes.removeSubrange((bytes.count - tail - 13)..<(bytes.count - tail))
         let at = try #require((0...(bytes.count - bucket.bytes.count)).first { Array(bytes[$0..<($0 + bucket.bytes.count)]) == bucket.bytes })
         let end = at + bucket.bytes.count
         #expect(bytes[end] == 0)

@@ -29,6 +29,12 @@ public enum Command: Equatable, Sendable {
     case admitNode(tokenID: String, secretHash: [UInt8], node: String, publicKey: [UInt8], nowMs: Int64)
     /// A node with a credential it did not get through a token: the founding node.
     case registerNode(NodeRecord)
+    /// `stacks node remove`: the node's credential is refused from now on (its name may be
+    /// admitted again, with another key).
+    case removeNode(name: String, atMs: Int64)
+    /// A new gossip key for every member, after a removal (the removed node knew the old one).
+    /// Committed only once the removal is applied, so it never reaches the removed node.
+    case rotateGossipKey([UInt8])
 }
 
 /// What applying a command did; every replica computes the same one.
@@ -85,18 +91,22 @@ public struct NodeRecord: Equatable, Sendable {
     public var role: String
     public var joinedMs: Int64
     public var tokenID: String
+    /// When `stacks node remove` removed it; nil while it is a member.
+    public var removedMs: Int64?
 
-    public init(name: String, publicKey: [UInt8], role: String, joinedMs: Int64, tokenID: String) {
-        self.name = name; self.publicKey = publicKey; self.role = role; self.joinedMs = joinedMs; self.tokenID = tokenID
+    public init(name: String, publicKey: [UInt8], role: String, joinedMs: Int64, tokenID: String, removedMs: Int64? = nil) {
+        self.name = name; self.publicKey = publicKey; self.role = role; self.joinedMs = joinedMs; self.tokenID = tokenID; self.removedMs = removedMs
     }
 
     func encode(_ w: inout BinaryWriter) {
         w.string(name); w.blob(publicKey); w.string(role); w.i64(joinedMs); w.string(tokenID)
+        if let r = removedMs { w.u8(1); w.i64(r) } else { w.u8(0) }
     }
 
     init(reading r: inout BinaryReader) throws(DecodeError) {
         name = try r.string(max: 256); publicKey = try r.blob(max: 64); role = try r.string(max: 16)
         joinedMs = try r.i64(); tokenID = try r.string(max: 64)
+        removedMs = try r.u8() == 0 ? nil : try r.i64()
     }
 }
 
@@ -157,6 +167,11 @@ public struct ClusterState: Equatable, Sendable {
     public private(set) var nodes: [String: NodeRecord] = [:]
     /// Every admission by token, oldest first (`joinsKept` at most).
     public private(set) var joins: [NodeRecord] = []
+    /// The gossip key the last rotation chose (nil: never rotated); members make it their primary.
+    public private(set) var gossipKey: [UInt8]?
+
+    /// Names of nodes `stacks node remove` removed (not admitted again since).
+    public var removedNodes: Set<String> { Set(nodes.values.filter { $0.removedMs != nil }.map(\.name)) }
     /// Commands applied (duplicates excluded): lets tests prove nothing was applied twice.
     public private(set) var appliedCommands: UInt64 = 0
     /// Recent request ids with their outcomes, oldest first.
@@ -239,6 +254,12 @@ public struct ClusterState: Equatable, Sendable {
         case .registerNode(let n):
             if let old = nodes[n.name], old.publicKey != n.publicKey { return .nodeExists }
             nodes[n.name] = n
+        case .removeNode(let name, let at):
+            guard nodes[name] != nil, nodes[name]!.removedMs == nil else { return .noSuchNode }
+            nodes[name]!.removedMs = at
+        case .rotateGossipKey(let key):
+            guard key.count == 32 else { return .invalidLayout }
+            gossipKey = key
         }
         return .ok
     }
@@ -246,10 +267,12 @@ public struct ClusterState: Equatable, Sendable {
     private mutating func admit(tokenID: String, secretHash: [UInt8], node: String, publicKey: [UInt8], nowMs: Int64) -> Outcome {
         guard var t = tokens[tokenID] else { return .noSuchToken }
         guard constantTimeEqual(secretHash, t.secretHash) else { return .wrongSecret }
-        if let n = nodes[node] {
+        if let n = nodes[node], n.removedMs == nil {
             // The same enrolment again (its answer was lost): nothing more is used.
             return n.publicKey == publicKey && n.tokenID == tokenID ? .ok : .nodeExists
         }
+        // A removed node's name may come back only with a new key.
+        if let n = nodes[node], n.publicKey == publicKey { return .nodeExists }
         guard !t.revoked else { return .tokenRevoked }
         guard nowMs < t.expiresMs else { return .tokenExpired }
         guard t.usesLeft > 0 else { return .tokenUsedUp }
@@ -298,6 +321,7 @@ public struct ClusterState: Equatable, Sendable {
         for n in nodes.values.sorted(by: { $0.name < $1.name }) { n.encode(&w) }
         w.u32(UInt32(joins.count))
         for j in joins { j.encode(&w) }
+        if let k = gossipKey { w.u8(1); w.blob(k) } else { w.u8(0) }
         w.u64(appliedCommands)
         // Oldest first, so a restored state forgets in the same order.
         let ordered = Array(recentOrder[recentHead...]) + Array(recentOrder[..<recentHead])
@@ -336,6 +360,7 @@ public struct ClusterState: Equatable, Sendable {
             for _ in 0..<(try r.count(max: r.remaining)) { let n = try NodeRecord(reading: &r); nodes[n.name] = n }
             let n = try r.count(max: Self.joinsKept)
             for _ in 0..<n { joins.append(try NodeRecord(reading: &r)) }
+            gossipKey = try r.u8() == 0 ? nil : try r.blob(max: 32)
         }
         appliedCommands = try r.u64()
         let n = try r.u32()
@@ -374,6 +399,8 @@ extension Request {
         case .revokeToken(let id): w.u8(14); w.string(id)
         case .admitNode(let id, let h, let n, let k, let now): w.u8(15); w.string(id); w.blob(h); w.string(n); w.blob(k); w.i64(now)
         case .registerNode(let n): w.u8(16); n.encode(&w)
+        case .removeNode(let n, let at): w.u8(17); w.string(n); w.i64(at)
+        case .rotateGossipKey(let k): w.u8(18); w.blob(k)
         }
         return w.bytes
     }
@@ -402,6 +429,8 @@ extension Request {
                 tokenID: try r.string(max: 64), secretHash: try r.blob(max: 64), node: try r.string(max: 256), publicKey: try r.blob(max: 64),
                 nowMs: try r.i64())
         case 16: command = .registerNode(try NodeRecord(reading: &r))
+        case 17: command = .removeNode(name: try r.string(max: 256), atMs: try r.i64())
+        case 18: command = .rotateGossipKey(try r.blob(max: 32))
         default: throw DecodeError("unknown command")
         }
         try r.expectEnd()

@@ -19,10 +19,19 @@ extension RaftService {
     }
 
     /// The members the leader manages: in a cluster that admits nodes with tokens, only those it
-    /// admitted (a process holding only the gossip key is seen in gossip but gets no share).
+    /// admitted (a process holding only the gossip key is seen in gossip but gets no share), and
+    /// a removed node as one that left long ago, so it loses its seat and its share at once.
     var admittedMembers: [String: Member] {
         let admitted = read { $0.nodes }
-        return admitted.isEmpty ? members : members.filter { admitted[$0.key] != nil }
+        guard !admitted.isEmpty else { return members }
+        var out: [String: Member] = [:]
+        for (n, m) in members {
+            guard let record = admitted[n] else { continue }
+            var m = m
+            if record.removedMs != nil { (m.status, m.since) = (.left, Instant(nanoseconds: .min / 4)) }
+            out[n] = m
+        }
+        return out
     }
 
     func address(of node: String) -> String? { members[node]?.tags[RaftService.addressTag] ?? heardAt[node] }

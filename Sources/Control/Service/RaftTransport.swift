@@ -20,6 +20,11 @@ extension RaftService {
 
     func send(_ f: AddressedFrame) {
         guard let address = address(of: f.to) else { return }  // not known yet: Raft resends
+        // A removed node gets nothing more (the gossip key that replaces the one it knew among it).
+        if read({ $0.nodes[f.to]?.removedMs != nil }) {
+            if let link = links.removeValue(forKey: f.to) { link.channel?.close(promise: nil) }
+            return
+        }
         var link = links[f.to] ?? Link(address: address)
         if link.address != address {
             link.channel?.close(promise: nil)
@@ -219,6 +224,10 @@ extension RaftService {
         func readAuthenticated(context: ChannelHandlerContext, _ frame: [UInt8]) {
             if session != nil {
                 guard let plain = session!.open(frame) else { return drop(context) }
+                if let why = service.authority?.admit(session!.peer) {  // removed since the handshake
+                    service.refusedHandshake(session!.peer.node, HandshakeError(why))
+                    return drop(context)
+                }
                 service.receive(plain)
                 return
             }

@@ -135,6 +135,7 @@ public final class DataServer: Service, Sendable {
             }
             while true {
                 let frame = try await conn.receive(timeout: settings.idleTimeout)
+                if let peer = conn.peer, let why = authority?.admit(peer) { throw HandshakeError(why) }  // removed since the handshake
                 switch try await pool.runIfActive({ server.value.handle(frame) }) {
                 case .none: continue
                 case .frame(let answer): try await conn.send(answer)

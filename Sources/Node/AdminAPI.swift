@@ -123,7 +123,10 @@ enum AdminAPI {
             return try json(req.tags)
         }
         LayoutAPI.add(to: router, raft: raft)
-        if let join { TokenAPI.add(to: router, raft: raft, join: join) }
+        if let join {
+            TokenAPI.add(to: router, raft: raft, join: join)
+            UserAPI.add(to: router, raft: raft, authority: join.authority)
+        }
         router.get("/v1/keyring") { _, _ in try json(KeyringView(try await gossip.keys())) }
         let operations: [(String, @Sendable (inout Keyring, [UInt8]) throws -> Void)] = [
             ("install", { @Sendable k, key in k.install(key) }),

@@ -108,6 +108,7 @@ public struct Agent: Sendable {
         if identity.clusterKey == nil && identity.credential == nil && config.gossipKey == nil && mayFound {
             try identity.save(clusterKey: .generate())
             if identity.nodeKey == nil { try identity.save(nodeKey: .generate()) }
+            try identity.save(secretsKey: Sodium.randomBytes(Sodium.AEAD.keyBytes))
             logger.info("made the cluster's signing key", metadata: ["fingerprint": "\(identity.clusterKey!.fingerprint.hex)"])
         }
         // Raft and data connections prove this identity and check their peers' against the cluster state.
@@ -121,7 +122,7 @@ public struct Agent: Sendable {
         }
         let memberEvents = gossip.events
         Task { for await _ in memberEvents { changes.bump() } }
-        let catalog = ClusterCatalog(raft: raft, store: store, clock: Self.nowMs)
+        let catalog = ClusterCatalog(raft: raft, store: store, clock: Self.nowMs, authority: authority)
         // A founding node brings along what it held alone: its buckets and the access keys of
         // its credentials file, making one key if it has none.
         let keys = try AccessKeys(dataDir: config.dataDir)
@@ -210,7 +211,18 @@ public struct Agent: Sendable {
                     if !keys.all.isEmpty {
                         // Keys of the credentials file the cluster lacks (also after a crash mid-migration).
                         while (try? await raft.linearizableBarrier()) == nil { try await Task.sleep(for: .milliseconds(200)) }
-                        migrate += keys.all.filter { k in raft.read { $0.accessKeys[k.id] != k.secret } }.map { .putAccessKey(id: $0.id, secret: $0.secret) }
+                        // With a secrets key (a cluster founded with join tokens) they become admin users, sealed.
+                        let sealer = authority.state.withLock { $0.secretsKey }
+                        for k in keys.all where raft.read({ $0.accessKeys[k.id] == nil && $0.users[k.id] == nil }) {
+                            if let sealer {
+                                let u = UserKey(
+                                    id: k.id, name: "admin", sealedSecret: try ClusterCatalog.seal(k.secret, id: k.id, key: sealer), createdMs: Self.nowMs(),
+                                    admin: true)
+                                migrate.append(.putUser(u))
+                            } else {
+                                migrate.append(.putAccessKey(id: k.id, secret: k.secret))
+                            }
+                        }
                     }
                     for c in migrate {
                         while (try? await raft.submit(c)) == nil { try await Task.sleep(for: .milliseconds(200)) }
@@ -218,9 +230,7 @@ public struct Agent: Sendable {
                     // Clients need a key from the cluster state: the founder's, or the first one a joiner learns.
                     var key: (id: String, secret: String)?
                     while key == nil {
-                        key = raft.read { s in
-                            keys.all.first { s.accessKeys[$0.id] == $0.secret } ?? s.accessKeys.sorted { $0.key < $1.key }.first.map { ($0.key, $0.value) }
-                        }
+                        key = keys.all.first { k in catalog.secret(forAccessKey: k.id) == k.secret } ?? catalog.someAdminKey()
                         if key == nil { try await Task.sleep(for: .milliseconds(100)) }
                     }
                     var metricsURL = ""

@@ -3,21 +3,72 @@ import Control
 import Membership
 import Objects
 import S3
+import Security
 
 /// Buckets and access keys live in the replicated cluster state; this node's store mirrors
 /// the buckets (a bucket made through one node exists on all of them).
+///
+/// Rights: a key of the credentials file from before S3 users, or an admin user's (the founding
+/// node's), may do everything; a user may do everything with the buckets it created and
+/// nothing with others'; a user made for one bucket may do only what it was allowed there.
 struct ClusterCatalog: BucketCatalog, CredentialStore {
     let raft: RaftService
     let store: ObjectStore
     let clock: @Sendable () -> Int64
+    let authority: NodeAuthority
 
-    func createBucket(_ name: String, scheme: String?) async throws {
+    func createBucket(_ name: String, scheme: String?, owner: String) async throws {
         try ObjectStore.checkBucketName(name)
         let own = try scheme.flatMap(checkScheme)
-        switch try await submit(.createBucket(name: name, createdMs: clock(), scheme: own)) {
-        case .bucketExists: throw ObjectError.bucketAlreadyOwnedByYou(name)
+        let isUser = raft.read { $0.users[owner] != nil }
+        let command: Command =
+            isUser
+            ? .createOwnedBucket(name: name, createdMs: clock(), scheme: own, owner: owner) : .createBucket(name: name, createdMs: clock(), scheme: own)
+        switch try await submit(command) {
+        case .bucketExists:
+            let holder = raft.read { $0.buckets[name]?.owner } ?? ""
+            guard holder == (isUser ? owner : "") else {
+                throw S3Error(
+                    409, "BucketAlreadyExists", "The requested bucket name is not available. The bucket namespace is shared by all users of the system.")
+            }
+            throw ObjectError.bucketAlreadyOwnedByYou(name)
         default: break
         }
+    }
+
+    func rights(of accessKey: String, on bucket: String) -> BucketRights {
+        raft.read { s in
+            guard let u = s.users[accessKey], !u.admin else { return .all }
+            if let only = u.bucket {
+                guard only == bucket else { return [] }
+                return BucketRights().union(u.allowRead ? .read : []).union(u.allowWrite ? .write : [])
+            }
+            // A bucket that does not exist: the request goes on to its 404.
+            guard let b = s.buckets[bucket] else { return .all }
+            return b.owner == accessKey ? .all : []
+        }
+    }
+
+    func mayCreateBuckets(_ accessKey: String) -> Bool { raft.read { $0.users[accessKey]?.bucket == nil } }
+
+    func owner(of bucket: String) -> BucketOwner {
+        raft.read { s in s.buckets[bucket].flatMap { s.users[$0.owner] }.map { BucketOwner(id: $0.id, name: $0.name) } } ?? .stacks
+    }
+
+    func user(_ accessKey: String) -> BucketOwner {
+        raft.read { $0.users[accessKey] }.map { BucketOwner(id: $0.id, name: $0.name) } ?? .stacks
+    }
+
+    /// A user's secret sealed for the cluster state, bound to its key id.
+    static func seal(_ secret: String, id: String, key: [UInt8]) throws -> [UInt8] {
+        try Sodium.AEAD.seal(Array(secret.utf8), key: key, associatedData: Array(id.utf8))
+    }
+
+    func unseal(_ u: UserKey) -> String? {
+        guard let key = authority.state.withLock({ $0.secretsKey }),
+            let plain = try? Sodium.AEAD.open(u.sealedSecret, key: key, associatedData: Array(u.id.utf8))
+        else { return nil }
+        return String(decoding: plain, as: UTF8.self)
     }
 
     /// A bucket's own scheme from `x-stacks-scheme`: nil for auto; refused when the layout has
@@ -39,7 +90,19 @@ struct ClusterCatalog: BucketCatalog, CredentialStore {
         if try await submit(.deleteBucket(name: name)) == .noSuchBucket { throw ObjectError.noSuchBucket(name) }
     }
 
-    func secret(forAccessKey id: String) -> String? { raft.read { $0.accessKeys[id] } }
+    func secret(forAccessKey id: String) -> String? {
+        let (plain, user) = raft.read { ($0.accessKeys[id], $0.users[id]) }
+        return plain ?? user.flatMap(unseal)
+    }
+
+    /// An admin key a node can hand its local clients (`DATA_DIR/env`): a plain one from before
+    /// S3 users, or the first admin user's.
+    func someAdminKey() -> (id: String, secret: String)? {
+        let (plain, admins) = raft.read { s in (s.accessKeys.sorted { $0.key < $1.key }.first, s.users.values.filter(\.admin).sorted { $0.id < $1.id }) }
+        if let p = plain { return (p.key, p.value) }
+        for u in admins { if let s = unseal(u) { return (u.id, s) } }
+        return nil
+    }
 
     private func submit(_ c: Command) async throws -> Outcome {
         do { return try await raft.submit(c) } catch let e as ClusterError {
@@ -52,7 +115,7 @@ struct ClusterCatalog: BucketCatalog, CredentialStore {
     static func mirror(_ c: Command, _ o: Outcome, store: ObjectStore, logger: @Sendable (String) -> Void) {
         guard o == .ok else { return }
         switch c {
-        case .createBucket(let name, let ms, _):
+        case .createBucket(let name, let ms, _), .createOwnedBucket(let name, let ms, _, _):
             do { try store.createBucket(name, createdMs: ms) } catch .bucketAlreadyOwnedByYou {} catch {
                 logger("cannot create bucket \(name) locally: \(error)")
             }

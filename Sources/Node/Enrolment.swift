@@ -54,6 +54,7 @@ public enum Enrolment {
                 for k in g.keyring.dropFirst() { ring.install(k) }
                 try ring.save(path: "\(dataDir)/keyring")
                 try Files.writeAtomically(Array(g.seeds.map { $0 + "\n" }.joined().utf8), to: seedsPath(dataDir))
+                if g.secretsKey.count == Sodium.AEAD.keyBytes { try identity.save(secretsKey: g.secretsKey) }
                 try identity.save(credential: g.credential)  // last: its presence means enrolled
                 return g
             case .refused(let why):

@@ -115,6 +115,7 @@ final class JoinService: JoinDoor {
         return .accepted(
             JoinGrant(
                 clusterID: clusterID, clusterKey: key.publicKey, credential: cred, keyring: keyring.keys,
-                seeds: members.filter { $0.status == .alive }.map(\.address).prefix(16).map { $0 }))
+                seeds: members.filter { $0.status == .alive }.map(\.address).prefix(16).map { $0 },
+                secretsKey: authority.state.withLock { $0.secretsKey } ?? []))
     }
 }

@@ -4,11 +4,13 @@ import Security
 /// A node's identity in `DATA_DIR/identity/` (directory 0700, files 0600, one base64 line each):
 /// `cluster.pub` the cluster's public key, `cluster.key` its signing key (only on the nodes that
 /// sign credentials: the founding node), `node.key` this node's own secret key, `node.cred` its
-/// credential. A node that joined before join tokens has none of them.
+/// credential, `secrets.key` the key S3 users' secrets are sealed under. A node that joined before join tokens has none of them.
 public struct NodeIdentity: Sendable {
     public var clusterKey: ClusterKey?
     public var nodeKey: NodeKey?
     public var credential: NodeCredential?
+    /// `secrets.key`: what S3 users' secrets are sealed under in the cluster state (every member has it).
+    public var secretsKey: [UInt8]?
     let dir: String
 
     public init(dataDir: String) throws {
@@ -38,6 +40,10 @@ public struct NodeIdentity: Sendable {
             }
             nodeKey = NodeKey(publicKey: pk, secretKey: sk)
         }
+        if let k = try line("secrets.key") {
+            guard k.count == Sodium.AEAD.keyBytes else { throw ConfigError(file: "\(dir)/secrets.key", key: nil, line: nil, problem: "is not a 32-byte key") }
+            secretsKey = k
+        }
         if let c = try line("node.cred") {
             do { credential = try NodeCredential(decoding: c) } catch {
                 throw ConfigError(file: "\(dir)/node.cred", key: nil, line: nil, problem: "is not a node credential: \(error)")
@@ -60,6 +66,12 @@ public struct NodeIdentity: Sendable {
         if let sk = k.secretKey { try write("cluster.key", sk) }
         try write("cluster.pub", k.publicKey)
         clusterKey = k
+    }
+
+    public mutating func save(secretsKey k: [UInt8]) throws {
+        try Files.makeDirectory(dir)
+        try write("secrets.key", k)
+        secretsKey = k
     }
 
     public mutating func save(nodeKey k: NodeKey) throws {

@@ -75,9 +75,12 @@ public struct JoinGrant: Sendable, Equatable {
     public var keyring: [[UInt8]]
     /// Gossip addresses of members.
     public var seeds: [String]
+    /// What S3 users' secrets are sealed under in the cluster state.
+    public var secretsKey: [UInt8]
 
-    public init(clusterID: String, clusterKey: [UInt8], credential: NodeCredential, keyring: [[UInt8]], seeds: [String]) {
+    public init(clusterID: String, clusterKey: [UInt8], credential: NodeCredential, keyring: [[UInt8]], seeds: [String], secretsKey: [UInt8] = []) {
         self.clusterID = clusterID; self.clusterKey = clusterKey; self.credential = credential; self.keyring = keyring; self.seeds = seeds
+        self.secretsKey = secretsKey
     }
 }
 
@@ -94,6 +97,7 @@ public enum JoinAnswer: Sendable, Equatable {
             w.u8(1); w.string(g.clusterID); w.blob(g.clusterKey); w.blob(g.credential.encoded)
             w.u32(UInt32(g.keyring.count)); for k in g.keyring { w.blob(k) }
             w.u32(UInt32(g.seeds.count)); for s in g.seeds { w.string(s) }
+            w.blob(g.secretsKey)
         case .refused(let why): w.u8(2); w.string(why)
         case .redirect(let to): w.u8(3); w.u32(UInt32(to.count)); for a in to { w.string(a) }
         }
@@ -111,7 +115,7 @@ public enum JoinAnswer: Sendable, Equatable {
             let ns = try r.count(max: 256)
             var seeds: [String] = []
             for _ in 0..<ns { seeds.append(try r.string(max: 300)) }
-            self = .accepted(JoinGrant(clusterID: id, clusterKey: ck, credential: cred, keyring: keys, seeds: seeds))
+            self = .accepted(JoinGrant(clusterID: id, clusterKey: ck, credential: cred, keyring: keys, seeds: seeds, secretsKey: try r.blob(max: 64)))
         case 2: self = .refused(try r.string(max: 1024))
         case 3:
             let n = try r.count(max: 64)

@@ -9,7 +9,7 @@ struct Stacks: AsyncParsableCommand {
         abstract: "A peer-to-peer, storage-first cluster: S3 object storage and VM scheduling in one binary.",
         subcommands: [
             AgentCommand.self, StatusCommand.self, MembersCommand.self, LayoutCommand.self, BenchCommand.self, JoinCommand.self, TagsCommand.self,
-            KeyringCommand.self, TokenCommand.self, NodeCommand.self,
+            KeyringCommand.self, TokenCommand.self, NodeCommand.self, KeyCommand.self,
             KeygenCommand.self,
         ])
 }

@@ -132,3 +132,64 @@ struct NodeCommand: ParsableCommand {
         }
     }
 }
+
+struct KeyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "key", abstract: "S3 users: make, list and delete access keys.",
+        discussion: """
+            A key without --bucket belongs to a user who creates and owns buckets, and sees no one else's; with \
+            --bucket B it may only do what --allow says on B. The secret is shown once.
+            """,
+        subcommands: [Create.self, List.self, Delete.self], defaultSubcommand: List.self)
+
+    struct Create: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Make a key; prints AWS_ACCESS_KEY_ID= and AWS_SECRET_ACCESS_KEY= lines.")
+        @OptionGroup var options: TokenCommand.Options
+        @Option(name: .long, help: "The user's name (shown as the owner in listings).")
+        var name: String
+        @Option(name: .long, help: "Limit the key to this bucket.")
+        var bucket: String?
+        @Option(name: .long, help: "With --bucket: read, write or read,write (default read,write).")
+        var allow: String?
+        func validate() throws {
+            if allow != nil && bucket == nil { throw ValidationError("--allow goes with --bucket") }
+        }
+        func run() throws {
+            struct Body: Encodable {
+                var name: String
+                var bucket: String?
+                var allow: String?
+            }
+            let k = try AdminClient(dataDir: options.dataDir).post("/v1/keys", json: Body(name: name, bucket: bucket, allow: allow), as: [String: String].self)
+            print("AWS_ACCESS_KEY_ID=\(k["id"] ?? "")")
+            print("AWS_SECRET_ACCESS_KEY=\(k["secret"] ?? "")")
+        }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List keys (never their secrets).")
+        @OptionGroup var options: TokenCommand.Options
+        @Option(name: .long, help: "table or json.")
+        var format = "table"
+        func run() throws {
+            let ks = try AdminClient(dataDir: options.dataDir).get("/v1/keys", as: [UserView].self)
+            if format == "json" { return try TokenCommand.printJSON(ks) }
+            let rows = ks.map { [$0.id, $0.name, $0.admin ? "admin" : $0.bucket ?? "own buckets", $0.allow, TokenCommand.date($0.createdMs)] }
+            print(Table.render([["ID", "NAME", "SCOPE", "ALLOW", "CREATED"]] + rows), terminator: "")
+        }
+    }
+
+    struct Delete: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Delete a key: requests signed with it are refused from then on.")
+        @OptionGroup var options: TokenCommand.Options
+        @Argument(help: "The access key id.")
+        var id: String
+        func run() throws {
+            let (status, body) = try AdminClient(dataDir: options.dataDir).request("DELETE", "/v1/keys/\(id)")
+            guard status == 200 else {
+                throw CLIError((try? JSONDecoder().decode([String: String].self, from: body))?["error"] ?? "status \(status)")
+            }
+            print("deleted key \(id)")
+        }
+    }
+}

@@ -309,3 +309,74 @@ def test_a_removed_node_is_locked_out_and_the_gossip_key_rotates_without_it(tmp_
     finally:
         for n in nodes:
             n.kill()
+
+
+def test_two_s3_users_each_see_and_touch_only_what_they_may(tmp_path):
+    import boto3
+    from stacks_node import s3_config
+    n1 = founder(tmp_path)
+    n2 = StacksNode(tmp_path, "n2", gossip_key="", join=(n1.data_address, make_token(n1)))
+    n2.start()
+    try:
+        wait_for("both nodes in the layout", lambda: ((status(n1)[1].get("layout") or {}).get("members") == 2, ""), 60)
+
+        def key(*args):
+            out = stacks("key", "create", "--data-dir", n1.data_dir, *args)
+            assert out.returncode == 0, out.stderr
+            kv = dict(line.split("=", 1) for line in out.stdout.split())
+            return kv["AWS_ACCESS_KEY_ID"], kv["AWS_SECRET_ACCESS_KEY"]
+
+        alice, bob = key("--name", "alice"), key("--name", "bob")
+        carol = key("--name", "carol", "--bucket", "alice-data", "--allow", "read")
+
+        def s3(node, k):
+            return boto3.client("s3", endpoint_url=node.endpoint, aws_access_key_id=k[0], aws_secret_access_key=k[1],
+                                region_name="us-east-1", config=s3_config())
+
+        def code(call):
+            try:
+                call()
+            except botocore.exceptions.ClientError as e:
+                return e.response["Error"]["Code"]
+            return "ok"
+        a, b, c = s3(n1, alice), s3(n2, bob), s3(n2, carol)
+        a.create_bucket(Bucket="alice-data")
+        a.put_object(Bucket="alice-data", Key="doc", Body=b"alice's")
+        b.create_bucket(Bucket="bob-data")
+        # One namespace: bob cannot take alice's name; alice creating it again is fine (us-east-1).
+        assert code(lambda: b.create_bucket(Bucket="alice-data")) == "BucketAlreadyExists"
+        assert code(lambda: s3(n2, alice).create_bucket(Bucket="alice-data")) == "ok"
+        assert [x["Name"] for x in b.list_buckets()["Buckets"]] == ["bob-data"]
+        assert [x["Name"] for x in s3(n2, alice).list_buckets()["Buckets"]] == ["alice-data"]
+        assert a.list_buckets()["Owner"]["DisplayName"] == "alice"
+        # Every operation of bob's on alice's bucket is refused, a copy out of it included.
+        for call in [lambda: b.get_object(Bucket="alice-data", Key="doc"), lambda: b.head_object(Bucket="alice-data", Key="doc"),
+                     lambda: b.put_object(Bucket="alice-data", Key="x", Body=b"1"), lambda: b.delete_object(Bucket="alice-data", Key="doc"),
+                     lambda: b.list_objects_v2(Bucket="alice-data"), lambda: b.delete_bucket(Bucket="alice-data"),
+                     lambda: b.copy_object(Bucket="bob-data", Key="stolen", CopySource={"Bucket": "alice-data", "Key": "doc"}),
+                     lambda: b.create_multipart_upload(Bucket="alice-data", Key="m")]:
+            assert code(call) in ("AccessDenied", "403"), code(call)
+        assert a.get_object(Bucket="alice-data", Key="doc")["Body"].read() == b"alice's"
+        # carol reads alice-data and nothing more.
+        assert c.get_object(Bucket="alice-data", Key="doc")["Body"].read() == b"alice's"
+        assert [o["Key"] for o in c.list_objects_v2(Bucket="alice-data")["Contents"]] == ["doc"]
+        assert code(lambda: c.put_object(Bucket="alice-data", Key="y", Body=b"2")) == "AccessDenied"
+        assert code(lambda: c.create_bucket(Bucket="carols")) == "AccessDenied"
+        assert code(lambda: c.get_object(Bucket="bob-data", Key="z")) == "AccessDenied"
+        # Listings show the owner.
+        assert a.list_objects(Bucket="alice-data")["Contents"][0]["Owner"]["DisplayName"] == "alice"
+        assert a.list_objects_v2(Bucket="alice-data", FetchOwner=True)["Contents"][0]["Owner"]["DisplayName"] == "alice"
+        # The founder's key is the admin's: it sees both.
+        assert sorted(x["Name"] for x in n1.client().list_buckets()["Buckets"]) == ["alice-data", "bob-data"]
+        # Keys are listed without secrets; a deleted key is refused everywhere.
+        listing = stacks("key", "list", "--data-dir", n2.data_dir).stdout
+        assert "alice" in listing and "carol" in listing
+        assert stacks("key", "delete", "--data-dir", n1.data_dir, bob[0]).returncode == 0
+        wait_for("bob's key refused on n2", lambda: (code(lambda: b.list_buckets()) == "InvalidAccessKeyId", code(lambda: b.list_buckets())), 10)
+        logs = n1.log_path.read_text(errors="replace") + n2.log_path.read_text(errors="replace")
+        everything = logs + listing + stacks("key", "list", "--data-dir", n1.data_dir, "--format", "json").stdout + json.dumps(status(n1)[1])
+        for secret in (alice[1], bob[1], carol[1]):
+            assert secret not in everything
+    finally:
+        n1.kill()
+        n2.kill()

@@ -153,11 +153,11 @@ import Testing
         var bucket = BinaryWriter()
         bucket.string("photos"); bucket.i64(42)
         var bytes = s.encoded()
-        // Format 4's tokens, nodes and joins (three empty counts) and no gossip key sit before the
-        // counters and the two remembered ids.
-        let tail = 8 + 4 + 2 * 17
-        #expect(bytes[(bytes.count - tail - 13)..<(bytes.count - tail)].allSatisfy { $0 == 0 })
-        bytes.removeSubrange((bytes.count - tail - 13)..<(bytes.count - tail))
+        // Format 4's tokens, nodes and joins (three empty counts), no gossip key, no users and the
+        // one bucket's owner ("") sit before the counters and the two remembered ids.
+        let tail = 8 + 4 + 2 * 17, added = [UInt8](repeating: 0, count: 17) + [1, 0, 0, 0] + [0, 0, 0, 0]
+        #expect(Array(bytes[(bytes.count - tail - added.count)..<(bytes.count - tail)]) == added)
+        bytes.removeSubrange((bytes.count - tail - added.count)..<(bytes.count - tail))
         let at = try #require((0...(bytes.count - bucket.bytes.count)).first { Array(bytes[$0..<($0 + bucket.bytes.count)]) == bucket.bytes })
         let end = at + bucket.bytes.count
         #expect(bytes[end] == 0)

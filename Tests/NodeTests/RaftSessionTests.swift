@@ -84,9 +84,9 @@ import Testing
         settings.requestTimeout = Span(nanoseconds: 0)  // they expire at the first tick after they were queued
         let raft = try Self.raft(settings, in: dir)
         let store = try ObjectStore(root: "\(dir)/store", clock: { 0 })
-        let catalog = ClusterCatalog(raft: raft, store: store, clock: { 0 })
+        let catalog = ClusterCatalog(raft: raft, store: store, clock: { 0 }, authority: NodeAuthority(try NodeIdentity(dataDir: dir)))
         func create(_ name: String) async -> S3Error? {
-            do { try await catalog.createBucket(name, scheme: nil); return nil } catch { return error as? S3Error }
+            do { try await catalog.createBucket(name, scheme: nil, owner: "admin"); return nil } catch { return error as? S3Error }
         }
         async let waiting = withTaskGroup(of: S3Error?.self) { group in
             for i in 0..<3 { group.addTask { await create("waiting-\(i)") } }

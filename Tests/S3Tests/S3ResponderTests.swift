@@ -193,7 +193,7 @@ extension Array where Element == String {
         let s3 = try S3Harness()
         defer { s3.cleanUp() }
         #expect(try await s3.send(.put, "/life").status == 200)
-        #expect(try await s3.send(.put, "/life").xml("Code") == "BucketAlreadyOwnedByYou")
+        #expect(try await s3.send(.put, "/life").status == 200, "the owner creating it again in us-east-1, as AWS answers")
         #expect(try await s3.send(.head, "/life").status == 200)
         _ = try await s3.send(.put, "/life/k", body: [1])
         let notEmpty = try await s3.send(.delete, "/life")

@@ -35,6 +35,49 @@ public enum Command: Equatable, Sendable {
     /// A new gossip key for every member, after a removal (the removed node knew the old one).
     /// Committed only once the removal is applied, so it never reaches the removed node.
     case rotateGossipKey([UInt8])
+    /// An S3 user's access key (`stacks key create`), its secret sealed under the cluster's
+    /// secrets key.
+    case putUser(UserKey)
+    case deleteUser(id: String)
+    /// A bucket created by an S3 user, who owns it.
+    case createOwnedBucket(name: String, createdMs: Int64, scheme: ErasureScheme?, owner: String)
+}
+
+/// An S3 access key of the cluster's users. `admin`: every right on every bucket (the founding
+/// node's key); otherwise rights on the buckets it owns, or with `bucket` set, only `allow` on
+/// that bucket (and it creates none).
+public struct UserKey: Equatable, Sendable {
+    public var id: String
+    public var name: String
+    /// The secret sealed under the secrets key every member holds (never in the clear here).
+    public var sealedSecret: [UInt8]
+    public var createdMs: Int64
+    public var admin: Bool
+    public var bucket: String?
+    public var allowRead: Bool
+    public var allowWrite: Bool
+
+    public init(
+        id: String, name: String, sealedSecret: [UInt8], createdMs: Int64, admin: Bool = false, bucket: String? = nil, allowRead: Bool = true,
+        allowWrite: Bool = true
+    ) {
+        self.id = id; self.name = name; self.sealedSecret = sealedSecret; self.createdMs = createdMs; self.admin = admin
+        self.bucket = bucket; self.allowRead = allowRead; self.allowWrite = allowWrite
+    }
+
+    func encode(_ w: inout BinaryWriter) {
+        w.string(id); w.string(name); w.blob(sealedSecret); w.i64(createdMs)
+        w.u8((admin ? 1 : 0) | (allowRead ? 2 : 0) | (allowWrite ? 4 : 0))
+        w.string(bucket ?? "")
+    }
+
+    init(reading r: inout BinaryReader) throws(DecodeError) {
+        id = try r.string(max: 128); name = try r.string(max: 256); sealedSecret = try r.blob(max: 256); createdMs = try r.i64()
+        let flags = try r.u8()
+        (admin, allowRead, allowWrite) = (flags & 1 != 0, flags & 2 != 0, flags & 4 != 0)
+        let b = try r.string(max: 256)
+        bucket = b.isEmpty ? nil : b
+    }
 }
 
 /// What applying a command did; every replica computes the same one.
@@ -139,6 +182,8 @@ public struct BucketRecord: Equatable, Sendable {
     public var createdMs: Int64
     /// The scheme its new objects get while the layout has at least its width; nil: the layout's.
     public var scheme: ErasureScheme?
+    /// The access key of the user who created it ("" for buckets from before S3 users).
+    public var owner: String = ""
 }
 
 /// The replicated cluster state: applied in log order on every node, voters and learners alike.
@@ -169,6 +214,8 @@ public struct ClusterState: Equatable, Sendable {
     public private(set) var joins: [NodeRecord] = []
     /// The gossip key the last rotation chose (nil: never rotated); members make it their primary.
     public private(set) var gossipKey: [UInt8]?
+    /// S3 users' access keys by id.
+    public private(set) var users: [String: UserKey] = [:]
 
     /// Names of nodes `stacks node remove` removed (not admitted again since).
     public var removedNodes: Set<String> { Set(nodes.values.filter { $0.removedMs != nil }.map(\.name)) }
@@ -260,6 +307,14 @@ public struct ClusterState: Equatable, Sendable {
         case .rotateGossipKey(let key):
             guard key.count == 32 else { return .invalidLayout }
             gossipKey = key
+        case .putUser(let u):
+            guard users[u.id] == nil, accessKeys[u.id] == nil else { return .tokenExists }
+            users[u.id] = u
+        case .deleteUser(let id):
+            guard users.removeValue(forKey: id) != nil else { return .noSuchKey }
+        case .createOwnedBucket(let name, let ms, let scheme, let owner):
+            guard buckets[name] == nil else { return .bucketExists }
+            buckets[name] = BucketRecord(name: name, createdMs: ms, scheme: scheme, owner: owner)
         }
         return .ok
     }
@@ -322,6 +377,10 @@ public struct ClusterState: Equatable, Sendable {
         w.u32(UInt32(joins.count))
         for j in joins { j.encode(&w) }
         if let k = gossipKey { w.u8(1); w.blob(k) } else { w.u8(0) }
+        w.u32(UInt32(users.count))
+        for u in users.values.sorted(by: { $0.id < $1.id }) { u.encode(&w) }
+        w.u32(UInt32(buckets.count))
+        for b in buckets.values.sorted(by: { $0.name < $1.name }) { w.string(b.owner) }
         w.u64(appliedCommands)
         // Oldest first, so a restored state forgets in the same order.
         let ordered = Array(recentOrder[recentHead...]) + Array(recentOrder[..<recentHead])
@@ -361,6 +420,10 @@ public struct ClusterState: Equatable, Sendable {
             let n = try r.count(max: Self.joinsKept)
             for _ in 0..<n { joins.append(try NodeRecord(reading: &r)) }
             gossipKey = try r.u8() == 0 ? nil : try r.blob(max: 32)
+            for _ in 0..<(try r.count(max: r.remaining)) { let u = try UserKey(reading: &r); users[u.id] = u }
+            // Each bucket's owner, in name order.
+            guard try r.count(max: r.remaining) == buckets.count else { throw DecodeError("bucket owners do not match the buckets") }
+            for n in buckets.keys.sorted() { buckets[n]!.owner = try r.string(max: 128) }
         }
         appliedCommands = try r.u64()
         let n = try r.u32()
@@ -401,6 +464,11 @@ extension Request {
         case .registerNode(let n): w.u8(16); n.encode(&w)
         case .removeNode(let n, let at): w.u8(17); w.string(n); w.i64(at)
         case .rotateGossipKey(let k): w.u8(18); w.blob(k)
+        case .putUser(let u): w.u8(19); u.encode(&w)
+        case .deleteUser(let id): w.u8(20); w.string(id)
+        case .createOwnedBucket(let n, let ms, let s, let owner):
+            w.u8(21); w.string(n); w.i64(ms); w.string(owner)
+            if let s { w.u8(1); s.write(to: &w) } else { w.u8(0) }
         }
         return w.bytes
     }
@@ -431,6 +499,12 @@ extension Request {
         case 16: command = .registerNode(try NodeRecord(reading: &r))
         case 17: command = .removeNode(name: try r.string(max: 256), atMs: try r.i64())
         case 18: command = .rotateGossipKey(try r.blob(max: 32))
+        case 19: command = .putUser(try UserKey(reading: &r))
+        case 20: command = .deleteUser(id: try r.string(max: 128))
+        case 21:
+            let (n, ms, owner) = (try r.string(), try r.i64(), try r.string(max: 128))
+            let scheme = try r.u8() == 0 ? nil : try ErasureScheme(reading: &r, what: "bucket")
+            command = .createOwnedBucket(name: n, createdMs: ms, scheme: scheme, owner: owner)
         default: throw DecodeError("unknown command")
         }
         try r.expectEnd()

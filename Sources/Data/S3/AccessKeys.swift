@@ -25,12 +25,17 @@ public final class AccessKeys: CredentialStore {
 
     public var all: [(id: String, secret: String)] { keys.withLock { $0.map { ($0.key, $0.value) }.sorted { $0.id < $1.id } } }
 
+    /// A new random access key id (20 characters) and secret (40 characters).
+    public static func generate() -> (id: String, secret: String) {
+        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
+        let id = "STK" + String(Sodium.randomBytes(17).map { alphabet[Int($0) % 32] })
+        return (id, String(Base64.encode(Sodium.randomBytes(30)).map { $0 == "/" ? "-" : $0 == "+" ? "_" : $0 }))
+    }
+
     /// Creates and persists a new access key (20 characters) and secret (40 characters).
     @discardableResult
     public func create() throws -> (id: String, secret: String) {
-        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
-        let id = "STK" + String(Sodium.randomBytes(17).map { alphabet[Int($0) % 32] })
-        let secret = String(Base64.encode(Sodium.randomBytes(30)).map { $0 == "/" ? "-" : $0 == "+" ? "_" : $0 })
+        let (id, secret) = Self.generate()
         let text = keys.withLock { k in
             k[id] = secret
             return k.map { "\($0.key) \($0.value)\n" }.sorted().joined()

@@ -3,12 +3,14 @@ import Objects
 import Security
 
 extension S3Responder {
-    func listBuckets() async throws -> Response {
-        let buckets = store.listBuckets()
+    /// The buckets the key may use, as AWS lists an account's own.
+    func listBuckets(principal: Principal) async throws -> Response {
+        let buckets = store.listBuckets().filter { !credentials.rights(of: principal.accessKey, on: $0.name).isEmpty }
+        let me = credentials.user(principal.accessKey)
         return xmlResponse(
             XML.document("ListAllMyBucketsResult") { x in
                 x.element("Owner") { x in
-                    x.element("ID", "stacks"); x.element("DisplayName", "stacks")
+                    x.element("ID", me.id); x.element("DisplayName", me.name)
                 }
                 x.element("Buckets") { x in
                     for b in buckets {
@@ -20,7 +22,8 @@ extension S3Responder {
             })
     }
 
-    func createBucket(_ bucket: String, request: Request) async throws -> Response {
+    func createBucket(_ bucket: String, request: Request, principal: Principal) async throws -> Response {
+        guard credentials.mayCreateBuckets(principal.accessKey) else { throw S3Error(403, "AccessDenied", "Access Denied") }
         // The body, when present, is a CreateBucketConfiguration; it must at least be well-formed.
         var body: [UInt8] = []
         for try await b in request.body { body.append(contentsOf: b.readableBytesView); if body.count > 1 << 16 { throw S3Error.malformedXML } }
@@ -33,11 +36,16 @@ extension S3Responder {
         }
         // Stacks' own: the bucket's erasure scheme (K+M or auto), as MinIO users pick parity by storage class.
         let scheme = request.headers[.init("x-stacks-scheme")!]
-        if let catalog {
-            try await catalog.createBucket(bucket, scheme: scheme)
-        } else {
-            if scheme != nil { throw S3Error.invalidArgument("x-stacks-scheme needs a cluster; this store keeps one copy") }
-            try await blocking { try store.createBucket(bucket) }
+        do {
+            if let catalog {
+                try await catalog.createBucket(bucket, scheme: scheme, owner: principal.accessKey)
+            } else {
+                if scheme != nil { throw S3Error.invalidArgument("x-stacks-scheme needs a cluster; this store keeps one copy") }
+                try await blocking { try store.createBucket(bucket) }
+            }
+        } catch ObjectError.bucketAlreadyOwnedByYou(let name) {
+            // As AWS: the owner creating it again succeeds in us-east-1, and is told elsewhere.
+            guard settings.region == "us-east-1" else { throw ObjectError.bucketAlreadyOwnedByYou(name) }
         }
         var headers = HTTPFields()
         headers[.location] = "/\(bucket)"
@@ -53,6 +61,7 @@ extension S3Responder {
     }
 
     func listObjects(_ bucket: String, _ c: S3Call) async throws -> Response {
+        let owner = credentials.owner(of: bucket)
         let v2 = c.query("list-type") == "2"
         if let lt = c.query("list-type"), lt != "2" { throw S3Error.invalidArgument("list-type must be 2") }
         let urlEncode = c.query("encoding-type") == "url"
@@ -111,9 +120,9 @@ extension S3Responder {
                         x.element("ETag", "\"\(o.etag)\"")
                         x.element("Size", "\(o.size)")
                         x.element("StorageClass", "STANDARD")
-                        if !v2 {
+                        if !v2 || c.query("fetch-owner") == "true" {
                             x.element("Owner") { x in
-                                x.element("ID", "stacks"); x.element("DisplayName", "stacks")
+                                x.element("ID", owner.id); x.element("DisplayName", owner.name)
                             }
                         }
                     }

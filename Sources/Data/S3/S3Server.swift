@@ -20,9 +20,10 @@ public struct S3Settings: Sendable {
 /// Bucket creation and deletion for a cluster: every node must agree, so a cluster decides them
 /// in its replicated state and mirrors the result into each node's store.
 public protocol BucketCatalog: Sendable {
-    /// Throws `ObjectError.bucketAlreadyOwnedByYou` when it exists; the bucket exists in the
-    /// local store on return. `scheme`: the `x-stacks-scheme` header (K+M or auto), checked here.
-    func createBucket(_ name: String, scheme: String?) async throws
+    /// Throws `ObjectError.bucketAlreadyOwnedByYou` when `owner` (an access key) already has it,
+    /// S3's BucketAlreadyExists when another user does; the bucket exists in the local store on
+    /// return. `scheme`: the `x-stacks-scheme` header (K+M or auto), checked here.
+    func createBucket(_ name: String, scheme: String?, owner: String) async throws
     /// Throws `ObjectError.noSuchBucket` or `.bucketNotEmpty`.
     func deleteBucket(_ name: String) async throws
 }
@@ -99,15 +100,40 @@ public struct S3Responder: HTTPResponder {
         return Response(status: .init(code: e.status), headers: headers, body: .init(byteBuffer: body))
     }
 
+    /// Refuses, with 403, what the request's key may not do on its bucket (and, for a copy, on the source's).
+    func authorize(_ c: S3Call, request: Request, principal: Principal) throws {
+        guard let bucket = c.bucket else { return }
+        let m = request.method
+        let needed: BucketRights
+        if c.key == nil {
+            switch m {
+            case .put: return  // creation is checked where it happens
+            case .delete: needed = .own
+            case .post: needed = .write
+            default: needed = .read
+            }
+        } else {
+            needed = m == .get || m == .head ? .read : .write
+        }
+        let denied = S3Error(403, "AccessDenied", "Access Denied")
+        guard credentials.rights(of: principal.accessKey, on: bucket).contains(needed) else { throw denied }
+        if let source = request.headers[.init("x-amz-copy-source")!], c.key != nil, m == .put {
+            let path = SigV4.percentDecode(Substring(source.hasPrefix("/") ? String(source.dropFirst()) : source)) ?? ""
+            let from = String(path.prefix { $0 != "/" })
+            guard credentials.rights(of: principal.accessKey, on: from).contains(.read) else { throw denied }
+        }
+    }
+
     func route(_ c: S3Call, request: Request, principal: Principal) async throws -> Response {
         let m = request.method
+        try authorize(c, request: request, principal: principal)
         guard let bucket = c.bucket else {
             guard m == .get else { throw S3Error.methodNotAllowed }
-            return try await listBuckets()
+            return try await listBuckets(principal: principal)
         }
         guard let key = c.key else {
             switch m {
-            case .put: return try await createBucket(bucket, request: request)
+            case .put: return try await createBucket(bucket, request: request, principal: principal)
             case .head: _ = try await blocking { try store.bucket(bucket) }; return .init(status: .ok)
             case .delete:
                 if let plane = try spread(bucket) {

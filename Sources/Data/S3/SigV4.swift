@@ -1,8 +1,38 @@
 import Security
 
-/// Looks up the secret for an access key id.
+/// Looks up the secret for an access key id, and what that key may do.
 public protocol CredentialStore: Sendable {
     func secret(forAccessKey id: String) -> String?
+    /// What `accessKey` may do with `bucket`; a store without users lets every key do everything.
+    func rights(of accessKey: String, on bucket: String) -> BucketRights
+    func mayCreateBuckets(_ accessKey: String) -> Bool
+    /// Who owns `bucket`, and who `accessKey` is, as listings show them.
+    func owner(of bucket: String) -> BucketOwner
+    func user(_ accessKey: String) -> BucketOwner
+}
+
+public struct BucketRights: OptionSet, Sendable {
+    public let rawValue: UInt8
+    public init(rawValue: UInt8) { self.rawValue = rawValue }
+    public static let read = BucketRights(rawValue: 1)
+    public static let write = BucketRights(rawValue: 2)
+    /// Delete the bucket itself.
+    public static let own = BucketRights(rawValue: 4)
+    public static let all: BucketRights = [.read, .write, .own]
+}
+
+public struct BucketOwner: Sendable, Equatable {
+    public var id: String
+    public var name: String
+    public init(id: String, name: String) { self.id = id; self.name = name }
+    public static let stacks = BucketOwner(id: "stacks", name: "stacks")
+}
+
+extension CredentialStore {
+    public func rights(of accessKey: String, on bucket: String) -> BucketRights { .all }
+    public func mayCreateBuckets(_ accessKey: String) -> Bool { true }
+    public func owner(of bucket: String) -> BucketOwner { .stacks }
+    public func user(_ accessKey: String) -> BucketOwner { .stacks }
 }
 
 /// What a verified request proved: who signed it, and what streaming chunks must be signed with.

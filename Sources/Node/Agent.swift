@@ -86,6 +86,7 @@ public struct Agent: Sendable {
         let log: @Sendable (String) -> Void = { logger.warning("\($0)") }
         // What `stacks status` and `members --watch` show moves with these (long polls wait on it).
         let changes = ChangeFeed()
+        let clusterGossipKey = NewestGossipKey()
         let raft = try RaftService(
             name: config.name, directory: "\(config.dataDir)/raft", listen: config.raftListen,
             bootstrap: config.bootstrap ?? seeds.isEmpty, gossip: gossip, keyring: keyring,
@@ -93,11 +94,11 @@ public struct Agent: Sendable {
             onApply: { c, o in
                 ClusterCatalog.mirror(c, o, store: store, logger: log)
                 if case .applyLayout = c, o == .ok { changes.bump() }
-                if case .rotateGossipKey(let k) = c, o == .ok { Self.adoptGossipKey(k, gossip: gossip, logger: logger) }
+                if case .rotateGossipKey(let k) = c, o == .ok { Self.adoptGossipKey(k, into: clusterGossipKey, gossip: gossip, logger: logger) }
             },
             onRestore: { s in
                 ClusterCatalog.reconcile(s, store: store, logger: log)
-                if let k = s.gossipKey { Self.adoptGossipKey(k, gossip: gossip, logger: logger) }
+                if let k = s.gossipKey { Self.adoptGossipKey(k, into: clusterGossipKey, gossip: gossip, logger: logger) }
             })
         raft.onShapeChange = { changes.bump() }
         // The founding node makes the cluster's signing key (also a node upgraded from before
@@ -256,16 +257,24 @@ public struct Agent: Sendable {
     }
 }
 
+/// The newest gossip key the cluster rotated to, as applied so far (entries replay in order).
+final class NewestGossipKey: Sendable {
+    let key = Mutex<[UInt8]?>(nil)
+}
+
 extension Agent {
     /// How long older gossip keys stay after a rotation, so that members applying it a little
     /// later still open this node's packets meanwhile.
     static let gossipKeyGrace = Duration.seconds(30)
 
     /// Makes the cluster's rotated gossip key this node's primary, and drops the others after
-    /// `gossipKeyGrace` unless another rotation came since.
-    static func adoptGossipKey(_ key: [UInt8], gossip: GossipService, logger: Logger) {
+    /// `gossipKeyGrace`. Each step acts on the newest key applied (`newest`), so rotations
+    /// replayed at start-up, whose tasks may run in any order, end on the last one.
+    static func adoptGossipKey(_ applied: [UInt8], into newest: NewestGossipKey, gossip: GossipService, logger: Logger) {
+        newest.key.withLock { $0 = applied }
         Task {
             do {
+                guard let key = newest.key.withLock({ $0 }) else { return }
                 if try await gossip.keys().primary != key {
                     _ = try await gossip.changeKeyring { ring in
                         ring.install(key)
@@ -274,6 +283,7 @@ extension Agent {
                     logger.info("gossip key rotated by the cluster")
                 }
                 try await Task.sleep(for: gossipKeyGrace)
+                guard newest.key.withLock({ $0 }) == key else { return }  // a later rotation's task finishes the job
                 _ = try await gossip.changeKeyring { ring in
                     guard ring.primary == key else { return }
                     for k in ring.keys where k != key { try ring.remove(k) }

@@ -109,6 +109,9 @@ def parse_metrics(text: str) -> dict[str, float]:
 
 
 class StacksNode:
+    # Every node by gossip address: a node started with seeds joins with a token made on one of them.
+    _by_gossip: dict[str, "StacksNode"] = {}
+
     def __init__(self, root: Path, name: str = "node1", data_dir: Path | None = None,
                  seeds: list[str] | None = None, gossip_key: str | None = None, tags: dict[str, str] | None = None,
                  raft: dict[str, object] | None = None, data: dict[str, object] | None = None, wait_env: bool = True, s3: dict[str, object] | None = None,
@@ -147,6 +150,7 @@ class StacksNode:
         self.proc: subprocess.Popen | None = None
         self.env: dict[str, str] = {}
         self.starts = 0
+        StacksNode._by_gossip[self.gossip_address] = self
         self._write_config()
 
     # ----------------------------------------------------------------- config
@@ -217,6 +221,35 @@ class StacksNode:
     def region(self) -> str:
         return self.env.get("AWS_DEFAULT_REGION", "us-east-1")
 
+    def primary_gossip_key(self) -> str:
+        """The key the node seals gossip with now (first line of DATA_DIR/keyring)."""
+        return (self.data_dir / "keyring").read_text().split()[0]
+
+    @property
+    def has_credential(self) -> bool:
+        return (self.data_dir / "identity" / "node.cred").exists()
+
+    def _enrol_as_users_do(self) -> None:
+        """A node left on the session's shared key takes the user's path instead: without seeds it
+        founds a cluster with its own keys; with seeds it joins with a token made on a running seed
+        that holds a credential (as `tools/dev up` does). Seeds of the shared-key kind stay so."""
+        if self.join is not None or self.gossip_key != SESSION_GOSSIP_KEY or self.has_credential:
+            return
+        if not self.seeds:
+            self.gossip_key = ""
+        else:
+            seed = next((n for n in map(StacksNode._by_gossip.get, self.seeds)
+                         if n is not None and n.is_running() and n.has_credential), None)
+            if seed is None:
+                return
+            out = subprocess.run([str(stacks_binary()), "token", "create", "--data-dir", str(seed.data_dir), "--ttl", "1h"],
+                                 capture_output=True, text=True, timeout=60)
+            if out.returncode != 0:
+                raise RuntimeError(f"cannot make a join token on {seed.name}: {out.stderr}")
+            self.join = (seed.data_address, out.stdout.strip().splitlines()[-1])
+            self.gossip_key = ""
+        self._write_config()
+
     # -------------------------------------------------------------- lifecycle
     def start(self, timeout: float = READY_TIMEOUT) -> None:
         binary = stacks_binary()
@@ -226,6 +259,8 @@ class StacksNode:
             )
         assert self.proc is None or self.proc.poll() is not None, "node already running"
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.starts == 0:
+            self._enrol_as_users_do()
         self.starts += 1
         with open(self.log_path, "ab") as log:
             log.write(f"\n===== test harness: start #{self.starts} at {time.ctime()} =====\n".encode())

@@ -133,7 +133,7 @@ def test_wrong_key_is_never_admitted(cluster, node_factory):
 def test_key_rotation_without_suspicion(cluster):
     """One command on one node rotates the key on all 16; steps that would cut a member off are refused."""
     new = subprocess.run([str(stacks_binary()), "keygen"], capture_output=True, text=True, check=True).stdout.strip()
-    old = cluster[0].gossip_key
+    old = cluster[0].primary_gossip_key()
     suspicious: list[str] = []
     stop = threading.Event()
 
@@ -186,7 +186,7 @@ def test_silent_member_is_reported_and_use_is_refused(node_factory):
     b = node_factory("kb", seeds=[a.gossip_address])
     c = node_factory("kc", seeds=[a.gossip_address])
     wait_for("3 nodes converged", everyone_sees([a, b, c], {"ka": "alive", "kb": "alive", "kc": "alive"}), CONVERGE_S)
-    old = a.gossip_key
+    old = a.primary_gossip_key()
     new = subprocess.run([str(stacks_binary()), "keygen"], capture_output=True, text=True, check=True).stdout.strip()
 
     def while_stopped(node, *args):

@@ -2,7 +2,9 @@
 node (a bucket made through one node exists on all), `stacks status`, the leader killed with
 kill -9 ten times in a row under a write load without losing or doubling an acknowledged write,
 and a 7-node cluster that heals its voter set to 5 after two voters die for good."""
+import base64
 import json
+import os
 import random
 import shutil
 import subprocess
@@ -183,8 +185,10 @@ def test_status_exits_nonzero_without_quorum(trio):
 
 
 def test_two_clusters_sharing_a_gossip_key_never_merge(node_factory):
-    # Both found a cluster (no seeds), then gossip is joined by hand: same key, different clusters.
-    a, b = node_factory("ca"), node_factory("cb")
+    # Both found a cluster (no seeds) on one shared gossip key, as clusters did before join
+    # tokens, then gossip is joined by hand: same key, different clusters.
+    shared = base64.b64encode(os.urandom(32)).decode()
+    a, b = node_factory("ca", gossip_key=shared), node_factory("cb", gossip_key=shared)
     out = subprocess.run([str(stacks_binary()), "join", "--data-dir", str(b.data_dir), a.gossip_address],
                          capture_output=True, text=True, timeout=20)
     assert out.returncode == 0, out.stderr

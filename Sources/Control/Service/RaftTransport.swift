@@ -20,7 +20,7 @@ extension RaftService {
 
     func send(_ f: AddressedFrame) {
         guard let address = address(of: f.to) else { return }  // not known yet: Raft resends
-        // A removed node gets nothing more (the gossip key that replaces the one it knew among it).
+        // A removed node gets nothing more, so no entry carrying the gossip key that replaces the one it knew.
         if read({ $0.nodes[f.to]?.removedMs != nil }) {
             if let link = links.removeValue(forKey: f.to) { link.channel?.close(promise: nil) }
             return

@@ -15,6 +15,7 @@ import uuid
 import botocore.exceptions
 
 from stacks_node import StacksNode, free_port, free_udp_port, parse_metrics, stacks_binary
+from test_raft import status, wait_for
 
 
 def stacks(*args, timeout=60) -> subprocess.CompletedProcess:
@@ -37,23 +38,6 @@ def joins(node) -> list[dict]:
     out = stacks("token", "list", "--joins", "--data-dir", node.data_dir, "--format", "json")
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
-
-
-def status(node) -> tuple[int, dict]:
-    out = stacks("status", "--data-dir", node.data_dir, "--format", "json")
-    assert out.returncode in (0, 1), out.stderr
-    return out.returncode, json.loads(out.stdout)
-
-
-def wait_for(what, predicate, timeout=60):
-    deadline = time.monotonic() + timeout
-    detail = ""
-    while time.monotonic() < deadline:
-        ok, detail = predicate()
-        if ok:
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"{what} not reached within {timeout:.0f} s: {detail}")
 
 
 def founder(root, name="n1") -> StacksNode:
@@ -98,7 +82,7 @@ def test_nodes_join_with_tokens_and_the_cluster_works_through_every_node(tmp_pat
         log5 = open(tmp_path / "n5.log", "wb")
         p5 = subprocess.Popen([str(stacks_binary()), "agent", "--data-dir", str(d5)], stdout=log5, stderr=subprocess.STDOUT)
         try:
-            wait_for("n5 serving", lambda: ((d5 / "env").exists(), "no env file"))
+            wait_for("n5 serving", lambda: ((d5 / "env").exists(), "no env file"), 60)
 
             def five_healthy():
                 rc, s = status(n1)

@@ -5,6 +5,7 @@ import base64
 import json
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -12,6 +13,7 @@ import time
 import pytest
 
 from stacks_node import stacks_binary
+from wire import record_datagrams
 
 N = 16
 # Bounds from the protocol parameters (probe interval 1 s, suspicion 4·log10(16) ≈ 4.8 s, at most
@@ -245,6 +247,40 @@ def test_restarted_founder_finds_the_cluster_again(node_factory):
     t0 = time.monotonic()
     took = wait_for("f1 back in every view and every member in f1's", everyone_sees(nodes, alive), 8) - t0
     print(f"restarted founder back in every view after {took:.2f} s")
+
+
+def test_replayed_gossip_datagrams_are_dropped_and_counted(node_factory):
+    """Datagrams recorded off the wire and sent again change nothing: while the node remembers
+    them each counts as `replayed`; after its restart (it remembers nothing) as `stale`."""
+    nodes = [node_factory("r1")]
+    nodes += [node_factory(f"r{i}", seeds=[nodes[0].gossip_address]) for i in (2, 3)]
+    alive = {n.name: "alive" for n in nodes}
+    wait_for("3 nodes converged", everyone_sees(nodes, alive), CONVERGE_S)
+    target = nodes[0]
+    recorded = record_datagrams({target.gossip_port}, 3)
+    assert len(recorded) >= 3, f"only {len(recorded)} datagrams to r1 in 3 s"
+
+    def dropped(reason):
+        return target.metrics().get(f'stacks_gossip_dropped_total{{reason="{reason}"}}', 0)
+
+    def replay_all():
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for port, d in recorded:
+                s.sendto(d, ("127.0.0.1", port))
+
+    for reason, restart in (("replayed", False), ("stale", True)):
+        if restart:
+            target.restart()
+            wait_for("r1 back", everyone_sees(nodes, alive), CONVERGE_S)
+        before = {r: dropped(r) for r in ("replayed", "stale", "clock_skew", "malformed", "unauthenticated")}
+        replay_all()
+        wait_for(f"{len(recorded)} datagrams counted {reason}",
+                 lambda: (dropped(reason) - before[reason] >= len(recorded), dropped(reason) - before[reason]), 10)
+        after = {r: dropped(r) for r in before}
+        assert after[reason] - before[reason] == len(recorded), (before, after)
+        assert {r: v for r, v in after.items() if r != reason} == {r: v for r, v in before.items() if r != reason}
+        assert all(n.is_running() for n in nodes)
+        assert everyone_sees(nodes, alive)()[0]
 
 
 def admin_get(node, path: str, timeout: float = 70):

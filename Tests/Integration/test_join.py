@@ -15,7 +15,7 @@ import uuid
 import botocore.exceptions
 
 from stacks_node import StacksNode, free_port, free_udp_port, parse_metrics, stacks_binary
-from test_raft import status, wait_for
+from test_raft import healthy_with, status, wait_for
 
 
 def stacks(*args, timeout=60) -> subprocess.CompletedProcess:
@@ -290,6 +290,58 @@ def test_a_removed_node_is_locked_out_and_the_gossip_key_rotates_without_it(tmp_
             for i in range(5):
                 assert n.client(access_key=n1.access_key, secret_key=n1.secret_key).get_object(Bucket="keep", Key=f"k{i}")["Body"].read() == bytes([i]) * 20000
         assert [j["node"] for j in joins(n1)] == ["n2", "n3"]
+    finally:
+        for n in nodes:
+            n.kill()
+
+
+def test_replayed_node_connections_are_refused_and_counted(tmp_path):
+    """Raft and data connections recorded off the wire while a member restarts, sent again byte
+    for byte: each is refused at the handshake (its proof was sealed under that connection's
+    session key) and counted, and the cluster is unchanged."""
+    import socket
+    from wire import record_tcp_streams
+    n1 = founder(tmp_path)
+    token = make_token(n1, "--uses", "2")
+    nodes = [n1] + [StacksNode(tmp_path, f"n{i}", gossip_key="", join=(n1.data_address, token)) for i in (2, 3)]
+    for n in nodes[1:]:
+        n.start()
+    try:
+        wait_for("three nodes in the layout", lambda: ((status(n1)[1].get("layout") or {}).get("members") == 3, ""), 60)
+        ports = {p for n in nodes for p in (n.raft_port, n.data_port)}
+        recorded: list = []
+        listening = threading.Event()
+        recorder = threading.Thread(target=lambda: recorded.extend(record_tcp_streams(ports, 8, listening)))
+        recorder.start()
+        assert listening.wait(10)
+        nodes[2].restart()
+        c = nodes[2].client(access_key=n1.access_key, secret_key=n1.secret_key)
+        c.create_bucket(Bucket="recorded")
+        c.put_object(Bucket="recorded", Key="k", Body=b"r" * 50_000)
+        recorder.join()
+        assert recorded, "no node-to-node connection recorded during the restart"
+        assert {p for p, _ in recorded} & {n.raft_port for n in nodes} and {p for p, _ in recorded} & {n.data_port for n in nodes}, recorded
+
+        def refusals():
+            return sum(n.metrics().get(f"stacks_{k}_handshakes_refused_total", 0) for n in nodes for k in ("raft", "data"))
+        wait_for("the restart settled", healthy_with(nodes, 3), 60)
+        before, state = refusals(), status(n1)[1]
+        for port, data in recorded:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+                try:
+                    conn.sendall(data)
+                    conn.shutdown(socket.SHUT_WR)
+                    while conn.recv(65536):
+                        pass  # the node's half of the handshake, then its close
+                except ConnectionResetError:
+                    pass  # closed with our replay unread
+        wait_for(f"{len(recorded)} replays refused", lambda: (refusals() - before >= len(recorded), refusals() - before), 30)
+        assert refusals() - before == len(recorded)
+        assert healthy_with(nodes, 3)()[0]
+        after = status(n1)[1]
+        assert after.get("layout") == state.get("layout")
+        assert sorted((x["name"], x["raft_role"]) for x in after["nodes"]) == sorted((x["name"], x["raft_role"]) for x in state["nodes"])
+        assert n1.client().get_object(Bucket="recorded", Key="k")["Body"].read() == b"r" * 50_000
     finally:
         for n in nodes:
             n.kill()

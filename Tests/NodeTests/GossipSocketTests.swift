@@ -25,7 +25,7 @@ import Testing
 
     /// Sends one sealed gossip datagram to 127.0.0.1:`port`.
     static func inject(_ packet: Packet, keyring: Keyring, port: Int) {
-        let datagram = keyring.seal(GossipService.compress(WireFormat.encode(packet)))
+        let datagram = keyring.sealDatagram(GossipService.compress(WireFormat.encode(packet)), stamp: GossipService.wallClock())
         let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
         defer { close(fd) }
         var to = sockaddr_in(
@@ -88,7 +88,7 @@ import Testing
         try await Self.waitFor("b learns the 200", seconds: 120) { Set(try await b.members().map(\.name)).isSuperset(of: fakes + ["a"]) }
         let text = await exporter.exposition()
         #expect(scraped(text, #"stacks_gossip_packets_total{direction="received",kind="push_pull"}"#).map { $0 > 0 } == true)
-        for reason in ["unauthenticated", "malformed"] {
+        for reason in ["unauthenticated", "malformed", "replayed", "stale", "clock_skew"] {
             #expect(scraped(text, "stacks_gossip_dropped_total{reason=\"\(reason)\"}") == 0, "datagrams arrived cut and failed to open")
         }
         await group.triggerGracefulShutdown()

@@ -36,6 +36,24 @@ import Testing
         #expect(ring.open([1]) == nil)
         #expect(throws: Keyring.KeyringError.self) { try Keyring.parse(base64: "c2hvcnQ=") }
     }
+
+    /// Gossip datagrams carry an authenticated stamp and a nonce id: two seals of the same
+    /// packet differ in id; a changed byte anywhere, or the older unstamped version, does not open.
+    @Test func datagramsCarryTheirStampAndIdUnderTheSeal() throws {
+        let ring = try Keyring(primary: Keyring.parse(base64: Keyring.generateKey()))
+        let a = ring.sealDatagram([1, 2, 3], stamp: -42), b = ring.sealDatagram([1, 2, 3], stamp: -42)
+        let opened = try #require(ring.openDatagram(a))
+        #expect(opened.stamp == -42 && opened.payload == [1, 2, 3])
+        #expect(try #require(ring.openDatagram(b)).id != opened.id)
+        for i in 0..<a.count {
+            var t = a
+            t[i] ^= 0x40
+            #expect(ring.openDatagram(t) == nil, "byte \(i) changed")
+        }
+        let old = ring.seal([1, 2, 3])
+        #expect(ring.openDatagram(old) == nil && Keyring.isUnstamped(old) && !Keyring.isUnstamped(a))
+        #expect(ring.openDatagram([2]) == nil)
+    }
 }
 
 @Suite struct KeyringMessageTests {

@@ -17,7 +17,9 @@ struct GossipMetrics {
     /// Message kinds as labels; `keyring` is the cluster-wide keyring protocol, `unknown` a
     /// datagram that did not open.
     static let kinds = ["ping", "ping_request", "ack", "nack", "push_pull", "gossip", "keyring", "unknown"]
-    static let dropReasons = ["unauthenticated", "malformed", "keyring_busy", "keyring_clock_skew"]
+    static let dropReasons = [
+        "unauthenticated", "unstamped", "replayed", "stale", "clock_skew", "malformed", "keyring_busy", "keyring_clock_skew",
+    ]
 
     let sent: [String: (packets: CoreMetrics.Counter, bytes: CoreMetrics.Counter)]
     let received: [String: (packets: CoreMetrics.Counter, bytes: CoreMetrics.Counter)]

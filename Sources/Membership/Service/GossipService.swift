@@ -38,6 +38,10 @@ public final class GossipService: Service, @unchecked Sendable {
     var rollouts: [UInt64: Rollout] = [:]
     /// Keyring requests answered recently, for resends and against replays.
     var responder = KeyringResponder()
+    /// Datagrams read recently, so that one sent again is dropped (see ReplayWindow).
+    var replays: ReplayWindow
+    /// When a clock-skew drop was last logged (wall clock, ns): at most one warning a minute.
+    var skewWarnedAt = Int64.min
     static let tickEvery = TimeAmount.milliseconds(50)
     /// The largest UDP payload over IPv4 (65,535 − 8 − 20).
     static let maxDatagramBytes = 65_507
@@ -75,6 +79,7 @@ public final class GossipService: Service, @unchecked Sendable {
         core = SWIM(name: name, address: listen.description, tags: tags, settings: settings, seed: seed, now: Self.now())
         // Protocol periods are numbered on the wall clock, which nodes share (NTP), for the probe ring.
         core.periodClockOffset = Self.wallClock() - Self.now().nanoseconds
+        replays = ReplayWindow(startedAt: Self.wallClock())
         (eventStream, eventSink) = AsyncStream.makeStream(of: MembershipEvent.self, bufferingPolicy: .bufferingNewest(4096))
         self.metrics = GossipMetrics(metrics)
         metrics.beforeScrape { [weak self] in
@@ -169,7 +174,7 @@ public final class GossipService: Service, @unchecked Sendable {
 
     func send(_ plaintext: [UInt8], to target: SocketAddress, kind: String) {
         guard let channel else { return }
-        let sealed = keyring.seal(plaintext)
+        let sealed = keyring.sealDatagram(plaintext, stamp: Self.wallClock())
         metrics.countSent(kind, bytes: sealed.count)
         channel.writeAndFlush(AddressedEnvelope(remoteAddress: target, data: ByteBuffer(bytes: sealed)), promise: nil)
     }
@@ -186,11 +191,16 @@ public final class GossipService: Service, @unchecked Sendable {
     }
 
     func receive(_ datagram: [UInt8], from sender: SocketAddress) {
-        guard let opened = keyring.open(datagram) else {
+        guard let opened = keyring.openDatagram(datagram) else {
             metrics.countReceived("unknown", bytes: datagram.count)
-            return metrics.drop("unauthenticated")
+            return metrics.drop(Keyring.isUnstamped(datagram) ? "unstamped" : "unauthenticated")
         }
-        guard let plain = Self.decompress(opened) else {
+        let now = Self.wallClock(), verdict = replays.admit(id: opened.id, stamp: opened.stamp, wallClock: now)
+        guard verdict == .fresh else {
+            metrics.countReceived("unknown", bytes: datagram.count)
+            return refuse(verdict, from: sender, wallClock: now)
+        }
+        guard let plain = Self.decompress(opened.payload) else {
             metrics.countReceived("unknown", bytes: datagram.count)
             return metrics.drop("malformed")
         }
@@ -205,6 +215,20 @@ public final class GossipService: Service, @unchecked Sendable {
         }
         metrics.countReceived(GossipMetrics.kind(packet.message), bytes: datagram.count)
         execute(core.receive(packet, now: Self.now()))
+    }
+
+    func refuse(_ verdict: ReplayWindow.Verdict, from sender: SocketAddress, wallClock now: Int64) {
+        switch verdict {
+        case .fresh: break
+        case .replayed: metrics.drop("replayed")
+        case .stale: metrics.drop("stale")
+        case .clockSkew:
+            metrics.drop("clock_skew")
+            guard now - skewWarnedAt >= 60_000_000_000 else { return }
+            skewWarnedAt = now
+            let skew = Int(ReplayWindow.maxClockSkew.seconds)
+            logger.warning("gossip from \(sender) dropped: stamped over \(skew) s from our clock (check NTP on both, or it is a replay)")
+        }
     }
 
     /// Big packets (push-pull states: names, addresses and tags repeat a lot) travel LZ4-compressed

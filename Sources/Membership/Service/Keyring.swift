@@ -1,5 +1,6 @@
 import Files
 import Security
+import Support
 
 /// Gossip encryption keys: every packet is sealed with the primary key and opened with any key
 /// in the ring, so keys rotate without downtime (install everywhere, use everywhere, remove).
@@ -66,6 +67,41 @@ public struct Keyring: Sendable, Equatable {
         }
         return nil
     }
+
+    /// Gossip datagrams: `2 || nonce || ciphertext || tag`, the plaintext led by the sender's wall
+    /// clock (`stamp:i64`, nanoseconds) so that the receiver's `ReplayWindow` can refuse a datagram
+    /// sent again. The first 8 bytes of the random nonce are the datagram's id.
+    static let datagramVersion: UInt8 = 2
+
+    public func sealDatagram(_ plaintext: [UInt8], stamp: Int64) -> [UInt8] {
+        var w = BinaryWriter()
+        w.i64(stamp)
+        let sealed = (try? Sodium.AEAD.seal(w.bytes + plaintext, key: primary, associatedData: [Self.datagramVersion])) ?? []
+        return [Self.datagramVersion] + sealed
+    }
+
+    public struct OpenedDatagram: Equatable, Sendable {
+        public var id: UInt64
+        public var stamp: Int64
+        public var payload: [UInt8]
+    }
+
+    /// nil when no key in the ring opens it (wrong cluster, tampering, garbage, or a datagram of
+    /// the unstamped version 1, which `isUnstamped` tells apart).
+    public func openDatagram(_ datagram: [UInt8]) -> OpenedDatagram? {
+        guard datagram.first == Self.datagramVersion else { return nil }
+        let body = Array(datagram.dropFirst())
+        for k in keys {
+            guard let p = try? Sodium.AEAD.open(body, key: k, associatedData: [Self.datagramVersion]), p.count >= 8 else { continue }
+            var stamp = BinaryReader(Array(p.prefix(8))), id = BinaryReader(Array(body.prefix(8)))
+            guard let s = try? stamp.i64(), let n = try? id.u64() else { return nil }
+            return OpenedDatagram(id: n, stamp: s, payload: Array(p.dropFirst(8)))
+        }
+        return nil
+    }
+
+    /// A datagram of a node from before stamps (version 1): refused, since it cannot be told from a replay.
+    public static func isUnstamped(_ datagram: [UInt8]) -> Bool { datagram.first == packetVersion }
 
     // MARK: Persistence
 

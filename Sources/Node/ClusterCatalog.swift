@@ -36,18 +36,21 @@ struct ClusterCatalog: BucketCatalog, CredentialStore {
         }
     }
 
+    /// Nobody, admins included, has rights on a bucket that does not exist (the caller answers
+    /// 404): names the cluster state does not hold, internal ones among them, open nothing.
     func rights(of accessKey: String, on bucket: String) -> BucketRights {
         raft.read { s in
+            guard let b = s.buckets[bucket] else { return [] }
             guard let u = s.users[accessKey], !u.admin else { return .all }
             if let only = u.bucket {
                 guard only == bucket else { return [] }
                 return BucketRights().union(u.allowRead ? .read : []).union(u.allowWrite ? .write : [])
             }
-            // A bucket that does not exist: the request goes on to its 404.
-            guard let b = s.buckets[bucket] else { return .all }
             return b.owner == accessKey ? .all : []
         }
     }
+
+    func bucketExists(_ bucket: String) -> Bool { raft.read { $0.buckets[bucket] != nil } }
 
     func mayCreateBuckets(_ accessKey: String) -> Bool { raft.read { $0.users[accessKey]?.bucket == nil } }
 

@@ -177,13 +177,9 @@ extension S3Responder {
         return Response(status: status, headers: headers, body: body)
     }
 
-    func copyObject(_ bucket: String, _ key: String, source: String, call: S3Call) async throws -> Response {
-        var src = SigV4.percentDecode(source.split(separator: "?").first ?? "") ?? ""
-        if src.hasPrefix("/") { src.removeFirst() }
-        guard let slash = src.firstIndex(of: "/"), slash != src.startIndex, src.index(after: slash) != src.endIndex else {
-            throw S3Error.invalidArgument("Copy Source must mention the source bucket and key: sourcebucket/sourcekey")
-        }
-        let srcBucket = String(src[..<slash]), srcKey = String(src[src.index(after: slash)...])
+    func copyObject(_ bucket: String, _ key: String, source copied: CopySource, call: S3Call) async throws -> Response {
+        try copied.checkVersion()
+        let srcBucket = copied.bucket, srcKey = copied.key
         _ = try await blocking { try store.bucket(bucket) }
         let plane = try spread(bucket, key)
         var source: ObjectRead?

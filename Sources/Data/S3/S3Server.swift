@@ -101,7 +101,7 @@ public struct S3Responder: HTTPResponder {
     }
 
     /// Refuses, with 403, what the request's key may not do on its bucket (and, for a copy, on the source's).
-    func authorize(_ c: S3Call, request: Request, principal: Principal) throws {
+    func authorize(_ c: S3Call, source: CopySource?, request: Request, principal: Principal) throws {
         guard let bucket = c.bucket else { return }
         let m = request.method
         let needed: BucketRights
@@ -115,18 +115,22 @@ public struct S3Responder: HTTPResponder {
         } else {
             needed = m == .get || m == .head ? .read : .write
         }
-        let denied = S3Error(403, "AccessDenied", "Access Denied")
-        guard credentials.rights(of: principal.accessKey, on: bucket).contains(needed) else { throw denied }
-        if let source = request.headers[.init("x-amz-copy-source")!], c.key != nil, m == .put {
-            let path = SigV4.percentDecode(Substring(source.hasPrefix("/") ? String(source.dropFirst()) : source)) ?? ""
-            let from = String(path.prefix { $0 != "/" })
-            guard credentials.rights(of: principal.accessKey, on: from).contains(.read) else { throw denied }
+        try check(needed, on: bucket, principal: principal)
+        if let source { try check(.read, on: source.bucket, principal: principal) }
+    }
+
+    /// 404 NoSuchBucket where `bucket` does not exist, 403 where it does and the key lacks `needed`.
+    func check(_ needed: BucketRights, on bucket: String, principal: Principal) throws {
+        guard credentials.rights(of: principal.accessKey, on: bucket).contains(needed) else {
+            guard credentials.bucketExists(bucket) else { throw S3Error(ObjectError.noSuchBucket(bucket)) }
+            throw S3Error.accessDenied()
         }
     }
 
     func route(_ c: S3Call, request: Request, principal: Principal) async throws -> Response {
         let m = request.method
-        try authorize(c, request: request, principal: principal)
+        let source = try c.copySource()
+        try authorize(c, source: source, request: request, principal: principal)
         guard let bucket = c.bucket else {
             guard m == .get else { throw S3Error.methodNotAllowed }
             return try await listBuckets(principal: principal)
@@ -162,10 +166,10 @@ public struct S3Responder: HTTPResponder {
         switch m {
         case .put:
             if let uploadID = c.query("uploadId") {
-                if request.headers[.init("x-amz-copy-source")!] != nil { throw S3Error.notImplemented }
+                if source != nil { throw S3Error.notImplemented }
                 return try await uploadPart(bucket, key, uploadID: uploadID, call: c, request: request, principal: principal)
             }
-            if let source = request.headers[.init("x-amz-copy-source")!] {
+            if let source {
                 return try await copyObject(bucket, key, source: source, call: c)
             }
             return try await putObject(bucket, key, call: c, request: request, principal: principal)
@@ -271,6 +275,13 @@ struct S3Call {
             guard !rest.utf8.contains(0) else { throw S3Error.invalidArgument("Object key must not contain a NUL character") }
             key = String(rest)
         }
+    }
+
+    /// What a PUT of an object copies (CopyObject, UploadPartCopy); read after the signature is
+    /// checked, so a stranger learns nothing from how it is refused.
+    func copySource() throws(S3Error) -> CopySource? {
+        guard key != nil, signed.method == "PUT", let source = signed.headers["x-amz-copy-source"] else { return nil }
+        return try CopySource(header: source)
     }
 
     func query(_ name: String) -> String? { queryItems.first { $0.0 == name }?.1 }

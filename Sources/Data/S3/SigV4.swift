@@ -5,6 +5,8 @@ public protocol CredentialStore: Sendable {
     func secret(forAccessKey id: String) -> String?
     /// What `accessKey` may do with `bucket`; a store without users lets every key do everything.
     func rights(of accessKey: String, on bucket: String) -> BucketRights
+    /// Whether `bucket` exists, to tell a caller without rights 404 from 403.
+    func bucketExists(_ bucket: String) -> Bool
     func mayCreateBuckets(_ accessKey: String) -> Bool
     /// Who owns `bucket`, and who `accessKey` is, as listings show them.
     func owner(of bucket: String) -> BucketOwner
@@ -30,6 +32,7 @@ public struct BucketOwner: Sendable, Equatable {
 
 extension CredentialStore {
     public func rights(of accessKey: String, on bucket: String) -> BucketRights { .all }
+    public func bucketExists(_ bucket: String) -> Bool { true }
     public func mayCreateBuckets(_ accessKey: String) -> Bool { true }
     public func owner(of bucket: String) -> BucketOwner { .stacks }
     public func user(_ accessKey: String) -> BucketOwner { .stacks }
@@ -194,7 +197,11 @@ struct SigV4 {
         var it = Array(s.utf8)[...]
         while let b = it.popFirst() {
             if b == 37 {
-                guard it.count >= 2, let v = UInt8(String(decoding: it.prefix(2), as: UTF8.self), radix: 16) else { return nil }
+                // Two hex digits exactly: UInt8(_:radix:) alone would also take "+5".
+                let hex = it.prefix(2)
+                guard hex.count == 2, hex.allSatisfy({ Character(Unicode.Scalar($0)).isHexDigit }),
+                    let v = UInt8(String(decoding: hex, as: UTF8.self), radix: 16)
+                else { return nil }
                 out.append(v); it = it.dropFirst(2)
             } else if b == 43 && plusIsSpace {
                 out.append(32)

@@ -169,7 +169,10 @@ enum AdminAPI {
 
     /// Maps "no leader" to 503 so clients know to retry.
     static func clusterCall(_ body: () async throws -> Response) async throws -> Response {
-        do { return try await body() } catch let e as ClusterError { return problem(.serviceUnavailable, e.description) }
+        do { return try await body() } catch let e as ClusterError {
+            if case .forbidden = e { return problem(.forbidden, e.description) }
+            return problem(.serviceUnavailable, e.description)
+        }
     }
 
     /// `{"ok":true}`, without a JSON encoder on the write path.

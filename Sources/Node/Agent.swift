@@ -141,18 +141,22 @@ public struct Agent: Sendable {
             Series(
                 "stacks_data_handshakes_refused_total", "Data connections refused because the peer did not prove a credential of this cluster (or is removed).")
         )
-        let dataRefusalsCounted = Mutex(0)
+        let wrongPeers = exporter.metrics.counter(
+            Series("stacks_data_wrong_peer_total", "Data connections this node opened and dropped: the node that answered was not the one asked for."))
+        let dataClient = DataClient(sealer: clusterData, authority: authority)
+        let dataRefusalsCounted = Mutex((0, 0))
         exporter.metrics.beforeScrape {
-            let n = dataServer.handshakesRefused
+            let n = (dataServer.handshakesRefused, dataClient.wrongPeers)
             dataRefusalsCounted.withLock { c in
-                dataRefusals.increment(by: n - c)
+                dataRefusals.increment(by: n.0 - c.0)
+                wrongPeers.increment(by: n.1 - c.1)
                 c = n
             }
         }
         var planeSettings = PlaneSettings()
         planeSettings.markerGrace = config.markerGrace
         let plane = DataPlane(
-            client: DataClient(sealer: clusterData, authority: authority), map: clusterData, settings: planeSettings, wallMs: Self.nowMs, logger: logger)
+            client: dataClient, map: clusterData, settings: planeSettings, wallMs: Self.nowMs, logger: logger)
         let responder = S3Responder(
             store: store, credentials: catalog,
             settings: S3Settings(region: config.region, baseDomain: config.baseDomain), catalog: catalog,

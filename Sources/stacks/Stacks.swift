@@ -10,7 +10,7 @@ struct Stacks: AsyncParsableCommand {
         subcommands: [
             AgentCommand.self, StatusCommand.self, MembersCommand.self, LayoutCommand.self, BenchCommand.self, JoinCommand.self, TagsCommand.self,
             KeyringCommand.self, TokenCommand.self, NodeCommand.self, KeyCommand.self,
-            KeygenCommand.self,
+            KeygenCommand.self, DebugCommand.self,
         ])
 }
 

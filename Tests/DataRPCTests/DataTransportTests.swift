@@ -171,6 +171,13 @@ struct KeySealer: Sealer {
             #expect(server.handshakesRefused == n + 1, "\(what)")
         }
         #expect(try await ask(Authority(identity: Self.member(cluster, "c2"))).0 == .versions([]))
+        // A client asking for node "t" whose address answers as "s" gets no connection, pooled or new.
+        let client = DataClient(sealer: sealer, authority: Authority(identity: Self.member(cluster, "c")), settings: Self.patient)
+        defer { client.closeAll() }
+        client.release(try await client.connect(to: address, node: "s"), to: address)
+        await #expect(throws: DataConnectionError.self) { _ = try await client.connect(to: address, node: "t") }
+        #expect(client.wrongPeers == 1)
+        #expect(try await client.withConnection(to: address, node: "s") { $0.peer?.node } == "s")
         await server.stop()
     }
 }

@@ -86,7 +86,7 @@ extension RaftService {
     /// Submits a layout command; the next waits until this one is answered.
     private func propose(_ c: Command, what: String) {
         Task {
-            let outcome = try? await self.submit(c)
+            let outcome = try? await self.submitOwn(c)
             if outcome != .ok { self.logger.info("\(what) not applied: \(outcome.map { "\($0)" } ?? "no answer")") }
             self.loop.execute { self.layoutProposed = nil }
         }

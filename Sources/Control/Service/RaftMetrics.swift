@@ -36,6 +36,9 @@ struct RaftMetrics {
     /// Frames that did not open, were out of order or replayed, or did not decode; frames from
     /// another cluster sharing the gossip key; messages the core refused as no correct peer sends.
     let undecodable: CoreMetrics.Counter, foreign: CoreMetrics.Counter, rejected: CoreMetrics.Counter
+    /// Frames from an authenticated member in another's name; changes forwarded by a member whose
+    /// role may not propose them (`Roles`).
+    let impersonating: CoreMetrics.Counter, forbidden: CoreMetrics.Counter
     let refusedAtAccept: CoreMetrics.Counter
     let handshakesRefused: CoreMetrics.Counter
     let inboundGauge: CoreMetrics.Gauge
@@ -54,6 +57,8 @@ struct RaftMetrics {
         undecodable = m.counter(Self.dropped, [("reason", "undecodable")])
         foreign = m.counter(Self.dropped, [("reason", "foreign_cluster")])
         rejected = m.counter(Self.dropped, [("reason", "rejected_by_core")])
+        impersonating = m.counter(Self.dropped, [("reason", "impersonation")])
+        forbidden = m.counter(Self.dropped, [("reason", "role")])
         refusedAtAccept = m.counter(Self.refused)
         handshakesRefused = m.counter(Self.unauthenticated)
         inboundGauge = m.gauge(Self.inbound)

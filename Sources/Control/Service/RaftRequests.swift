@@ -11,8 +11,16 @@ extension RaftService {
 
     var routerView: RequestRouter.View { RequestRouter.View(me: name, leader: core.leader) }
 
-    /// Applies `command` through the leader; returns once this node has applied it.
+    /// Applies `command` through the leader; returns once this node has applied it. Refused
+    /// with `forbidden` when this node's role may not propose it (`Roles`).
     public func submit(_ command: Command, id: RequestID = .random()) async throws -> Outcome {
+        let role = authority?.identity?.credential.role.rawValue ?? "all"
+        guard Roles.mayPropose(role, command) else { throw ClusterError.forbidden(Roles.refusal(role, command)) }
+        return try await submitOwn(command, id: id)
+    }
+
+    /// `submit` without the role check: the leader's own reconcilers.
+    func submitOwn(_ command: Command, id: RequestID = .random()) async throws -> Outcome {
         let bytes = Request(id: id, command: command).encoded
         return try await loop.flatSubmit { () -> EventLoopFuture<Outcome> in
             if let o = self.read({ $0.outcome(of: id) }) { return self.loop.makeSucceededFuture(o) }

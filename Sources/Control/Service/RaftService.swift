@@ -16,10 +16,13 @@ public enum ClusterError: Error, CustomStringConvertible, Equatable {
     case unavailable(String)
     /// A bound in `RaftServiceSettings` is reached: retry after a moment.
     case busy(String)
+    /// This node's role may not propose the change (see `Roles`).
+    case forbidden(String)
     public var description: String {
         switch self {
         case .unavailable(let why): "cluster unavailable: \(why)"
         case .busy(let why): "cluster busy: \(why)"
+        case .forbidden(let why): why
         }
     }
 }
@@ -153,6 +156,8 @@ public final class RaftService: Service, @unchecked Sendable {
     public var authority: (any PeerAuthority)?
     /// Connections refused for a peer that did not prove a credential of this cluster.
     public internal(set) var handshakesRefused = 0
+    /// Frames refused from authenticated members (impersonation, or a change beyond their role).
+    var membersRefused = 0
     var lastShape: Shape?
     struct Shape: Equatable {
         var leader: String?

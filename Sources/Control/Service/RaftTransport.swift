@@ -228,7 +228,7 @@ extension RaftService {
                     service.refusedHandshake(session!.peer.node, HandshakeError(why))
                     return drop(context)
                 }
-                service.receive(plain)
+                service.receive(plain, from: session!.peer)
                 return
             }
             do throws(HandshakeError) {
@@ -389,11 +389,24 @@ extension RaftService {
         if heardAt[peer] != address, ListenAddress(address) != nil { heardAt[peer] = address }
     }
 
-    /// One frame's plaintext, from a connection whose hello proved the key (see `RaftSession`).
-    func receive(_ plain: [UInt8]) {
+    /// Logs a member's refused frame: the 1st, 2nd, 4th, 8th… of them.
+    func warnRefused(_ peer: NodeCredential, _ what: String) {
+        membersRefused += 1
+        guard membersRefused & (membersRefused - 1) == 0 else { return }
+        logger.warning("refused a member's Raft frame", metadata: ["peer": "\(peer.node)", "why": "\(what)", "count": "\(membersRefused)"])
+    }
+
+    /// One frame's plaintext, from a connection whose hello proved the key (see `RaftSession`),
+    /// or whose node handshake proved `peer`: then the frame must be in its name, and a change it
+    /// forwards one its role may propose.
+    func receive(_ plain: [UInt8], from peer: NodeCredential? = nil) {
         guard let f = try? RaftWire.decode(plain), f.to == name else {
             framesDropped += 1
             return
+        }
+        if let peer, f.from != peer.node {
+            metrics.impersonating.increment()
+            return warnRefused(peer, "a frame in the name of \(f.from)")
         }
         if !clusterID.isEmpty && !f.cluster.isEmpty && f.cluster != clusterID {
             foreignFrames += 1
@@ -412,6 +425,10 @@ extension RaftService {
             guard core.isLeader, proposals.count < settings.maxQueued, let req = try? Request(decoding: bytes),
                 read({ $0.outcome(of: req.id) }) == nil
             else { return }
+            if let peer, !Roles.mayPropose(peer.role.rawValue, req.command) {
+                metrics.forbidden.increment()
+                return warnRefused(peer, Roles.refusal(peer.role.rawValue, req.command))
+            }
             proposals.append(bytes)
             scheduleFlush()
         case .readIndex(let id):

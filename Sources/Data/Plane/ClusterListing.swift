@@ -66,7 +66,7 @@ extension DataPlane {
             for n in nodes {
                 guard let address = n.address else { continue }
                 g.addTask {
-                    let a = try? await client.withConnection(to: address) { c in
+                    let a = try? await client.withConnection(to: address, node: n.name) { c in
                         try await c.send(.list(bucket: bucket, prefix: prefix, after: after, limit: UInt32(DataWire.maxListing)))
                         return try await c.receive(timeout: client.requestTimeout)
                     }

@@ -147,7 +147,7 @@ public final class DataPlane: Sendable {
         let client = self.client, logger = self.logger
         Task {
             do {
-                let answer = try await client.withConnection(to: address) { c in
+                let answer = try await client.withConnection(to: address, node: node.name) { c in
                     try await c.send(frame)
                     return try await c.receive(timeout: client.requestTimeout)
                 }
@@ -182,7 +182,7 @@ public final class DataPlane: Sendable {
                 g.addTask {
                     guard let address = n.address else { return (n.name, .failed, nil) }
                     do {
-                        return try await client.withConnection(to: address) { c in
+                        return try await client.withConnection(to: address, node: n.name) { c in
                             guard heads else {
                                 try await c.send(.held(bucket: bucket, key: key))
                                 guard case .versions(let hs) = try await c.receive(timeout: client.requestTimeout) else { return (n.name, .failed, nil) }

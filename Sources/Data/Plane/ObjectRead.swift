@@ -49,7 +49,7 @@ public final class ObjectRead: @unchecked Sendable {
             guard let address = h.node.address else { continue }
             let r = ref(h.shard)
             do {
-                meta = try await client.withConnection(to: address) { c in
+                meta = try await client.withConnection(to: address, node: h.node.name) { c in
                     try await c.send(.getShard(r, first: 0, count: 0))
                     guard case .meta(let m) = try await c.receive(timeout: client.requestTimeout) else { throw PlaneError("no metadata from \(h.node.name)") }
                     guard try await c.receive(timeout: client.requestTimeout) == .end else { throw PlaneError("\(h.node.name) sent stripes unasked") }
@@ -113,7 +113,7 @@ public final class ObjectRead: @unchecked Sendable {
                 let h = holders[next]
                 next += 1
                 guard let address = h.node.address, !sources.contains(where: { $0.shard == h.shard }) else { continue }
-                guard let c = try? await client.connect(to: address) else { continue }
+                guard let c = try? await client.connect(to: address, node: h.node.name) else { continue }
                 do {
                     try await c.send(.getShard(ref(h.shard), first: UInt32(stripe), count: UInt32(last - stripe + 1)))
                     guard case .meta = try await c.receive(timeout: timeout) else { throw PlaneError("no stream") }

@@ -41,7 +41,7 @@ public final class PutStream: @unchecked Sendable {
                 g.addTask {
                     guard let address = n.address else { return (i, nil) }
                     do {
-                        let c = try await client.connect(to: address)
+                        let c = try await client.connect(to: address, node: n.name)
                         do { try await c.send(.putShard(refs[i])) } catch { c.close(); throw error }
                         return (i, c)
                     } catch { return (i, nil) }

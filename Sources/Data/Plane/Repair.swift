@@ -148,7 +148,7 @@ extension DataPlane {
                 guard case .holds(let hs) = answers[n.name], let address = n.address else { return .failed("\(n.name) did not answer") }
                 for h in hs where h.version <= marker && h.deleted == markers {
                     do {
-                        let answer = try await client.withConnection(to: address) { c in
+                        let answer = try await client.withConnection(to: address, node: n.name) { c in
                             try await c.send(.revert(h.ref(bucket, key)))
                             return try await c.receive(timeout: timeout)
                         }
@@ -201,7 +201,7 @@ extension DataPlane {
         var targets: [(slot: Int, node: PlacedNode, link: DataConnection)] = []
         defer { for t in targets { t.link.close() } }
         for (i, n) in p.nodes.enumerated() where lacking.contains(n.name) && i < meta.k + meta.m {
-            guard let address = n.address, let c = try? await client.connect(to: address) else { continue }
+            guard let address = n.address, let c = try? await client.connect(to: address, node: n.name) else { continue }
             do {
                 try await c.send(.putShard(ShardRef(bucket: bucket, key: key, version: v, shard: i, k: meta.k, m: meta.m)))
                 targets.append((i, n, c))
@@ -238,7 +238,7 @@ extension DataPlane {
     func write(_ ref: ShardRef, to node: PlacedNode, meta: [UInt8]) async throws {
         guard let address = node.address else { throw PlaneError("\(node.name) has no known address") }
         let timeout = client.requestTimeout
-        try await client.withConnection(to: address) { c in
+        try await client.withConnection(to: address, node: node.name) { c in
             try await c.send(.putShard(ref))
             try await c.send(.finish(meta: meta))
             guard try await c.receive(timeout: timeout) == .prepared else { throw PlaneError("\(node.name) did not prepare") }

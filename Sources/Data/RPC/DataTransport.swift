@@ -191,6 +191,10 @@ public final class DataClient: Sendable {
     let authority: (any PeerAuthority)?
     let settings: DataSettings
     let idle = Mutex<[String: [(DataConnection, NIODeadline)]]>([:])
+    let wrongPeerCount = Atomic<Int>(0)
+
+    /// Connections dropped because the node that answered was not the one asked for.
+    public var wrongPeers: Int { wrongPeerCount.load(ordering: .relaxed) }
 
     public init(sealer: any Sealer, authority: (any PeerAuthority)? = nil, settings: DataSettings = DataSettings()) {
         self.sealer = sealer; self.authority = authority; self.settings = settings
@@ -198,8 +202,8 @@ public final class DataClient: Sendable {
 
     public var requestTimeout: TimeAmount { settings.requestTimeout }
 
-    public func withConnection<T: Sendable>(to address: String, _ body: (DataConnection) async throws -> T) async throws -> T {
-        let conn = try await connect(to: address)
+    public func withConnection<T: Sendable>(to address: String, node: String? = nil, _ body: (DataConnection) async throws -> T) async throws -> T {
+        let conn = try await connect(to: address, node: node)
         do {
             let result = try await body(conn)
             release(conn, to: address)
@@ -211,11 +215,13 @@ public final class DataClient: Sendable {
     }
 
     /// A connection to `address`, hellos exchanged: an idle one, or a new one. Give it back with
-    /// `release` once its request ended in step, or `close` it.
-    public func connect(to address: String) async throws -> DataConnection {
+    /// `release` once its request ended in step, or `close` it. With credentials and `node`, the
+    /// peer must prove it is that node: an address gossip gave another node, or a member answering
+    /// for another, is refused (counted in `wrongPeers`).
+    public func connect(to address: String, node: String? = nil) async throws -> DataConnection {
         let now = NIODeadline.now()
         while let (c, since) = idle.withLock({ $0[address]?.popLast() }) {
-            if c.isOpen && now - since < settings.keepIdle { return c }
+            if c.isOpen && now - since < settings.keepIdle && (node == nil || c.peer == nil || c.peer?.node == node) { return c }
             c.close()
         }
         guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]) else {
@@ -238,6 +244,10 @@ public final class DataClient: Sendable {
                 try await conn.authenticate(
                     NodeHandshake.Initiator(identity: identity, purpose: .data, ephemeral: Sodium.KeyExchange.keyPair(), admit: { authority.admit($0) }),
                     timeout: settings.helloTimeout)
+                if let node, let peer = conn.peer?.node, peer != node {
+                    wrongPeerCount.add(1, ordering: .relaxed)
+                    throw DataConnectionError("the node at \(address) is \(peer), not \(node)")
+                }
             } else {
                 try await conn.handshake(timeout: settings.helloTimeout)
             }

@@ -18,7 +18,7 @@ final class JoinService: JoinDoor {
     static let joins = Series("stacks_joins_total", "Nodes this node admitted with a join token.")
     static let refusedSeries = Series("stacks_join_refused_total", "Join attempts this node refused, by reason.")
     static let reasons = [
-        "expired", "used_up", "revoked", "wrong_secret", "unknown_token", "name_taken", "bad_request", "handshake", "unavailable",
+        "expired", "used_up", "revoked", "wrong_secret", "unknown_token", "name_taken", "bad_request", "handshake", "unavailable", "rate_limited",
     ]
     /// The gossip tag of members that sign credentials.
     static let signerTag = "signer"
@@ -30,6 +30,8 @@ final class JoinService: JoinDoor {
     let admitted: CoreMetrics.Counter
     let refusals: [String: CoreMetrics.Counter]
     let timeout = TimeAmount.seconds(10)
+    /// Join attempts per source address.
+    let attempts = Mutex(AttemptLimiter())
 
     init(raft: RaftService, gossip: GossipService, authority: NodeAuthority, metrics: Metrics, logger: Logger) {
         self.raft = raft; self.gossip = gossip; self.authority = authority; self.logger = logger
@@ -57,6 +59,11 @@ final class JoinService: JoinDoor {
                 try await conn.sendPlain(door.answer(refused("handshake", error.description, conn.remote)))
                 return
             }
+            let nowMs = Int64(Date().timeIntervalSince1970 * 1000)
+            guard attempts.withLock({ $0.allow(conn.remoteHost, nowMs: nowMs) }) else {
+                let limit = "too many join attempts from \(conn.remoteHost); retry in a minute"
+                return try await conn.sendPlain(door.answer(refused("rate_limited", limit, conn.remote)))
+            }
             try await conn.sendPlain(door.answer(await decide(request, from: conn.remote)))
         } catch {
             refusals["handshake"]?.increment()
@@ -82,14 +89,22 @@ final class JoinService: JoinDoor {
         if raft.read({ $0.nodes[req.name] }) == nil, (try? await gossip.members())?.contains(where: { $0.name == req.name && $0.status == .alive }) == true {
             return refused("name_taken", "a live member is already named \(req.name)", remote)
         }
-        let id = req.tokenID.hex
+        let id = req.tokenID.hex, hash = JoinToken.hash(secret: req.secret)
         let now = Int64(Date().timeIntervalSince1970 * 1000)
-        let outcome: Outcome
-        do {
-            outcome = try await raft.submit(
-                .admitNode(tokenID: id, secretHash: JoinToken.hash(secret: req.secret), node: req.name, publicKey: req.publicKey, nowMs: now))
-        } catch {
-            return refused("unavailable", "the cluster cannot commit the join now (\(error)); retry", remote)
+        // Checked on this replica first (after catching up with the leader, which writes nothing),
+        // so a made-up or spent token never reaches the log; the log's check decides races.
+        func check() -> Outcome { raft.read { $0.admission(tokenID: id, secretHash: hash, node: req.name, publicKey: req.publicKey, nowMs: now) } }
+        var outcome = check()
+        if outcome != .ok {
+            try? await raft.linearizableBarrier()
+            outcome = check()
+        }
+        if outcome == .ok {
+            do {
+                outcome = try await raft.submit(.admitNode(tokenID: id, secretHash: hash, node: req.name, publicKey: req.publicKey, nowMs: now))
+            } catch {
+                return refused("unavailable", "the cluster cannot commit the join now (\(error)); retry", remote)
+            }
         }
         switch outcome {
         case .ok: break

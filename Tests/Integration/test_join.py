@@ -190,6 +190,35 @@ def test_every_bad_join_is_refused_with_its_reason_and_changes_nothing(tmp_path)
         other.kill()
 
 
+def test_made_up_tokens_never_reach_the_log_and_a_flood_is_rate_limited(tmp_path):
+    """A join with a made-up token is refused on the member's replica before anything is
+    proposed: 20 of them leave the commit index where it was. Past 30 attempts a minute from one
+    address the member refuses without looking (`rate_limited`)."""
+    n1 = founder(tmp_path)
+    try:
+        parts = make_token(n1).split("-")
+
+        def commit():
+            return status(n1)[1]["commit_index"]
+        wait_for("the founder in the layout", lambda: ((status(n1)[1].get("layout") or {}).get("members") == 1, ""), 30)
+        before = commit()
+        for i in range(20):
+            made_up = "-".join(parts[:2] + [uuid.uuid4().hex[:16], uuid.uuid4().hex])
+            out = join_cli(n1.data_address, made_up, tmp_path / "try" / f"m{i}", f"m{i}")
+            assert out.returncode != 0 and "no such token" in out.stderr, out.stderr
+        assert commit() == before, "a made-up token reached the Raft log"
+        outs = [join_cli(n1.data_address, "-".join(parts[:2] + [uuid.uuid4().hex[:16], parts[3]]), tmp_path / "flood" / f"f{i}", f"f{i}")
+                for i in range(20)]
+        assert all(o.returncode != 0 for o in outs)
+        assert any("too many join attempts" in o.stderr for o in outs), [o.stderr for o in outs]
+        m = n1.metrics()
+        assert m.get('stacks_join_refused_total{reason="unknown_token"}') + m.get('stacks_join_refused_total{reason="rate_limited"}') == 40, m
+        assert m.get('stacks_join_refused_total{reason="rate_limited"}') >= 5  # 30 at once, then one each 2 s
+        assert commit() == before
+    finally:
+        n1.kill()
+
+
 def test_a_process_without_a_credential_gets_no_share_and_its_connections_are_refused(tmp_path):
     import socket
     n1 = founder(tmp_path)

@@ -54,3 +54,24 @@ import Testing
         #expect(Base64.decode("a=Vs") == nil)
     }
 }
+
+/// Join attempts per source: a burst, then the refill rate; sources apart; memory bounded.
+@Suite struct AttemptLimiterTests {
+    @Test func aSourceGetsItsBurstThenItsRate() {
+        var l = AttemptLimiter(burst: 3, perMinute: 6, maxSources: 2)
+        var got: [Bool] = []
+        func attempt(_ s: String, _ ms: Int64) -> Bool { l.allow(s, nowMs: ms) }
+        for _ in 0..<4 { got.append(attempt("a", 0)) }
+        #expect(got == [true, true, true, false])
+        let b = attempt("b", 0)
+        #expect(b, "another source has its own")
+        let early = attempt("a", 9_999), onTime = attempt("a", 10_000), stepped = attempt("a", 5_000)
+        #expect(!early && onTime, "one attempt every 10 s")
+        #expect(!stepped, "a clock stepped back refills nothing")
+        let c = attempt("c", 20_000)
+        #expect(c && l.buckets.count == 2 && l.buckets["b"] == nil, "the source heard from longest ago is forgotten")
+        got = []
+        for _ in 0..<4 { got.append(attempt("a", 10_000_000)) }
+        #expect(got == [true, true, true, false], "refilled to the burst, not past it")
+    }
+}

@@ -319,8 +319,10 @@ public struct ClusterState: Equatable, Sendable {
         return .ok
     }
 
-    private mutating func admit(tokenID: String, secretHash: [UInt8], node: String, publicKey: [UInt8], nowMs: Int64) -> Outcome {
-        guard var t = tokens[tokenID] else { return .noSuchToken }
+    /// What `admitNode` with these fields would answer now, changing nothing: a member checks a
+    /// join on its replica before proposing it, so a made-up or spent token never reaches the log.
+    public func admission(tokenID: String, secretHash: [UInt8], node: String, publicKey: [UInt8], nowMs: Int64) -> Outcome {
+        guard let t = tokens[tokenID] else { return .noSuchToken }
         guard constantTimeEqual(secretHash, t.secretHash) else { return .wrongSecret }
         if let n = nodes[node], n.removedMs == nil {
             // The same enrolment again (its answer was lost): nothing more is used.
@@ -331,6 +333,14 @@ public struct ClusterState: Equatable, Sendable {
         guard !t.revoked else { return .tokenRevoked }
         guard nowMs < t.expiresMs else { return .tokenExpired }
         guard t.usesLeft > 0 else { return .tokenUsedUp }
+        return .ok
+    }
+
+    private mutating func admit(tokenID: String, secretHash: [UInt8], node: String, publicKey: [UInt8], nowMs: Int64) -> Outcome {
+        let o = admission(tokenID: tokenID, secretHash: secretHash, node: node, publicKey: publicKey, nowMs: nowMs)
+        guard o == .ok else { return o }
+        if let n = nodes[node], n.removedMs == nil { return .ok }  // the same enrolment again
+        guard var t = tokens[tokenID] else { return .noSuchToken }
         t.usesLeft -= 1
         tokens[tokenID] = t
         let record = NodeRecord(name: node, publicKey: publicKey, role: t.role, joinedMs: nowMs, tokenID: tokenID)

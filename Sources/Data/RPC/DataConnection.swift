@@ -57,6 +57,8 @@ public final class DataConnection: @unchecked Sendable {
 
     public var isOpen: Bool { channel.isActive && !handler.failed.load(ordering: .relaxed) }
     public var remote: String { channel.remoteAddress?.description ?? "?" }
+    /// The peer's IP address alone, for limits per source.
+    public var remoteHost: String { channel.remoteAddress?.ipAddress ?? "?" }
 
     /// The pipeline of a data connection, either end. A credentialed initiator opens with
     /// `NodeHandshake.magic` where the pre-credential protocol sends a challenge.

@@ -137,6 +137,25 @@ struct KeySealer: Sealer {
             clusterKey: cluster.publicKey, credential: cluster.issue(clusterID: id, node: name, publicKey: k.publicKey, role: .all, issuedMs: 1)!, nodeKey: k)
     }
 
+    /// A stranger who connects and sends nothing holds its slot only until the hello deadline:
+    /// the server closes it (the socket reads EOF), and keeps serving.
+    @Test func aSilentConnectionIsClosedAtTheHelloDeadline() async throws {
+        let root = NSTemporaryDirectory() + "stacks-datatransport-\(UInt64.random(in: 0 ... .max))"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        var settings = DataSettings()
+        settings.helloTimeout = .milliseconds(300)
+        let server = DataServer(
+            host: "127.0.0.1", port: 0, backend: try ShardStore(root: root), sealer: KeySealer(), settings: settings, logger: Logger(label: "test"))
+        let port = try await server.start()
+        let silent = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connect(host: "127.0.0.1", port: port).get()
+        let started = ContinuousClock.now
+        try await silent.closeFuture.get()  // closed by the server, not by us
+        #expect(ContinuousClock.now - started < .seconds(30))
+        for _ in 0..<100 where server.connections > 0 { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(server.connections == 0)
+        await server.stop()
+    }
+
     /// Between credentialed nodes the connection is mutually authenticated; a peer with only the
     /// cluster's old shared key, another cluster's credential or a removed node's is refused at
     /// the handshake and counted, and the server goes on serving members.

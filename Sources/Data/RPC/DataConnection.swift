@@ -74,6 +74,15 @@ public final class DataConnection: @unchecked Sendable {
     /// The first 16 bytes the peer sent: its challenge, or `JoinHandshake.magic` from a joiner.
     public func firstBytes() async throws -> [UInt8] { try await handler.peerChallenge.futureResult.get() }
 
+    /// The peer's first bytes, or the connection closed once `timeout` passes without them: a
+    /// stranger who connects and stays silent holds a slot no longer than that.
+    public func firstBytes(timeout: TimeAmount) async throws -> [UInt8] {
+        let ch = channel
+        let timer = ch.eventLoop.scheduleTask(in: timeout) { ch.close(promise: nil) }
+        defer { timer.cancel() }
+        return try await firstBytes()
+    }
+
     /// Exchanges hellos: returns once the peer has proved the key, throws (and closes) otherwise.
     public func handshake(timeout: TimeAmount) async throws {
         peerChallenge = try await firstBytes()

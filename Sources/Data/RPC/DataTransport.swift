@@ -114,7 +114,7 @@ public final class DataServer: Service, Sendable {
             conn.close()
         }
         do {
-            let first = try await conn.firstBytes()
+            let first = try await conn.firstBytes(timeout: settings.helloTimeout)
             if first == JoinHandshake.magic {
                 if let door { await door.serveJoin(conn) }
                 return

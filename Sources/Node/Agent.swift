@@ -136,20 +136,24 @@ public struct Agent: Sendable {
             raft: raft, keyring: keyring, name: config.name, address: config.dataListen.description, path: "\(config.dataDir)/data-peers")
         Task { await clusterData.follow(gossip) }
         let dataServer = DataServer(
-            host: config.dataListen.host, port: config.dataListen.port, backend: shards, sealer: clusterData, door: joins, authority: authority, logger: logger)
+            host: config.dataListen.host, port: config.dataListen.port, backend: shards, sealer: clusterData, door: joins, authority: authority,
+            isMember: { clusterData.isMemberHost($0) }, logger: logger)
         let dataRefusals = exporter.metrics.counter(
             Series(
                 "stacks_data_handshakes_refused_total", "Data connections refused because the peer did not prove a credential of this cluster (or is removed).")
         )
         let wrongPeers = exporter.metrics.counter(
             Series("stacks_data_wrong_peer_total", "Data connections this node opened and dropped: the node that answered was not the one asked for."))
+        let refusedAtAccept = exporter.metrics.counter(
+            Series("stacks_data_connections_refused_total", "Data connections closed as they were accepted (over the total or per-source caps)."))
         let dataClient = DataClient(sealer: clusterData, authority: authority)
-        let dataRefusalsCounted = Mutex((0, 0))
+        let dataRefusalsCounted = Mutex((0, 0, 0))
         exporter.metrics.beforeScrape {
-            let n = (dataServer.handshakesRefused, dataClient.wrongPeers)
+            let n = (dataServer.handshakesRefused, dataClient.wrongPeers, dataServer.refusedAtAccept)
             dataRefusalsCounted.withLock { c in
                 dataRefusals.increment(by: n.0 - c.0)
                 wrongPeers.increment(by: n.1 - c.1)
+                refusedAtAccept.increment(by: n.2 - c.2)
                 c = n
             }
         }

@@ -62,6 +62,10 @@ final class ClusterData: PlacementMap, Sealer {
         }
     }
 
+    /// Whether a member's data address (as gossip and `data-peers` know it) is on `host`: the
+    /// data server keeps the strangers' caps off its connections.
+    func isMemberHost(_ host: String) -> Bool { view.withLock { $0.addresses.values.contains { ListenAddress($0)?.host == host } } }
+
     func seal(_ plaintext: [UInt8]) -> [UInt8] { view.withLock { $0.keyring }.seal(plaintext) }
     func open(_ sealed: [UInt8]) -> [UInt8]? { view.withLock { $0.keyring }.open(sealed) }
 

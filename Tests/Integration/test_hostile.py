@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import os
 import random
+import resource
+import selectors
 import socket
 import string
+import threading
 import time
 import uuid
 
@@ -283,3 +286,128 @@ def test_sixty_large_tags_reach_every_member(nodes, stored, module_node_factory)
         return True, ""
     wait_for("every member sees the 60 tags", all_see, 60)
     still_serving(nodes, stored)
+
+
+# ------------------------------------------------------------ a siege of the node ports
+DATA_HELLO_S, RAFT_HELLO_S = 5, 2  # DataSettings.helloTimeout, RaftServiceSettings.helloTimeout
+RESTART_BOUND_S = 30  # the restarted node serves PUT and GET again within this (docs/ARCHITECTURE.md)
+NODE_MAGIC = b"STKS-NODE-v1" + bytes(4)
+
+
+def framed(payload: bytes) -> bytes:
+    return len(payload).to_bytes(4, "little") + payload
+
+
+class CloseWatch:
+    """When the server closes each socket (EOF or reset), reading and dropping what it sends."""
+
+    def __init__(self):
+        self.sel = selectors.DefaultSelector()
+        self.closed_at: dict = {}
+        self.watched = 0
+
+    def add(self, s: socket.socket) -> None:
+        s.setblocking(False)
+        self.sel.register(s, selectors.EVENT_READ)
+        self.watched += 1
+        self.poll(0)
+
+    def poll(self, timeout: float) -> None:
+        for key, _ in self.sel.select(timeout=timeout):
+            try:
+                data = key.fileobj.recv(65536)
+            except ConnectionResetError:
+                data = b""
+            except BlockingIOError:
+                continue
+            if data == b"":
+                self.closed_at[key.fileobj] = time.monotonic()
+                self.sel.unregister(key.fileobj)
+
+    def until(self, stop: threading.Event) -> None:
+        while len(self.closed_at) < self.watched and not stop.is_set():
+            self.poll(0.05)
+
+
+def test_strangers_holding_node_ports_keep_no_member_out(node_factory):
+    """While 1,100 silent connections and 200 half-open node handshakes (a hello, then nothing)
+    from other loopback addresses sit on node A's data and Raft ports, node B is killed and
+    restarted: it serves PUT and GET again within RESTART_BOUND_S, every stranger's socket is
+    closed within its port's handshake deadline plus one second, the refusals are counted, and
+    every object acknowledged before reads back through every node."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 4096:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(8192, max(hard, 8192)), max(hard, 8192)))
+    from test_raft import healthy_with
+    a = node_factory("siege-a")
+    b, c = (node_factory(f"siege-{n}", seeds=[a.gossip_address]) for n in "bc")
+    nodes = [a, b, c]
+    wait_for("3 voters", healthy_with(nodes, 3), 90)
+    s3 = a.client()
+    s3.create_bucket(Bucket="siege")
+    stored = {f"k{i}": os.urandom(20_000 + i) for i in range(12)}
+    for k, v in stored.items():
+        s3.put_object(Bucket="siege", Key=k, Body=v)
+    before = a.metrics()
+
+    socks: list[tuple[socket.socket, float]] = []
+    deadline_of: dict = {}
+    watch = CloseWatch()
+
+    def open_from(host: str, port: int, first: bytes = b"") -> None:
+        s = socket.socket()
+        s.bind((host, 0))
+        s.settimeout(10)
+        s.connect(("127.0.0.1", port))
+        opened = time.monotonic()
+        if first:
+            try:
+                s.sendall(first)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # refused at accept already
+        socks.append((s, opened))
+        deadline_of[s] = opened + (DATA_HELLO_S if port == a.data_port else RAFT_HELLO_S) + 1
+        watch.add(s)
+
+    try:
+        for i in range(1100):
+            open_from(f"127.0.0.{2 + i % 11}", (a.data_port, a.raft_port)[i % 2])
+        for i in range(200):
+            data = i % 2 == 0
+            hello = bytes([1, 2 if data else 1, 1]) + os.urandom(32)
+            open_from(f"127.0.0.{13 + i % 2}", a.data_port if data else a.raft_port, (NODE_MAGIC if data else b"") + framed(hello))
+        stop = threading.Event()
+        watcher = threading.Thread(target=watch.until, args=(stop,))
+        watcher.start()
+        try:
+            started = time.monotonic()
+            b.restart()
+            back = None
+            for i in range(600):  # bounded: about 60 s
+                try:
+                    b.client().put_object(Bucket="siege", Key=f"after-{i}", Body=b"x" * 1000)
+                    assert b.client().get_object(Bucket="siege", Key="k0")["Body"].read() == stored["k0"]
+                    back = time.monotonic() - started
+                    break
+                except (ClientError, OSError):
+                    time.sleep(0.1)
+            assert back is not None and back < RESTART_BOUND_S, f"node B served again only after {back} s"
+            print(f"node B restarted and served PUT and GET after {back:.1f} s under the siege")
+            wait_until = max(deadline_of.values()) + 2
+            while len(watch.closed_at) < len(socks) and time.monotonic() < wait_until:
+                time.sleep(0.1)
+        finally:
+            stop.set()
+            watcher.join()
+        late = [(watch.closed_at.get(s, float("inf")) - opened) for s, opened in socks if watch.closed_at.get(s, float("inf")) > deadline_of[s]]
+        assert not late, f"{len(late)} of {len(socks)} sockets closed late or not at all (seconds after opening: {sorted(late)[:5]}…)"
+        after = a.metrics()
+        assert after["stacks_data_connections_refused_total"] > before.get("stacks_data_connections_refused_total", 0)
+        assert after["stacks_raft_connections_refused_total"] > before.get("stacks_raft_connections_refused_total", 0)
+        assert all(n.is_running() for n in nodes)
+        for n in nodes:
+            for k, v in stored.items():
+                assert n.client().get_object(Bucket="siege", Key=k)["Body"].read() == v, (n.name, k)
+    finally:
+        for s, _ in socks:
+            s.close()

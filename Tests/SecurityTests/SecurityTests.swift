@@ -75,3 +75,22 @@ import Testing
         #expect(got == [true, true, true, false], "refilled to the burst, not past it")
     }
 }
+
+/// Accepted connections: strangers are capped per address and in all, members only in all.
+@Suite struct InboundBudgetTests {
+    @Test func strangersLeaveRoomForMembers() {
+        var b = InboundBudget(maxTotal: 6, maxStrangers: 3, maxPerStranger: 2)
+        var got: [Bool] = []
+        for host in ["x", "x", "x", "y", "y", "z"] { got.append(b.admit(host, member: false)) }
+        #expect(got == [true, true, false, true, false, false], "2 from x, then 1 from y fills the strangers' 3")
+        got = []
+        for _ in 0..<4 { got.append(b.admit("m", member: true)) }
+        #expect(got == [true, true, true, false], "members fill the total, not the strangers' share")
+        b.release("x", member: false)
+        let z = b.admit("z", member: false)
+        #expect(z && b.strangers == 3 && b.total == 6)
+        b.release("m", member: true)
+        let m = b.admit("m", member: true)
+        #expect(m)
+    }
+}

@@ -12,8 +12,6 @@
 /// The leader's own reconcilers (layout, migration, voters) propose whatever its role; a node
 /// without a credential (a cluster from before join tokens) counts as `all`.
 public enum Roles {
-    public static let names = ["storage", "compute", "all"]
-
     public static func mayPropose(_ role: String, _ c: Command) -> Bool {
         switch role {
         case "all": return true

@@ -51,8 +51,10 @@ public struct RaftServiceSettings: Sendable {
     /// An accepted connection that sends nothing for this long is closed (links carry
     /// heartbeats or replies every few ticks; an idle one reconnects when next needed).
     public var idleTimeout = Span.seconds(60)
-    /// Accepted connections at once from one host, and in all; more are closed at accept.
+    /// Accepted connections at once in all; of them from sources that are no member's address,
+    /// at most `maxStrangers`, and `maxInboundPerHost` from one. More are closed at accept.
     public var maxInboundPerHost = 64
+    public var maxStrangers = 256
     public var maxInbound = 1024
     /// Changes and linearizable reads waiting on this node; past it a new one is refused (busy).
     public var maxWaiting = 10_000
@@ -118,9 +120,8 @@ public final class RaftService: Service, @unchecked Sendable {
         var retryAt = NIODeadline.uptimeNanoseconds(0)
         init(address: String) { self.address = address }
     }
-    /// Accepted connections per remote host and in all (bounded by the settings).
-    var inboundByHost: [String: Int] = [:]
-    var inbound = 0
+    /// Accepted connections, members' and strangers' (bounded by the settings).
+    lazy var inbound = InboundBudget(maxTotal: settings.maxInbound, maxStrangers: settings.maxStrangers, maxPerStranger: settings.maxInboundPerHost)
     /// Connections refused at accept for crossing those bounds.
     public internal(set) var inboundRefused = 0
     var links: [String: Link] = [:]
@@ -219,7 +220,7 @@ public final class RaftService: Service, @unchecked Sendable {
             try? await self.loop.submit {
                 self.metrics.sample(
                     self.core, framesDropped: self.framesDropped, foreignFrames: self.foreignFrames,
-                    inboundRefused: self.inboundRefused, handshakesRefused: self.handshakesRefused, inbound: self.inbound)
+                    inboundRefused: self.inboundRefused, handshakesRefused: self.handshakesRefused, inbound: self.inbound.total)
             }.get()
         }
     }

@@ -14,7 +14,9 @@ import Security
 extension RaftService {
     func addAcceptedHandlers(_ ch: any Channel) throws {
         try ch.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: TimeAmount(settings.idleTimeout)))
-        try ch.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder()))
+        // With credentials the hello and the proof come before anything is authenticated.
+        let handshake = authority?.identity != nil ? 2 : 1
+        try ch.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(handshakeFrames: handshake)))
         try ch.pipeline.syncOperations.addHandler(Accepted(service: self))
     }
 
@@ -152,36 +154,41 @@ extension RaftService {
         }
     }
 
-    func admitInbound(_ host: String) -> Bool {
-        guard inbound < settings.maxInbound, inboundByHost[host, default: 0] < settings.maxInboundPerHost else {
+    /// Whether `host` is where a gossip member lives (its gossip, Raft or data address): its
+    /// connections skip the strangers' caps.
+    func isMemberHost(_ host: String) -> Bool {
+        members.values.contains { m in
+            ([m.address] + [RaftService.addressTag, ClusterStatus.dataAddressTag].compactMap { m.tags[$0] }).contains { ListenAddress($0)?.host == host }
+        }
+    }
+
+    func admitInbound(_ host: String, member: Bool) -> Bool {
+        guard inbound.admit(host, member: member) else {
             inboundRefused += 1
             if inboundRefused & (inboundRefused - 1) == 0 {  // 1st, 2nd, 4th, 8th…
                 logger.warning("refusing Raft connections over the limit", metadata: ["from": "\(host)", "count": "\(inboundRefused)"])
             }
             return false
         }
-        inbound += 1
-        inboundByHost[host, default: 0] += 1
         return true
     }
 
-    func releaseInbound(_ host: String) {
-        inbound -= 1
-        inboundByHost[host, default: 1] -= 1
-        if inboundByHost[host] == 0 { inboundByHost[host] = nil }
-    }
-
-    /// Length-prefixed sealed frames; the first (the hello) must be small.
+    /// Length-prefixed sealed frames; those before the peer is authenticated (the hello, and with
+    /// credentials the proof) must be small, checked on the length prefix before buffering.
     struct FrameDecoder: ByteToMessageDecoder {
         typealias InboundOut = ByteBuffer
         struct TooLarge: Error {}
-        var first = true
+        var handshakeFrames: Int
+        var framesRead = 0
         mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
             guard let n = buffer.getInteger(at: buffer.readerIndex, endianness: .little, as: UInt32.self) else { return .needMoreData }
-            guard Int(n) <= (first ? RaftSession.helloMaxBytes : RaftWire.maxFrameBytes + 64) else { throw TooLarge() }
+            let limit =
+                framesRead >= handshakeFrames
+                ? RaftWire.maxFrameBytes + 64 : handshakeFrames == 1 ? RaftSession.helloMaxBytes : NodeHandshake.maxMessageBytes
+            guard Int(n) <= limit else { throw TooLarge() }
             guard buffer.readableBytes >= 4 + Int(n) else { return .needMoreData }
             buffer.moveReaderIndex(forwardBy: 4)
-            first = false
+            framesRead += 1
             context.fireChannelRead(wrapInboundOut(buffer.readSlice(length: Int(n))!))
             return .continue
         }
@@ -194,7 +201,8 @@ extension RaftService {
         let service: RaftService
         var challenge: [UInt8] = []
         var seq: UInt64 = 0
-        var host: String?
+        /// Where it came from, and whether that is a member's address (as it was counted).
+        var host: (String, Bool)?
         var helloTimer: Scheduled<Void>?
         /// With a credential: the node handshake, then its session.
         var acceptor: NodeHandshake.Acceptor?
@@ -202,9 +210,9 @@ extension RaftService {
         init(service: RaftService) { self.service = service }
 
         func channelActive(context: ChannelHandlerContext) {
-            let host = context.remoteAddress?.ipAddress ?? "unknown"
-            guard service.admitInbound(host) else { context.close(promise: nil); return }
-            self.host = host
+            let host = context.remoteAddress?.ipAddress ?? "unknown", member = service.isMemberHost(host)
+            guard service.admitInbound(host, member: member) else { context.close(promise: nil); return }
+            self.host = (host, member)
             if let identity = service.authority?.identity {
                 // The connector speaks first.
                 acceptor = NodeHandshake.Acceptor(identity: identity, ephemeral: Sodium.KeyExchange.keyPair(), admit: service.admitter)
@@ -258,7 +266,7 @@ extension RaftService {
 
         func channelInactive(context: ChannelHandlerContext) {
             helloTimer?.cancel()
-            if let host { service.releaseInbound(host); self.host = nil }
+            if let (host, member) = host { service.inbound.release(host, member: member); self.host = nil }
             challenge = []
             context.fireChannelInactive()
         }

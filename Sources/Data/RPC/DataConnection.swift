@@ -222,6 +222,9 @@ final class DataHandler: ChannelDuplexHandler, @unchecked Sendable {
     var cumulation: ByteBuffer?
     var gotChallenge = false
     var framesRead = 0
+    /// Frames still limited to a handshake message's size, whatever `firstFrameMax` says: the
+    /// hello and proof of a node handshake, every frame of a join.
+    var handshakeFrames = 0
     var frames = CircularBuffer<ByteBuffer>()
     var waiter: (CheckedContinuation<ByteBuffer, any Error>, Scheduled<Void>)?
     var readHeld = false
@@ -265,10 +268,14 @@ final class DataHandler: ChannelDuplexHandler, @unchecked Sendable {
         if !gotChallenge {
             guard let c = buf.readBytes(length: SessionBinding.challengeBytes) else { return nil }
             gotChallenge = true
+            // Checked on the length prefix, before a byte of the frame is buffered.
+            if c == NodeHandshake.magic { handshakeFrames = 2 } else if c == JoinHandshake.magic { handshakeFrames = .max }
             peerChallenge.succeed(c)
         }
         guard let n = buf.getInteger(at: buf.readerIndex, endianness: .little, as: UInt32.self) else { return nil }
-        let limit = framesRead == 0 ? firstFrameMax : DataConnection.maxFrameBytes
+        let limit =
+            framesRead < handshakeFrames
+            ? max(NodeHandshake.maxMessageBytes, JoinHandshake.maxMessageBytes) : framesRead == 0 ? firstFrameMax : DataConnection.maxFrameBytes
         guard Int(n) <= limit else {
             finish(DataConnectionError("a frame of \(n) bytes, over \(limit)"))
             context?.close(promise: nil)

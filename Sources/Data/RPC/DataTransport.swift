@@ -18,9 +18,20 @@ public struct DataSettings: Sendable {
     /// Idle client connections kept per peer, and for how long (below the server's idle timeout).
     public var idlePerPeer = 32
     public var keepIdle: TimeAmount = .seconds(20)
-    /// Accepted connections at once; past it new ones are closed at once.
+    /// Accepted connections at once; past it new ones are closed at once. Of them, from sources
+    /// that are no member's address, at most `maxStrangers`, and `maxPerStranger` from one.
     public var maxInbound = 1024
+    public var maxStrangers = 256
+    public var maxPerStranger = 64
     public init() {}
+}
+
+/// Accepted data connections, and the budget they are counted in.
+struct Inbound {
+    var channel: (any Channel)?
+    var open: [ObjectIdentifier: DataConnection] = [:]
+    var budget: InboundBudget
+    var stopped = false
 }
 
 /// The data connection's server: accepts connections, proves the key both ways, then runs each
@@ -36,18 +47,26 @@ public final class DataServer: Service, Sendable {
     let settings: DataSettings
     let pool: NIOThreadPool
     let logger: Logger
-    let state = Mutex<(channel: (any Channel)?, open: [ObjectIdentifier: DataConnection], stopped: Bool)>((nil, [:], false))
+    let state: Mutex<Inbound>
+    /// Whether a source address is a member's (its connections skip the strangers' caps).
+    let isMember: @Sendable (String) -> Bool
     let refusedCount = Atomic<Int>(0)
+    let refusedAtAcceptCount = Atomic<Int>(0)
 
     /// Connections refused for a peer that did not prove a credential of this cluster (or is removed).
     public var handshakesRefused: Int { refusedCount.load(ordering: .relaxed) }
+    /// Connections closed as they were accepted: over `maxInbound`, `maxStrangers` or `maxPerStranger`.
+    public var refusedAtAccept: Int { refusedAtAcceptCount.load(ordering: .relaxed) }
 
     public init(
         host: String, port: Int, backend: any ShardBackend, sealer: any Sealer, door: (any JoinDoor)? = nil, authority: (any PeerAuthority)? = nil,
-        settings: DataSettings = DataSettings(), pool: NIOThreadPool = .singleton, logger: Logger
+        settings: DataSettings = DataSettings(), pool: NIOThreadPool = .singleton, isMember: @escaping @Sendable (String) -> Bool = { _ in false },
+        logger: Logger
     ) {
         self.host = host; self.port = port; self.backend = backend; self.sealer = sealer; self.door = door; self.authority = authority
-        self.settings = settings; self.pool = pool; self.logger = logger
+        self.settings = settings; self.pool = pool; self.isMember = isMember; self.logger = logger
+        let budget = InboundBudget(maxTotal: settings.maxInbound, maxStrangers: settings.maxStrangers, maxPerStranger: settings.maxPerStranger)
+        state = Mutex(Inbound(budget: budget))
     }
 
     /// Binds the listener; returns the port (useful with port 0).
@@ -76,7 +95,7 @@ public final class DataServer: Service, Sendable {
     /// Stops listening and closes every connection.
     public func stop() async {
         let (ch, open) = state.withLock { s in
-            defer { s = (nil, [:], true) }
+            defer { s.channel = nil; s.open = [:]; s.stopped = true }
             return (s.channel, Array(s.open.values))
         }
         try? await ch?.close()
@@ -91,19 +110,26 @@ public final class DataServer: Service, Sendable {
     }
 
     func accepted(_ conn: DataConnection) {
+        let host = conn.remoteHost, member = isMember(host)
         let admitted = state.withLock { s -> Bool in
-            guard !s.stopped, s.open.count < settings.maxInbound else { return false }
+            guard !s.stopped, s.budget.admit(host, member: member) else { return false }
             s.open[ObjectIdentifier(conn)] = conn
             return true
         }
         guard admitted else {
-            logger.warning("refusing a data connection over the limit", metadata: ["limit": "\(settings.maxInbound)"])
+            let n = refusedAtAcceptCount.add(1, ordering: .relaxed).newValue
+            if n & (n - 1) == 0 {  // 1st, 2nd, 4th, 8th…
+                logger.warning("refusing data connections over the limits", metadata: ["from": "\(host)", "count": "\(n)"])
+            }
             conn.close()
             return
         }
         Task {
             await self.serve(conn)
-            _ = self.state.withLock { $0.open.removeValue(forKey: ObjectIdentifier(conn)) }
+            self.state.withLock { s in
+                s.open[ObjectIdentifier(conn)] = nil
+                s.budget.release(host, member: member)
+            }
         }
     }
 

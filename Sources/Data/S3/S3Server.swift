@@ -100,7 +100,7 @@ public struct S3Responder: HTTPResponder {
         return Response(status: .init(code: e.status), headers: headers, body: .init(byteBuffer: body))
     }
 
-    /// Refuses, with 403, what the request's key may not do on its bucket (and, for a copy, on the source's).
+    /// Refuses what the request's key may not do on its bucket (and, for a copy, on the source's).
     func authorize(_ c: S3Call, source: CopySource?, request: Request, principal: Principal) throws {
         guard let bucket = c.bucket else { return }
         let m = request.method

@@ -215,7 +215,9 @@ public struct Agent: Sendable {
                 let endpoint = "http://\(config.s3Listen.host):\(port)"
                 Task {
                     // Ready only once the founder's credential exists: a token made then is redeemable.
-                    if startIdentity.signs { await Self.completeFounderIdentity(startIdentity, name: config.name, raft: raft, joins: joins, logger: logger) }
+                    if startIdentity.signs && !startIdentity.joined {
+                        await Self.completeFounderIdentity(startIdentity, name: config.name, raft: raft, joins: joins, logger: logger)
+                    }
                     var migrate = migrateBuckets
                     if !keys.all.isEmpty {
                         // Keys of the credentials file the cluster lacks (also after a crash mid-migration).

@@ -49,7 +49,9 @@ public enum Enrolment {
             }
             switch answer {
             case .accepted(let g):
-                try identity.save(clusterKey: ClusterKey(publicKey: g.clusterKey))
+                let signs = !g.signingKey.isEmpty && Sodium.Sign.publicKey(of: g.signingKey) == g.clusterKey
+                try identity.save(clusterKey: ClusterKey(publicKey: g.clusterKey, secretKey: signs ? g.signingKey : nil))
+                try identity.save(members: g.members)
                 var ring = try Keyring(primary: g.keyring[0])
                 for k in g.keyring.dropFirst() { ring.install(k) }
                 try ring.save(path: "\(dataDir)/keyring")

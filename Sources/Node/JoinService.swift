@@ -116,7 +116,9 @@ final class JoinService: JoinDoor {
         case .nodeExists: return refused("name_taken", "another node is already named \(req.name)", remote)
         default: return refused("unavailable", "unexpected outcome \(outcome)", remote)
         }
-        let (clusterID, record) = raft.read { ($0.clusterID, $0.nodes[req.name]) }
+        let (clusterID, record, granted) = raft.read { s in
+            (s.clusterID, s.nodes[req.name], s.nodes.values.filter { $0.removedMs == nil }.map { GrantedMember(name: $0.name, publicKey: $0.publicKey) })
+        }
         guard let record, let role = NodeRole(rawValue: record.role),
             let cred = key.issue(clusterID: clusterID, node: req.name, publicKey: req.publicKey, role: role, issuedMs: record.joinedMs)
         else { return refused("unavailable", "cannot sign the credential", remote) }
@@ -131,6 +133,8 @@ final class JoinService: JoinDoor {
             JoinGrant(
                 clusterID: clusterID, clusterKey: key.publicKey, credential: cred, keyring: keyring.keys,
                 seeds: members.filter { $0.status == .alive }.map(\.address).prefix(16).map { $0 },
-                secretsKey: authority.state.withLock { $0.secretsKey } ?? []))
+                secretsKey: authority.state.withLock { $0.secretsKey } ?? [],
+                // Every node of role all signs credentials too, so any of them admits joiners.
+                signingKey: role == .all ? key.secretKey ?? [] : [], members: Array(granted.prefix(GrantedMember.maxCount))))
     }
 }

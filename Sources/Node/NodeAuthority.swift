@@ -4,8 +4,12 @@ import Security
 import Synchronization
 
 /// This node's identity for its transports and the rule for whom they let in: a peer whose
-/// credential verified is admitted unless the cluster state gave its name another key or
-/// `stacks node remove` removed it.
+/// credential verified is admitted only if the cluster state holds its name with that key and
+/// `stacks node remove` has not removed it. A replica that holds no node record yet (it just
+/// joined) admits the members its join grant named instead, the leader among them; a peer the
+/// replica does not know yet (it joined a moment ago) is refused and connects again once the
+/// replica has caught up. So a credential signed with the cluster key for a name the cluster
+/// never admitted (by a removed node that kept the key) opens nothing.
 final class NodeAuthority: PeerAuthority {
     let state: Mutex<NodeIdentity>
     let raft = Mutex<RaftService?>(nil)
@@ -17,9 +21,14 @@ final class NodeAuthority: PeerAuthority {
     }
 
     func admit(_ credential: NodeCredential) -> String? {
-        guard let raft = raft.withLock({ $0 }) else { return nil }
+        guard let raft = raft.withLock({ $0 }) else { return "this node is starting" }
+        let granted = state.withLock { $0.grantedMembers }
         return raft.read { s in
-            guard let n = s.nodes[credential.node] else { return nil }
+            if s.nodes.isEmpty {
+                guard let key = granted[credential.node] else { return "\(credential.node) is no member this node knows of yet" }
+                return key == credential.publicKey ? nil : "the cluster admitted another key under the name \(credential.node)"
+            }
+            guard let n = s.nodes[credential.node] else { return "\(credential.node) is no member of the cluster (as this replica knows it)" }
             if n.publicKey != credential.publicKey { return "the cluster admitted another key under the name \(credential.node)" }
             if n.removedMs != nil { return "removed from the cluster (stacks node remove)" }
             return nil

@@ -11,6 +11,9 @@ public struct NodeIdentity: Sendable {
     public var credential: NodeCredential?
     /// `secrets.key`: what S3 users' secrets are sealed under in the cluster state (every member has it).
     public var secretsKey: [UInt8]?
+    /// `members`: the members the join grant named (`name base64key` lines), admitted while this
+    /// node's replica holds no node record yet.
+    public var grantedMembers: [String: [UInt8]] = [:]
     let dir: String
 
     public init(dataDir: String) throws {
@@ -44,6 +47,12 @@ public struct NodeIdentity: Sendable {
             guard k.count == Sodium.AEAD.keyBytes else { throw ConfigError(file: "\(dir)/secrets.key", key: nil, line: nil, problem: "is not a 32-byte key") }
             secretsKey = k
         }
+        if let b = try? Files.read("\(dir)/members", limit: 1 << 20) {
+            for l in String(decoding: b, as: UTF8.self).split(separator: "\n") {
+                let f = l.split(separator: " ")
+                if f.count == 2, let k = Base64.decode(String(f[1])) { grantedMembers[String(f[0])] = k }
+            }
+        }
         if let c = try line("node.cred") {
             do { credential = try NodeCredential(decoding: c) } catch {
                 throw ConfigError(file: "\(dir)/node.cred", key: nil, line: nil, problem: "is not a node credential: \(error)")
@@ -53,6 +62,9 @@ public struct NodeIdentity: Sendable {
 
     /// Whether this node can sign credentials (and so admit joining nodes).
     public var signs: Bool { clusterKey?.secretKey != nil }
+
+    /// Whether it came in with a join grant (which names the members), rather than founding.
+    public var joined: Bool { !grantedMembers.isEmpty }
 
     /// What it shows a joiner: nil until it has a credential that its cluster key verifies.
     public var proof: JoinDoorman.Proof? {
@@ -72,6 +84,13 @@ public struct NodeIdentity: Sendable {
         try Files.makeDirectory(dir)
         try write("secrets.key", k)
         secretsKey = k
+    }
+
+    public mutating func save(members: [GrantedMember]) throws {
+        try Files.makeDirectory(dir)
+        let text = members.map { "\($0.name) \(Base64.encode($0.publicKey))\n" }.joined()
+        try Files.writeAtomically(Array(text.utf8), to: "\(dir)/members", mode: 0o600)
+        grantedMembers = Dictionary(members.map { ($0.name, $0.publicKey) }, uniquingKeysWith: { a, _ in a })
     }
 
     public mutating func save(nodeKey k: NodeKey) throws {

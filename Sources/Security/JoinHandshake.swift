@@ -77,11 +77,29 @@ public struct JoinGrant: Sendable, Equatable {
     public var seeds: [String]
     /// What S3 users' secrets are sealed under in the cluster state.
     public var secretsKey: [UInt8]
+    /// The cluster's signing key, for a node of role `all` (so any such member admits joiners);
+    /// empty for the others.
+    public var signingKey: [UInt8]
+    /// The cluster's members and their keys when it was granted: a replica that has applied no
+    /// node record yet admits exactly these (the leader among them).
+    public var members: [GrantedMember]
 
-    public init(clusterID: String, clusterKey: [UInt8], credential: NodeCredential, keyring: [[UInt8]], seeds: [String], secretsKey: [UInt8] = []) {
+    public init(
+        clusterID: String, clusterKey: [UInt8], credential: NodeCredential, keyring: [[UInt8]], seeds: [String], secretsKey: [UInt8] = [],
+        signingKey: [UInt8] = [], members: [GrantedMember] = []
+    ) {
         self.clusterID = clusterID; self.clusterKey = clusterKey; self.credential = credential; self.keyring = keyring; self.seeds = seeds
-        self.secretsKey = secretsKey
+        self.secretsKey = secretsKey; self.signingKey = signingKey; self.members = members
     }
+}
+
+/// A member as a join grant names it.
+public struct GrantedMember: Sendable, Equatable {
+    public var name: String
+    public var publicKey: [UInt8]
+    public init(name: String, publicKey: [UInt8]) { self.name = name; self.publicKey = publicKey }
+    /// At most this many in a grant (a join answer stays within its 64 KiB).
+    public static let maxCount = 512
 }
 
 public enum JoinAnswer: Sendable, Equatable {
@@ -98,6 +116,8 @@ public enum JoinAnswer: Sendable, Equatable {
             w.u32(UInt32(g.keyring.count)); for k in g.keyring { w.blob(k) }
             w.u32(UInt32(g.seeds.count)); for s in g.seeds { w.string(s) }
             w.blob(g.secretsKey)
+            w.blob(g.signingKey)
+            w.u32(UInt32(g.members.count)); for m in g.members { w.string(m.name); w.blob(m.publicKey) }
         case .refused(let why): w.u8(2); w.string(why)
         case .redirect(let to): w.u8(3); w.u32(UInt32(to.count)); for a in to { w.string(a) }
         }
@@ -115,7 +135,13 @@ public enum JoinAnswer: Sendable, Equatable {
             let ns = try r.count(max: 256)
             var seeds: [String] = []
             for _ in 0..<ns { seeds.append(try r.string(max: 300)) }
-            self = .accepted(JoinGrant(clusterID: id, clusterKey: ck, credential: cred, keyring: keys, seeds: seeds, secretsKey: try r.blob(max: 64)))
+            let secrets = try r.blob(max: 64), signing = try r.blob(max: 64)
+            let nm = try r.count(max: GrantedMember.maxCount)
+            var members: [GrantedMember] = []
+            for _ in 0..<nm { members.append(GrantedMember(name: try r.string(max: 256), publicKey: try r.blob(max: 64))) }
+            self = .accepted(
+                JoinGrant(
+                    clusterID: id, clusterKey: ck, credential: cred, keyring: keys, seeds: seeds, secretsKey: secrets, signingKey: signing, members: members))
         case 2: self = .refused(try r.string(max: 1024))
         case 3:
             let n = try r.count(max: 64)

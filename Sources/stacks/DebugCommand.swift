@@ -20,10 +20,20 @@ struct DebugCommand: ParsableCommand {
         @Option(help: "The receiving node's name.") var toName: String
         @Option(help: "The name the frame claims to come from (default: the credential's).") var from: String?
         @Option(help: "vote (a vote request at term 1000000) or token (forward createToken).") var frame: String
+        @Option(help: "Sign a new credential for this name with the data directory's cluster key, and use it.") var mint: String?
 
         func run() throws {
             let identity = try NodeIdentity(dataDir: dataDir)
-            guard let proof = identity.proof else { throw ValidationError("\(dataDir) holds no credential") }
+            guard var proof = identity.proof else { throw ValidationError("\(dataDir) holds no credential") }
+            if let mint {
+                let key = NodeKey.generate()
+                guard let signing = identity.clusterKey,
+                    let c = signing.issue(
+                        clusterID: proof.credential.clusterID, node: mint, publicKey: key.publicKey, role: .all,
+                        issuedMs: Int64(Date().timeIntervalSince1970 * 1000))
+                else { throw ValidationError("\(dataDir) holds no cluster signing key") }
+                proof = JoinDoorman.Proof(clusterKey: proof.clusterKey, credential: c, nodeKey: key)
+            }
             let me = proof.credential
             let initiator = NodeHandshake.Initiator(
                 identity: .init(clusterKey: proof.clusterKey, credential: me, nodeKey: proof.nodeKey), purpose: .raft,

@@ -79,3 +79,67 @@ def test_a_compute_node_may_not_administer_and_no_member_speaks_for_another(tmp_
     finally:
         for n in nodes:
             n.kill()
+
+
+def handshakes_refused(node: StacksNode) -> float:
+    return node.metrics().get("stacks_raft_handshakes_refused_total", 0)
+
+
+def test_a_credential_minted_for_a_name_never_admitted_opens_nothing(tmp_path):
+    """A removed founder keeps the cluster's signing key and signs a credential for a fresh name:
+    every member refuses it at the handshake (the name is in no node record), and counts it."""
+    n1 = founder(tmp_path)
+    token = make_token(n1, "--uses", "2")
+    nodes = [n1] + [StacksNode(tmp_path, f"n{i}", gossip_key="", join=(n1.data_address, token)) for i in (2, 3)]
+    try:
+        for n in nodes[1:]:
+            n.start()
+        wait_for("3 voters", healthy_with(nodes, 3), 90)
+        out = stacks("node", "remove", "n1", "--data-dir", nodes[1].data_dir)
+        assert out.returncode == 0, out.stderr
+        n2, n3 = nodes[1:]
+        wait_for("n1 out of the Raft group", lambda: (next((x["raft_role"] for x in status(n2)[1]["nodes"] if x["name"] == "n1"), "none") == "none", ""), 60)
+        n1.kill()  # what is left of it is its data dir, signing key included; nothing else knocks
+        for target in (n2, n3):
+            before = handshakes_refused(target)
+            args = ["debug", "raft-frame", "--data-dir", n1.data_dir, "--to", f"127.0.0.1:{target.raft_port}", "--to-name", target.name,
+                    "--frame", "vote", "--mint", "ghost"]
+            stacks(*args)  # the acceptor refuses after the proof, so the sender may not notice
+            wait_for(f"{target.name} counts the refusal", lambda: (handshakes_refused(target) > before, handshakes_refused(target)), 10)
+            assert target.metrics().get("stacks_raft_term", 0) < 1_000_000
+        assert all(x["name"] != "ghost" for x in status(n2)[1]["nodes"])
+    finally:
+        for n in nodes:
+            n.kill()
+
+
+def test_a_member_of_role_all_admits_joiners_while_the_founder_is_down(tmp_path):
+    """Every node of role all holds the signing key: with the founder killed, a new node joins
+    through another member; the founder comes back and is still a member."""
+    n1 = founder(tmp_path)
+    token = make_token(n1, "--uses", "3")
+    nodes = [n1] + [StacksNode(tmp_path, f"n{i}", gossip_key="", join=(n1.data_address, token)) for i in (2, 3, 4)]
+    try:
+        for n in nodes[1:]:
+            n.start()
+        wait_for("3 voters", healthy_with(nodes, 3), 90)
+        late = make_token(n1)
+        n1.kill()
+        n2 = nodes[1]
+        wait_for("a leader without n1", lambda: (any(x["raft_role"] == "leader" and x["name"] != "n1" for x in status(n2)[1]["nodes"]), ""), 60)
+        n5 = StacksNode(tmp_path, "n5", gossip_key="", join=(n2.data_address, late))
+        nodes.append(n5)
+        n5.start()
+        assert n5.has_credential
+        wait_for("n5 in n2's view", lambda: (any(x["name"] == "n5" for x in status(n2)[1]["nodes"]), ""), 30)
+        n1.start()
+        wait_for("all five healthy, the founder among them", healthy_with(nodes, 5), 90)
+        names = {x["name"] for x in status(n1)[1]["nodes"]}
+        assert {"n1", "n5"} <= names, names
+        s3 = n5.client(access_key=n2.access_key, secret_key=n2.secret_key)
+        s3.create_bucket(Bucket="after-the-founder")
+        s3.put_object(Bucket="after-the-founder", Key="k", Body=b"v" * 1000)
+        assert n1.client().get_object(Bucket="after-the-founder", Key="k")["Body"].read() == b"v" * 1000
+    finally:
+        for n in nodes:
+            n.kill()

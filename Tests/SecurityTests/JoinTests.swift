@@ -79,7 +79,9 @@ extension String {
         #expect(req.tokenID == token.id && req.secret == token.secret && req.name == "new" && req.publicKey == key.publicKey)
 
         let cred = try #require(m.cluster.issue(clusterID: "c1", node: "new", publicKey: key.publicKey, role: .storage, issuedMs: 2))
-        let grant = JoinGrant(clusterID: "c1", clusterKey: m.cluster.publicKey, credential: cred, keyring: [Sodium.randomBytes(32)], seeds: ["127.0.0.1:7946"])
+        let grant = JoinGrant(
+            clusterID: "c1", clusterKey: m.cluster.publicKey, credential: cred, keyring: [Sodium.randomBytes(32)], seeds: ["127.0.0.1:7946"],
+            secretsKey: Sodium.randomBytes(32), signingKey: m.cluster.secretKey ?? [], members: [GrantedMember(name: "m", publicKey: Sodium.randomBytes(32))])
         #expect(try j.answer(d.answer(.accepted(grant))) == .accepted(grant))
         #expect(try j.answer(d.answer(.refused("token expired"))) == .refused("token expired"))
         #expect(try j.answer(d.answer(.redirect(["127.0.0.1:7301"]))) == .redirect(["127.0.0.1:7301"]))

@@ -79,7 +79,12 @@ public enum Enrolment {
         var joiner = Joiner(token: token, name: name, nodeKey: nodeKey, ephemeral: Sodium.KeyExchange.keyPair())
         try await conn.sendPlain(joiner.hello)
         let proof = try await conn.receivePlain(timeout: .seconds(10), maxBytes: JoinHandshake.maxMessageBytes)
-        try await conn.sendPlain(try joiner.request(answering: proof))
+        let request: [UInt8]
+        do { request = try joiner.request(answering: proof) } catch {
+            if error.otherCluster { try? await conn.sendPlain(JoinHandshake.otherCluster) }
+            throw error
+        }
+        try await conn.sendPlain(request)
         // Admission commits through Raft: give it longer than one round trip.
         return try joiner.answer(try await conn.receivePlain(timeout: .seconds(30), maxBytes: JoinHandshake.maxMessageBytes))
     }

@@ -19,6 +19,7 @@ final class JoinService: JoinDoor {
     static let refusedSeries = Series("stacks_join_refused_total", "Join attempts this node refused, by reason.")
     static let reasons = [
         "expired", "used_up", "revoked", "wrong_secret", "unknown_token", "name_taken", "bad_request", "handshake", "unavailable", "rate_limited",
+        "other_cluster",
     ]
     /// The gossip tag of members that sign credentials.
     static let signerTag = "signer"
@@ -54,6 +55,10 @@ final class JoinService: JoinDoor {
             let proof = try door.proof(answering: hello)
             try await conn.sendPlain(proof)
             let sealed = try await conn.receivePlain(timeout: timeout, maxBytes: JoinHandshake.maxMessageBytes)
+            if sealed == JoinHandshake.otherCluster {
+                _ = refused("other_cluster", "a joiner whose token is for another cluster (or that dialled a member of another cluster)", conn.remote)
+                return
+            }
             let request: JoinRequest
             do { request = try door.request(sealed) } catch {
                 try await conn.sendPlain(door.answer(refused("handshake", error.description, conn.remote)))

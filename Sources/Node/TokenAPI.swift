@@ -106,12 +106,17 @@ enum TokenAPI {
                 return AdminAPI.problem(.notFound, "no node named \(name) was admitted with a credential (see stacks token list --joins)")
             }
             return try await AdminAPI.clusterCall {
+                // Removal and rotation are one step: asked again (after a lost answer, or a crash
+                // between the two), it rotates again and finishes.
                 let now = Int64(Date().timeIntervalSince1970 * 1000)
-                guard try await raft.submit(.removeNode(name: name, atMs: now)) == .ok else {
-                    return AdminAPI.problem(.conflict, "\(name) is already removed")
+                let removed = try await raft.submit(.removeNode(name: name, atMs: now))
+                guard removed == .ok || raft.read({ $0.nodes[name]?.removedMs != nil }) else {
+                    return AdminAPI.problem(.conflict, "\(name) cannot be removed (\(removed))")
                 }
-                _ = try await raft.submit(.rotateGossipKey(Sodium.randomBytes(32)))
-                return try AdminAPI.json(["removed": name, "gossip_key": "rotated"])
+                guard try await raft.submit(.rotateGossipKey(Sodium.randomBytes(32))) == .ok else {
+                    return AdminAPI.problem(.serviceUnavailable, "\(name) is removed, but the gossip key did not rotate; run it again")
+                }
+                return try AdminAPI.json(["removed": name, "gossip_key": "rotated", "already": removed == .ok ? "no" : "yes"])
             }
         }
     }

@@ -25,6 +25,10 @@ public enum JoinHandshake {
     /// Every message of the handshake is at most this long.
     public static let maxMessageBytes = 64 << 10
 
+    /// What a joiner sends, unsealed, in place of its request when the member proved another
+    /// cluster's key than its token's: the member counts it (it learns nothing else).
+    public static let otherCluster = Array("STKS-JOIN-OTHER-CLUSTER".utf8)
+
     static func transcript(hello: [UInt8], memberEphemeral: [UInt8], clusterKey: [UInt8], credential: [UInt8]) -> [UInt8] {
         var w = BinaryWriter()
         w.string("stacks join transcript")
@@ -37,7 +41,9 @@ public enum JoinHandshake {
 
 public struct HandshakeError: Error, Equatable, CustomStringConvertible {
     public var description: String
-    public init(_ description: String) { self.description = description }
+    /// The peer proved the key of another cluster than the one asked for.
+    public var otherCluster = false
+    public init(_ description: String, otherCluster: Bool = false) { self.description = description; self.otherCluster = otherCluster }
 }
 
 /// What a joiner asks for once it trusts the member.
@@ -192,7 +198,8 @@ public struct Joiner: Sendable {
             (try? p.expectEnd()) != nil, let cred = try? NodeCredential(decoding: credBytes)
         else { throw HandshakeError("the seed's proof is malformed") }
         guard Sodium.constantTimeEqual(ClusterKey.fingerprint(of: ck), token.fingerprint) else {
-            throw HandshakeError("the seed does not hold the cluster key this token is for (fingerprint mismatch): refusing to send the secret")
+            throw HandshakeError(
+                "the seed does not hold the cluster key this token is for (fingerprint mismatch): refusing to send the secret", otherCluster: true)
         }
         let t = JoinHandshake.transcript(hello: hello, memberEphemeral: eph, clusterKey: ck, credential: credBytes)
         guard cred.verify(clusterKey: ck), Sodium.Sign.verify(sig, of: t, publicKey: cred.publicKey) else {

@@ -208,8 +208,33 @@ struct JoinCommand: AsyncParsableCommand {
             """)
     @Option(name: .long, help: "Data directory of the node.")
     var dataDir = ".stacks"
-    @Option(name: .long, help: "A join token from `stacks token create`.")
+    @Option(name: .long, help: "A join token from `stacks token create`. Prefer --token-file or STACKS_TOKEN (a command line is visible in `ps`).")
     var token: String?
+    @Option(name: .long, help: "Read the join token from this file (its first line), or from standard input with -.")
+    var tokenFile: String?
+
+    /// The token from --token, else --token-file, else the environment's STACKS_TOKEN (as k3s
+    /// takes --token-file and K3S_TOKEN), so it need not appear on a command line.
+    static func readToken(_ token: String?, file: String?) throws -> String? {
+        if token != nil && file != nil { throw ValidationError("give --token or --token-file, not both") }
+        if let token { return token }
+        if let file {
+            let data: Data
+            if file == "-" {
+                data = FileHandle.standardInput.readData(ofLength: 4096)
+            } else {
+                guard let h = FileHandle(forReadingAtPath: file) else { throw ValidationError("cannot read --token-file \(file)") }
+                data = h.readData(ofLength: 4096)
+            }
+            return String(decoding: data, as: UTF8.self).split(whereSeparator: \.isNewline).first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+        }
+        return ProcessInfo.processInfo.environment["STACKS_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
+    }
+
+    /// Whether a token is given one of those ways (without reading it: standard input is read once).
+    static func tokenGiven(_ token: String?, file: String?) -> Bool {
+        token != nil || file != nil || ProcessInfo.processInfo.environment["STACKS_TOKEN"].map { !$0.isEmpty } == true
+    }
     @Option(name: .long, help: "With --token: the new node's name (default: the host name).")
     var name: String?
     @Option(name: .long, help: "With --token: the S3 listen address host:port.")
@@ -232,7 +257,7 @@ struct JoinCommand: AsyncParsableCommand {
     }
 
     func validate() throws {
-        guard let _ = token else { return }
+        guard Self.tokenGiven(token, file: tokenFile) else { return }
         guard seeds.count == 1 else { throw ValidationError("give exactly one seed: a member's address from `stacks status`") }
         guard NodeConfig.isValidName(nodeName) else { throw ValidationError("--name must be 1-64 letters, digits, '-', '_' or '.'") }
         guard
@@ -243,7 +268,7 @@ struct JoinCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        guard let token else {
+        guard let token = try Self.readToken(token, file: tokenFile) else {
             _ = try AdminClient(dataDir: dataDir).post("/v1/join", json: ["seeds": seeds], as: [String: [String]].self)
             print("joining through \(seeds.joined(separator: ", "))")
             return

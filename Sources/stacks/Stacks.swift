@@ -56,8 +56,18 @@ struct AgentCommand: AsyncParsableCommand {
     )
     var join: [String] = []
 
-    @Option(name: .long, help: "A join token (`stacks token create`): enrol through --join on the first start, then run.")
+    @Option(
+        name: .long,
+        help:
+            "A join token (`stacks token create`): enrol through --join on the first start, then run. Prefer --token-file or STACKS_TOKEN (`ps` shows a command line)."
+    )
     var token: String?
+
+    @Option(name: .long, help: "Read the join token from this file (its first line), or from standard input with -.")
+    var tokenFile: String?
+
+    /// --token, else --token-file, else the environment's STACKS_TOKEN.
+    var joinToken: String? { get throws { try JoinCommand.readToken(token, file: tokenFile) } }
 
     /// `stacks join` leaves the node's config here: `stacks agent --data-dir DIR` runs it.
     var joinedConfig: String? {
@@ -66,7 +76,9 @@ struct AgentCommand: AsyncParsableCommand {
     }
 
     func validate() throws {
-        if token != nil && join.count != 1 { throw ValidationError("--token needs exactly one --join SEED: a member's address from `stacks status`") }
+        if JoinCommand.tokenGiven(token, file: tokenFile) && join.count != 1 {
+            throw ValidationError("--token needs exactly one --join SEED: a member's address from `stacks status`")
+        }
         if let path = joinedConfig {
             guard FileManager.default.fileExists(atPath: path) else {
                 throw ValidationError("\(path) is missing: `stacks join SEED --token TOKEN --data-dir DIR` writes it (or give --config FILE or --dev)")
@@ -111,7 +123,7 @@ struct AgentCommand: AsyncParsableCommand {
             }
         }
         let agent = Agent(config: nodeConfig)
-        let enrol = token.map { (seed: join[0], token: $0) }
+        let enrol = try joinToken.map { (seed: join[0], token: $0) }
         let config = nodeConfig
         try await agent.run(join: enrol == nil ? join : [], enrol: enrol, generateGossipKey: dev && enrol == nil) { endpoint, newKey in
             var lines = ["stacks: node \(config.name) serving S3 at \(endpoint) (region \(config.region)), data in \(config.dataDir)"]

@@ -127,8 +127,12 @@ struct NodeCommand: ParsableCommand {
         @Argument(help: "The node's name.")
         var name: String
         func run() throws {
-            _ = try AdminClient(dataDir: options.dataDir).post("/v1/nodes/\(name)/remove", json: [String: String](), as: [String: String].self)
-            print("removed node \(name); the gossip key was rotated without it")
+            let answer = try AdminClient(dataDir: options.dataDir).post("/v1/nodes/\(name)/remove", json: [String: String](), as: [String: String].self)
+            let again = answer["already"] == "yes"
+            print(
+                again
+                    ? "node \(name) was already removed; the gossip key was rotated again without it"
+                    : "removed node \(name); the gossip key was rotated without it")
         }
     }
 }

@@ -26,6 +26,15 @@ READY_TIMEOUT = float(os.environ.get("STACKS_READY_TIMEOUT", "60"))
 STOP_TIMEOUT = 10.0
 # One gossip key for every node a test session starts, unless a test asks for another.
 SESSION_GOSSIP_KEY = base64.b64encode(os.urandom(32)).decode()
+# Every secret the session's tests made (join token secrets, S3 secrets), for the last test to
+# look for in every log the session's nodes wrote.
+CREATED_SECRETS: set[str] = set()
+
+
+def remember_secret(text: str) -> str:
+    """Registers a token's secret part (the text after its last '-') or a secret as it is."""
+    CREATED_SECRETS.add(text.rsplit("-", 1)[-1] if text.startswith("STKS1-") else text)
+    return text
 
 
 def stacks_binary() -> Path:
@@ -246,7 +255,7 @@ class StacksNode:
                                  capture_output=True, text=True, timeout=60)
             if out.returncode != 0:
                 raise RuntimeError(f"cannot make a join token on {seed.name}: {out.stderr}")
-            self.join = (seed.data_address, out.stdout.strip().splitlines()[-1])
+            self.join = (seed.data_address, remember_secret(out.stdout.strip().splitlines()[-1]))
             self.gossip_key = ""
         self._write_config()
 
@@ -297,6 +306,8 @@ class StacksNode:
                     endpoint = env["STACKS_S3_ENDPOINT"]
                     requests.get(endpoint, timeout=2)
                     self.env = env
+                    if env.get("AWS_SECRET_ACCESS_KEY"):
+                        remember_secret(env["AWS_SECRET_ACCESS_KEY"])
                     return
                 except (KeyError, OSError, requests.RequestException) as e:
                     last_err = e

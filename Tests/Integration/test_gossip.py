@@ -107,8 +107,8 @@ def test_tag_update_reaches_everyone(cluster):
         for n in cluster:
             tags = next(m["tags"] for m in members(n) if m["name"] == subject.name)
             # The node keeps its own reserved tags (Raft and data addresses, cluster id, data
-            # report) through `stacks tags`.
-            own = {k: tags.get(k) for k in ("raft", "data", "cluster", "dstat")}
+            # report, signer on a node that signs credentials) through `stacks tags`.
+            own = {k: tags.get(k) for k in ("raft", "data", "cluster", "dstat", "signer")}
             if {k: v for k, v in tags.items() if k not in own} != {"zone": "c", "hypervisor": "kvm"} \
                     or own["raft"] != f"127.0.0.1:{subject.raft_port}" or own["data"] != f"127.0.0.1:{subject.data_port}" \
                     or not own["cluster"]:

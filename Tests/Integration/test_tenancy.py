@@ -24,7 +24,7 @@ from botocore.credentials import Credentials
 
 from conftest import _factory, _stop
 from s3util import xml_error
-from stacks_node import s3_config, stacks_binary
+from stacks_node import remember_secret, s3_config, stacks_binary
 
 DOMAIN = "s3.test"
 
@@ -34,7 +34,7 @@ def create_key(node, *args) -> tuple[str, str]:
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     kv = dict(line.split("=", 1) for line in out.stdout.split() if "=" in line)
-    return kv["AWS_ACCESS_KEY_ID"], kv["AWS_SECRET_ACCESS_KEY"]
+    return kv["AWS_ACCESS_KEY_ID"], remember_secret(kv["AWS_SECRET_ACCESS_KEY"])
 
 
 @pytest.fixture(scope="module", params=["one-node", "three-nodes"])

@@ -118,6 +118,8 @@ import Testing
         #expect(s.apply(req(31, .removeNode(name: "a", atMs: 9))).outcome == .ok)
         #expect(s.removedNodes == ["a"] && s.nodes["a"]?.removedMs == 9)
         #expect(s.apply(req(32, .removeNode(name: "a", atMs: 10))).outcome == .noSuchNode)
+        #expect(s.apply(req(38, .registerNode(NodeRecord(name: "a", publicKey: key, role: "all", joinedMs: 1, tokenID: "")))).outcome == .nodeExists)
+        #expect(s.nodes["a"]?.removedMs == 9, "registerNode never revives a removed node")
         s.apply(req(33, .createToken(TokenRecord(id: "t4", secretHash: hash, role: "all", createdMs: 0, expiresMs: 1000, usesLeft: 5))))
         #expect(admit(34, "t4", hash, "a", key, 7) == .nodeExists, "the removed key")
         #expect(admit(35, "t4", hash, "a", [5, 5], 7) == .ok)

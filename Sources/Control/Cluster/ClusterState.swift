@@ -299,7 +299,8 @@ public struct ClusterState: Equatable, Sendable {
         case .admitNode(let id, let hash, let node, let key, let now):
             return admit(tokenID: id, secretHash: hash, node: node, publicKey: key, nowMs: now)
         case .registerNode(let n):
-            if let old = nodes[n.name], old.publicKey != n.publicKey { return .nodeExists }
+            // Never over another key, and never revives a removed node.
+            if let old = nodes[n.name], old.publicKey != n.publicKey || old.removedMs != nil { return .nodeExists }
             nodes[n.name] = n
         case .removeNode(let name, let at):
             guard nodes[name] != nil, nodes[name]!.removedMs == nil else { return .noSuchNode }

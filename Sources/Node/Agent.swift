@@ -238,7 +238,9 @@ public struct Agent: Sendable {
                     for c in migrate {
                         while (try? await raft.submit(c)) == nil { try await Task.sleep(for: .milliseconds(200)) }
                     }
-                    // Clients need a key from the cluster state: the founder's, or the first one a joiner learns.
+                    // Ready once the cluster state holds a key: the founder's, or the first one a joiner
+                    // learns. Only a node that did not join with a token writes it into its env: an
+                    // admin secret on every node would be one more thing a removed node keeps.
                     var key: (id: String, secret: String)?
                     while key == nil {
                         key = keys.all.first { k in catalog.secret(forAccessKey: k.id) == k.secret } ?? catalog.someAdminKey()
@@ -246,10 +248,9 @@ public struct Agent: Sendable {
                     }
                     var metricsURL = ""
                     for await url in metricsURLs { metricsURL = url }
+                    let keyLines = startIdentity.joined ? "" : "AWS_ACCESS_KEY_ID=\(key!.id)\nAWS_SECRET_ACCESS_KEY=\(key!.secret)\n"
                     let env = """
-                        AWS_ACCESS_KEY_ID=\(key!.id)
-                        AWS_SECRET_ACCESS_KEY=\(key!.secret)
-                        AWS_DEFAULT_REGION=\(config.region)
+                        \(keyLines)AWS_DEFAULT_REGION=\(config.region)
                         STACKS_S3_ENDPOINT=\(endpoint)
                         STACKS_METRICS_URL=\(metricsURL)
 

@@ -218,13 +218,21 @@ class StacksNode:
     def endpoint(self) -> str:
         return self.env["STACKS_S3_ENDPOINT"].rstrip("/")
 
+    def _keys(self) -> dict[str, str]:
+        """The admin S3 key: in the founder's env only (a node that joined with a token keeps no
+        S3 secret in its env), so a joined node's is the one of the node it joined through."""
+        if "AWS_ACCESS_KEY_ID" in self.env or self.join is None:
+            return self.env
+        seed = next((n for n in StacksNode._by_gossip.values() if n is not self and n.data_address == self.join[0]), None)
+        return seed._keys() if seed is not None else self.env
+
     @property
     def access_key(self) -> str:
-        return self.env["AWS_ACCESS_KEY_ID"]
+        return self._keys()["AWS_ACCESS_KEY_ID"]
 
     @property
     def secret_key(self) -> str:
-        return self.env["AWS_SECRET_ACCESS_KEY"]
+        return self._keys()["AWS_SECRET_ACCESS_KEY"]
 
     @property
     def region(self) -> str:

@@ -3,8 +3,10 @@ import Security
 
 /// A node's identity in `DATA_DIR/identity/` (directory 0700, files 0600, one base64 line each):
 /// `cluster.pub` the cluster's public key, `cluster.key` its signing key (only on the nodes that
-/// sign credentials: the founding node), `node.key` this node's own secret key, `node.cred` its
-/// credential, `secrets.key` the key S3 users' secrets are sealed under. A node that joined before join tokens has none of them.
+/// sign credentials: the founder and nodes of role all), `node.key` this node's own secret key,
+/// `node.cred` its credential, `secrets.key` the key S3 users' secrets are sealed under, and
+/// `members` (a joined node) the members its grant named. A node that joined before join tokens
+/// has none of them.
 public struct NodeIdentity: Sendable {
     public var clusterKey: ClusterKey?
     public var nodeKey: NodeKey?

@@ -290,6 +290,9 @@ def test_sixty_large_tags_reach_every_member(nodes, stored, module_node_factory)
 
 # ------------------------------------------------------------ a siege of the node ports
 DATA_HELLO_S, RAFT_HELLO_S = 5, 2  # DataSettings.helloTimeout, RaftServiceSettings.helloTimeout
+# This process sees a close a little after the node makes it (one CI run saw 15 of 1,300 Raft
+# sockets at 3.07 s with every core busy restarting B): the bound is the deadline + 1 s + this.
+OBSERVED_WITHIN_S = 0.25
 RESTART_BOUND_S = 30  # the restarted node serves PUT and GET again within this (docs/ARCHITECTURE.md)
 NODE_MAGIC = b"STKS-NODE-v1" + bytes(4)
 
@@ -366,7 +369,7 @@ def test_strangers_holding_node_ports_keep_no_member_out(node_factory):
             except (BrokenPipeError, ConnectionResetError):
                 pass  # refused at accept already
         socks.append((s, opened))
-        deadline_of[s] = opened + (DATA_HELLO_S if port == a.data_port else RAFT_HELLO_S) + 1
+        deadline_of[s] = opened + (DATA_HELLO_S if port == a.data_port else RAFT_HELLO_S) + 1 + OBSERVED_WITHIN_S
         watch.add(s)
 
     try:

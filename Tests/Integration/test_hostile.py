@@ -338,9 +338,14 @@ def test_strangers_holding_node_ports_keep_no_member_out(node_factory):
     restarted: it serves PUT and GET again within RESTART_BOUND_S, every stranger's socket is
     closed within its port's handshake deadline plus one second, the refusals are counted, and
     every object acknowledged before reads back through every node."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # 1,300 sockets in this process
     if soft < 4096:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(8192, max(hard, 8192)), max(hard, 8192)))
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(8192, hard)) if hard != resource.RLIM_INFINITY else 8192, hard))
+        except (ValueError, OSError):
+            pass
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[0] < 1500:
+        pytest.skip(f"this process may open only {resource.getrlimit(resource.RLIMIT_NOFILE)[0]} files (ulimit -n); the siege needs 1,500")
     from test_raft import healthy_with
     a = node_factory("siege-a")
     b, c = (node_factory(f"siege-{n}", seeds=[a.gossip_address]) for n in "bc")

@@ -24,14 +24,11 @@ final class NodeAuthority: PeerAuthority {
         guard let raft = raft.withLock({ $0 }) else { return "this node is starting" }
         let granted = state.withLock { $0.grantedMembers }
         return raft.read { s in
-            if s.nodes.isEmpty {
-                guard let key = granted[credential.node] else { return "\(credential.node) is no member this node knows of yet" }
-                return key == credential.publicKey ? nil : "the cluster admitted another key under the name \(credential.node)"
-            }
-            guard let n = s.nodes[credential.node] else { return "\(credential.node) is no member of the cluster (as this replica knows it)" }
-            if n.publicKey != credential.publicKey { return "the cluster admitted another key under the name \(credential.node)" }
-            if n.removedMs != nil { return "removed from the cluster (stacks node remove)" }
-            return nil
+            // A replica with no node record yet knows the members from its join grant.
+            let known = s.nodes.isEmpty ? granted[credential.node].map { ($0, false) } : s.nodes[credential.node].map { ($0.publicKey, $0.removedMs != nil) }
+            guard let (key, removed) = known else { return "\(credential.node) is no member of the cluster (as this replica knows it)" }
+            if key != credential.publicKey { return "the cluster admitted another key under the name \(credential.node)" }
+            return removed ? "removed from the cluster (stacks node remove)" : nil
         }
     }
 }

@@ -121,17 +121,21 @@ struct KeyringCommand: ParsableCommand {
 
         func read() throws -> String {
             if let key { return key }
-            let data: Data
-            if keyFile == "-" {
-                data = FileHandle.standardInput.readData(ofLength: 4096)
-            } else {
-                guard let h = FileHandle(forReadingAtPath: keyFile!) else { throw ValidationError("cannot read --key-file \(keyFile!)") }
-                data = h.readData(ofLength: 4096)
-            }
-            let first = String(decoding: data, as: UTF8.self).split(whereSeparator: \.isNewline).first ?? ""
-            let trimmed = first.trimmingCharacters(in: .whitespaces)
+            let trimmed = try Self.firstLine(of: keyFile!, option: "--key-file")
             guard !trimmed.isEmpty else { throw ValidationError("--key-file \(keyFile!) holds no key") }
             return trimmed
+        }
+
+        /// The first line of `path` (standard input for -), trimmed: secrets kept off command lines.
+        static func firstLine(of path: String, option: String) throws -> String {
+            let data: Data
+            if path == "-" {
+                data = FileHandle.standardInput.readData(ofLength: 4096)
+            } else {
+                guard let h = FileHandle(forReadingAtPath: path) else { throw ValidationError("cannot read \(option) \(path)") }
+                data = h.readData(ofLength: 4096)
+            }
+            return (String(decoding: data, as: UTF8.self).split(whereSeparator: \.isNewline).first ?? "").trimmingCharacters(in: .whitespaces)
         }
     }
 
@@ -218,16 +222,7 @@ struct JoinCommand: AsyncParsableCommand {
     static func readToken(_ token: String?, file: String?) throws -> String? {
         if token != nil && file != nil { throw ValidationError("give --token or --token-file, not both") }
         if let token { return token }
-        if let file {
-            let data: Data
-            if file == "-" {
-                data = FileHandle.standardInput.readData(ofLength: 4096)
-            } else {
-                guard let h = FileHandle(forReadingAtPath: file) else { throw ValidationError("cannot read --token-file \(file)") }
-                data = h.readData(ofLength: 4096)
-            }
-            return String(decoding: data, as: UTF8.self).split(whereSeparator: \.isNewline).first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
-        }
+        if let file { return try KeyringCommand.KeyInput.firstLine(of: file, option: "--token-file") }
         return ProcessInfo.processInfo.environment["STACKS_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
     }
 

@@ -172,6 +172,8 @@ enum AdminAPI {
         do { return try await body() } catch let e as ClusterError {
             if case .forbidden = e { return problem(.forbidden, e.description) }
             return problem(.serviceUnavailable, e.description)
+        } catch let e as SecretsKeys.Refusal {
+            return problem(.conflict, e.description)
         }
     }
 

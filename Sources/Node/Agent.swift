@@ -87,6 +87,8 @@ public struct Agent: Sendable {
         // What `stacks status` and `members --watch` show moves with these (long polls wait on it).
         let changes = ChangeFeed()
         let clusterGossipKey = NewestGossipKey()
+        // Set once the env file is first written: writes it again after a secrets rotation.
+        let rewriteEnv = Hook()
         let raft = try RaftService(
             name: config.name, directory: "\(config.dataDir)/raft", listen: config.raftListen,
             bootstrap: config.bootstrap ?? seeds.isEmpty, gossip: gossip, keyring: keyring,
@@ -95,6 +97,7 @@ public struct Agent: Sendable {
                 ClusterCatalog.mirror(c, o, store: store, logger: log)
                 if case .applyLayout = c, o == .ok { changes.bump() }
                 if case .rotateGossipKey(let k) = c, o == .ok { Self.adoptGossipKey(k, into: clusterGossipKey, gossip: gossip, logger: logger) }
+                if case .rotateSecrets = c, o == .ok { rewriteEnv.run() }
             },
             onRestore: { s in
                 ClusterCatalog.reconcile(s, store: store, logger: log)
@@ -223,12 +226,12 @@ public struct Agent: Sendable {
                         // Keys of the credentials file the cluster lacks (also after a crash mid-migration).
                         while (try? await raft.linearizableBarrier()) == nil { try await Task.sleep(for: .milliseconds(200)) }
                         // With a secrets key (a cluster founded with join tokens) they become admin users, sealed.
-                        let sealer = authority.state.withLock { $0.secretsKey }
+                        let sealer = catalog.secretsKeys.current()
                         for k in keys.all where raft.read({ $0.accessKeys[k.id] == nil && $0.users[k.id] == nil }) {
                             if let sealer {
                                 let u = UserKey(
-                                    id: k.id, name: "admin", sealedSecret: try ClusterCatalog.seal(k.secret, id: k.id, key: sealer), createdMs: Self.nowMs(),
-                                    admin: true)
+                                    id: k.id, name: "admin", sealedSecret: try SecretsKeys.seal(k.secret, id: k.id, key: sealer.key), createdMs: Self.nowMs(),
+                                    admin: true, keyGeneration: sealer.generation)
                                 migrate.append(.putUser(u))
                             } else {
                                 migrate.append(.putAccessKey(id: k.id, secret: k.secret))
@@ -246,17 +249,25 @@ public struct Agent: Sendable {
                         key = keys.all.first { k in catalog.secret(forAccessKey: k.id) == k.secret } ?? catalog.someAdminKey()
                         if key == nil { try await Task.sleep(for: .milliseconds(100)) }
                     }
-                    var metricsURL = ""
-                    for await url in metricsURLs { metricsURL = url }
-                    let keyLines = startIdentity.joined ? "" : "AWS_ACCESS_KEY_ID=\(key!.id)\nAWS_SECRET_ACCESS_KEY=\(key!.secret)\n"
-                    let env = """
-                        \(keyLines)AWS_DEFAULT_REGION=\(config.region)
-                        STACKS_S3_ENDPOINT=\(endpoint)
-                        STACKS_METRICS_URL=\(metricsURL)
+                    var lastMetricsURL = ""
+                    for await url in metricsURLs { lastMetricsURL = url }
+                    let (envKeyID, metricsURL) = (key!.id, lastMetricsURL)
+                    @Sendable func writeEnv(_ secret: String) {
+                        let keyLines = startIdentity.joined ? "" : "AWS_ACCESS_KEY_ID=\(envKeyID)\nAWS_SECRET_ACCESS_KEY=\(secret)\n"
+                        let env = """
+                            \(keyLines)AWS_DEFAULT_REGION=\(config.region)
+                            STACKS_S3_ENDPOINT=\(endpoint)
+                            STACKS_METRICS_URL=\(metricsURL)
 
-                        """
-                    do { try Files.writeAtomically(Array(env.utf8), to: envPath) } catch {
-                        logger.error("cannot write \(envPath): \(error)")
+                            """
+                        do { try Files.writeAtomically(Array(env.utf8), to: envPath) } catch {
+                            logger.error("cannot write \(envPath): \(error)")
+                        }
+                    }
+                    writeEnv(key!.secret)
+                    // `node remove --rotate-keys` gave the env's key a new secret: the env follows.
+                    if !startIdentity.joined {
+                        rewriteEnv.set { if let s = catalog.secret(forAccessKey: envKeyID) { writeEnv(s) } }
                     }
                     announce(endpoint, newKey)
                 }
@@ -266,6 +277,13 @@ public struct Agent: Sendable {
         try await app.runService()
         shards.close()
     }
+}
+
+/// An action set once it can run (nothing happens before).
+final class Hook: Sendable {
+    private let action = Mutex<(@Sendable () -> Void)?>(nil)
+    func set(_ a: @escaping @Sendable () -> Void) { action.withLock { $0 = a } }
+    func run() { action.withLock { $0 }?() }
 }
 
 /// The newest gossip key the cluster rotated to, as applied so far (entries replay in order).

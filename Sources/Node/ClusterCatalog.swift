@@ -62,17 +62,7 @@ struct ClusterCatalog: BucketCatalog, CredentialStore {
         raft.read { $0.users[accessKey] }.map { BucketOwner(id: $0.id, name: $0.name) } ?? .stacks
     }
 
-    /// A user's secret sealed for the cluster state, bound to its key id.
-    static func seal(_ secret: String, id: String, key: [UInt8]) throws -> [UInt8] {
-        try Sodium.AEAD.seal(Array(secret.utf8), key: key, associatedData: Array(id.utf8))
-    }
-
-    func unseal(_ u: UserKey) -> String? {
-        guard let key = authority.state.withLock({ $0.secretsKey }),
-            let plain = try? Sodium.AEAD.open(u.sealedSecret, key: key, associatedData: Array(u.id.utf8))
-        else { return nil }
-        return String(decoding: plain, as: UTF8.self)
-    }
+    var secretsKeys: SecretsKeys { SecretsKeys(raft: raft, authority: authority) }
 
     /// A bucket's own scheme from `x-stacks-scheme`: nil for auto; refused when the layout has
     /// fewer storage nodes than its width (each shard needs a node of its own).
@@ -93,9 +83,13 @@ struct ClusterCatalog: BucketCatalog, CredentialStore {
         if try await submit(.deleteBucket(name: name)) == .noSuchBucket { throw ObjectError.noSuchBucket(name) }
     }
 
-    func secret(forAccessKey id: String) -> String? {
+    func secret(forAccessKey id: String) -> String? { secrets(forAccessKey: id).first }
+
+    /// The user's secret, and during a rotation's grace the one before it.
+    func secrets(forAccessKey id: String) -> [String] {
         let (plain, user) = raft.read { ($0.accessKeys[id], $0.users[id]) }
-        return plain ?? user.flatMap(unseal)
+        if let plain { return [plain] }
+        return user.map { secretsKeys.secrets(of: $0, nowMs: clock()) } ?? []
     }
 
     /// An admin key a node can hand its local clients (`DATA_DIR/env`): a plain one from before
@@ -103,7 +97,7 @@ struct ClusterCatalog: BucketCatalog, CredentialStore {
     func someAdminKey() -> (id: String, secret: String)? {
         let (plain, admins) = raft.read { s in (s.accessKeys.sorted { $0.key < $1.key }.first, s.users.values.filter(\.admin).sorted { $0.id < $1.id }) }
         if let p = plain { return (p.key, p.value) }
-        for u in admins { if let s = unseal(u) { return (u.id, s) } }
+        for u in admins { if let s = secretsKeys.secrets(of: u, nowMs: clock()).first { return (u.id, s) } }
         return nil
     }
 

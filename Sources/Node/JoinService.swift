@@ -138,7 +138,7 @@ final class JoinService: JoinDoor {
             JoinGrant(
                 clusterID: clusterID, clusterKey: key.publicKey, credential: cred, keyring: keyring.keys,
                 seeds: members.filter { $0.status == .alive }.map(\.address).prefix(16).map { $0 },
-                secretsKey: authority.state.withLock { $0.secretsKey } ?? [],
+                secretsKey: SecretsKeys(raft: raft, authority: authority).current()?.key ?? [],
                 // Every node of role all signs credentials too, so any of them admits joiners.
                 signingKey: role == .all ? key.secretKey ?? [] : [], members: Array(granted.prefix(GrantedMember.maxCount))))
     }

@@ -97,10 +97,16 @@ enum TokenAPI {
         }
         router.get("/v1/joins") { _, _ in try AdminAPI.json(raft.read { $0.joins.map(JoinView.init) }) }
         // `stacks node remove`: the node's credential is refused everywhere from the commit on,
-        // then a new gossip key goes to every member but it (through the Raft log, which no
-        // longer reaches it).
-        router.post("/v1/nodes/:name/remove") { _, context in
+        // then a new gossip key and a new secrets key go to every member but it (through the
+        // Raft log, which no longer reaches it); with `rotate_keys`, new S3 secrets too.
+        router.post("/v1/nodes/:name/remove") { request, context in
             let name = context.parameters.get("name") ?? ""
+            let body = try await request.body.collect(upTo: 4096)
+            let ask = body.readableBytes == 0 ? NodeRemoveRequest() : try? JSONDecoder().decode(NodeRemoveRequest.self, from: Data(buffer: body))
+            guard let ask, (0...NodeRemoveRequest.maxGraceSeconds).contains(ask.graceSeconds ?? 0) else {
+                return AdminAPI.problem(
+                    .badRequest, "body must be {\"rotate_keys\": BOOL, \"grace_seconds\": 0...\(NodeRemoveRequest.maxGraceSeconds)}")
+            }
             guard name != raft.name else { return AdminAPI.problem(.conflict, "a node cannot remove itself: run this on another member") }
             guard raft.read({ $0.nodes[name] }) != nil else {
                 return AdminAPI.problem(.notFound, "no node named \(name) was admitted with a credential (see stacks token list --joins)")
@@ -108,16 +114,53 @@ enum TokenAPI {
             return try await AdminAPI.clusterCall {
                 // Removal and rotation are one step: asked again (after a lost answer, or a crash
                 // between the two), it rotates again and finishes.
-                let now = Int64(Date().timeIntervalSince1970 * 1000)
-                let removed = try await raft.submit(.removeNode(name: name, atMs: now))
+                let now: @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }
+                let removed = try await raft.submit(.removeNode(name: name, atMs: now()))
                 guard removed == .ok || raft.read({ $0.nodes[name]?.removedMs != nil }) else {
                     return AdminAPI.problem(.conflict, "\(name) cannot be removed (\(removed))")
                 }
                 guard try await raft.submit(.rotateGossipKey(Sodium.randomBytes(32))) == .ok else {
                     return AdminAPI.problem(.serviceUnavailable, "\(name) is removed, but the gossip key did not rotate; run it again")
                 }
-                return try AdminAPI.json(["removed": name, "gossip_key": "rotated", "already": removed == .ok ? "no" : "yes"])
+                let grace = ask.graceSeconds ?? NodeRemoveRequest.defaultGraceSeconds
+                var answer = NodeRemoval(removed: name, already: removed != .ok, rotatedSecrets: false, graceSeconds: nil, keys: nil)
+                let secrets = SecretsKeys(raft: raft, authority: join.authority)
+                if secrets.current() != nil {
+                    let keys = try await secrets.rotate(
+                        newSecrets: ask.rotateKeys == true, graceMs: Int64(grace) * 1000, nowMs: now)
+                    answer.rotatedSecrets = true
+                    if ask.rotateKeys == true { (answer.keys, answer.graceSeconds) = (keys, grace) }
+                }
+                return try AdminAPI.json(answer)
             }
         }
+    }
+}
+
+struct NodeRemoveRequest: Codable {
+    /// Every S3 user gets a new secret (not the default: every client must be given it).
+    var rotateKeys: Bool?
+    /// How long the secrets clients held stay accepted after `rotate_keys`.
+    var graceSeconds: Int?
+    static let defaultGraceSeconds = 3600
+    static let maxGraceSeconds = 30 * 86400
+    enum CodingKeys: String, CodingKey {
+        case rotateKeys = "rotate_keys"
+        case graceSeconds = "grace_seconds"
+    }
+}
+
+/// What `stacks node remove` did: the gossip key is always rotated, the secrets key whenever
+/// the cluster has one, and with `rotate_keys` every S3 user's new secret is here, once.
+public struct NodeRemoval: Codable, Sendable {
+    public var removed: String
+    public var already: Bool
+    public var rotatedSecrets: Bool
+    public var graceSeconds: Int?
+    public var keys: [NewSecret]?
+    enum CodingKeys: String, CodingKey {
+        case removed, already, keys
+        case rotatedSecrets = "rotated_secrets"
+        case graceSeconds = "grace_seconds"
     }
 }

@@ -43,16 +43,16 @@ enum UserAPI {
             guard !allow.isEmpty, allow.isSubset(of: ["read", "write"]) else { return AdminAPI.problem(.badRequest, "allow must be read, write or read,write") }
             if let b = req.bucket, (try? ObjectStore.checkBucketName(b)) == nil { return AdminAPI.problem(.badRequest, "\(b) is not a valid bucket name") }
             if req.bucket == nil && req.allow != nil { return AdminAPI.problem(.badRequest, "allow goes with bucket") }
-            guard let sealer = authority.state.withLock({ $0.secretsKey }) else {
-                return AdminAPI.problem(.conflict, "this cluster has no secrets key (it was founded before join tokens): S3 users need one")
-            }
             let (id, secret) = AccessKeys.generate()
-            let user = UserKey(
-                id: id, name: req.name, sealedSecret: try ClusterCatalog.seal(secret, id: id, key: sealer),
-                createdMs: Int64(Date().timeIntervalSince1970 * 1000),
-                bucket: req.bucket, allowRead: allow.contains("read"), allowWrite: allow.contains("write"))
             return try await AdminAPI.clusterCall {
-                guard try await raft.submit(.putUser(user)) == .ok else { return AdminAPI.problem(.conflict, "key id collision; retry") }
+                let o = try await SecretsKeys(raft: raft, authority: authority).submitSealed { key, generation in
+                    .putUser(
+                        UserKey(
+                            id: id, name: req.name, sealedSecret: try SecretsKeys.seal(secret, id: id, key: key),
+                            createdMs: Int64(Date().timeIntervalSince1970 * 1000),
+                            bucket: req.bucket, allowRead: allow.contains("read"), allowWrite: allow.contains("write"), keyGeneration: generation))
+                }
+                guard o == .ok else { return AdminAPI.problem(.conflict, "key id collision; retry") }
                 return try AdminAPI.json(["id": id, "secret": secret, "name": req.name])
             }
         }

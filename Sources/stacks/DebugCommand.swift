@@ -1,5 +1,6 @@
 import ArgumentParser
 import Cluster
+import Control
 import Foundation
 import Node
 import Raft
@@ -10,7 +11,25 @@ import Security
 /// then sends what no correct node sends.
 struct DebugCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "debug", abstract: "Tools for tests (not for operators).", shouldDisplay: false, subcommands: [RaftFrame.self])
+        commandName: "debug", abstract: "Tools for tests (not for operators).", shouldDisplay: false, subcommands: [RaftFrame.self, Unseal.self])
+
+    /// What a removed node's disk keeps: every S3 secret its log and secrets key open.
+    struct Unseal: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "unseal", abstract: "Print each S3 key id and secret a stopped node's data directory can open.")
+        @Option(help: "The stopped node's data directory.") var dataDir: String
+
+        func run() throws {
+            let identity = try NodeIdentity(dataDir: dataDir)
+            let state = try RaftService.committedState(directory: "\(dataDir)/raft")
+            guard let key = state.secretsKey ?? identity.secretsKey else { throw ValidationError("\(dataDir) holds no secrets key") }
+            for u in state.users.values.sorted(by: { $0.id < $1.id }) {
+                for sealed in [u.sealedSecret] + (u.previousSealed.map { [$0] } ?? []) {
+                    if let s = SecretsKeys.open(sealed, id: u.id, key: key) { print("\(u.id) \(s)") }
+                }
+            }
+        }
+    }
 
     struct RaftFrame: ParsableCommand {
         static let configuration = CommandConfiguration(

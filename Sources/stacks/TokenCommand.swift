@@ -121,18 +121,44 @@ struct NodeCommand: ParsableCommand {
 
     struct Remove: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Remove a node for good: its credential is refused by every member and the gossip key is rotated without it.",
-            discussion: "Its data is rebuilt elsewhere as for any node that left. Run it on another member.")
+            abstract: "Remove a node for good: its credential is refused by every member, and the gossip and secrets keys are rotated without it.",
+            discussion: """
+                Its data is rebuilt elsewhere as for any node that left. Run it on another member. The removed node \
+                knew every S3 user's secret (SigV4 is a shared secret, so every node that serves S3 holds them): \
+                --rotate-keys gives every user a new secret, printed here once, and keeps the old ones valid for \
+                --grace so clients can move over. It is not the default because every client must be given its new \
+                secret. Running it again finishes a removal that was cut short.
+                """)
         @OptionGroup var options: TokenCommand.Options
         @Argument(help: "The node's name.")
         var name: String
+        @Flag(help: "Give every S3 user a new secret (printed once).") var rotateKeys = false
+        @Option(help: "With --rotate-keys: how long the old secrets stay valid (like 0s, 30m, 1h, 7d; at most 30d).") var grace = "1h"
+
+        var graceSeconds: Int? { ["0", "0s"].contains(grace) ? 0 : TokenCommand.seconds(grace) }
+
+        func validate() throws {
+            guard let s = graceSeconds, s <= 30 * 86400 else { throw ValidationError("--grace must be like 0s, 30m, 1h or 7d (at most 30d), got \(grace)") }
+        }
+
         func run() throws {
-            let answer = try AdminClient(dataDir: options.dataDir).post("/v1/nodes/\(name)/remove", json: [String: String](), as: [String: String].self)
-            let again = answer["already"] == "yes"
+            struct Body: Encodable {
+                var rotate_keys: Bool
+                var grace_seconds: Int
+            }
+            let answer = try AdminClient(dataDir: options.dataDir).post(
+                "/v1/nodes/\(name)/remove", json: Body(rotate_keys: rotateKeys, grace_seconds: graceSeconds!), as: NodeRemoval.self)
             print(
-                again
+                answer.already
                     ? "node \(name) was already removed; the gossip key was rotated again without it"
                     : "removed node \(name); the gossip key was rotated without it")
+            if answer.rotatedSecrets { print("the secrets key was rotated without it") }
+            guard let keys = answer.keys else { return }
+            print("new S3 secrets (shown once; the old ones stay valid for \(grace)):")
+            print("ID                    NAME                  SECRET")
+            for k in keys {
+                print("\(k.id.padding(toLength: 21, withPad: " ", startingAt: 0)) \(k.name.padding(toLength: 21, withPad: " ", startingAt: 0)) \(k.secret)")
+            }
         }
     }
 }

@@ -374,6 +374,80 @@ def test_a_removed_node_is_locked_out_and_the_gossip_key_rotates_without_it(tmp_
             n.kill()
 
 
+def test_remove_with_rotate_keys_leaves_the_removed_node_no_working_s3_secret(tmp_path):
+    """The removed node's disk opens every S3 secret it knew (`stacks debug unseal`, as an
+    attacker holding its data directory would). `node remove --rotate-keys --grace 1h` gives
+    every user a new secret, printed once: old and new both work meanwhile. Run again with
+    `--grace 0s` (a retry finishes the removal) the secrets the removed node holds are refused
+    at once through every member, only the newest work, and the founder's env follows."""
+    import boto3
+    from stacks_node import parse_env_file, s3_config
+    n1 = founder(tmp_path)
+    token = make_token(n1, "--uses", "2")
+    n2, n3 = (StacksNode(tmp_path, f"n{i}", gossip_key="", join=(n1.data_address, token)) for i in (2, 3))
+    nodes = [n1, n2, n3]
+    for n in (n2, n3):
+        n.start()
+    try:
+        wait_for("three nodes in the layout", lambda: ((status(n1)[1].get("layout") or {}).get("members") == 3, ""), 60)
+        out = stacks("key", "create", "--name", "alice", "--data-dir", n1.data_dir)
+        assert out.returncode == 0, out.stderr
+        kv = dict(line.split("=", 1) for line in out.stdout.split())
+        alice = kv["AWS_ACCESS_KEY_ID"]
+        first = remember_secret(kv["AWS_SECRET_ACCESS_KEY"])
+
+        def s3(node, secret):
+            return boto3.client("s3", endpoint_url=node.endpoint, aws_access_key_id=alice, aws_secret_access_key=secret,
+                                region_name="us-east-1", config=s3_config())
+
+        def code(node, secret):
+            try:
+                return [o["Key"] for o in s3(node, secret).list_objects_v2(Bucket="alice-data").get("Contents", [])]
+            except botocore.exceptions.ClientError as e:
+                return e.response["Error"]["Code"]
+        s3(n1, first).create_bucket(Bucket="alice-data")
+        s3(n2, first).put_object(Bucket="alice-data", Key="doc", Body=b"alice's")
+
+        def rotate(via, grace):
+            out = stacks("node", "remove", "n3", "--rotate-keys", "--grace", grace, "--data-dir", via.data_dir)
+            assert out.returncode == 0, out.stderr
+            assert "the secrets key was rotated" in out.stdout, out.stdout
+            table = out.stdout.split("SECRET\n", 1)[1]
+            rows = {line.split()[0]: line.split()[2] for line in table.splitlines()}
+            assert alice in rows and n1.access_key in rows, out.stdout
+            return {k: remember_secret(v) for k, v in rows.items()}
+
+        admin_before = parse_env_file(n1.env_path)["AWS_SECRET_ACCESS_KEY"]
+        second = rotate(n1, "1h")
+        n3.kill()
+        unsealed = stacks("debug", "unseal", "--data-dir", n3.data_dir)
+        assert unsealed.returncode == 0, unsealed.stderr
+        kept = {tuple(line.split()) for line in unsealed.stdout.splitlines()}
+        assert (alice, first) in kept and (n1.access_key, admin_before) in kept, "the removed node's disk opens what it knew"
+        assert not any(s in unsealed.stdout for s in second.values()), "the new secrets never reached it"
+        # Within the grace both work, through every member.
+        for n in (n1, n2):
+            assert code(n, first) == ["doc"] and code(n, second[alice]) == ["doc"]
+
+        third = rotate(n2, "0s")
+        for n in (n1, n2):
+            for secret in (first, second[alice]):
+                assert code(n, secret) == "SignatureDoesNotMatch", "a secret the removed node holds, or a replaced one, still works"
+            assert code(n, third[alice]) == ["doc"]
+        wait_for("the founder's env holds its key's new secret",
+                 lambda: (parse_env_file(n1.env_path)["AWS_SECRET_ACCESS_KEY"] == third[n1.access_key], ""), 10)
+        admin = boto3.client("s3", endpoint_url=n2.endpoint, aws_access_key_id=n1.access_key, aws_secret_access_key=admin_before,
+                             region_name="us-east-1", config=s3_config())
+        try:
+            admin.list_buckets()
+            raise AssertionError("the removed node's admin secret still works")
+        except botocore.exceptions.ClientError as e:
+            assert e.response["Error"]["Code"] == "SignatureDoesNotMatch"
+    finally:
+        for n in nodes:
+            n.kill()
+
+
 def test_replayed_node_connections_are_refused_and_counted(tmp_path):
     """Raft and data connections recorded off the wire while a member restarts, sent again byte
     for byte: each is refused at the handshake (its proof was sealed under that connection's

@@ -156,8 +156,9 @@ import Testing
         bucket.string("photos"); bucket.i64(42)
         var bytes = s.encoded()
         // Format 4's tokens, nodes and joins (three empty counts), no gossip key, no users and the
-        // one bucket's owner ("") sit before the counters and the two remembered ids.
-        let tail = 8 + 4 + 2 * 17, added = [UInt8](repeating: 0, count: 17) + [1, 0, 0, 0] + [0, 0, 0, 0]
+        // one bucket's owner (""), then format 5's secrets key (none, generation 0), sit before
+        // the counters and the two remembered ids.
+        let tail = 8 + 4 + 2 * 17, added = [UInt8](repeating: 0, count: 17) + [1, 0, 0, 0] + [0, 0, 0, 0] + [0, 0, 0, 0, 0]
         #expect(Array(bytes[(bytes.count - tail - added.count)..<(bytes.count - tail)]) == added)
         bytes.removeSubrange((bytes.count - tail - added.count)..<(bytes.count - tail))
         let at = try #require((0...(bytes.count - bucket.bytes.count)).first { Array(bytes[$0..<($0 + bucket.bytes.count)]) == bucket.bytes })
@@ -167,6 +168,38 @@ import Testing
         bytes[0] = 2
         let old = try ClusterState(decoding: bytes)
         #expect(old == s && old.buckets["photos"]?.scheme == nil)
+    }
+
+    /// A secrets key rotation replaces every user's sealed secret at once or nothing: one built
+    /// on a state that has moved on (a user made meanwhile, another rotation) is `stale`, and a
+    /// user sealed under the key before it is refused after it. Rotated users, the key and its
+    /// generation survive a snapshot and the log's encoding.
+    @Test func secretsRotationCoversEveryUserOrNothing() throws {
+        var s = ClusterState()
+        let key = [UInt8](repeating: 7, count: 32)
+        let alice = UserKey(id: "AKALICE", name: "alice", sealedSecret: [1, 2], createdMs: 5)
+        #expect(s.apply(req(1, .putUser(alice))).outcome == .ok)
+        var rotated = alice
+        (rotated.sealedSecret, rotated.keyGeneration, rotated.previousSealed, rotated.previousUntilMs) = ([3, 4], 1, [5, 6], 99)
+        var bob = UserKey(id: "AKBOB", name: "bob", sealedSecret: [9], createdMs: 6)
+        for (i, bad) in [
+            Command.rotateSecrets(key: key, generation: 2, users: [rotated]),  // skips a generation
+            .rotateSecrets(key: key, generation: 1, users: []),  // leaves alice under the old key
+            .rotateSecrets(key: key, generation: 1, users: [rotated, bob]),  // bob is not in the state
+            .rotateSecrets(key: Array(key.prefix(16)), generation: 1, users: [rotated]),
+        ].enumerated() {
+            #expect(s.apply(req(10 + UInt64(i), bad)).outcome == .stale)
+        }
+        #expect(s.secretsKey == nil && s.secretsGeneration == 0 && s.users["AKALICE"] == alice)
+        let rotation = Command.rotateSecrets(key: key, generation: 1, users: [rotated])
+        #expect(s.apply(req(20, rotation)).outcome == .ok)
+        #expect(s.secretsKey == key && s.secretsGeneration == 1 && s.users["AKALICE"] == rotated)
+        #expect(s.apply(req(21, .putUser(bob))).outcome == .stale)  // sealed under generation 0
+        bob.keyGeneration = 1
+        #expect(s.apply(req(22, .putUser(bob))).outcome == .ok)
+        #expect(s.apply(req(23, rotation)).outcome == .stale)  // built before bob, and generation 1 again
+        #expect(try ClusterState(decoding: s.encoded()) == s)
+        for c in [rotation, .putUser(bob), .putUser(alice)] { #expect(try Request(decoding: req(1, c).encoded) == req(1, c)) }
     }
 
     /// A scheme out of range (more than 32 data shards) in a command or a snapshot is refused.

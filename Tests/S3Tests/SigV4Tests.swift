@@ -40,6 +40,22 @@ struct FixedKeys: CredentialStore {
         }
     }
 
+    /// During a key rotation's grace a key has two secrets: a request signed with either
+    /// verifies, and the streaming signer carries the one that matched.
+    @Test func aRotatedKeyTakesEitherSecretDuringItsGrace() throws {
+        struct Rotated: CredentialStore {
+            var secrets: [String]
+            func secret(forAccessKey id: String) -> String? { secrets.first }
+            func secrets(forAccessKey id: String) -> [String] { id == "AKIAIOSFODNN7EXAMPLE" ? secrets : [] }
+        }
+        let old = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", signed = "f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"
+        let grace = SigV4(credentials: Rotated(secrets: ["new-secret", old]), region: "us-east-1", nowMs: t20130524)
+        let p = try #require(try grace.verify(getObject(signature: signed)))
+        #expect(p.signingKey == SigV4.signingKey(secret: old, date: "20130524", region: "us-east-1"))
+        let after = SigV4(credentials: Rotated(secrets: ["new-secret"]), region: "us-east-1", nowMs: t20130524)
+        #expect(throws: S3Error.signatureMismatch()) { try after.verify(getObject(signature: signed)) }
+    }
+
     @Test func streamingChunksVerifyAndTamperingIsCaught() throws {
         let headers = [
             "host": "s3.amazonaws.com", "x-amz-date": "20130524T000000Z", "x-amz-storage-class": "REDUCED_REDUNDANCY",

@@ -41,6 +41,10 @@ public enum Command: Equatable, Sendable {
     case deleteUser(id: String)
     /// A bucket created by an S3 user, who owns it.
     case createOwnedBucket(name: String, createdMs: Int64, scheme: ErasureScheme?, owner: String)
+    /// A new secrets key (`generation` one past the state's) with every user's key sealed under
+    /// it (`stacks node remove`: the removed node knew the old one). Refused as `stale` unless
+    /// it names exactly the users the state holds, so no secret is left sealed under the old key.
+    case rotateSecrets(key: [UInt8], generation: UInt32, users: [UserKey])
 }
 
 /// An S3 access key of the cluster's users. `admin`: every right on every bucket (the founding
@@ -56,19 +60,29 @@ public struct UserKey: Equatable, Sendable {
     public var bucket: String?
     public var allowRead: Bool
     public var allowWrite: Bool
+    /// The secrets key generation `sealedSecret` (and `previousSealed`) are sealed under.
+    public var keyGeneration: UInt32 = 0
+    /// After `stacks node remove --rotate-keys`: the secret clients held before, still accepted
+    /// until `previousUntilMs` (wall clock).
+    public var previousSealed: [UInt8]?
+    public var previousUntilMs: Int64 = 0
 
     public init(
         id: String, name: String, sealedSecret: [UInt8], createdMs: Int64, admin: Bool = false, bucket: String? = nil, allowRead: Bool = true,
-        allowWrite: Bool = true
+        allowWrite: Bool = true, keyGeneration: UInt32 = 0
     ) {
         self.id = id; self.name = name; self.sealedSecret = sealedSecret; self.createdMs = createdMs; self.admin = admin
-        self.bucket = bucket; self.allowRead = allowRead; self.allowWrite = allowWrite
+        self.bucket = bucket; self.allowRead = allowRead; self.allowWrite = allowWrite; self.keyGeneration = keyGeneration
     }
 
+    /// id · name · sealed · created · flags (1 admin, 2 read, 4 write, 8 rotated) · bucket, and
+    /// with flag 8: generation · previous sealed ("" for none) · its end.
     func encode(_ w: inout BinaryWriter) {
+        let rotated = keyGeneration != 0 || previousSealed != nil
         w.string(id); w.string(name); w.blob(sealedSecret); w.i64(createdMs)
-        w.u8((admin ? 1 : 0) | (allowRead ? 2 : 0) | (allowWrite ? 4 : 0))
+        w.u8((admin ? 1 : 0) | (allowRead ? 2 : 0) | (allowWrite ? 4 : 0) | (rotated ? 8 : 0))
         w.string(bucket ?? "")
+        if rotated { w.u32(keyGeneration); w.blob(previousSealed ?? []); w.i64(previousUntilMs) }
     }
 
     init(reading r: inout BinaryReader) throws(DecodeError) {
@@ -77,6 +91,12 @@ public struct UserKey: Equatable, Sendable {
         (admin, allowRead, allowWrite) = (flags & 1 != 0, flags & 2 != 0, flags & 4 != 0)
         let b = try r.string(max: 256)
         bucket = b.isEmpty ? nil : b
+        if flags & 8 != 0 {
+            keyGeneration = try r.u32()
+            let p = try r.blob(max: 256)
+            previousSealed = p.isEmpty ? nil : p
+            previousUntilMs = try r.i64()
+        }
     }
 }
 
@@ -100,6 +120,9 @@ public enum Outcome: UInt8, Equatable, Sendable {
     /// Another node (another key) already has that name.
     case nodeExists = 13
     case tokenExists = 14
+    /// Built on a state that has moved on (a secrets key rotation, or a user sealed under the
+    /// key before it): read again and retry.
+    case stale = 15
 }
 
 /// A join token as the cluster keeps it: never the secret, only its keyed hash.
@@ -189,7 +212,7 @@ public struct BucketRecord: Equatable, Sendable {
 /// The replicated cluster state: applied in log order on every node, voters and learners alike.
 /// Pure and deterministic: the same entries give the same state and outcomes everywhere.
 public struct ClusterState: Equatable, Sendable {
-    public static let formatVersion: UInt8 = 4
+    public static let formatVersion: UInt8 = 5
     /// Joins remembered for `stacks token list --joins`, the newest kept.
     public static let joinsKept = 1000
     /// Expired tokens stay listed this long after their end.
@@ -216,6 +239,10 @@ public struct ClusterState: Equatable, Sendable {
     public private(set) var gossipKey: [UInt8]?
     /// S3 users' access keys by id.
     public private(set) var users: [String: UserKey] = [:]
+    /// The key users' secrets are sealed under, once a removal rotated it (nil: the one every
+    /// member was given at join), and how many rotations there were.
+    public private(set) var secretsKey: [UInt8]?
+    public private(set) var secretsGeneration: UInt32 = 0
 
     /// Names of nodes `stacks node remove` removed (not admitted again since).
     public var removedNodes: Set<String> { Set(nodes.values.filter { $0.removedMs != nil }.map(\.name)) }
@@ -310,12 +337,20 @@ public struct ClusterState: Equatable, Sendable {
             gossipKey = key
         case .putUser(let u):
             guard users[u.id] == nil, accessKeys[u.id] == nil else { return .tokenExists }
+            guard u.keyGeneration == secretsGeneration else { return .stale }
             users[u.id] = u
         case .deleteUser(let id):
             guard users.removeValue(forKey: id) != nil else { return .noSuchKey }
         case .createOwnedBucket(let name, let ms, let scheme, let owner):
             guard buckets[name] == nil else { return .bucketExists }
             buckets[name] = BucketRecord(name: name, createdMs: ms, scheme: scheme, owner: owner)
+        case .rotateSecrets(let key, let generation, let rotated):
+            guard key.count == 32, secretsGeneration < .max, generation == secretsGeneration + 1,
+                rotated.allSatisfy({ $0.keyGeneration == generation }), Set(rotated.map(\.id)) == Set(users.keys), rotated.count == users.count
+            else { return .stale }
+            for u in rotated { users[u.id] = u }
+            secretsKey = key
+            secretsGeneration = generation
         }
         return .ok
     }
@@ -392,6 +427,8 @@ public struct ClusterState: Equatable, Sendable {
         for u in users.values.sorted(by: { $0.id < $1.id }) { u.encode(&w) }
         w.u32(UInt32(buckets.count))
         for b in buckets.values.sorted(by: { $0.name < $1.name }) { w.string(b.owner) }
+        if let k = secretsKey { w.u8(1); w.blob(k) } else { w.u8(0) }
+        w.u32(secretsGeneration)
         w.u64(appliedCommands)
         // Oldest first, so a restored state forgets in the same order.
         let ordered = Array(recentOrder[recentHead...]) + Array(recentOrder[..<recentHead])
@@ -436,6 +473,10 @@ public struct ClusterState: Equatable, Sendable {
             guard try r.count(max: r.remaining) == buckets.count else { throw DecodeError("bucket owners do not match the buckets") }
             for n in buckets.keys.sorted() { buckets[n]!.owner = try r.string(max: 128) }
         }
+        if version >= 5 {  // the rotated secrets key
+            secretsKey = try r.u8() == 0 ? nil : try r.blob(max: 32)
+            secretsGeneration = try r.u32()
+        }
         appliedCommands = try r.u64()
         let n = try r.u32()
         guard n <= Self.rememberedRequests else { throw DecodeError("\(n) remembered requests") }
@@ -476,6 +517,9 @@ extension Request {
         case .removeNode(let n, let at): w.u8(17); w.string(n); w.i64(at)
         case .rotateGossipKey(let k): w.u8(18); w.blob(k)
         case .putUser(let u): w.u8(19); u.encode(&w)
+        case .rotateSecrets(let k, let g, let us):
+            w.u8(22); w.blob(k); w.u32(g); w.u32(UInt32(us.count))
+            for u in us { u.encode(&w) }
         case .deleteUser(let id): w.u8(20); w.string(id)
         case .createOwnedBucket(let n, let ms, let s, let owner):
             w.u8(21); w.string(n); w.i64(ms); w.string(owner)
@@ -516,6 +560,11 @@ extension Request {
             let (n, ms, owner) = (try r.string(), try r.i64(), try r.string(max: 128))
             let scheme = try r.u8() == 0 ? nil : try ErasureScheme(reading: &r, what: "bucket")
             command = .createOwnedBucket(name: n, createdMs: ms, scheme: scheme, owner: owner)
+        case 22:
+            let (k, g) = (try r.blob(max: 32), try r.u32())
+            var us: [UserKey] = []
+            for _ in 0..<(try r.count(max: r.remaining)) { us.append(try UserKey(reading: &r)) }
+            command = .rotateSecrets(key: k, generation: g, users: us)
         default: throw DecodeError("unknown command")
         }
         try r.expectEnd()

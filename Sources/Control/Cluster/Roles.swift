@@ -7,7 +7,7 @@
 /// - `storage`, `compute`: what the data edge does for its clients and joiners: bucket creation
 ///   and deletion (S3 is served on every node; the S3 user's rights are checked there) and
 ///   `admitNode` (a join passing through this node; the joiner's token is what admits it).
-///   Not tokens, S3 users or keys, node removal, gossip keys, layout changes or settings.
+///   Not tokens, S3 users or keys, node removal, gossip or secrets keys, layout changes or settings.
 ///
 /// The leader's own reconcilers (layout, migration, voters) propose whatever its role; a node
 /// without a credential (a cluster from before join tokens) counts as `all`.
@@ -19,7 +19,7 @@ public enum Roles {
             switch c {
             case .createBucket, .createOwnedBucket, .deleteBucket, .admitNode: return true
             case .initCluster, .putAccessKey, .deleteAccessKey, .put, .delete, .stageLayout, .revertLayout, .applyLayout, .finishMigration,
-                .createToken, .revokeToken, .registerNode, .removeNode, .rotateGossipKey, .putUser, .deleteUser:
+                .createToken, .revokeToken, .registerNode, .removeNode, .rotateGossipKey, .putUser, .deleteUser, .rotateSecrets:
                 return false
             }
         default: return false
@@ -48,6 +48,7 @@ extension Command {
         case .admitNode, .registerNode: "admit nodes"
         case .removeNode: "remove nodes"
         case .rotateGossipKey: "rotate the gossip key"
+        case .rotateSecrets: "rotate the secrets key"
         }
     }
 }

@@ -225,6 +225,18 @@ public final class RaftService: Service, @unchecked Sendable {
         }
     }
 
+    /// The cluster state a stopped node's log holds (its snapshot, then the entries it knew were
+    /// committed), read offline: what a removed node's disk still tells (`stacks debug unseal`).
+    public static func committedState(directory: String) throws -> ClusterState {
+        let wal = try RaftLog(directory: directory)
+        var state = try wal.snapshot.map { try ClusterState(decoding: $0.data) } ?? ClusterState()
+        let after = wal.snapshot?.index ?? .zero
+        for e in wal.entries where e.index > after && e.index <= wal.hardState.commit && e.kind == .normal {
+            if let r = try? Request(decoding: e.data) { state.apply(r) }
+        }
+        return state
+    }
+
     // MARK: Reads for the rest of the node (local replica, any thread)
 
     public func read<T>(_ body: (ClusterState) -> T) -> T { stateBox.withLock { body($0) } }

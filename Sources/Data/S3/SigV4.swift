@@ -3,6 +3,9 @@ import Security
 /// Looks up the secret for an access key id, and what that key may do.
 public protocol CredentialStore: Sendable {
     func secret(forAccessKey id: String) -> String?
+    /// Every secret a signature by `id` may be made with (during a key rotation's grace, the
+    /// new one and the one before); empty for an unknown key.
+    func secrets(forAccessKey id: String) -> [String]
     /// What `accessKey` may do with `bucket`; a store without users lets every key do everything.
     func rights(of accessKey: String, on bucket: String) -> BucketRights
     /// Whether `bucket` exists, to tell a caller without rights 404 from 403.
@@ -31,6 +34,7 @@ public struct BucketOwner: Sendable, Equatable {
 }
 
 extension CredentialStore {
+    public func secrets(forAccessKey id: String) -> [String] { secret(forAccessKey: id).map { [$0] } ?? [] }
     public func rights(of accessKey: String, on bucket: String) -> BucketRights { .all }
     public func bucketExists(_ bucket: String) -> Bool { true }
     public func mayCreateBuckets(_ accessKey: String) -> Bool { true }
@@ -135,7 +139,8 @@ struct SigV4 {
         guard c.count == 5, c[4] == "aws4_request", c[3] == "s3" else {
             throw S3Error.accessDenied("malformed credential scope \(credential)")
         }
-        guard let secret = credentials.secret(forAccessKey: c[0]) else {
+        let secrets = credentials.secrets(forAccessKey: c[0])
+        guard !secrets.isEmpty else {
             throw S3Error(403, "InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records.")
         }
         guard c[1] == amzDate.prefix(8) else { throw S3Error.accessDenied("credential date does not match x-amz-date") }
@@ -146,11 +151,15 @@ struct SigV4 {
         guard names.contains("host") else { throw S3Error.accessDenied("the host header must be signed") }
         for n in names where r.headers[n] == nil { throw S3Error.accessDenied("signed header \(n) is missing") }
         let scope = c[1...4].joined(separator: "/")
-        let key = Self.signingKey(secret: secret, date: c[1], region: c[2])
-        let expected = Self.signature(
-            r, query: r.query.filter { $0.0 != dropQuery }, signedHeaders: names, payloadHash: payloadHash, amzDate: amzDate, scope: scope, key: key)
-        guard Sodium.constantTimeEqual(Array(expected.utf8), Array(signature.utf8)) else { throw S3Error.signatureMismatch() }
-        return Principal(accessKey: c[0], signingKey: key, amzDate: amzDate, scope: scope, seedSignature: signature)
+        let query = r.query.filter { $0.0 != dropQuery }
+        for secret in secrets {
+            let key = Self.signingKey(secret: secret, date: c[1], region: c[2])
+            let expected = Self.signature(r, query: query, signedHeaders: names, payloadHash: payloadHash, amzDate: amzDate, scope: scope, key: key)
+            if Sodium.constantTimeEqual(Array(expected.utf8), Array(signature.utf8)) {
+                return Principal(accessKey: c[0], signingKey: key, amzDate: amzDate, scope: scope, seedSignature: signature)
+            }
+        }
+        throw S3Error.signatureMismatch()
     }
 
     /// The hex signature of a request: its canonical form (method, URI-encoded path, sorted

@@ -138,12 +138,24 @@ enum AdminAPI {
                 try await keyCall(request) { key in try json(KeyringView(try await gossip.changeKeyring { try apply(&$0, key) })) }
             }
         }
-        // The same on every live member (see KeyringQuery.swift): 200 with each member's answer,
-        // 409 when `use`/`remove` would cut a member off (nothing changed), 400 for a bad key.
-        router.get("/v1/cluster/keyring") { _, _ in try json(try await gossip.keyringEverywhere(.list, key: [])) }
+        // The same on every live member: through the Raft log on a cluster with node credentials
+        // (KeyringLog.swift), else as gossip messages (KeyringQuery.swift): 200 with each
+        // member's answer, 409 when `use`/`remove` would cut a member off (nothing changed).
+        // 400 for a bad key.
+        let byLog = join?.authority.state.withLock { $0.clusterKey != nil } ?? false
+        router.get("/v1/cluster/keyring") { _, _ in
+            try await clusterCall {
+                try json(byLog ? try await KeyringLog.list(raft: raft, gossip: gossip) : try await gossip.keyringEverywhere(.list, key: []))
+            }
+        }
         for op in [KeyringOp.install, .use, .remove] {
             router.post("/v1/cluster/keyring/\(op.name)") { request, context in
-                try await keyCall(request) { key in try json(try await gossip.keyringEverywhere(op, key: key)) }
+                try await keyCall(request) { key in
+                    try await clusterCall {
+                        try json(
+                            byLog ? try await KeyringLog.change(op, key: key, raft: raft, gossip: gossip) : try await gossip.keyringEverywhere(op, key: key))
+                    }
+                }
             }
         }
         return router

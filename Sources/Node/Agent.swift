@@ -96,12 +96,17 @@ public struct Agent: Sendable {
             onApply: { c, o in
                 ClusterCatalog.mirror(c, o, store: store, logger: log)
                 if case .applyLayout = c, o == .ok { changes.bump() }
-                if case .rotateGossipKey(let k) = c, o == .ok { Self.adoptGossipKey(k, into: clusterGossipKey, gossip: gossip, logger: logger) }
+                if o == .ok, let (primary, ring, grace) = Self.gossipRing(after: c) {
+                    Self.adoptGossipRing(primary, ring, grace: grace, into: clusterGossipKey, gossip: gossip, logger: logger)
+                }
                 if case .rotateSecrets = c, o == .ok { rewriteEnv.run() }
             },
             onRestore: { s in
                 ClusterCatalog.reconcile(s, store: store, logger: log)
-                if let k = s.gossipKey { Self.adoptGossipKey(k, into: clusterGossipKey, gossip: gossip, logger: logger) }
+                if let k = s.gossipKey {
+                    Self.adoptGossipRing(
+                        k, s.gossipKeys.isEmpty ? [k] : s.gossipKeys, grace: Self.gossipKeyGrace, into: clusterGossipKey, gossip: gossip, logger: logger)
+                }
             })
         raft.onShapeChange = { changes.bump() }
         // The founding node makes the cluster's signing key (also a node upgraded from before
@@ -115,6 +120,8 @@ public struct Agent: Sendable {
             try identity.save(secretsKey: Sodium.randomBytes(Sodium.AEAD.keyBytes))
             logger.info("made the cluster's signing key", metadata: ["fingerprint": "\(identity.clusterKey!.fingerprint.hex)"])
         }
+        // A cluster with node credentials changes keyrings through its log only.
+        if identity.clusterKey != nil { gossip.takeKeyringFromLog() }
         // Raft and data connections prove this identity and check their peers' against the cluster state.
         let authority = NodeAuthority(identity)
         authority.raft.withLock { $0 = raft }
@@ -288,7 +295,7 @@ final class Hook: Sendable {
 
 /// The newest gossip key the cluster rotated to, as applied so far (entries replay in order).
 final class NewestGossipKey: Sendable {
-    let key = Mutex<[UInt8]?>(nil)
+    let ring = Mutex<(primary: [UInt8], keys: [[UInt8]])?>(nil)
 }
 
 extension Agent {
@@ -296,29 +303,43 @@ extension Agent {
     /// later still open this node's packets meanwhile.
     static let gossipKeyGrace = Duration.seconds(30)
 
-    /// Makes the cluster's rotated gossip key this node's primary, and drops the others after
-    /// `gossipKeyGrace`. Each step acts on the newest key applied (`newest`), so rotations
-    /// replayed at start-up, whose tasks may run in any order, end on the last one.
-    static func adoptGossipKey(_ applied: [UInt8], into newest: NewestGossipKey, gossip: GossipService, logger: Logger) {
-        newest.key.withLock { $0 = applied }
+    /// The ring a committed change asks every member to hold: a removal's rotation (the keys
+    /// it drops kept for `gossipKeyGrace`), or `stacks keyring` (the operator moved the
+    /// primary first, so a removed key goes at once).
+    static func gossipRing(after c: Command) -> (primary: [UInt8], keys: [[UInt8]], grace: Duration)? {
+        switch c {
+        case .rotateGossipKey(let k): (k, [k], gossipKeyGrace)
+        case .setGossipKeyring(_, let p, let ks): (p, ks, .zero)
+        default: nil
+        }
+    }
+
+    /// Makes this node's keyring the cluster's: every key of `keys` installed, `primary` sealing,
+    /// and the others dropped after `grace`. Each step acts on the newest ring applied
+    /// (`newest`), so changes replayed at start-up, whose tasks may run in any order, end on the last one.
+    static func adoptGossipRing(
+        _ primary: [UInt8], _ keys: [[UInt8]], grace: Duration, into newest: NewestGossipKey, gossip: GossipService, logger: Logger
+    ) {
+        newest.ring.withLock { $0 = (primary, keys) }
         Task {
             do {
-                guard let key = newest.key.withLock({ $0 }) else { return }
-                if try await gossip.keys().primary != key {
-                    _ = try await gossip.changeKeyring { ring in
-                        ring.install(key)
-                        try ring.use(key)
+                guard let (key, ring) = newest.ring.withLock({ $0 }) else { return }
+                let held = try await gossip.keys()
+                if held.primary != key || !ring.allSatisfy(held.keys.contains) {
+                    _ = try await gossip.changeKeyring { r in
+                        for k in ring { r.install(k) }
+                        try r.use(key)
                     }
-                    logger.info("gossip key rotated by the cluster")
+                    logger.info("gossip keyring changed by the cluster")
                 }
-                try await Task.sleep(for: gossipKeyGrace)
-                guard newest.key.withLock({ $0 }) == key else { return }  // a later rotation's task finishes the job
-                _ = try await gossip.changeKeyring { ring in
-                    guard ring.primary == key else { return }
-                    for k in ring.keys where k != key { try ring.remove(k) }
+                if grace > .zero { try await Task.sleep(for: grace) }
+                guard let now = newest.ring.withLock({ $0 }), now.primary == key, now.keys == ring else { return }  // a later change's task finishes
+                _ = try await gossip.changeKeyring { r in
+                    guard r.primary == key else { return }
+                    for k in r.keys where !ring.contains(k) { try r.remove(k) }
                 }
             } catch {
-                logger.warning("cannot adopt the cluster's gossip key: \(error)")
+                logger.warning("cannot adopt the cluster's gossip keyring: \(error)")
             }
         }
     }

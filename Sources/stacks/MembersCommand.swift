@@ -93,8 +93,11 @@ struct KeyringCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "keyring", abstract: "Manage the cluster's gossip encryption keys.",
         discussion: """
-            Each command runs on every live member through the local node, which prints each member's answer \
-            and exits 1 unless all answered yes. Rotate a key without downtime: `install` the new key, `use` it, \
+            Each command acts on every live member through the local node, which prints each member's answer and \
+            exits 1 unless all answered yes. On a cluster whose nodes joined with tokens a change goes through the \
+            cluster's Raft log, which only members receive (a member that was down applies it when back), and each \
+            member's keyring tag (key fingerprints) shows what it holds; keyring messages over gossip are refused \
+            there. On a cluster that shares a configured gossip.key, the change travels as gossip messages. Rotate a key without downtime: `install` the new key, `use` it, \
             `remove` the old one. `use` refuses (changing nothing) unless every live member holds the key, \
             `remove` unless no member seals with it. --local acts on the local node alone: for a member that \
             was down during a rotation.

@@ -2,6 +2,7 @@
 16 nodes converge; kill -9 is seen as dead and a graceful leave as left by everyone; a node with
 the wrong key is never admitted and harms no one; keys rotate with no node ever suspected."""
 import base64
+import hashlib
 import json
 import os
 import signal
@@ -21,6 +22,11 @@ N = 16
 CONVERGE_S = 30
 DETECT_S = 16 + 6 * 4.8 + 10
 LEAVE_S = 10
+
+
+def fingerprint(key_b64: str) -> str:
+    """A gossip key's fingerprint as the keyring tag shows it: its SHA-256's first 6 bytes, hex."""
+    return hashlib.sha256(base64.b64decode(key_b64)).hexdigest()[:12]
 
 
 def members(node) -> list[dict]:
@@ -107,11 +113,11 @@ def test_tag_update_reaches_everyone(cluster):
         for n in cluster:
             tags = next(m["tags"] for m in members(n) if m["name"] == subject.name)
             # The node keeps its own reserved tags (Raft and data addresses, cluster id, data
-            # report, signer on a node that signs credentials) through `stacks tags`.
-            own = {k: tags.get(k) for k in ("raft", "data", "cluster", "dstat", "signer")}
+            # report, signer on a node that signs credentials, keyring fingerprints) through `stacks tags`.
+            own = {k: tags.get(k) for k in ("raft", "data", "cluster", "dstat", "signer", "keyring")}
             if {k: v for k, v in tags.items() if k not in own} != {"zone": "c", "hypervisor": "kvm"} \
                     or own["raft"] != f"127.0.0.1:{subject.raft_port}" or own["data"] != f"127.0.0.1:{subject.data_port}" \
-                    or not own["cluster"]:
+                    or not own["cluster"] or own["keyring"].split(",")[0] != fingerprint(subject.primary_gossip_key()):
                 return False, f"{n.name} sees {tags}"
         return True, ""
     wait_for("tag update seen by all", check, 10)
@@ -180,13 +186,19 @@ def test_key_rotation_without_suspicion(cluster):
         n.gossip_key = new
 
 
+def keygen() -> str:
+    return subprocess.run([str(stacks_binary()), "keygen"], capture_output=True, text=True, check=True).stdout.strip()
+
+
 def test_silent_member_is_reported_and_use_is_refused(node_factory):
-    """A member that does not answer (stopped with SIGSTOP, each time for about one 2 s round, well
-    inside the suspicion timeout) is named, and `use` changes nothing while it is silent or while
-    some member lacks the key; `--local` acts on one node only."""
-    a = node_factory("ka")
-    b = node_factory("kb", seeds=[a.gossip_address])
-    c = node_factory("kc", seeds=[a.gossip_address])
+    """On a cluster that shares a configured gossip key (no join tokens, so keyring changes travel
+    as gossip messages): a member that does not answer (stopped with SIGSTOP, each time for about
+    one 2 s round, well inside the suspicion timeout) is named, and `use` changes nothing while it
+    is silent or while some member lacks the key; `--local` acts on one node only."""
+    shared = keygen()
+    a = node_factory("ka", gossip_key=shared)
+    b = node_factory("kb", seeds=[a.gossip_address], gossip_key=shared)
+    c = node_factory("kc", seeds=[a.gossip_address], gossip_key=shared)
     wait_for("3 nodes converged", everyone_sees([a, b, c], {"ka": "alive", "kb": "alive", "kc": "alive"}), CONVERGE_S)
     old = a.primary_gossip_key()
     new = subprocess.run([str(stacks_binary()), "keygen"], capture_output=True, text=True, check=True).stdout.strip()
@@ -218,6 +230,47 @@ def test_silent_member_is_reported_and_use_is_refused(node_factory):
     wait_for("kc answers again", lambda: ("list: 3 of 3 members" in keyring_cli(a, "list", ok=False).stdout, "kc silent"), CONVERGE_S)
     assert "use: 3 of 3 members answered ok" in keyring_cli(b, "use", new).stdout
     assert key_counts(c)[new] == ("3/3", "3")
+
+
+def test_keyring_travels_in_the_log_and_keyring_messages_are_refused(node_factory):
+    """On a cluster whose nodes joined with tokens, keyring changes go through the Raft log: a
+    member silent during `use` (SIGSTOP) is named, and applies the change from the log once back.
+    A stranger holding a ring key (as a removed node does during a rotation's grace) joins gossip
+    with it, but its keyring messages, asking for the keys or changing them, are dropped and
+    counted by every member, which reveal and change nothing."""
+    a = node_factory("la")
+    b = node_factory("lb", seeds=[a.gossip_address])
+    c = node_factory("lc", seeds=[a.gossip_address])
+    nodes = [a, b, c]
+    wait_for("3 nodes converged", everyone_sees(nodes, {"la": "alive", "lb": "alive", "lc": "alive"}), CONVERGE_S)
+    old, new = a.primary_gossip_key(), keygen()
+    assert "install: 3 of 3 members answered ok" in keyring_cli(b, "install", new).stdout
+    c.proc.send_signal(signal.SIGSTOP)
+    try:
+        silent = keyring_cli(a, "use", new, ok=False)
+    finally:
+        c.proc.send_signal(signal.SIGCONT)
+    assert silent.returncode == 1 and "use: 2 of 3 members answered ok" in silent.stdout and "no answer from lc" in silent.stdout, silent
+    wait_for("lc seals with the new key, from the log", lambda: (c.primary_gossip_key() == new, c.primary_gossip_key()), CONVERGE_S)
+    assert "remove: 3 of 3 members answered ok" in keyring_cli(c, "remove", old).stdout
+    assert key_counts(a) == {new: ("3/3", "3")}
+    assert old not in (c.data_dir / "keyring").read_text()
+
+    # A stranger with the ring key: a node on the shared-key path, which asks over gossip.
+    eve = node_factory("eve", seeds=[a.gossip_address], gossip_key=new, wait_env=False)
+    wait_for("eve sees the members", lambda: (all(view(eve).get(n.name) == "alive" for n in nodes), view(eve)), CONVERGE_S)
+    dropped = 'stacks_gossip_dropped_total{reason="keyring_by_log"}'
+    before = [n.metrics().get(dropped, 0) for n in nodes]
+    asked = keyring_cli(eve, "list", ok=False)
+    assert asked.returncode == 1 and "no answer from la, lb, lc" in asked.stdout, asked
+    planted = keygen()
+    keyring_cli(eve, "install", planted, ok=False)
+    after = [n.metrics().get(dropped, 0) for n in nodes]
+    assert all(x > y for x, y in zip(after, before)), (before, after)
+    for n in nodes:
+        ring = (n.data_dir / "keyring").read_text()
+        assert planted not in ring and ring.split()[0] == new
+    eve.kill()
 
 
 def test_kill_is_seen_as_dead_and_leave_as_left(cluster):

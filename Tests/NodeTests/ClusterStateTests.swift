@@ -156,9 +156,9 @@ import Testing
         bucket.string("photos"); bucket.i64(42)
         var bytes = s.encoded()
         // Format 4's tokens, nodes and joins (three empty counts), no gossip key, no users and the
-        // one bucket's owner (""), then format 5's secrets key (none, generation 0), sit before
-        // the counters and the two remembered ids.
-        let tail = 8 + 4 + 2 * 17, added = [UInt8](repeating: 0, count: 17) + [1, 0, 0, 0] + [0, 0, 0, 0] + [0, 0, 0, 0, 0]
+        // one bucket's owner (""), then format 5's secrets key (none, generation 0) and gossip
+        // ring (version 0, no keys), sit before the counters and the two remembered ids.
+        let tail = 8 + 4 + 2 * 17, added = [UInt8](repeating: 0, count: 17) + [1, 0, 0, 0] + [0, 0, 0, 0] + [UInt8](repeating: 0, count: 10)
         #expect(Array(bytes[(bytes.count - tail - added.count)..<(bytes.count - tail)]) == added)
         bytes.removeSubrange((bytes.count - tail - added.count)..<(bytes.count - tail))
         let at = try #require((0...(bytes.count - bucket.bytes.count)).first { Array(bytes[$0..<($0 + bucket.bytes.count)]) == bucket.bytes })
@@ -200,6 +200,26 @@ import Testing
         #expect(s.apply(req(23, rotation)).outcome == .stale)  // built before bob, and generation 1 again
         #expect(try ClusterState(decoding: s.encoded()) == s)
         for c in [rotation, .putUser(bob), .putUser(alice)] { #expect(try Request(decoding: req(1, c).encoded) == req(1, c)) }
+    }
+
+    /// Keyring changes carried by the log: each names the whole ring at the next version (a
+    /// change built on an older ring is `stale`), the primary must be in it, and a removal's
+    /// rotation resets it to the one new key.
+    @Test func gossipKeyringChangesNameTheWholeRingInOrder() throws {
+        var s = ClusterState()
+        let (a, b, c) = ([UInt8](repeating: 1, count: 32), [UInt8](repeating: 2, count: 32), [UInt8](repeating: 3, count: 32))
+        #expect(s.apply(req(1, .setGossipKeyring(version: 1, primary: a, keys: [a, b]))).outcome == .ok)
+        #expect(s.apply(req(2, .setGossipKeyring(version: 1, primary: b, keys: [a, b]))).outcome == .stale)
+        for (i, bad) in [[a], [b, b], [b, Array(c.prefix(8))], [[UInt8]](repeating: b, count: 17)].enumerated() {
+            #expect(s.apply(req(10 + UInt64(i), .setGossipKeyring(version: 2, primary: b, keys: bad))).outcome == .invalidLayout)
+        }
+        #expect(s.gossipKey == a && s.gossipKeys == [a, b] && s.gossipKeyringVersion == 1)
+        #expect(s.apply(req(3, .setGossipKeyring(version: 2, primary: b, keys: [b]))).outcome == .ok)
+        #expect(try ClusterState(decoding: s.encoded()) == s)
+        #expect(s.apply(req(4, .rotateGossipKey(c))).outcome == .ok)
+        #expect(s.gossipKey == c && s.gossipKeys == [c] && s.gossipKeyringVersion == 3)
+        let change = req(5, .setGossipKeyring(version: 4, primary: c, keys: [c, a]))
+        #expect(try Request(decoding: change.encoded) == change)
     }
 
     /// A scheme out of range (more than 32 data shards) in a command or a snapshot is refused.

@@ -45,6 +45,10 @@ public enum Command: Equatable, Sendable {
     /// it (`stacks node remove`: the removed node knew the old one). Refused as `stale` unless
     /// it names exactly the users the state holds, so no secret is left sealed under the old key.
     case rotateSecrets(key: [UInt8], generation: UInt32, users: [UserKey])
+    /// `stacks keyring install|use|remove` on a cluster with credentials: the whole ring every
+    /// member holds from now on and the key it seals with (`version` one past the state's, else
+    /// `stale`). Carried by the log, never by a gossip message.
+    case setGossipKeyring(version: UInt32, primary: [UInt8], keys: [[UInt8]])
 }
 
 /// An S3 access key of the cluster's users. `admin`: every right on every bucket (the founding
@@ -235,8 +239,15 @@ public struct ClusterState: Equatable, Sendable {
     public private(set) var nodes: [String: NodeRecord] = [:]
     /// Every admission by token, oldest first (`joinsKept` at most).
     public private(set) var joins: [NodeRecord] = []
-    /// The gossip key the last rotation chose (nil: never rotated); members make it their primary.
+    /// The gossip key the last rotation or `keyring use` chose (nil: never set); members make it
+    /// their primary.
     public private(set) var gossipKey: [UInt8]?
+    /// Every gossip key members hold (the primary among them; empty: only the primary), and how
+    /// many keyring changes there were.
+    public private(set) var gossipKeys: [[UInt8]] = []
+    public private(set) var gossipKeyringVersion: UInt32 = 0
+    /// The most keys a ring holds.
+    public static let maxGossipKeys = 16
     /// S3 users' access keys by id.
     public private(set) var users: [String: UserKey] = [:]
     /// The key users' secrets are sealed under, once a removal rotated it (nil: the one every
@@ -335,6 +346,13 @@ public struct ClusterState: Equatable, Sendable {
         case .rotateGossipKey(let key):
             guard key.count == 32 else { return .invalidLayout }
             gossipKey = key
+            gossipKeys = [key]
+            gossipKeyringVersion &+= 1
+        case .setGossipKeyring(let version, let primary, let keys):
+            guard version == gossipKeyringVersion &+ 1 else { return .stale }
+            guard (1...Self.maxGossipKeys).contains(keys.count), keys.allSatisfy({ $0.count == 32 }), keys.contains(primary), Set(keys).count == keys.count
+            else { return .invalidLayout }
+            (gossipKey, gossipKeys, gossipKeyringVersion) = (primary, keys, version)
         case .putUser(let u):
             guard users[u.id] == nil, accessKeys[u.id] == nil else { return .tokenExists }
             guard u.keyGeneration == secretsGeneration else { return .stale }
@@ -429,6 +447,9 @@ public struct ClusterState: Equatable, Sendable {
         for b in buckets.values.sorted(by: { $0.name < $1.name }) { w.string(b.owner) }
         if let k = secretsKey { w.u8(1); w.blob(k) } else { w.u8(0) }
         w.u32(secretsGeneration)
+        w.u32(gossipKeyringVersion)
+        w.u8(UInt8(gossipKeys.count))
+        for k in gossipKeys { w.blob(k) }
         w.u64(appliedCommands)
         // Oldest first, so a restored state forgets in the same order.
         let ordered = Array(recentOrder[recentHead...]) + Array(recentOrder[..<recentHead])
@@ -476,6 +497,10 @@ public struct ClusterState: Equatable, Sendable {
         if version >= 5 {  // the rotated secrets key
             secretsKey = try r.u8() == 0 ? nil : try r.blob(max: 32)
             secretsGeneration = try r.u32()
+            gossipKeyringVersion = try r.u32()
+            let n = try r.u8()
+            guard n <= Self.maxGossipKeys else { throw DecodeError("\(n) gossip keys") }
+            for _ in 0..<n { gossipKeys.append(try r.blob(max: 32)) }
         }
         appliedCommands = try r.u64()
         let n = try r.u32()
@@ -520,6 +545,9 @@ extension Request {
         case .rotateSecrets(let k, let g, let us):
             w.u8(22); w.blob(k); w.u32(g); w.u32(UInt32(us.count))
             for u in us { u.encode(&w) }
+        case .setGossipKeyring(let v, let p, let ks):
+            w.u8(23); w.u32(v); w.blob(p); w.u8(UInt8(clamping: ks.count))
+            for k in ks.prefix(255) { w.blob(k) }
         case .deleteUser(let id): w.u8(20); w.string(id)
         case .createOwnedBucket(let n, let ms, let s, let owner):
             w.u8(21); w.string(n); w.i64(ms); w.string(owner)
@@ -565,6 +593,11 @@ extension Request {
             var us: [UserKey] = []
             for _ in 0..<(try r.count(max: r.remaining)) { us.append(try UserKey(reading: &r)) }
             command = .rotateSecrets(key: k, generation: g, users: us)
+        case 23:
+            let (v, p) = (try r.u32(), try r.blob(max: 32))
+            var ks: [[UInt8]] = []
+            for _ in 0..<(try r.u8()) { ks.append(try r.blob(max: 32)) }
+            command = .setGossipKeyring(version: v, primary: p, keys: ks)
         default: throw DecodeError("unknown command")
         }
         try r.expectEnd()

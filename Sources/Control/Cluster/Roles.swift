@@ -19,7 +19,8 @@ public enum Roles {
             switch c {
             case .createBucket, .createOwnedBucket, .deleteBucket, .admitNode: return true
             case .initCluster, .putAccessKey, .deleteAccessKey, .put, .delete, .stageLayout, .revertLayout, .applyLayout, .finishMigration,
-                .createToken, .revokeToken, .registerNode, .removeNode, .rotateGossipKey, .putUser, .deleteUser, .rotateSecrets:
+                .createToken, .revokeToken, .registerNode, .removeNode, .rotateGossipKey, .putUser, .deleteUser, .rotateSecrets,
+                .setGossipKeyring:
                 return false
             }
         default: return false
@@ -47,7 +48,7 @@ extension Command {
         case .revokeToken: "revoke join tokens"
         case .admitNode, .registerNode: "admit nodes"
         case .removeNode: "remove nodes"
-        case .rotateGossipKey: "rotate the gossip key"
+        case .rotateGossipKey, .setGossipKeyring: "change the gossip keyring"
         case .rotateSecrets: "rotate the secrets key"
         }
     }

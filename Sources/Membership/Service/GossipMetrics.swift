@@ -19,6 +19,7 @@ struct GossipMetrics {
     static let kinds = ["ping", "ping_request", "ack", "nack", "push_pull", "gossip", "keyring", "unknown"]
     static let dropReasons = [
         "unauthenticated", "unstamped", "replayed", "stale", "clock_skew", "malformed", "keyring_busy", "keyring_clock_skew",
+        "keyring_by_log",
     ]
 
     let sent: [String: (packets: CoreMetrics.Counter, bytes: CoreMetrics.Counter)]

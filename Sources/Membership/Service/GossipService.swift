@@ -4,6 +4,7 @@ import Gossip
 import Logging
 import NIOCore
 import NIOPosix
+import Security
 import ServiceLifecycle
 import Support
 import Synchronization
@@ -38,6 +39,10 @@ public final class GossipService: Service, @unchecked Sendable {
     var rollouts: [UInt64: Rollout] = [:]
     /// Keyring requests answered recently, for resends and against replays.
     var responder = KeyringResponder()
+    /// A cluster with node credentials changes keyrings through its Raft log only: keyring
+    /// messages are dropped (`keyring_by_log`), so a key in the ring (a removed node keeps the
+    /// old one for the grace) neither changes a ring nor reads one. On the loop.
+    var keyringByLog = false
     /// Datagrams read recently, so that one sent again is dropped (see ReplayWindow).
     var replays: ReplayWindow
     /// When a clock-skew drop was last logged (wall clock, ns): at most one warning a minute.
@@ -46,7 +51,13 @@ public final class GossipService: Service, @unchecked Sendable {
     /// The largest UDP payload over IPv4 (65,535 − 8 − 20).
     static let maxDatagramBytes = 65_507
     /// User tags a node may set: what every peer's decoder accepts, less room for the reserved ones.
-    public static let maxUserTags = WireFormat.maxTags - 4
+    /// (Room is left for up to 8 reserved tags: Raft and data addresses, cluster, signer, data
+    /// report, keyring, and spares.)
+    public static let maxUserTags = WireFormat.maxTags - 8
+    /// The reserved tag that tells which gossip keys a node holds: 12-hex-digit fingerprints,
+    /// the primary first, never a key. `stacks keyring` on a cluster with credentials reads it
+    /// instead of asking members over gossip.
+    public static let keyringTag = "keyring"
     /// After a graceful leave, keep answering and gossiping this long so the news spreads.
     static let leaveLinger = TimeAmount.milliseconds(800)
 
@@ -65,8 +76,9 @@ public final class GossipService: Service, @unchecked Sendable {
         keyringPath: String, peersPath: String? = nil, settings: SWIMSettings = SWIMSettings(), seed: UInt64, logger: Logger,
         metrics: Metrics = .disabled
     ) {
-        self.reservedTags = reservedTags
+        self.reservedTags = reservedTags.merging([Self.keyringTag: Self.fingerprints(keyring)]) { a, _ in a }
         userTags = tags
+        let reservedTags = self.reservedTags
         let tags = tags.merging(reservedTags) { _, reserved in reserved }
         loop = MultiThreadedEventLoopGroup.singleton.next()
         self.listen = listen
@@ -206,6 +218,7 @@ public final class GossipService: Service, @unchecked Sendable {
         }
         if plain.first == KeyringMessage.marker {
             metrics.countReceived("keyring", bytes: datagram.count)
+            if keyringByLog { return metrics.drop("keyring_by_log") }
             guard let m = try? KeyringMessage.decode(plain) else { return metrics.drop("malformed") }
             return receiveKeyring(m, from: sender)
         }
@@ -294,6 +307,9 @@ public final class GossipService: Service, @unchecked Sendable {
     public func members() async throws -> [Member] { try await loop.submit { self.core.members }.get() }
     public func keys() async throws -> Keyring { try await loop.submit { self.keyring }.get() }
 
+    /// From now on keyring changes come from the Raft log only; keyring messages are dropped.
+    public func takeKeyringFromLog() { loop.execute { self.keyringByLog = true } }
+
     /// Applies a keyring change and persists it before returning.
     public func changeKeyring(_ change: @escaping @Sendable (inout Keyring) throws -> Void) async throws -> Keyring {
         try await loop.submit { try self.applyKeyring(change) }.get()
@@ -307,7 +323,15 @@ public final class GossipService: Service, @unchecked Sendable {
         if k != keyring {
             try k.save(path: keyringPath)
             keyring = k
+            reservedTags[Self.keyringTag] = Self.fingerprints(k)
+            execute(core.updateTags(userTags.merging(reservedTags) { _, reserved in reserved }, now: Self.now()))
         }
         return k
     }
+
+    /// A key's short public name: the first 6 bytes of its SHA-256, in hex.
+    public static func fingerprint(_ key: [UInt8]) -> String { Digest.sha256(key).prefix(6).hex }
+
+    /// The keyring tag's value: every key's fingerprint, the primary first.
+    static func fingerprints(_ k: Keyring) -> String { k.keys.map(fingerprint).joined(separator: ",") }
 }

@@ -11,6 +11,7 @@ public struct KeyringRollout: Codable, Sendable, Equatable {
         public var key: String
         public var nodes: Int
         public var primary: Int
+        public init(key: String, nodes: Int, primary: Int) { self.key = key; self.nodes = nodes; self.primary = primary }
     }
     public var op: String
     /// Members asked, this node included.
@@ -26,11 +27,16 @@ public struct KeyringRollout: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case op, nodes, ok, failed, noReply = "no_reply", keys
     }
+
+    public init(op: String, nodes: Int, ok: [String], failed: [String: String] = [:], noReply: [String], keys: [KeyCount]) {
+        self.op = op; self.nodes = nodes; self.ok = ok; self.failed = failed; self.noReply = noReply; self.keys = keys
+    }
 }
 
 /// Why a cluster-wide change was not started (nothing changed anywhere).
 public struct KeyringRefusal: Error, CustomStringConvertible {
     public var description: String
+    public init(description: String) { self.description = description }
 }
 
 extension Keyring {

@@ -69,14 +69,15 @@ final class JoinService: JoinDoor {
                 let limit = "too many join attempts from \(conn.remoteHost); retry in a minute"
                 return try await conn.sendPlain(door.answer(refused("rate_limited", limit, conn.remote)))
             }
-            try await conn.sendPlain(door.answer(await decide(request, from: conn.remote)))
+            try await conn.sendPlain(door.answer(await decide(request, proves: { [door] in door.proves(request, secretHash: $0) }, from: conn.remote)))
         } catch {
             refusals["handshake"]?.increment()
             logger.info("a join handshake ended", metadata: ["from": "\(conn.remote)", "why": "\(error)"])
         }
     }
 
-    func decide(_ req: JoinRequest, from remote: String) async -> JoinAnswer {
+    /// `proves`: whether the request proves the secret whose hash is given (the doorman's check).
+    func decide(_ req: JoinRequest, proves: ([UInt8]) -> Bool, from remote: String) async -> JoinAnswer {
         let (key, signs) = authority.state.withLock { ($0.clusterKey, $0.signs) }
         guard let key, signs else {
             let signers =
@@ -88,17 +89,24 @@ final class JoinService: JoinDoor {
         guard NodeConfig.isValidName(req.name) else {
             return refused("bad_request", "the node name must be 1-64 letters, digits, '-', '_' or '.'", remote)
         }
-        guard req.tokenID.count == JoinToken.idBytes, req.secret.count == JoinToken.secretBytes, req.publicKey.count == Sodium.Sign.publicKeyBytes
+        guard req.tokenID.count == JoinToken.idBytes, req.proof.count == 32, req.publicKey.count == Sodium.Sign.publicKeyBytes
         else { return refused("bad_request", "malformed join request", remote) }
         // A live member of that name that the cluster did not admit with a key (it joined before tokens).
         if raft.read({ $0.nodes[req.name] }) == nil, (try? await gossip.members())?.contains(where: { $0.name == req.name && $0.status == .alive }) == true {
             return refused("name_taken", "a live member is already named \(req.name)", remote)
         }
-        let id = req.tokenID.hex, hash = JoinToken.hash(secret: req.secret)
+        let id = req.tokenID.hex
         let now = Int64(Date().timeIntervalSince1970 * 1000)
         // Checked on this replica first (after catching up with the leader, which writes nothing),
-        // so a made-up or spent token never reaches the log; the log's check decides races.
-        func check() -> Outcome { raft.read { $0.admission(tokenID: id, secretHash: hash, node: req.name, publicKey: req.publicKey, nowMs: now) } }
+        // so a made-up or spent token never reaches the log; the log's check decides races. The
+        // request proves the secret against the hash the token's record keeps ("" if it does not).
+        var hash: [UInt8] = []
+        func check() -> Outcome {
+            raft.read { s in
+                hash = s.tokens[id].map(\.secretHash).flatMap { proves($0) ? $0 : nil } ?? []
+                return s.admission(tokenID: id, secretHash: hash, node: req.name, publicKey: req.publicKey, nowMs: now)
+            }
+        }
         var outcome = check()
         if outcome != .ok {
             try? await raft.linearizableBarrier()

@@ -6,8 +6,10 @@ import Support
 /// 2. member → joiner `proof`: its ephemeral key · 0 · sealed(cluster public key, the member's
 ///    credential, the member's signature over the transcript); or · 1 · a plain reason when it
 ///    cannot prove anything (a node with no credential).
-/// 3. joiner → member `request`, sealed: the token id and secret, the new node's name and public
-///    key, and that key's signature over the transcript (it holds the secret half).
+/// 3. joiner → member `request`, sealed: the token id, a proof that it holds the token's secret
+///    (a BLAKE2b keyed with the secret's hash, over the transcript, its name and key: the secret
+///    itself never leaves the joiner), the new node's name and public key, and that key's
+///    signature over the transcript (it holds the secret half).
 /// 4. member → joiner `answer`, sealed: accepted (credential, cluster id, keyring, seeds),
 ///    refused (a reason) or redirect (members that can sign credentials).
 ///
@@ -15,10 +17,11 @@ import Support
 /// direction, and the transcript binds both ephemeral keys, so nothing recorded from one
 /// handshake opens or verifies in another. The joiner checks the cluster key against the
 /// token's fingerprint, the credential against the cluster key and the signature against the
-/// credential before its secret leaves it: a seed that does not hold a credential of that
-/// cluster never sees the secret.
+/// credential before it answers. No seed ever sees the secret: one holding the cluster's signing
+/// key without being a member (a removed node) learns a proof bound to its own handshake, which
+/// opens nothing elsewhere, and the member checks the proof against the hash the cluster keeps.
 public enum JoinHandshake {
-    public static let version: UInt8 = 1
+    public static let version: UInt8 = 2
     /// Sent where a data connection's peer sends its 16-byte challenge, so a member's data
     /// port tells a joiner from a peer at its first bytes.
     public static let magic: [UInt8] = Array("STKS-JOIN-v1".utf8) + [0, 0, 0, 0]
@@ -37,6 +40,14 @@ public enum JoinHandshake {
     }
 
     static func requestTranscript(_ t: [UInt8]) -> [UInt8] { Sodium.hash(Array("stacks join request".utf8) + t) }
+
+    /// What proves the token's secret: keyed with its hash (what the cluster keeps), bound to
+    /// this handshake and to the node it asks for.
+    static func tokenProof(secretHash: [UInt8], transcript t: [UInt8], name: String, publicKey: [UInt8]) -> [UInt8] {
+        var w = BinaryWriter()
+        w.string("stacks join token proof"); w.blob(t); w.string(name); w.blob(publicKey)
+        return Sodium.hash(w.bytes, key: secretHash)
+    }
 }
 
 public struct HandshakeError: Error, Equatable, CustomStringConvertible {
@@ -49,26 +60,27 @@ public struct HandshakeError: Error, Equatable, CustomStringConvertible {
 /// What a joiner asks for once it trusts the member.
 public struct JoinRequest: Sendable, Equatable {
     public var tokenID: [UInt8]
-    public var secret: [UInt8]
+    /// `JoinHandshake.tokenProof`: the secret itself never travels.
+    public var proof: [UInt8]
     public var name: String
     public var publicKey: [UInt8]
     public var signature: [UInt8]
 
     var encoded: [UInt8] {
         var w = BinaryWriter()
-        w.blob(tokenID); w.blob(secret); w.string(name); w.blob(publicKey); w.blob(signature)
+        w.blob(tokenID); w.blob(proof); w.string(name); w.blob(publicKey); w.blob(signature)
         return w.bytes
     }
 
     init(decoding bytes: [UInt8]) throws(DecodeError) {
         var r = BinaryReader(bytes)
-        tokenID = try r.blob(max: 64); secret = try r.blob(max: 64); name = try r.string(max: 256)
+        tokenID = try r.blob(max: 64); proof = try r.blob(max: 64); name = try r.string(max: 256)
         publicKey = try r.blob(max: 64); signature = try r.blob(max: 128)
         try r.expectEnd()
     }
 
-    init(tokenID: [UInt8], secret: [UInt8], name: String, publicKey: [UInt8], signature: [UInt8]) {
-        self.tokenID = tokenID; self.secret = secret; self.name = name; self.publicKey = publicKey; self.signature = signature
+    init(tokenID: [UInt8], proof: [UInt8], name: String, publicKey: [UInt8], signature: [UInt8]) {
+        self.tokenID = tokenID; self.proof = proof; self.name = name; self.publicKey = publicKey; self.signature = signature
     }
 }
 
@@ -199,16 +211,17 @@ public struct Joiner: Sendable {
         else { throw HandshakeError("the seed's proof is malformed") }
         guard Sodium.constantTimeEqual(ClusterKey.fingerprint(of: ck), token.fingerprint) else {
             throw HandshakeError(
-                "the seed does not hold the cluster key this token is for (fingerprint mismatch): refusing to send the secret", otherCluster: true)
+                "the seed does not hold the cluster key this token is for (fingerprint mismatch): refusing to go on", otherCluster: true)
         }
         let t = JoinHandshake.transcript(hello: hello, memberEphemeral: eph, clusterKey: ck, credential: credBytes)
         guard cred.verify(clusterKey: ck), Sodium.Sign.verify(sig, of: t, publicKey: cred.publicKey) else {
-            throw HandshakeError("the seed's credential or signature is not the cluster's: refusing to send the secret")
+            throw HandshakeError("the seed's credential or signature is not the cluster's: refusing to go on")
         }
         keys = k
         clusterKey = ck
         let req = JoinRequest(
-            tokenID: token.id, secret: token.secret, name: name, publicKey: nodeKey.publicKey,
+            tokenID: token.id, proof: JoinHandshake.tokenProof(secretHash: token.secretHash, transcript: t, name: name, publicKey: nodeKey.publicKey),
+            name: name, publicKey: nodeKey.publicKey,
             signature: nodeKey.sign(JoinHandshake.requestTranscript(t)))
         guard let out = try? Sodium.CounterAEAD.seal(req.encoded, key: k.send, counter: 0) else { throw HandshakeError("cannot seal the request") }
         return out
@@ -282,6 +295,11 @@ public struct JoinDoorman: Sendable {
             throw HandshakeError("the joining node does not prove its key")
         }
         return req
+    }
+
+    /// Whether the request proves the secret of the token whose hash the cluster keeps.
+    public func proves(_ req: JoinRequest, secretHash: [UInt8]) -> Bool {
+        Sodium.constantTimeEqual(req.proof, JoinHandshake.tokenProof(secretHash: secretHash, transcript: transcript, name: req.name, publicKey: req.publicKey))
     }
 
     public func answer(_ a: JoinAnswer) -> [UInt8] {

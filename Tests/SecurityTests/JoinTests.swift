@@ -74,9 +74,11 @@ extension String {
         var d = JoinDoorman(proof: m.proof, ephemeral: Sodium.KeyExchange.keyPair())
         let proof = try d.proof(answering: j.hello)
         let sealedRequest = try j.request(answering: proof)
-        #expect(!sealedRequest.contains(subsequence: token.secret), "the secret travels sealed")
         let req = try d.request(sealedRequest)
-        #expect(req.tokenID == token.id && req.secret == token.secret && req.name == "new" && req.publicKey == key.publicKey)
+        #expect(req.tokenID == token.id && req.name == "new" && req.publicKey == key.publicKey)
+        #expect(!req.proof.contains(subsequence: token.secret) && !req.proof.contains(subsequence: token.secretHash), "the secret never travels")
+        #expect(d.proves(req, secretHash: token.secretHash))
+        #expect(!d.proves(req, secretHash: JoinToken.generate(fingerprint: m.cluster.fingerprint).secretHash), "another token's secret")
 
         let cred = try #require(m.cluster.issue(clusterID: "c1", node: "new", publicKey: key.publicKey, role: .storage, issuedMs: 2))
         let grant = JoinGrant(
@@ -94,6 +96,25 @@ extension String {
         var g3 = grant
         g3.credential = ClusterKey.generate().issue(clusterID: "c1", node: "new", publicKey: key.publicKey, role: .storage, issuedMs: 2)!
         #expect(throws: HandshakeError.self) { try j.answer(d.answer(.accepted(g3))) }
+    }
+
+    /// A removed node keeps the cluster's signing key and can pose as a member to a joiner that
+    /// dials it: it learns a proof bound to that handshake, never the secret, and the proof
+    /// proves nothing in a handshake of its own with a real member.
+    @Test func anImpostorHoldingTheSigningKeyLearnsNothingThatJoins() throws {
+        let m = Member()
+        let token = JoinToken.generate(fingerprint: m.cluster.fingerprint)
+        let ghost = NodeKey.generate()
+        let minted = try #require(m.cluster.issue(clusterID: "c1", node: "ghost", publicKey: ghost.publicKey, role: .all, issuedMs: 5))
+        var j = joiner(token)
+        var impostor = JoinDoorman(proof: .init(clusterKey: m.cluster.publicKey, credential: minted, nodeKey: ghost), ephemeral: Sodium.KeyExchange.keyPair())
+        let hello = try impostor.proof(answering: j.hello)
+        let got = try impostor.request(try j.request(answering: hello))
+        #expect(impostor.proves(got, secretHash: token.secretHash), "a true proof, for that handshake only")
+        #expect(!got.proof.contains(subsequence: token.secret) && !got.proof.contains(subsequence: token.secretHash))
+        var real = JoinDoorman(proof: m.proof, ephemeral: Sodium.KeyExchange.keyPair())
+        _ = try real.proof(answering: joiner(JoinToken.generate(fingerprint: m.cluster.fingerprint)).hello)
+        #expect(!real.proves(got, secretHash: token.secretHash))
     }
 
     @Test func aSeedOfAnotherClusterOrAnImpostorNeverSeesTheSecret() throws {
@@ -168,7 +189,8 @@ extension String {
         #expect(throws: HandshakeError("the joining node does not prove its key")) { try d4.request(forged) }
 
         var d3 = JoinDoorman(proof: m.proof, ephemeral: Sodium.KeyExchange.keyPair())
-        for bad in [[], [2] + Sodium.randomBytes(32), [1] + Sodium.randomBytes(31), Sodium.randomBytes(100)] {
+        // Versions 1 (it sent the secret itself) and 3, a short key, garbage.
+        for bad in [[], [1] + Sodium.randomBytes(32), [3] + Sodium.randomBytes(32), [2] + Sodium.randomBytes(31), Sodium.randomBytes(100)] {
             #expect(throws: HandshakeError.self) { try d3.proof(answering: bad) }
         }
     }

@@ -430,10 +430,15 @@ def test_remove_with_rotate_keys_leaves_the_removed_node_no_working_s3_secret(tm
             assert code(n, first) == ["doc"] and code(n, second[alice]) == ["doc"]
 
         third = rotate(n2, "0s")
+
+        def refused():
+            return sum(v for n in (n1, n2) for k, v in n.metrics().items() if k.startswith("stacks_s3_requests_total") and 'status="403"' in k)
+        refused_before = refused()
         for n in (n1, n2):
             for secret in (first, second[alice]):
                 assert code(n, secret) == "SignatureDoesNotMatch", "a secret the removed node holds, or a replaced one, still works"
             assert code(n, third[alice]) == ["doc"]
+        assert refused() >= refused_before + 4, "each refusal is counted"
         wait_for("the founder's env holds its key's new secret",
                  lambda: (parse_env_file(n1.env_path)["AWS_SECRET_ACCESS_KEY"] == third[n1.access_key], ""), 10)
         admin = boto3.client("s3", endpoint_url=n2.endpoint, aws_access_key_id=n1.access_key, aws_secret_access_key=admin_before,

@@ -3,7 +3,7 @@
 export PATH=/opt/swift/usr/bin:$PATH
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
-APT_PACKAGES="pkg-config libsodium-dev liblz4-dev libvirt-dev libisal-dev libssl-dev libsqlite3-dev libxml2 s3cmd curl"
+APT_PACKAGES="pkg-config libsodium-dev liblz4-dev libvirt-dev libisal-dev libssl-dev libsqlite3-dev libxml2 s3cmd curl wrk tcpdump"
 # Installed without their recommendations: only promtool (`check metrics` in the tests) is used.
 APT_LEAN="prometheus"
 

@@ -178,7 +178,8 @@ public struct Agent: Sendable {
 
         let repairer = Repairer(
             name: config.name, shards: shards, plane: plane, interval: .nanoseconds(config.repairInterval.nanoseconds),
-            bytesPerSecond: config.scrubBytesPerSecond, publish: { gossip.setReservedTag(DataReport.tag, $0.encoded) }, logger: logger)
+            bytesPerSecond: config.scrubBytesPerSecond, publish: { gossip.setReservedTag(DataReport.tag, $0.encoded) }, metrics: exporter.metrics,
+            logger: logger)
         Task { await repairer.run() }
         // What a one-node cluster stored moves into the cluster once it has grown.
         Task {

@@ -2,10 +2,12 @@ import Cluster
 import Coordinator
 import DataPlane
 import Files
+import Foundation
 import Logging
 import NIOPosix
 import ShardStore
 import Synchronization
+import Telemetry
 
 /// The node's scrubber, repairer and mover: walks the keys this node holds, reads every record
 /// of their shards (checksums) at a bounded rate, drops a shard that fails, and has each key
@@ -27,13 +29,21 @@ final class Repairer: Sendable {
     let logger: Logger
     /// The last report published (settled version and health carry over between passes).
     let last = Mutex(DataReport())
+    /// Bytes the scrub read, and damaged shards it found and had rewritten.
+    let scrubbed: CoreMetrics.Counter
+    let damageFound: CoreMetrics.Counter
+    let damageRepaired: CoreMetrics.Counter
 
     init(
         name: String, shards: ShardStore, plane: DataPlane, interval: Duration, bytesPerSecond: Int,
-        publish: @escaping @Sendable (DataReport) -> Void, logger: Logger
+        publish: @escaping @Sendable (DataReport) -> Void, metrics: Metrics = .disabled, logger: Logger
     ) {
         self.name = name; self.shards = shards; self.plane = plane; self.interval = interval
         self.bytesPerSecond = bytesPerSecond; self.publish = publish; self.logger = logger
+        scrubbed = metrics.counter(Series("stacks_scrub_bytes_total", "Bytes of shards the scrubber read and checked."))
+        let damage = Series("stacks_scrub_damaged_shards_total", "Shards the scrubber found failing their checksums, and those rewritten by repair.")
+        damageFound = metrics.counter(damage, [("result", "found")])
+        damageRepaired = metrics.counter(damage, [("result", "repaired")])
     }
 
     func run() async {
@@ -87,6 +97,7 @@ final class Repairer: Sendable {
         report { r in
             r.usedBytes = used; r.freeBytes = free
             r.movingKeys = movingKeys; r.movingBytes = movingBytes; r.movedBytes = 0; r.moveRate = 0
+            r.scrubbedBytes = 0; r.scrubTotalBytes = used
         }
 
         var keys = 0, objects: UInt64 = 0, degraded: UInt64 = 0, atRisk: UInt64 = 0, written = 0, corrupt = 0, failed = 0, stillAway = 0
@@ -105,12 +116,15 @@ final class Repairer: Sendable {
             }
             corrupt += bad.count
             bytes += read
+            scrubbed.increment(by: read)
+            damageFound.increment(by: bad.count)
             // Bounded I/O: sleep off what the scrub read ahead of its rate.
             let due = Duration.seconds(Double(bytes) / Double(bytesPerSecond)) - (ContinuousClock.now - started)
             if due > .zero { try? await Task.sleep(for: due) }
             switch await plane.repair(bucket: bucket, key: key, onlyAs: bad.isEmpty ? name : nil) {
             case .checked(let w, let missing, let marker):
                 written += w
+                damageRepaired.increment(by: min(w, bad.count))
                 let m = UInt64((try? plane.map.placement(bucket: bucket, key: key))??.m ?? 0)
                 if !marker {
                     objects += 1
@@ -141,13 +155,16 @@ final class Repairer: Sendable {
             }
             if ContinuousClock.now - lastReport > .seconds(2) {
                 lastReport = ContinuousClock.now
-                report { _ in }
+                report { $0.scrubbedBytes = UInt64(bytes) }
             }
             return true
         }
         let layoutNow = (try? plane.map.placement(bucket: "", key: ""))?.version ?? 0
+        let finished = !Task.isCancelled
         report { r in
             r.objects = objects; r.degraded = degraded; r.atRisk = atRisk
+            r.scrubbedBytes = UInt64(bytes)
+            if finished { r.lastFullScrubS = UInt64(max(0, Date().timeIntervalSince1970)) }
             if stillAway == 0 && layoutNow == version && !Task.isCancelled { r.settledVersion = max(r.settledVersion, version) }
         }
         if written + corrupt + failed + stillAway > 0 || moved > 0 {

@@ -47,12 +47,12 @@ struct StatusCommand: ParsableCommand {
             "cluster \(s.clusterID.isEmpty ? "(not initialized)" : s.clusterID)  self \(s.selfName)  leader \(s.leader ?? "none")  "
             + "term \(s.term)  commit \(s.commitIndex)  applied \(s.appliedIndex)  voters \(s.voters) (quorum \(s.quorum))\n"
         let rows =
-            [["NAME", "RAFT", "GOSSIP", "RAFT ADDRESS", "LAST CONTACT", "MATCH", "USED", "FREE"]]
+            [["NAME", "RAFT", "GOSSIP", "RAFT ADDRESS", "LAST CONTACT", "MATCH", "USED", "FREE", "SCRUB"]]
             + s.nodes.map { n in
                 [
                     n.name, n.raftRole, n.status, n.raftAddress ?? "-",
                     n.lastContactMs.map { $0 < 1000 ? "\($0)ms" : String(format: "%.1fs", Double($0) / 1000) } ?? "-",
-                    n.matchIndex.map(String.init) ?? "-", n.usedBytes.map(Self.size) ?? "-", n.freeBytes.map(Self.size) ?? "-",
+                    n.matchIndex.map(String.init) ?? "-", n.usedBytes.map(Self.size) ?? "-", n.freeBytes.map(Self.size) ?? "-", Self.scrub(n),
                 ]
             }
         out += Table.render(rows)
@@ -74,9 +74,19 @@ struct StatusCommand: ParsableCommand {
         out +=
             "legend: RAFT leader|voter|learner|none (not in the group yet); GOSSIP alive|suspect|dead|left; "
             + "LAST CONTACT since this node heard it over Raft; MATCH log index stored there (leader's view); "
-            + "USED, FREE and objects as of each node's last repair pass\n"
+            + "USED, FREE and objects as of each node's last repair pass; SCRUB the pass under way and when a whole one last ended\n"
         out += s.healthy ? "health: ok\n" : s.problems.map { "health: \($0)\n" }.joined()
         return out
+    }
+
+    /// `37% (last full 14:02:11)`: the scrub pass under way, and the last whole one (local time).
+    static func scrub(_ n: ClusterStatus.Node) -> String {
+        guard let total = n.scrubTotalBytes else { return "-" }
+        let done = total == 0 ? 100 : Int(min(100, Double(n.scrubbedBytes ?? 0) * 100 / Double(total)))
+        guard let last = n.lastFullScrubS else { return "\(done)%" }
+        let f = DateFormatter()
+        f.dateFormat = "HH:mm:ss"
+        return "\(done)% (last full \(f.string(from: Date(timeIntervalSince1970: Double(last)))))"
     }
 
     /// Bytes in binary units, as `du -h` prints them.

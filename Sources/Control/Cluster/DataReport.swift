@@ -26,6 +26,11 @@ public struct DataReport: Sendable, Equatable {
     public var moveRate: UInt64 = 0
     /// The newest layout version under which a whole pass found nothing misplaced here.
     public var settledVersion: UInt64 = 0
+    /// The scrub's progress: bytes read (checksums verified) in this pass, of the bytes the pass
+    /// found here at its start; and when a whole pass last finished (Unix seconds; 0: never).
+    public var scrubbedBytes: UInt64 = 0
+    public var scrubTotalBytes: UInt64 = 0
+    public var lastFullScrubS: UInt64 = 0
 
     public init() {}
 
@@ -33,7 +38,7 @@ public struct DataReport: Sendable, Equatable {
     nonisolated(unsafe) static let names: [(String, WritableKeyPath<DataReport, UInt64>)] = [
         ("used", \.usedBytes), ("free", \.freeBytes), ("objects", \.objects), ("degraded", \.degraded), ("risk", \.atRisk),
         ("repairing", \.repairing), ("moving", \.movingKeys), ("movingb", \.movingBytes), ("moved", \.movedBytes), ("rate", \.moveRate),
-        ("settled", \.settledVersion),
+        ("settled", \.settledVersion), ("scrub", \.scrubbedBytes), ("scrubt", \.scrubTotalBytes), ("scrubf", \.lastFullScrubS),
     ]
 
     public var encoded: String { Self.names.map { "\($0.0)=\(self[keyPath: $0.1])" }.joined(separator: " ") }

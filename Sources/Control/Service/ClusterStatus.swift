@@ -24,10 +24,16 @@ public struct ClusterStatus: Codable, Sendable, Equatable {
         /// pass; nil before one is heard of).
         public var usedBytes: UInt64?
         public var freeBytes: UInt64?
+        /// Its scrubber: bytes checked in the pass under way, of that pass's total, and when a
+        /// whole pass last finished (Unix seconds; nil: not yet).
+        public var scrubbedBytes: UInt64?
+        public var scrubTotalBytes: UInt64?
+        public var lastFullScrubS: UInt64?
         enum CodingKeys: String, CodingKey {
             case name, status, address
             case raftRole = "raft_role", raftAddress = "raft_address", lastContactMs = "last_contact_ms", matchIndex = "match_index"
             case usedBytes = "used_bytes", freeBytes = "free_bytes"
+            case scrubbedBytes = "scrubbed_bytes", scrubTotalBytes = "scrub_total_bytes", lastFullScrubS = "last_full_scrub_s"
         }
     }
     /// The gossip tag that carries a node's data address.
@@ -141,7 +147,9 @@ extension RaftService {
                 address: members[n]?.tags[ClusterStatus.dataAddressTag],
                 lastContactMs: n == name ? 0 : lastHeard[n].map { Int((now - $0).nanoseconds / 1_000_000) },
                 matchIndex: n == name ? core.lastIndex.value : progress?.match[n]?.value,
-                usedBytes: report(n)?.usedBytes, freeBytes: report(n)?.freeBytes)
+                usedBytes: report(n)?.usedBytes, freeBytes: report(n)?.freeBytes,
+                scrubbedBytes: report(n)?.scrubbedBytes, scrubTotalBytes: report(n)?.scrubTotalBytes,
+                lastFullScrubS: report(n).flatMap { $0.lastFullScrubS == 0 ? nil : $0.lastFullScrubS })
         }
         let quorum = voters.count / 2 + 1
         // Reachable: a leader hears every voter within an election timeout; a follower hears

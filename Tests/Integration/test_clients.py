@@ -1,4 +1,4 @@
-"""Real-world S3 clients against a real Stacks node.
+"""Real-world S3 clients against a real Stacks node (and three: written through one node, read through another).
 
 Proves that the aws CLI (high-level `aws s3` incl. its automatic multipart, and
 low-level `aws s3api` incl. a hand-driven multipart upload) and s3cmd (SigV4,
@@ -54,7 +54,13 @@ def clean_env() -> dict[str, str]:
 
 # ------------------------------------------------------------------ aws CLI
 @pytest.fixture
-def aws(node, tmp_path):
+def reader(cluster):
+    """The node reads go through: another than the one written through, on the 3-node run."""
+    return cluster[1] if len(cluster) > 1 else cluster[0]
+
+
+@pytest.fixture
+def aws(node, reader, tmp_path):
     exe = shutil.which("aws")
     if not exe:
         pytest.skip("aws CLI executable not found on PATH (pip install awscli)")
@@ -76,14 +82,17 @@ def aws(node, tmp_path):
         AWS_PAGER="",
     )
 
-    def call(*args: str) -> subprocess.CompletedProcess:
-        return run([exe, "--endpoint-url", node.endpoint, *args], env)
+    def call(*args: str, via=node) -> subprocess.CompletedProcess:
+        return run([exe, "--endpoint-url", via.endpoint, *args], env)
 
-    def call_json(*args: str):
-        out = call(*args).stdout
+    def call_json(*args: str, via=node):
+        out = call(*args, via=via).stdout
         return json.loads(out) if out.strip() else {}
 
+    # Writes through `node`; `aws.read(...)` and `aws.read_json(...)` through `reader`.
     call.json = call_json
+    call.read = lambda *args: call(*args, via=reader)
+    call.read_json = lambda *args: call_json(*args, via=reader)
     return call
 
 
@@ -95,17 +104,17 @@ def test_aws_s3_cp_ls_rm(aws, s3, bucket, tmp_path):
     aws("s3", "cp", str(small), f"s3://{bucket}/dir/small.bin")
     aws("s3", "cp", str(large), f"s3://{bucket}/dir/large.bin")
 
-    assert bucket in aws("s3", "ls").stdout.decode()
-    listing = aws("s3", "ls", f"s3://{bucket}/dir/").stdout.decode()
+    assert bucket in aws.read("s3", "ls").stdout.decode()
+    listing = aws.read("s3", "ls", f"s3://{bucket}/dir/").stdout.decode()
     sizes = {line.split()[-1]: int(line.split()[-2]) for line in listing.splitlines() if line.strip()}
     assert sizes == {"small.bin": 100 * 1024, "large.bin": 20 * MiB}, listing
-    assert "PRE dir/" in aws("s3", "ls", f"s3://{bucket}/").stdout.decode()
+    assert "PRE dir/" in aws.read("s3", "ls", f"s3://{bucket}/").stdout.decode()
 
     assert s3.head_object(Bucket=bucket, Key="dir/large.bin")["ETag"].endswith('-3"')
 
     for name, sha in [("small.bin", small_sha), ("large.bin", large_sha)]:
         out = tmp_path / f"down-{name}"
-        aws("s3", "cp", f"s3://{bucket}/dir/{name}", str(out))
+        aws.read("s3", "cp", f"s3://{bucket}/dir/{name}", str(out))
         assert file_sha256(out) == sha, name
 
     aws("s3", "rm", f"s3://{bucket}/dir/small.bin")
@@ -124,20 +133,20 @@ def test_aws_s3api_object_roundtrip(aws, bucket, tmp_path):
     )
     assert put["ETag"] == f'"{data_md5}"'
 
-    head = aws.json("s3api", "head-object", "--bucket", bucket, "--key", "api/obj.bin")
+    head = aws.read_json("s3api", "head-object", "--bucket", bucket, "--key", "api/obj.bin")
     assert head["ContentLength"] == 3 * MiB + 17
     assert head["ETag"] == f'"{data_md5}"'
     assert head["ContentType"] == "application/x-stacks"
     assert head["Metadata"] == {"owner": "tests", "kind": "binary"}
 
     out = tmp_path / "obj.out"
-    got = aws.json("s3api", "get-object", "--bucket", bucket, "--key", "api/obj.bin", str(out))
+    got = aws.read_json("s3api", "get-object", "--bucket", bucket, "--key", "api/obj.bin", str(out))
     assert got["ContentLength"] == 3 * MiB + 17
     assert file_sha256(out) == sha
 
     aws.json("s3api", "put-object", "--bucket", bucket, "--key", "api/other", "--body", str(src))
     aws.json("s3api", "put-object", "--bucket", bucket, "--key", "elsewhere", "--body", str(src))
-    listed = aws.json("s3api", "list-objects-v2", "--bucket", bucket, "--prefix", "api/")
+    listed = aws.read_json("s3api", "list-objects-v2", "--bucket", bucket, "--prefix", "api/")
     assert [o["Key"] for o in listed["Contents"]] == ["api/obj.bin", "api/other"]
     assert all(o["Size"] == 3 * MiB + 17 for o in listed["Contents"])
 
@@ -169,13 +178,13 @@ def test_aws_s3api_multipart(aws, bucket, tmp_path):
     assert done["ETag"] == f'"{want_etag}"'
 
     out = tmp_path / "mp.out"
-    aws.json("s3api", "get-object", "--bucket", bucket, "--key", key, str(out))
+    aws.read_json("s3api", "get-object", "--bucket", bucket, "--key", key, str(out))
     assert out.read_bytes() == part1.read_bytes() + part2.read_bytes()
 
 
 # ------------------------------------------------------------------- s3cmd
 @pytest.fixture
-def s3cmd(node, tmp_path):
+def s3cmd(node, reader, tmp_path):
     exe = shutil.which("s3cmd")
     if not exe:
         pytest.skip("s3cmd executable not found on PATH (apt-get install s3cmd)")
@@ -195,15 +204,16 @@ def s3cmd(node, tmp_path):
     )
     env = clean_env()
     env["HOME"] = str(tmp_path)
-    common = [
-        exe, f"--config={cfg}", f"--host={host}", f"--host-bucket={host}", "--no-ssl",
-        f"--access_key={node.access_key}", f"--secret_key={node.secret_key}",
-        f"--region={node.region}",
-    ]
+    def common(via):
+        h = urlsplit(via.endpoint).netloc
+        return [exe, f"--config={cfg}", f"--host={h}", f"--host-bucket={h}", "--no-ssl",
+                f"--access_key={node.access_key}", f"--secret_key={node.secret_key}", f"--region={node.region}"]
 
-    def call(*args: str) -> subprocess.CompletedProcess:
-        return run([*common, *args], env)
+    def call(*args: str, via=node) -> subprocess.CompletedProcess:
+        return run([*common(via), *args], env)
 
+    # Writes through `node`; `s3cmd.read(...)` through `reader`.
+    call.read = lambda *args: call(*args, via=reader)
     return call
 
 
@@ -220,19 +230,19 @@ def test_s3cmd_put_get_ls_del(s3cmd, s3, bucket, tmp_path):
     assert head["ETag"].endswith('-3"'), head["ETag"]  # 5 + 5 + 2 MiB
     assert s3.head_object(Bucket=bucket, Key="s3cmd/small.bin")["ETag"] == f'"{md5_hex(small.read_bytes())}"'
 
-    listing = s3cmd("ls", f"s3://{bucket}/s3cmd/").stdout.decode()
+    listing = s3cmd.read("ls", f"s3://{bucket}/s3cmd/").stdout.decode()
     assert f"s3://{bucket}/s3cmd/small.bin" in listing, listing
     assert f"s3://{bucket}/s3cmd/large.bin" in listing, listing
     sizes = {line.split()[-1]: int(line.split()[-2]) for line in listing.splitlines() if "s3://" in line}
     assert sizes[f"s3://{bucket}/s3cmd/large.bin"] == 12 * MiB
-    assert f"s3://{bucket}" in s3cmd("ls").stdout.decode()
+    assert f"s3://{bucket}" in s3cmd.read("ls").stdout.decode()
 
     for name, sha in [("small.bin", small_sha), ("large.bin", large_sha)]:
         out = tmp_path / f"down-{name}"
-        s3cmd("get", "--force", f"s3://{bucket}/s3cmd/{name}", str(out))
+        s3cmd.read("get", "--force", f"s3://{bucket}/s3cmd/{name}", str(out))
         assert file_sha256(out) == sha, name
 
     s3cmd("del", f"s3://{bucket}/s3cmd/small.bin")
     s3cmd("del", f"s3://{bucket}/s3cmd/large.bin")
-    assert "s3://" not in s3cmd("ls", f"s3://{bucket}/s3cmd/").stdout.decode()
+    assert "s3://" not in s3cmd.read("ls", f"s3://{bucket}/s3cmd/").stdout.decode()
     assert s3.list_objects_v2(Bucket=bucket).get("Contents", []) == []

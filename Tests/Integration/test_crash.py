@@ -82,8 +82,10 @@ class Workload:
         self.rng = random.Random(seed)
         self.next_version: dict[str, int] = {}
 
-    def run_until_killed(self, cycle: int) -> dict[str, int]:
-        """Start writers, kill -9 the node at a random moment, stop writers."""
+    def run_until_killed(self, cycle: int, victim=None) -> dict[str, int]:
+        """Start writers, kill -9 the node (or `victim`, another node of the cluster) at a random
+        moment, stop writers (a second later when the node written through lives on)."""
+        victim = victim or self.node
         stop = threading.Event()
         stats = {"attempted": 0, "acked": 0, "failed": 0}
         budget = threading.Semaphore(MAX_PUTS_PER_CYCLE)
@@ -136,7 +138,9 @@ class Workload:
                     break
                 time.sleep(0.05)
             time.sleep(self.rng.uniform(0.0, 4.0))
-            self.node.kill()
+            victim.kill()
+            if victim is not self.node:
+                time.sleep(1.0)  # PUTs go on through the cluster with one shard holder gone
         finally:
             stop.set()
             for t in threads:
@@ -206,6 +210,30 @@ def test_kill9_during_concurrent_puts(node_factory):
         result = verify(s3, workload)
         report.append((cycle, stats, result))
     print("crash cycles:", report)
+
+
+@pytest.mark.slow
+def test_kill9_during_concurrent_puts_on_three_nodes(node_factory):
+    """The same invariants on three nodes at 2+1, writes through node 1: kill -9 the node that
+    receives the PUTs once, and a shard holder (another node) once; each comes back, and every
+    key is checked through the node never killed."""
+    from test_layout import same_layout_everywhere
+    from test_raft import healthy_with, wait_for
+    first = node_factory("crash3a")
+    nodes = [first] + [node_factory(f"crash3{c}", seeds=[first.gossip_address]) for c in "bc"]
+    wait_for("3 voters", healthy_with(nodes, 3), 90)
+    wait_for("three nodes at 2+1", same_layout_everywhere(nodes, lambda v: len(v["members"]) == 3 and v["scheme"] == "2+1"), 60)
+    bucket = "crash-three"
+    first.client().create_bucket(Bucket=bucket)
+    workload = Workload(first, bucket, seed=int(time.time()))
+    report = []
+    for cycle, victim in enumerate([first, nodes[2]]):
+        stats = workload.run_until_killed(cycle, victim=victim)
+        assert stats["acked"] > 0, f"cycle {cycle}: no PUT was acknowledged ({stats})\n{victim.log_tail()}"
+        victim.start()
+        wait_for("3 voters again", healthy_with(nodes, 3), 90)
+        report.append((cycle, victim.name, stats, verify(nodes[1].client(), workload)))
+    print("crash cycles on three nodes:", report)
 
 
 def test_restart_keeps_credentials_and_data(node_factory):

@@ -69,6 +69,12 @@ def keyring_cli(node, *args, ok=True, stdin=None):
     return out
 
 
+def counts_reach(node, expected: dict, timeout: float = 10):
+    """`key_counts(node)` becomes `expected`: on a cluster whose keyring travels in the log, each
+    node reads the members' keyring tags as its gossip last heard them (about a second behind)."""
+    wait_for(f"{node.name}'s keyring listing", lambda: (key_counts(node, ok=False) == expected, key_counts(node, ok=False)), timeout)
+
+
 def key_counts(node, ok=True) -> dict[str, tuple[str, str]]:
     """`stacks keyring list` as {key: (members holding it "k/n", members sealing with it)}."""
     rows = keyring_cli(node, "list", ok=ok).stdout.splitlines()
@@ -166,11 +172,11 @@ def test_key_rotation_without_suspicion(cluster):
         both = keyring_cli(cluster[0], "install", new, "--key-file", str(key_file), ok=False)
         assert both.returncode != 0 and "not both or neither" in both.stderr, both.stderr
         assert f"install: {N} of {N} members answered ok" in keyring_cli(cluster[0], "install", "--key-file", str(key_file)).stdout
-        assert key_counts(cluster[5]) == {old: (f"{N}/{N}", str(N)), new: (f"{N}/{N}", "0")}
+        counts_reach(cluster[5], {old: (f"{N}/{N}", str(N)), new: (f"{N}/{N}", "0")})
 
         early = keyring_cli(cluster[0], "remove", old, ok=False)
         assert early.returncode != 0 and f"{N} of {N} members still seal with that key" in early.stderr, early.stderr
-        assert key_counts(cluster[7]) == {old: (f"{N}/{N}", str(N)), new: (f"{N}/{N}", "0")}
+        counts_reach(cluster[7], {old: (f"{N}/{N}", str(N)), new: (f"{N}/{N}", "0")})
 
         assert f"use: {N} of {N} members answered ok" in keyring_cli(cluster[2], "use", "--key-file", "-", stdin=new + "\n").stdout
         assert f"remove: {N} of {N} members answered ok" in keyring_cli(cluster[3], "remove", old).stdout
@@ -179,7 +185,7 @@ def test_key_rotation_without_suspicion(cluster):
         stop.set()
         t.join(timeout=30)
     assert not suspicious, suspicious[:5]
-    assert key_counts(cluster[9]) == {new: (f"{N}/{N}", str(N))}
+    counts_reach(cluster[9], {new: (f"{N}/{N}", str(N))})
     local = keyring_cli(cluster[4], "list", "--local").stdout
     assert f"primary: {new}" in local and old not in local
     for n in cluster:
@@ -253,7 +259,7 @@ def test_keyring_travels_in_the_log_and_keyring_messages_are_refused(node_factor
     assert silent.returncode == 1 and "use: 2 of 3 members answered ok" in silent.stdout and "no answer from lc" in silent.stdout, silent
     wait_for("lc seals with the new key, from the log", lambda: (c.primary_gossip_key() == new, c.primary_gossip_key()), CONVERGE_S)
     assert "remove: 3 of 3 members answered ok" in keyring_cli(c, "remove", old).stdout
-    assert key_counts(a) == {new: ("3/3", "3")}
+    counts_reach(a, {new: ("3/3", "3")})
     assert old not in (c.data_dir / "keyring").read_text()
 
     # A stranger with the ring key: a node on the shared-key path, which asks over gossip.

@@ -113,7 +113,7 @@ import Testing
         var rng = SeededRandom(seed: 5)
         let pool: [DataFrame] = [
             .putShard(ref("a")), .putShard(ref("b", 11)), .stripe(header: Self.header, bytes: [1, 2, 3]), .finish(meta: [1]), .end,
-            .commit(ref("a")), .abort(ref("a")), .revert(ref("b", 11)), .held(bucket: "bkt", key: "a"),
+            .commit(ref("a")), .commitAs(ref("b", 11), ref("b", 12).version), .abort(ref("a")), .revert(ref("b", 11)), .held(bucket: "bkt", key: "a"),
             .getShard(ref("a"), first: 0, count: .max), .ok, .versions([]),
         ]
         var closes = 0
@@ -131,8 +131,8 @@ import Testing
                 }
                 switch f {
                 case .putShard(let r): putting = r.key
-                case .finish: if frame(answer) == .prepared, let k = putting { waiting.insert(k) }; putting = nil
-                case .commit(let r), .abort(let r): if frame(answer) == .ok { waiting.remove(r.key) }
+                case .finish: if frame(answer)?.isPrepared == true, let k = putting { waiting.insert(k) }; putting = nil
+                case .commit(let r), .abort(let r), .commitAs(let r, _): if frame(answer) == .ok { waiting.remove(r.key) }
                 default: break
                 }
             }

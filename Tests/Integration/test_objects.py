@@ -234,6 +234,41 @@ def test_racing_writers_leave_one_whole_object(six):
         assert len(seen) == 1 and seen.pop() in bodies, f"round {round_}: not one whole object everywhere"
 
 
+@pytest.mark.parametrize("mib", [1, 4, 8])
+def test_the_write_that_completes_last_wins(six, mib):
+    """S3's "last writer wins" (a stock suite's test_atomic_dual_write_{1,4,8}mb): a PUT that
+    starts first and completes last beats a PUT that ran inside it, through another node; the
+    version is fixed when a write commits, not when it starts. Read through every node."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    from s3util import sign
+    bucket, key = "dual", f"dual-{mib}"
+    if bucket not in [b["Name"] for b in six[0].client().list_buckets()["Buckets"]]:
+        six[0].client().create_bucket(Bucket=bucket)
+    first, inside = b"A" * (mib << 20), b"B" * (mib << 20)
+    path = f"/{bucket}/{key}"
+    headers = sign(six[0], "PUT", path, headers={"Content-Length": str(len(first))}, payload_hash="UNSIGNED-PAYLOAD")
+    split = urlsplit(six[0].endpoint)
+    conn = http.client.HTTPConnection(split.hostname, split.port, timeout=120)
+    try:
+        conn.putrequest("PUT", path, skip_host=True, skip_accept_encoding=True)
+        for k, v in headers.items():
+            conn.putheader(k, v)
+        conn.endheaders()
+        conn.send(first[: len(first) // 2])
+        six[3].client().put_object(Bucket=bucket, Key=key, Body=inside)  # starts and completes inside the first
+        conn.send(first[len(first) // 2:])
+        resp = conn.getresponse()
+        assert resp.status == 200, resp.read()
+        resp.read()
+    finally:
+        conn.close()
+    for n in six:
+        got = n.client().get_object(Bucket=bucket, Key=key)["Body"].read()
+        assert got == first, f"through {n.name}: the write that completed first won ({got[:1]!r})"
+
+
 def create_with_scheme(node, bucket: str, scheme: str):
     """CreateBucket with Stacks' `x-stacks-scheme` header (signed, as boto3 signs every header it sends)."""
     c = node.client()

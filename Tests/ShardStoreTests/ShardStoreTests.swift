@@ -55,6 +55,19 @@ import Testing
         for id in [a, b, d] { try store.revert(id) }
         #expect(try store.held(bucket: "b2", key: "k").isEmpty)
         #expect(try Files.list(root + "/tmp").isEmpty)
+
+        // Written under one version, committed under a later one (fixed at the commit): visible
+        // only under it; committing again is a no-op.
+        let early = ShardRef(bucket: "b3", key: "k", version: version(20), shard: 1, k: 4, m: 2)
+        var late = early
+        late.version = version(30)
+        try write(store, early, records: [[7]])
+        try store.commit(early, as: late.version)
+        try store.commit(early, as: late.version)
+        #expect(try store.held(bucket: "b3", key: "k") == [Held(late.version, shard: 1, k: 4, m: 2)])
+        #expect(try store.open(late).record(0).bytes == [7])
+        try store.revert(late)
+        #expect(try store.held(bucket: "b3", key: "k").isEmpty && Files.list(root + "/tmp").isEmpty)
     }
 
     /// A restart drops temporary files (their writes never committed); a committed file cut

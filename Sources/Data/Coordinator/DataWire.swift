@@ -22,8 +22,8 @@ public struct ShardRef: Hashable, Sendable {
 /// connection, its shard blocks streamed after it (TCP's flow control is the backpressure),
 /// then its answer.
 ///
-///     putShard → stripe* → finish   answered prepared | error
-///     commit | abort | revert       answered ok | error
+///     putShard → stripe* → finish   answered prepared | preparedAfter | error
+///     commit | commitAs | abort | revert   answered ok | error
 ///     held                          answered versions | error
 ///     getShard                      answered meta → stripe* → end | error
 ///     list                          answered listing | error
@@ -36,6 +36,9 @@ public enum DataFrame: Equatable, Sendable {
     /// A `getShard` stream's end.
     case end
     case commit(ShardRef)
+    /// Makes the finished shard `ShardRef` names visible as `version` instead: a write's
+    /// version is fixed when it commits, so the write that completes last is the newest.
+    case commitAs(ShardRef, ObjectVersion)
     case abort(ShardRef)
     case revert(ShardRef)
     case held(bucket: String, key: String)
@@ -46,6 +49,9 @@ public enum DataFrame: Equatable, Sendable {
     /// Stripes `first..<first+count` of a shard.
     case getShard(ShardRef, first: UInt32, count: UInt32)
     case prepared
+    /// Prepared; the newest version the node has committed of the key (so the writer's version
+    /// at commit is newer than every write completed before it).
+    case preparedAfter(ObjectVersion)
     case ok
     case versions([Held])
     case meta([UInt8])
@@ -54,6 +60,16 @@ public enum DataFrame: Equatable, Sendable {
     case list(bucket: String, prefix: String, after: String, limit: UInt32)
     /// In key order; `truncated` when more may follow the last.
     case listing([ListEntry], truncated: Bool)
+}
+
+extension DataFrame {
+    /// A prepare's answer, with or without the node's newest version.
+    public var isPrepared: Bool {
+        switch self {
+        case .prepared, .preparedAfter: true
+        default: false
+        }
+    }
 }
 
 /// A node's newest version of one key, for listings: the version and its metadata.
@@ -111,6 +127,8 @@ public enum DataWire {
         case .heldHead(let b, let k, let max): w.u8(17); w.string(b); w.string(k); w.u32(max)
         case .getShard(let s, let first, let count): w.u8(8); ref(s, &w); w.u32(first); w.u32(count)
         case .prepared: w.u8(9)
+        case .preparedAfter(let v): w.u8(19); w.u64(v.time.raw); w.u64(v.writer)
+        case .commitAs(let s, let v): w.u8(18); ref(s, &w); w.u64(v.time.raw); w.u64(v.writer)
         case .ok: w.u8(10)
         case .versions(let hs):
             w.u8(11)
@@ -171,6 +189,10 @@ public enum DataWire {
         case 17: f = .heldHead(bucket: try r.string(max: maxBucket), key: try r.string(max: maxKey), maxBytes: try r.u32())
         case 8: f = .getShard(try ref(&r), first: try r.u32(), count: try r.u32())
         case 9: f = .prepared
+        case 19: f = .preparedAfter(ObjectVersion(time: HybridClock.Timestamp(raw: try r.u64()), writer: try r.u64()))
+        case 18:
+            let s = try ref(&r)
+            f = .commitAs(s, ObjectVersion(time: HybridClock.Timestamp(raw: try r.u64()), writer: try r.u64()))
         case 10: f = .ok
         case 11:
             let n = try r.u32()

@@ -88,19 +88,19 @@ public final class DataPlane: Sendable {
         return ObjectVersion(time: t, writer: UInt64.random(in: 1 ... .max))
     }
 
-    /// A version newer than every one the key's nodes hold, so an overwrite through a node whose
-    /// clock is behind still wins (as Garage dates a write after the version it read). Nodes
-    /// that do not answer are left out: an acknowledged write reached a write quorum, and a
-    /// write that reaches one now overlaps it.
-    func versionAfterHeld(_ bucket: String, _ key: String, _ p: Placed) async -> ObjectVersion {
-        _ = await askHeld(bucket, key, p)
-        return nextVersion()
-    }
-
     /// Versions other nodes hold move this node's clock, so its next write is newer than any it saw.
     func observe(_ versions: [Held]) {
         let now = wallMs()
         hlc.withLock { c in for h in versions { _ = c.observe(h.version.time, nowMs: now) } }
+    }
+
+    /// A version a node answered a prepare with (its newest committed one of the key): the
+    /// write's version, fixed right after, is newer, so an overwrite through a node whose clock
+    /// is behind still wins (as Garage dates a write after the version it read), and of two
+    /// writes the one that completes last is the newest (S3: the last writer wins).
+    func observe(_ version: ObjectVersion) {
+        let now = wallMs()
+        hlc.withLock { c in _ = c.observe(version.time, nowMs: now) }
     }
 
     static func monotonic() -> Instant { Instant(nanoseconds: Int64(NIODeadline.now().uptimeNanoseconds)) }
@@ -118,13 +118,11 @@ public final class DataPlane: Sendable {
     public func put(bucket: String, key: String, size: Int, asOfMs: Int64? = nil) async throws -> PutStream {
         let p = try placed(bucket, key)
         let block = max(1, min(settings.blockSize, size))
-        let version: ObjectVersion
-        if let asOfMs {
-            version = ObjectVersion(time: .init(ms: UInt64(max(0, asOfMs)), logical: 0), writer: UInt64.random(in: 1 ... .max))
-        } else {
-            version = await versionAfterHeld(bucket, key, p)
-        }
-        let w = try PutStream(plane: self, bucket: bucket, key: key, placed: p, version: version, blockSize: block, deleted: false)
+        // The shards are written under a version of now; the commit fixes the final one, after
+        // what the prepared nodes hold (no round trip before the write for it).
+        let version =
+            asOfMs.map { ObjectVersion(time: .init(ms: UInt64(max(0, $0)), logical: 0), writer: UInt64.random(in: 1 ... .max)) } ?? nextVersion()
+        let w = try PutStream(plane: self, bucket: bucket, key: key, placed: p, version: version, restamp: asOfMs == nil, blockSize: block, deleted: false)
         try await w.open()
         return w
     }
@@ -132,7 +130,7 @@ public final class DataPlane: Sendable {
     /// Deletes a key: a delete marker, newer than every version, written like an object.
     public func delete(bucket: String, key: String) async throws {
         let p = try placed(bucket, key)
-        let w = try PutStream(plane: self, bucket: bucket, key: key, placed: p, version: await versionAfterHeld(bucket, key, p), blockSize: 1, deleted: true)
+        let w = try PutStream(plane: self, bucket: bucket, key: key, placed: p, version: nextVersion(), blockSize: 1, deleted: true)
         try await w.open()
         _ = try await w.commit(
             VersionMeta(

@@ -13,7 +13,14 @@ public final class PutStream: @unchecked Sendable {
     let bucket: String
     let key: String
     let placed: Placed
-    public let version: ObjectVersion
+    /// The version the shards are written under until the commit.
+    let written: ObjectVersion
+    /// The write's version: `written` until the commit phase fixes it (newer than every version
+    /// the prepared nodes had committed, so the write that completes last is the newest), unless
+    /// `restamp` is off (an object dated by `asOfMs` keeps its date).
+    public private(set) var version: ObjectVersion
+    let restamp: Bool
+    var fixed = false
     let deleted: Bool
     var coordinator: WriteCoordinator
     var encoder: StripeEncoder
@@ -21,8 +28,11 @@ public final class PutStream: @unchecked Sendable {
     var links: [DataConnection?]
     var finished = false
 
-    init(plane: DataPlane, bucket: String, key: String, placed: Placed, version: ObjectVersion, blockSize: Int, deleted: Bool) throws {
-        self.plane = plane; self.bucket = bucket; self.key = key; self.placed = placed; self.version = version; self.deleted = deleted
+    init(
+        plane: DataPlane, bucket: String, key: String, placed: Placed, version: ObjectVersion, restamp: Bool = true, blockSize: Int, deleted: Bool
+    ) throws {
+        self.plane = plane; self.bucket = bucket; self.key = key; self.placed = placed; self.deleted = deleted
+        self.written = version; self.version = version; self.restamp = restamp
         coordinator = WriteCoordinator(
             nodes: placed.nodes.map(\.name), writeQuorum: placed.writeQuorum, grace: plane.settings.grace, timeout: plane.settings.timeout)
         encoder = StripeEncoder(code: try ReedSolomon(dataShards: placed.k, parityShards: placed.m), blockSize: blockSize, compress: plane.settings.compress)
@@ -31,7 +41,9 @@ public final class PutStream: @unchecked Sendable {
 
     deinit { if !finished { for l in links { l?.close() } } }
 
-    func ref(_ i: Int) -> ShardRef { ShardRef(bucket: bucket, key: key, version: version, shard: i, k: placed.k, m: placed.m, deleted: deleted) }
+    /// Shard `i` as written (before the commit: streams, aborts) and as committed (reverts).
+    func ref(_ i: Int) -> ShardRef { ShardRef(bucket: bucket, key: key, version: written, shard: i, k: placed.k, m: placed.m, deleted: deleted) }
+    func committedRef(_ i: Int) -> ShardRef { ShardRef(bucket: bucket, key: key, version: version, shard: i, k: placed.k, m: placed.m, deleted: deleted) }
 
     func open() async throws {
         let client = plane.client
@@ -118,7 +130,7 @@ public final class PutStream: @unchecked Sendable {
                 plane.undo(.abort(ref(i)), at: placed.nodes[i])
             case .revert(let node):
                 let i = slot(node)
-                plane.undo(.revert(ref(i)), at: placed.nodes[i])
+                plane.undo(.revert(committedRef(i)), at: placed.nodes[i])
             case .open, .commit: break
             }
         }
@@ -142,25 +154,42 @@ public final class PutStream: @unchecked Sendable {
         var busy: Set<Int> = []
 
         await withTaskGroup(of: Event.self) { g in
-            func ask(_ i: Int, _ frame: DataFrame, expect: DataFrame, _ done: Event) {
+            let plane = self.plane
+            func ask(_ i: Int, _ frame: DataFrame, _ done: Event, accept: @escaping @Sendable (DataFrame) -> Bool) {
                 guard let c = links[i] else { return }
                 busy.insert(i)
                 g.addTask {
                     do {
                         try await c.send(frame)
-                        if try await c.receive(timeout: timeout) == expect { return done }
+                        if accept(try await c.receive(timeout: timeout)) { return done }
                     } catch {}
                     return .failed(i)
                 }
             }
             func run(_ effects: [WriteCoordinator.Effect]) {
+                let committing = effects.contains { if case .commit = $0 { true } else { false } }
+                if committing && !fixed {
+                    // The commit phase fixes the version: after every one the prepared nodes had.
+                    fixed = true
+                    if restamp { version = plane.nextVersion() }
+                }
                 apply(effects)
                 for case .commit(let node) in effects {
                     let i = slot(node)
-                    ask(i, .commit(ref(i)), expect: .ok, .committed(i))
+                    ask(i, version == written ? .commit(ref(i)) : .commitAs(ref(i), version), .committed(i)) { $0 == .ok }
                 }
             }
-            for i in links.indices { ask(i, .finish(meta: metaBytes), expect: .prepared, .prepared(i)) }
+            for i in links.indices {
+                ask(i, .finish(meta: metaBytes), .prepared(i)) { answer in
+                    switch answer {
+                    case .prepared: return true
+                    case .preparedAfter(let newest):
+                        plane.observe(newest)
+                        return true
+                    default: return false
+                    }
+                }
+            }
             g.addTask {
                 try? await Task.sleep(for: .nanoseconds(tickEvery.nanoseconds)); return .tick
             }

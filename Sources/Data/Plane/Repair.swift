@@ -226,7 +226,7 @@ extension DataPlane {
         for t in targets {
             do {
                 try await t.link.send(.finish(meta: meta.encoded()))
-                guard try await t.link.receive(timeout: timeout) == .prepared else { continue }
+                guard (try await t.link.receive(timeout: timeout)).isPrepared else { continue }
                 try await t.link.send(.commit(ShardRef(bucket: bucket, key: key, version: v, shard: t.slot, k: meta.k, m: meta.m)))
                 if try await t.link.receive(timeout: timeout) == .ok { done += 1 }
             } catch { continue }
@@ -241,7 +241,7 @@ extension DataPlane {
         try await client.withConnection(to: address, node: node.name) { c in
             try await c.send(.putShard(ref))
             try await c.send(.finish(meta: meta))
-            guard try await c.receive(timeout: timeout) == .prepared else { throw PlaneError("\(node.name) did not prepare") }
+            guard (try await c.receive(timeout: timeout)).isPrepared else { throw PlaneError("\(node.name) did not prepare") }
             try await c.send(.commit(ref))
             guard try await c.receive(timeout: timeout) == .ok else { throw PlaneError("\(node.name) did not commit") }
         }

@@ -7,6 +7,7 @@ import ShardStore
 public protocol ShardBackend: Sendable {
     func create(_ ref: ShardRef) throws(FileError) -> any ShardSink
     func commit(_ ref: ShardRef) throws(FileError)
+    func commit(_ ref: ShardRef, as version: ObjectVersion) throws(FileError)
     func abort(_ ref: ShardRef) throws(FileError)
     func revert(_ ref: ShardRef) throws(FileError)
     func held(bucket: String, key: String) throws(FileError) -> [Held]
@@ -57,7 +58,7 @@ public final class ShardServer {
     public static let maxStripes = 1 << 27
 
     let backend: any ShardBackend
-    var receiving: (sink: (any ShardSink)?, failure: DataError?, stripes: Int)?
+    var receiving: (sink: (any ShardSink)?, failure: DataError?, stripes: Int, ref: ShardRef?)?
     var isClosed = false
 
     public init(backend: any ShardBackend) { self.backend = backend }
@@ -84,16 +85,18 @@ public final class ShardServer {
                     r.sink!.abort()
                     return .frame(.error(Self.error(error)))
                 }
-                return .frame(.prepared)
+                guard let ref = r.ref, let newest = try? backend.held(bucket: ref.bucket, key: ref.key).first?.version else { return .frame(.prepared) }
+                return .frame(.preparedAfter(newest))
             default:
                 return fail("\(Self.name(frame)) while a shard was being written")
             }
         }
         switch frame {
         case .putShard(let ref):
-            do { receiving = (try backend.create(ref), nil, 0) } catch { receiving = (nil, Self.error(error), 0) }
+            do { receiving = (try backend.create(ref), nil, 0, ref) } catch { receiving = (nil, Self.error(error), 0, ref) }
             return .none
         case .commit(let ref): return run { () throws(FileError) in try backend.commit(ref) }
+        case .commitAs(let ref, let version): return run { () throws(FileError) in try backend.commit(ref, as: version) }
         case .abort(let ref): return run { () throws(FileError) in try backend.abort(ref) }
         case .revert(let ref): return run { () throws(FileError) in try backend.revert(ref) }
         case .held(let bucket, let key), .heldHead(let bucket, let key, _):

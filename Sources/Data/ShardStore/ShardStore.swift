@@ -126,8 +126,14 @@ public final class ShardStore: Sendable {
     }
 
     /// Makes a finished temporary shard visible. Idempotent: committing again finds it in place.
-    public func commit(_ id: ShardRef) throws(FileError) {
-        let p = paths(id)
+    public func commit(_ id: ShardRef) throws(FileError) { try commit(id, as: id.version) }
+
+    /// Makes the finished temporary shard `id` names visible under `version` (the write's
+    /// version is fixed at its commit). Idempotent: committing again finds it in place.
+    public func commit(_ written: ShardRef, as version: ObjectVersion) throws(FileError) {
+        var id = written
+        id.version = version
+        let p = Paths(directory: paths(id).directory, final: paths(id).final, temp: paths(written).temp)
         if !Files.exists(p.temp) && Files.exists(p.final) { return }
         try markPending(id)
         defer { refresh(id.bucket, id.key) }

@@ -10,7 +10,8 @@ import Testing
         .putShard(ref), .stripe(header: Array(repeating: 9, count: 13), bytes: Array(0..<200)), .finish(meta: [1, 2, 3]), .end,
         .commit(ref), .abort(ref), .revert(ShardRef(bucket: "b", key: "", version: ref.version, shard: 0, k: 4, m: 2, deleted: true)),
         .held(bucket: "photos", key: "k"), .heldHead(bucket: "photos", key: "k", maxBytes: 1 << 20), .getShard(ref, first: 2, count: 8), .prepared, .ok,
-        .preparedAfter(ObjectVersion(time: .init(ms: 99, logical: 1), writer: 7)), .commitAs(ref, ObjectVersion(time: .init(ms: 100, logical: 0), writer: 0xABCD)),
+        .preparedAfter(ObjectVersion(time: .init(ms: 99, logical: 1), writer: 7)),
+        .commitAs(ref, ObjectVersion(time: .init(ms: 100, logical: 0), writer: 0xABCD)),
         .versions([Held(ref.version, shard: 1, k: 4, m: 2), Held(ref.version, shard: 2, k: 4, m: 2, deleted: true)]), .versions([]), .meta([]),
         .error(DataError(.notFound, "no such shard")), .list(bucket: "b", prefix: "p/", after: "p/a", limit: 1000),
         .listing(

@@ -294,7 +294,7 @@ final class Hook: Sendable {
     func run() { action.withLock { $0 }?() }
 }
 
-/// The newest gossip key the cluster rotated to, as applied so far (entries replay in order).
+/// The newest gossip ring (primary and keys) the cluster chose, as applied so far (entries replay in order).
 final class NewestGossipKey: Sendable {
     let ring = Mutex<(primary: [UInt8], keys: [[UInt8]])?>(nil)
 }

@@ -153,7 +153,9 @@ enum AdminAPI {
                 try await keyCall(request) { key in
                     try await clusterCall {
                         try json(
-                            byLog ? try await KeyringLog.change(op, key: key, raft: raft, gossip: gossip) : try await gossip.keyringEverywhere(op, key: key))
+                            byLog
+                                ? try await KeyringLog.change(op, key: key, raft: raft, gossip: gossip, changes: changes)
+                                : try await gossip.keyringEverywhere(op, key: key))
                     }
                 }
             }

@@ -89,7 +89,7 @@ final class JoinService: JoinDoor {
         guard NodeConfig.isValidName(req.name) else {
             return refused("bad_request", "the node name must be 1-64 letters, digits, '-', '_' or '.'", remote)
         }
-        guard req.tokenID.count == JoinToken.idBytes, req.proof.count == 32, req.publicKey.count == Sodium.Sign.publicKeyBytes
+        guard req.tokenID.count == JoinToken.idBytes, req.proof.count == JoinHandshake.proofBytes, req.publicKey.count == Sodium.Sign.publicKeyBytes
         else { return refused("bad_request", "malformed join request", remote) }
         // A live member of that name that the cluster did not admit with a key (it joined before tokens).
         if raft.read({ $0.nodes[req.name] }) == nil, (try? await gossip.members())?.contains(where: { $0.name == req.name && $0.status == .alive }) == true {

@@ -12,7 +12,7 @@ import Security
 /// its keyring tag (fingerprints, never keys), for the same checks and answers as Serf's
 /// `keys` command: `use` needs every live member to hold the key, `remove` none to seal with it.
 enum KeyringLog {
-    /// How long a change waits for every live member's tag to show it.
+    /// How long a check (use, remove) or a change waits for every live member's tag to show it.
     static let settle = Duration.seconds(3)
 
     /// The ring the state holds, or before any change went through the log this node's own.
@@ -23,20 +23,21 @@ enum KeyringLog {
         return (version, ring)
     }
 
-    /// Applies `op` to the cluster's ring and commits the result, then answers which live
-    /// members show it within `settle`. A change another operator committed meanwhile makes
+    /// Checks `use` and `remove` against the members' rings, applies `op` to the cluster's ring
+    /// and commits the result, then answers which live members show it within `settle`. A change another operator committed meanwhile makes
     /// it build again; keyring errors (a key not installed, removing the primary) come back as
     /// they are.
-    static func change(_ op: KeyringOp, key: [UInt8], raft: RaftService, gossip: GossipService) async throws -> KeyringRollout {
+    static func change(_ op: KeyringOp, key: [UInt8], raft: RaftService, gossip: GossipService, changes: ChangeFeed) async throws -> KeyringRollout {
         let fp = GossipService.fingerprint(key)
-        let before = rings(try await gossip.members())
         switch op {
         case .use:
+            let before = try await view(until: { $0.contains(fp) }, gossip: gossip, changes: changes)
             let holding = before.values.filter { $0?.contains(fp) == true }.count
             guard holding == before.count else {
                 throw KeyringRefusal(description: "only \(holding) of \(before.count) members hold that key: install it first; nothing changed")
             }
         case .remove:
+            let before = try await view(until: { $0.first != fp }, gossip: gossip, changes: changes)
             let sealing = before.values.filter { $0?.first == fp }.count
             guard sealing == 0 else {
                 throw KeyringRefusal(description: "\(sealing) of \(before.count) members still seal with that key: use another key first; nothing changed")
@@ -51,14 +52,22 @@ enum KeyringLog {
             case .use: { $0.first == fp }
             case .remove: { !$0.contains(fp) }
             }
+        let after = try await view(until: done, gossip: gossip, changes: changes)
+        return rollout(op, after, known: current(raft: raft, local: try await gossip.keys()).ring.keys, done: done)
+    }
+
+    /// The live members' rings once every one satisfies `ok`, or as they are after `settle`:
+    /// this node hears of a change a moment after the member made it (a `use` just answered
+    /// through another node, say). A peer's tag changing bumps `changes` (a gossip update
+    /// event): that is what it waits on. This node's own tag raises no event, so each wait is
+    /// also cut at 250 ms to look again.
+    static func view(until ok: ([String]) -> Bool, gossip: GossipService, changes: ChangeFeed) async throws -> [String: [String]?] {
         let deadline = ContinuousClock.now + settle
         while true {
-            let members = try await gossip.members()
-            let view = rings(members)
-            if view.values.allSatisfy({ $0.map(done) == true }) || ContinuousClock.now >= deadline {
-                return rollout(op, view, known: current(raft: raft, local: try await gossip.keys()).ring.keys, done: done)
-            }
-            try await Task.sleep(for: .milliseconds(50))
+            let seen = changes.version
+            let v = rings(try await gossip.members())
+            if v.values.allSatisfy({ $0.map(ok) == true }) || ContinuousClock.now >= deadline { return v }
+            _ = await changes.wait(since: seen, timeout: min(deadline - ContinuousClock.now, .milliseconds(250)))
         }
     }
 

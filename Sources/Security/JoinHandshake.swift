@@ -41,6 +41,9 @@ public enum JoinHandshake {
 
     static func requestTranscript(_ t: [UInt8]) -> [UInt8] { Sodium.hash(Array("stacks join request".utf8) + t) }
 
+    /// A token proof's length (BLAKE2b's default output).
+    public static let proofBytes = 32
+
     /// What proves the token's secret: keyed with its hash (what the cluster keeps), bound to
     /// this handshake and to the node it asks for.
     static func tokenProof(secretHash: [UInt8], transcript t: [UInt8], name: String, publicKey: [UInt8]) -> [UInt8] {

@@ -133,7 +133,8 @@ public final class ShardStore: Sendable {
     public func commit(_ written: ShardRef, as version: ObjectVersion) throws(FileError) {
         var id = written
         id.version = version
-        let p = Paths(directory: paths(id).directory, final: paths(id).final, temp: paths(written).temp)
+        var p = paths(id)
+        p.temp = paths(written).temp
         if !Files.exists(p.temp) && Files.exists(p.final) { return }
         try markPending(id)
         defer { refresh(id.bucket, id.key) }

@@ -297,11 +297,14 @@ public final class GossipService: Service, @unchecked Sendable {
 
     /// Sets one of the node's own tags (from the loop of any service; hops to gossip's).
     package func setReservedTag(_ key: String, _ value: String) {
-        loop.execute {
-            guard self.reservedTags[key] != value else { return }
-            self.reservedTags[key] = value
-            self.execute(self.core.updateTags(self.userTags.merging(self.reservedTags) { _, reserved in reserved }, now: Self.now()))
-        }
+        loop.execute { self.applyReservedTag(key, value) }
+    }
+
+    /// On the loop: sets one of the node's own tags and gossips the change.
+    func applyReservedTag(_ key: String, _ value: String) {
+        guard reservedTags[key] != value else { return }
+        reservedTags[key] = value
+        execute(core.updateTags(userTags.merging(reservedTags) { _, reserved in reserved }, now: Self.now()))
     }
 
     public func members() async throws -> [Member] { try await loop.submit { self.core.members }.get() }
@@ -323,8 +326,7 @@ public final class GossipService: Service, @unchecked Sendable {
         if k != keyring {
             try k.save(path: keyringPath)
             keyring = k
-            reservedTags[Self.keyringTag] = Self.fingerprints(k)
-            execute(core.updateTags(userTags.merging(reservedTags) { _, reserved in reserved }, now: Self.now()))
+            applyReservedTag(Self.keyringTag, Self.fingerprints(k))
         }
         return k
     }
